@@ -1,0 +1,29 @@
+"""Augmentation as data: parameter schemas, seeded samplers, pure apply functions and policies.
+
+``AugmentationPolicy.sample`` draws parameters, ``render``/``replay`` apply recorded parameters; generation and
+replay share one code path, so a stored augmentation reproduces the teacher's pixels exactly.
+"""
+
+from .functional import Q, RAND_AUGMENT_OPS, box_to_pixels, interpolation_mode, normalize
+from .image import open_image, to_rgb_uint8
+from .ops import HorizontalFlip, MixUpCutMix, Op, RandAugment, RandomErasing, RandomResizedCrop
+from .policy import PRESETS, AugmentationPolicy, Params
+
+__all__ = [
+    "PRESETS",
+    "Q",
+    "RAND_AUGMENT_OPS",
+    "AugmentationPolicy",
+    "HorizontalFlip",
+    "MixUpCutMix",
+    "Op",
+    "Params",
+    "RandAugment",
+    "RandomErasing",
+    "RandomResizedCrop",
+    "box_to_pixels",
+    "interpolation_mode",
+    "normalize",
+    "open_image",
+    "to_rgb_uint8",
+]

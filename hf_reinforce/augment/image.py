@@ -1,0 +1,110 @@
+"""Turn the images users actually have into one canonical form: an RGB ``uint8`` tensor ``(3, H, W)``.
+
+The conversion is deterministic and is the first step of both generation and replay, so the teachers and the
+students start from the same pixels:
+
+* EXIF orientation is applied first (``PIL.ImageOps.exif_transpose``), so a rotated phone photo is upright.
+* ``1``, ``L``, ``P``, ``CMYK``, ``YCbCr``, ``LAB``, ``HSV`` → Pillow's own ``convert("RGB")``.
+* Images with transparency (``RGBA``, ``LA``, ``PA``, ``P`` with a transparency key) are composited over white.
+* 16-bit and 32-bit integer images (``I;16*``, ``I``) are scaled to 8 bits by ``round(v / 257)`` after clipping
+  to ``[0, 65535]``; float images (``F``) are clipped to ``[0, 1]`` and scaled by 255.
+* Arrays and tensors: ``HW``, ``HWC`` (numpy) or ``CHW`` (torch) with 1, 3 or 4 channels, ``uint8`` or
+  ``uint16`` (scaled as above) or float in ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import PIL.ImageOps
+import torch
+
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+_WIDE_INT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def open_image(value: Any) -> PIL.Image.Image | np.ndarray | torch.Tensor:
+    """Return a PIL image (or array/tensor) from what a ``datasets`` image column may hold."""
+    if isinstance(value, (PIL.Image.Image, np.ndarray, torch.Tensor)):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _open_bytes(bytes(value))
+    if isinstance(value, dict) and ("bytes" in value or "path" in value):
+        if value.get("bytes") is not None:
+            return _open_bytes(value["bytes"])
+        if value.get("path"):
+            return _load(PIL.Image.open(value["path"]))
+        raise ValueError("image dict has neither 'bytes' nor 'path'")
+    if isinstance(value, str):
+        return _load(PIL.Image.open(value))
+    raise TypeError(f"cannot read an image from a value of type {type(value).__name__}")
+
+
+def _open_bytes(data: bytes) -> PIL.Image.Image:
+    """Decode encoded image bytes fully (so a truncated file fails here, not later)."""
+    return _load(PIL.Image.open(io.BytesIO(data)))
+
+
+def _load(image: PIL.Image.Image) -> PIL.Image.Image:
+    image.load()
+    return image
+
+
+def to_rgb_uint8(value: Any) -> torch.Tensor:
+    """Decode and convert ``value`` to a contiguous RGB ``uint8`` tensor of shape ``(3, H, W)``."""
+    image = open_image(value)
+    if isinstance(image, PIL.Image.Image):
+        return _pil_to_tensor(image)
+    if isinstance(image, np.ndarray):
+        array = image
+        if array.ndim == 3 and array.shape[-1] in (1, 3, 4):
+            array = np.moveaxis(array, -1, 0)  # numpy images are channels-last (HWC)
+        return _array_to_tensor(torch.from_numpy(np.ascontiguousarray(array)))
+    return _array_to_tensor(image)
+
+
+def _pil_to_tensor(image: PIL.Image.Image) -> torch.Tensor:
+    image = PIL.ImageOps.exif_transpose(image)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in _ALPHA_MODES:
+        rgba = image.convert("RGBA")
+        background = PIL.Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = PIL.Image.alpha_composite(background, rgba).convert("RGB")
+    elif image.mode in _WIDE_INT_MODES or image.mode.startswith("I;16"):
+        array = np.asarray(image).astype(np.float64)
+        array = np.clip(np.rint(np.clip(array, 0, 65535) / 257.0), 0, 255).astype(np.uint8)
+        return torch.from_numpy(array).unsqueeze(0).expand(3, -1, -1).contiguous()
+    elif image.mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        array = np.rint(np.clip(np.nan_to_num(array), 0.0, 1.0) * 255.0).astype(np.uint8)
+        return torch.from_numpy(array).unsqueeze(0).expand(3, -1, -1).contiguous()
+    elif image.mode != "RGB":
+        image = image.convert("RGB")
+    array = np.asarray(image, dtype=np.uint8)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+def _array_to_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """Convert a ``HW`` or ``CHW`` array-like tensor with 1, 3 or 4 channels to RGB ``uint8``."""
+    if tensor.ndim == 2:
+        tensor = tensor.unsqueeze(0)
+    if tensor.ndim != 3 or tensor.shape[0] not in (1, 3, 4):
+        raise ValueError(f"expected an image of shape HW, HWC or CHW with 1, 3 or 4 channels, got {tuple(tensor.shape)}")
+    if tensor.dtype == torch.uint8:
+        pass
+    elif tensor.dtype in (torch.uint16, torch.int16, torch.int32, torch.int64):
+        tensor = torch.round(tensor.to(torch.float64).clamp(0, 65535) / 257.0).to(torch.uint8)
+    elif tensor.is_floating_point():
+        tensor = torch.round(torch.nan_to_num(tensor.to(torch.float64)).clamp(0, 1) * 255.0).to(torch.uint8)
+    else:
+        raise ValueError(f"unsupported image dtype {tensor.dtype}")
+    if tensor.shape[0] == 4:
+        rgb, alpha = tensor[:3].to(torch.float32), tensor[3:].to(torch.float32) / 255.0
+        tensor = torch.round(rgb * alpha + 255.0 * (1.0 - alpha)).to(torch.uint8)
+    elif tensor.shape[0] == 1:
+        tensor = tensor.expand(3, -1, -1)
+    return tensor.contiguous()

@@ -1,0 +1,258 @@
+"""Augmentation operations as data: constants, a parameter schema, a sampler and an apply function each.
+
+An op is a frozen dataclass. ``columns`` names its stored parameter columns with their dtype and per-augmentation
+shape; ``sample`` draws parameters for ``n`` augmentations of one row from generators seeded by
+(seed, row, op position); ``apply`` renders one augmentation from its recorded parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from . import functional as AF
+from . import sampling
+
+RngFactory = Callable[[int], np.random.Generator]
+Columns = dict[str, tuple[str, tuple[int, ...]]]
+
+
+@dataclass(frozen=True)
+class SampleContext:
+    """What a sampler may depend on: the row's generators, the image size and the row's mixing block."""
+
+    rng: RngFactory
+    height: int
+    width: int
+    row: int
+    block: tuple[int, int]
+
+
+def _check_range(op: str, field: str, value: tuple[float, float], low: float, high: float | None) -> None:
+    if len(value) != 2 or not (low < value[0] <= value[1]) or (high is not None and value[1] > high):
+        bound = f"{low} < a <= b" + (f" <= {high}" if high is not None else "")
+        raise ValueError(f"{op}.{field}: expected a pair (a, b) with {bound}, got {value!r}")
+
+
+def _check_prob(op: str, field: str, value: float) -> None:
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{op}.{field}: expected a probability in [0, 1], got {value!r}")
+
+
+def _check_fill(op: str, value: tuple[int, ...]) -> None:
+    if len(value) != 3 or any(not 0 <= int(v) <= 255 for v in value):
+        raise ValueError(f"{op}.fill: expected three integers in [0, 255], got {value!r}")
+
+
+@dataclass(frozen=True)
+class Op:
+    """Base class: JSON round trip and the interface every op implements."""
+
+    name: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """All constants of the op, JSON-serializable, with its ``op`` name."""
+        out: dict[str, Any] = {"op": self.name}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @property
+    def columns(self) -> Columns:
+        raise NotImplementedError
+
+    def sample(self, n: int, ctx: SampleContext) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def apply(self, image: torch.Tensor, params: Mapping[str, Any], resolution: int, interpolation: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class RandomResizedCrop(Op):
+    """Crop a random area/aspect box (torchvision's algorithm and defaults) and resize it to the output resolution."""
+
+    name: ClassVar[str] = "rrc"
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        _check_range(self.name, "scale", self.scale, 0.0, 1.0)
+        _check_range(self.name, "ratio", self.ratio, 0.0, None)
+        AF.interpolation_mode(self.interpolation)
+
+    @property
+    def columns(self) -> Columns:
+        return {"aug_rrc": ("uint16", (4,))}
+
+    def sample(self, n: int, ctx: SampleContext) -> dict[str, np.ndarray]:
+        u = ctx.rng(0).random((n, 4 * sampling.RRC_ATTEMPTS))
+        return {"aug_rrc": sampling.sample_resized_crop(u, ctx.height, ctx.width, self.scale, self.ratio)}
+
+    def apply(self, image: torch.Tensor, params: Mapping[str, Any], resolution: int, interpolation: Any) -> torch.Tensor:
+        mode = AF.interpolation_mode(interpolation or self.interpolation)
+        return AF.resized_crop(image, params["aug_rrc"], resolution, mode)
+
+
+@dataclass(frozen=True)
+class HorizontalFlip(Op):
+    """Mirror the image with probability ``p``."""
+
+    name: ClassVar[str] = "flip"
+    p: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check_prob(self.name, "p", self.p)
+
+    @property
+    def columns(self) -> Columns:
+        return {"aug_flip": ("bool", ())}
+
+    def sample(self, n: int, ctx: SampleContext) -> dict[str, np.ndarray]:
+        return {"aug_flip": sampling.sample_flip(ctx.rng(0).random((n, 1)), self.p)}
+
+    def apply(self, image: torch.Tensor, params: Mapping[str, Any], resolution: int, interpolation: Any) -> torch.Tensor:
+        return AF.horizontal_flip(image, bool(params["aug_flip"]))
+
+
+@dataclass(frozen=True)
+class RandAugment(Op):
+    """torchvision's RandAugment: ``num_ops`` ops drawn from ``ops`` at bin ``magnitude`` of ``num_magnitude_bins``.
+
+    Signed ops are negated with probability 1/2; ``magnitude_std > 0`` draws the bin from a normal around
+    ``magnitude`` (timm's ``mstd``). ``ops`` defaults to all of torchvision's RandAugment operations.
+    """
+
+    name: ClassVar[str] = "ra"
+    num_ops: int = 2
+    magnitude: int = 9
+    num_magnitude_bins: int = 31
+    magnitude_std: float = 0.0
+    ops: tuple[str, ...] = AF.RAND_AUGMENT_OPS
+    interpolation: str = "bilinear"
+    fill: tuple[int, int, int] = (124, 116, 104)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.num_ops, int) or not 1 <= self.num_ops <= 16:
+            raise ValueError(f"ra.num_ops: expected an integer in [1, 16], got {self.num_ops!r}")
+        if not isinstance(self.num_magnitude_bins, int) or not 2 <= self.num_magnitude_bins <= 128:
+            raise ValueError(f"ra.num_magnitude_bins: expected an integer in [2, 128], got {self.num_magnitude_bins!r}")
+        if not isinstance(self.magnitude, int) or not 0 <= self.magnitude < self.num_magnitude_bins:
+            raise ValueError(
+                f"ra.magnitude: expected an integer in [0, {self.num_magnitude_bins - 1}], got {self.magnitude!r}"
+            )
+        if not float(self.magnitude_std) >= 0:
+            raise ValueError(f"ra.magnitude_std: expected a number >= 0, got {self.magnitude_std!r}")
+        unknown = [op for op in self.ops if op not in AF.RAND_AUGMENT_OPS]
+        if unknown or not self.ops:
+            raise ValueError(f"ra.ops: unknown ops {unknown}; choose from {list(AF.RAND_AUGMENT_OPS)}")
+        AF.interpolation_mode(self.interpolation)
+        _check_fill(self.name, self.fill)
+
+    @property
+    def columns(self) -> Columns:
+        return {"aug_ra_op": ("uint8", (self.num_ops,)), "aug_ra_mag": ("int8", (self.num_ops,))}
+
+    def sample(self, n: int, ctx: SampleContext) -> dict[str, np.ndarray]:
+        signed = np.array([AF.RAND_AUGMENT_SIGNED[op] for op in self.ops], dtype=bool)
+        u = ctx.rng(0).random((n, 4 * self.num_ops))
+        local, mags = sampling.sample_rand_augment(
+            u, self.num_ops, signed, self.magnitude, self.num_magnitude_bins, self.magnitude_std
+        )
+        global_ids = np.array([AF.RAND_AUGMENT_OPS.index(op) for op in self.ops], dtype=np.uint8)
+        return {"aug_ra_op": global_ids[local], "aug_ra_mag": mags}
+
+    def apply(self, image: torch.Tensor, params: Mapping[str, Any], resolution: int, interpolation: Any) -> torch.Tensor:
+        mode = AF.interpolation_mode(self.interpolation)
+        return AF.rand_augment(
+            image, params["aug_ra_op"], params["aug_ra_mag"], self.num_magnitude_bins, mode, tuple(self.fill)
+        )
+
+
+@dataclass(frozen=True)
+class RandomErasing(Op):
+    """Erase a random box (torchvision's area/aspect search) with probability ``p``, filled with ``fill``."""
+
+    name: ClassVar[str] = "re"
+    p: float = 0.25
+    scale: tuple[float, float] = (0.02, 0.33)
+    ratio: tuple[float, float] = (0.3, 3.3)
+    fill: tuple[int, int, int] = (124, 116, 104)
+
+    def __post_init__(self) -> None:
+        _check_prob(self.name, "p", self.p)
+        _check_range(self.name, "scale", self.scale, 0.0, 1.0)
+        _check_range(self.name, "ratio", self.ratio, 0.0, None)
+        _check_fill(self.name, self.fill)
+
+    @property
+    def columns(self) -> Columns:
+        return {"aug_re": ("uint16", (4,))}
+
+    def sample(self, n: int, ctx: SampleContext) -> dict[str, np.ndarray]:
+        u = ctx.rng(0).random((n, 1 + 4 * sampling.ERASE_ATTEMPTS))
+        return {"aug_re": sampling.sample_erasing(u, self.p, self.scale, self.ratio)}
+
+    def apply(self, image: torch.Tensor, params: Mapping[str, Any], resolution: int, interpolation: Any) -> torch.Tensor:
+        return AF.erase(image, params["aug_re"], tuple(self.fill))
+
+
+@dataclass(frozen=True)
+class MixUpCutMix(Op):
+    """timm-style MixUp/CutMix with a partner row from the same fixed block of ``block_size`` neighbouring rows.
+
+    With probability ``prob`` an augmentation is mixed: CutMix (box from Beta(``cutmix_alpha``)) with
+    probability ``switch_prob``, else MixUp (weight from Beta(``mixup_alpha``)). The partner contributes its
+    own stored augmentation with the same index, so replay needs only the partner row. Always the last op.
+    """
+
+    name: ClassVar[str] = "mix"
+    mixup_alpha: float = 0.8
+    cutmix_alpha: float = 1.0
+    prob: float = 1.0
+    switch_prob: float = 0.5
+    block_size: int = 16
+
+    def __post_init__(self) -> None:
+        for field in ("mixup_alpha", "cutmix_alpha"):
+            if not float(getattr(self, field)) > 0:
+                raise ValueError(f"mix.{field}: expected a number > 0, got {getattr(self, field)!r}")
+        _check_prob(self.name, "prob", self.prob)
+        _check_prob(self.name, "switch_prob", self.switch_prob)
+        if not isinstance(self.block_size, int) or self.block_size < 2:
+            raise ValueError(f"mix.block_size: expected an integer >= 2, got {self.block_size!r}")
+
+    @property
+    def columns(self) -> Columns:
+        return {"aug_mix_partner": ("int32", ()), "aug_mix_lam": ("uint16", ()), "aug_mix_box": ("uint16", (4,))}
+
+    def sample(self, n: int, ctx: SampleContext) -> dict[str, np.ndarray]:
+        u = ctx.rng(0).random((n, 5))
+        mixup_lam = ctx.rng(1).beta(self.mixup_alpha, self.mixup_alpha, size=n)
+        cutmix_lam = ctx.rng(2).beta(self.cutmix_alpha, self.cutmix_alpha, size=n)
+        partner, lam, box = sampling.sample_mix(
+            u, mixup_lam, cutmix_lam, ctx.row, ctx.block, self.prob, self.switch_prob
+        )
+        return {"aug_mix_partner": partner, "aug_mix_lam": lam, "aug_mix_box": box}
+
+    def apply(self, image: torch.Tensor, params: Mapping[str, Any], resolution: int, interpolation: Any) -> torch.Tensor:
+        raise TypeError("mix needs a partner image: use AugmentationPolicy.replay/render_block")
+
+    def mix(self, own: torch.Tensor, partner: torch.Tensor, params: Mapping[str, Any]) -> torch.Tensor:
+        """Mix ``own`` with the partner's rendered augmentation according to the recorded parameters."""
+        return AF.mix(own, partner, params["aug_mix_lam"], params["aug_mix_box"])
+
+    def block(self, row: int, num_rows: int) -> tuple[int, int]:
+        """The fixed block ``[start, stop)`` of rows a partner of ``row`` is drawn from."""
+        start = (row // self.block_size) * self.block_size
+        return start, min(start + self.block_size, num_rows)
+
+
+OPS: dict[str, type[Op]] = {op.name: op for op in (RandomResizedCrop, HorizontalFlip, RandAugment, RandomErasing, MixUpCutMix)}

@@ -1,0 +1,99 @@
+"""The reinforced-data format: column Features, schema version, top-k and parameter encoding, parquet options.
+
+New columns per row (N = augmentations, K = top-k), all fixed-shape typed lists:
+
+* one or more ``aug_*`` parameter columns per op of the policy (see ``AugmentationPolicy.columns``), ``N × ...``
+* ``topk_ids``  — ``N × K`` class ids, ``int16`` when the dataset has ≤ 32767 classes, else ``int32``
+* ``topk_probs`` — ``N × K`` ensemble probabilities, ``float16``, sorted descending within each augmentation
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import Features, List, Value
+
+from .augment import AugmentationPolicy, Params
+
+SCHEMA_VERSION = 1
+TOPK_IDS = "topk_ids"
+TOPK_PROBS = "topk_probs"
+CONFIG_FILE = "reinforce_config.json"
+
+PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 19,
+    "use_dictionary": False,
+    "use_byte_stream_split": [f"{TOPK_PROBS}.list.element.list.element"],
+    "write_statistics": False,
+}
+"""Options for ``pyarrow.parquet.ParquetWriter``, chosen by measurement (README "Format"): zstd-19 without
+dictionaries, and byte-stream-split float16 probabilities, which puts their exponents side by side."""
+
+
+def topk_id_dtype(num_classes: int) -> str:
+    """``"int16"`` when class ids fit (≤ 32767 classes), else ``"int32"``; never a float."""
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    return "int16" if num_classes <= 32767 else "int32"
+
+
+def _list(inner: Any, length: int) -> List:
+    return List(inner, length=length)
+
+
+def reinforce_features(policy: AugmentationPolicy, num_augmentations: int, top_k: int, num_classes: int) -> Features:
+    """``datasets.Features`` of the columns added by a reinforcement pass (parameters, then top-k)."""
+    if top_k < 1 or top_k > num_classes:
+        raise ValueError(f"top_k must be in [1, num_classes={num_classes}], got {top_k}")
+    if num_augmentations < 1:
+        raise ValueError(f"num_augmentations must be >= 1, got {num_augmentations}")
+    features: dict[str, Any] = {}
+    for name, (dtype, shape) in policy.columns.items():
+        inner = Value(dtype) if not shape else _list(Value(dtype), shape[0])
+        features[name] = _list(inner, num_augmentations)
+    features[TOPK_IDS] = _list(_list(Value(topk_id_dtype(num_classes)), top_k), num_augmentations)
+    features[TOPK_PROBS] = _list(_list(Value("float16"), top_k), num_augmentations)
+    return Features(features)
+
+
+def encode_topk(probs: torch.Tensor, k: int, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` of probabilities ``(..., C)``: ids (``int16``/``int32``) and float16 probabilities, sorted descending."""
+    if probs.shape[-1] != num_classes:
+        raise ValueError(f"expected {num_classes} class probabilities, got {probs.shape[-1]}")
+    values, ids = torch.topk(probs.float(), k, dim=-1, largest=True, sorted=True)
+    return (
+        ids.cpu().numpy().astype(topk_id_dtype(num_classes)),
+        values.cpu().numpy().astype(np.float16),
+    )
+
+
+def decode_params(row: Mapping[str, Any], policy: AugmentationPolicy) -> Params:
+    """The stored parameters of one row as typed numpy arrays (leading dimension N)."""
+    params: Params = {}
+    for name, (dtype, _shape) in policy.columns.items():
+        if name not in row:
+            raise KeyError(f"column {name!r} of policy is missing from the row (columns: {sorted(row)})")
+        value = row[name]
+        params[name] = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        params[name] = params[name].astype(dtype, copy=False)
+    return params
+
+
+def decode_topk(row: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(topk_ids int64 (N, K), topk_probs float32 (N, K))`` of one row."""
+    ids = torch.as_tensor(np.asarray(row[TOPK_IDS]), dtype=torch.int64)
+    probs = torch.as_tensor(np.asarray(row[TOPK_PROBS], dtype=np.float32))
+    return ids, probs
+
+
+def check_schema_version(version: int) -> None:
+    """Refuse data written by a newer schema than this library reads, naming both versions."""
+    if int(version) > SCHEMA_VERSION:
+        raise ValueError(
+            f"this data uses hf_reinforce schema version {version}, but the installed hf_reinforce reads up to "
+            f"version {SCHEMA_VERSION}: upgrade hf_reinforce (pip install -U hf-reinforce)"
+        )

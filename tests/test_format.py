@@ -1,0 +1,99 @@
+"""The stored format: Features, dtypes through parquet, top-k encoding, schema versions, the byte budget."""
+
+from __future__ import annotations
+
+import os
+
+import datasets
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from hf_reinforce.augment import PRESETS, AugmentationPolicy
+from hf_reinforce.format import (
+    PARQUET_OPTIONS,
+    SCHEMA_VERSION,
+    check_schema_version,
+    decode_params,
+    decode_topk,
+    encode_topk,
+    reinforce_features,
+    topk_id_dtype,
+)
+
+
+def _rows(policy, n_rows, n_aug, k, num_classes, *, seed=0, height=375, width=500):
+    """Rows of parameters and an ImageNet-like ensemble's top-k: peaked around a few classes per image."""
+    g = torch.Generator().manual_seed(seed)
+    features = reinforce_features(policy, n_aug, k, num_classes)
+    rows = {name: [] for name in features}
+    for i in range(n_rows):
+        base = torch.randn(num_classes, generator=g) * 1.5
+        base[torch.randint(num_classes, (3,), generator=g)] += torch.tensor([7.0, 5.0, 4.0])
+        probs = torch.softmax(base + torch.randn(n_aug, num_classes, generator=g), -1)
+        ids, values = encode_topk(probs, k, num_classes)
+        for name, value in policy.sample(seed, i, n_aug, height, width, num_rows=n_rows).items():
+            rows[name].append(value)
+        rows["topk_ids"].append(ids)
+        rows["topk_probs"].append(values)
+    return datasets.Dataset.from_dict({k: [v.tolist() for v in vs] for k, vs in rows.items()}, features=features)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_features_round_trip_through_parquet_with_dtypes(tmp_path, preset):
+    policy = AugmentationPolicy.parse(preset)
+    ds = _rows(policy, 12, 7, 3, 50)
+    path = tmp_path / "train-00000-of-00001.parquet"
+    pq.write_table(ds.data.table, path, **PARQUET_OPTIONS)
+    back = datasets.load_dataset("parquet", data_files=str(path), split="train", cache_dir=str(tmp_path / "c"))
+    assert back.features == ds.features
+    assert back.features["topk_probs"].feature.feature.dtype == "float16"
+    assert back.features["topk_ids"].feature.feature.dtype == "int16"
+    row = back[3]
+    params = decode_params(row, policy)
+    for name, (dtype, shape) in policy.columns.items():
+        assert params[name].dtype == np.dtype(dtype) and params[name].shape == (7, *shape)
+    np.testing.assert_array_equal(params["aug_rrc"], policy.sample(0, 3, 7, 375, 500, num_rows=12)["aug_rrc"])
+    ids, probs = decode_topk(row)
+    assert ids.dtype == torch.int64 and ids.shape == (7, 3) and probs.dtype == torch.float32
+    table = back.with_format("arrow")[:2]
+    assert str(table.schema.field("topk_probs").type.value_type.value_type) == "halffloat"
+
+
+def test_topk_is_sorted_descending_with_integer_ids():
+    probs = torch.softmax(torch.randn(6, 40, generator=torch.Generator().manual_seed(1)), -1)
+    ids, values = encode_topk(probs, 5, 40)
+    assert ids.dtype == np.int16 and values.dtype == np.float16
+    assert (np.diff(values.astype(np.float32), axis=-1) <= 0).all()
+    expected = torch.topk(probs, 5).indices.numpy()
+    np.testing.assert_array_equal(ids, expected)
+    np.testing.assert_allclose(values, np.take_along_axis(probs.numpy(), expected, -1), rtol=1e-3)
+    assert topk_id_dtype(32767) == "int16" and topk_id_dtype(32768) == "int32"
+    big_ids, _ = encode_topk(torch.softmax(torch.randn(2, 40000), -1), 3, 40000)
+    assert big_ids.dtype == np.int32
+    with pytest.raises(ValueError, match="class probabilities"):
+        encode_topk(probs, 5, 41)
+    with pytest.raises(ValueError, match="top_k"):
+        reinforce_features(AugmentationPolicy.parse("rrc"), 4, 41, 40)
+
+
+def test_storage_budget_at_k10_rrc_ra_re(tmp_path):
+    """≤ 40 bytes per stored augmentation at K=10 with rrc+ra+re (1000 classes, 400 augmentations)."""
+    policy = AugmentationPolicy.parse("rrc+ra+re")
+    ds = _rows(policy, 60, 400, 10, 1000)
+    path = tmp_path / "shard.parquet"
+    pq.write_table(ds.data.table, path, **PARQUET_OPTIONS)
+    per_aug = os.path.getsize(path) / (60 * 400)
+    assert per_aug <= 40.0, per_aug
+
+
+def test_newer_schema_is_refused_naming_both_versions():
+    check_schema_version(SCHEMA_VERSION)
+    with pytest.raises(ValueError, match=f"version {SCHEMA_VERSION + 1}.*up to version {SCHEMA_VERSION}"):
+        check_schema_version(SCHEMA_VERSION + 1)
+
+
+def test_decode_params_names_missing_column():
+    with pytest.raises(KeyError, match="aug_re"):
+        decode_params({"aug_rrc": [[0, 0, 1, 1]], "aug_flip": [True]}, AugmentationPolicy.parse("rrc+re"))
