@@ -1,0 +1,473 @@
+"""Teachers: load timm / transformers / checkpoint / nn.Module teachers with their own preprocessing, and ensemble them.
+
+A teacher sees uint8 images (B, 3, R, R) rendered at its own resolution R with its own interpolation, normalizes
+them with its own mean/std and returns float32 logits; an `Ensemble` averages the teachers' softmaxes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+from torchvision.transforms.v2 import functional as TF
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+_WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")
+_PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
+
+
+class ViewSpec(NamedTuple):
+    """How a teacher wants to see an augmentation: square side in pixels and resize interpolation."""
+
+    resolution: int
+    interpolation: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherSource:
+    """Where a teacher comes from: loader kind, id as the user gave it, revision (commit once loaded), weights file."""
+
+    kind: str  # "timm", "timm-hub", "hf" or "module"
+    id: str
+    revision: str | None = None
+    weights: str | None = None
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """`device` as a torch.device; by default CUDA when available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@dataclasses.dataclass(eq=False)
+class Teacher:
+    """An eval-mode module mapping a normalized float batch to logits, with the preprocessing it expects.
+
+    `num_outputs` (the module's logit count) is probed with one forward pass when not given; `class_mapping`
+    (dataset class -> teacher logit index, as a sequence or a complete dict) gathers logits to the dataset classes.
+    `batch_size` is the micro-batch of one forward; `amp` (bf16 autocast) and `channels_last` apply on CUDA only.
+    """
+
+    module: nn.Module = dataclasses.field(repr=False)
+    resolution: int = 224
+    mean: Sequence[float] = IMAGENET_MEAN
+    std: Sequence[float] = IMAGENET_STD
+    interpolation: str = "bilinear"
+    name: str | None = None
+    num_outputs: int | None = None
+    class_mapping: Sequence[int] | Mapping[int, int] | None = None
+    batch_size: int = 64
+    amp: bool = True
+    channels_last: bool = True
+    source: TeacherSource | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.module, nn.Module):
+            raise TypeError(f"Teacher needs an nn.Module, got {type(self.module).__name__}")
+        self.name = self.name or type(self.module).__name__
+        if isinstance(self.resolution, bool) or not isinstance(self.resolution, int) or self.resolution <= 0:
+            raise ValueError(f"teacher {self.name!r}: resolution must be a positive int, got {self.resolution!r}")
+        if self.batch_size <= 0:
+            raise ValueError(f"teacher {self.name!r}: batch_size must be positive, got {self.batch_size}")
+        self.interpolation = _check_interpolation(self.interpolation, self.name)
+        self.mean = _channel_stats(self.mean, "mean", self.name)
+        self.std = _channel_stats(self.std, "std", self.name)
+        if any(s <= 0 for s in self.std):
+            raise ValueError(f"teacher {self.name!r}: std must be positive, got {self.std}")
+        self.module.eval().requires_grad_(False)
+        self.to(self.device)
+        if self.num_outputs is None:
+            zeros = torch.zeros(1, 3, self.resolution, self.resolution, dtype=torch.uint8)
+            with torch.inference_mode():
+                self.num_outputs = self._forward(zeros).shape[1]
+        if self.class_mapping is not None:
+            self.class_mapping = _mapping_indices(self.class_mapping, self.num_outputs, self.name)
+
+    @property
+    def view_spec(self) -> ViewSpec:
+        """The (resolution, interpolation) view this teacher consumes."""
+        return ViewSpec(self.resolution, self.interpolation)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes in the logits this teacher returns (after `class_mapping`)."""
+        return len(self.class_mapping) if self.class_mapping is not None else self.num_outputs
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the module's parameters (CPU for a module without any)."""
+        tensor = next(self.module.parameters(), None)
+        if tensor is None:
+            tensor = next(self.module.buffers(), None)
+        return tensor.device if tensor is not None else torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> Teacher:
+        """Move the module to `device` (channels_last on CUDA when enabled); returns self."""
+        device = torch.device(device)
+        self.module.to(device)
+        if device.type == "cuda" and self.channels_last:
+            self.module.to(memory_format=torch.channels_last)
+        return self
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, 3, H, W) -> float32 (x / 255 - mean) / std, on the images' device."""
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(
+                f"teacher {self.name!r} expects uint8 images (B, 3, H, W), got {images.dtype} {tuple(images.shape)}"
+            )
+        return TF.normalize(TF.to_dtype(images, torch.float32, scale=True), list(self.mean), list(self.std))
+
+    @torch.inference_mode()
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """float32 logits (B, num_classes) on the teacher's device for uint8 images (B, 3, R, R), in micro-batches."""
+        if tuple(images.shape[-2:]) != (self.resolution, self.resolution):
+            raise ValueError(
+                f"teacher {self.name!r} expects images at {self.resolution}x{self.resolution}, "
+                f"got {tuple(images.shape)}"
+            )
+        out = torch.cat([self._forward(chunk) for chunk in images.split(self.batch_size)])
+        if self.class_mapping is not None:
+            out = out.index_select(1, torch.tensor(self.class_mapping, device=out.device))
+        bad = int((~torch.isfinite(out).all(dim=1)).sum())
+        if bad:
+            raise ValueError(f"teacher {self.name!r} produced NaN/Inf logits for {bad} of {len(out)} images")
+        return out
+
+    def _forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Raw float32 logits of one micro-batch (call under inference mode)."""
+        x = self.normalize(images.to(self.device, non_blocking=True))
+        cuda = x.device.type == "cuda"
+        if cuda and self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cuda and self.amp):
+            out = _as_logits(self.module(x), self.name)
+        if out.ndim != 2 or out.shape[0] != x.shape[0]:
+            raise ValueError(f"teacher {self.name!r} must return logits (B, C), got {tuple(out.shape)}")
+        return out.float()
+
+    def to_config(self) -> dict[str, Any]:
+        """JSON-able description: name, source, revision, weights, preprocessing and class counts."""
+        module_class = type(self.module)
+        source = self.source or TeacherSource("module", f"{module_class.__module__}.{module_class.__qualname__}")
+        return {
+            "name": self.name,
+            "source": source.kind,
+            "id": source.id,
+            "revision": source.revision,
+            "weights": source.weights,
+            "resolution": self.resolution,
+            "interpolation": self.interpolation,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "num_classes": self.num_classes,
+            "num_outputs": self.num_outputs,
+            "class_mapping": list(self.class_mapping) if self.class_mapping is not None else None,
+        }
+
+
+class Ensemble:
+    """Mean over teachers of softmax(logits / temperature), each teacher fed the view at its own resolution."""
+
+    def __init__(self, teachers: Sequence[Teacher], temperature: float = 1.0) -> None:
+        self.teachers = list(teachers)
+        if not self.teachers:
+            raise ValueError("an Ensemble needs at least one teacher")
+        for teacher in self.teachers:
+            if not isinstance(teacher, Teacher):
+                raise TypeError(f"Ensemble takes Teacher objects (see load_teacher), got {type(teacher).__name__}")
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be a positive number, got {temperature}")
+        self.temperature = float(temperature)
+        counts = {t.name: t.num_classes for t in self.teachers}
+        if len(set(counts.values())) > 1:
+            raise ValueError(f"teachers disagree on the number of classes: {counts}; use class_mapping to align them")
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes of the ensemble's probabilities."""
+        return self.teachers[0].num_classes
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the returned probabilities (the first teacher's)."""
+        return self.teachers[0].device
+
+    def view_specs(self) -> list[ViewSpec]:
+        """Distinct (resolution, interpolation) views the teachers need, in teacher order."""
+        return list(dict.fromkeys(t.view_spec for t in self.teachers))
+
+    @torch.inference_mode()
+    def probs(self, views: Mapping[tuple[int, str], torch.Tensor]) -> torch.Tensor:
+        """float32 (B, C) mean of the teachers' tempered softmaxes; `views` maps each view spec to uint8 (B,3,R,R)."""
+        total = None
+        for teacher in self.teachers:
+            if teacher.view_spec not in views:
+                raise ValueError(
+                    f"no view {tuple(teacher.view_spec)} for teacher {teacher.name!r}; "
+                    f"the ensemble needs {[tuple(v) for v in self.view_specs()]}"
+                )
+            probs = torch.softmax(teacher.logits(views[teacher.view_spec]) / self.temperature, dim=1)
+            probs = probs.to(self.device)
+            if total is not None and probs.shape != total.shape:
+                raise ValueError(
+                    f"teacher {teacher.name!r} got a batch of {probs.shape[0]} images, other teachers {total.shape[0]}"
+                )
+            total = probs if total is None else total + probs
+        return total / len(self.teachers)
+
+    def to_config(self) -> dict[str, Any]:
+        """JSON-able description of the ensemble: temperature and each teacher's config."""
+        return {"temperature": self.temperature, "teachers": [t.to_config() for t in self.teachers]}
+
+
+def parse_teacher_spec(spec: str) -> TeacherSource:
+    """Split "timm:<arch>[@weights]", "timm/<hub id>[@revision|@weights]" or "hf:<repo|folder>[@revision|@weights]"."""
+    for prefix, kind in (("timm:", "timm"), ("timm/", "timm-hub"), ("hf:", "hf")):
+        if spec.startswith(prefix):
+            ident = spec if kind == "timm-hub" else spec[len(prefix):]
+            break
+    else:
+        raise ValueError(
+            f"unknown teacher spec {spec!r}: expected 'timm:<arch>[@weights]', 'timm/<hub id>[@revision]' "
+            "or 'hf:<repo id or folder>[@revision]' (weights: a local .safetensors/.pth/.pt/.bin file)"
+        )
+    ident, at, suffix = ident.rpartition("@") if "@" in ident else (ident, "", "")
+    if not ident or (at and not suffix):
+        raise ValueError(f"teacher spec {spec!r} has an empty model id or an empty part after '@'")
+    weights = suffix if suffix.lower().endswith(WEIGHT_SUFFIXES) else None
+    revision = suffix if at and weights is None else None
+    if revision and (kind == "timm" or os.path.isdir(ident)):
+        raise ValueError(f"teacher {spec!r}: '@{revision}' is not a weights file (expected one of {WEIGHT_SUFFIXES})")
+    return TeacherSource(kind, ident, revision, weights)
+
+
+def load_teacher(
+    spec_or_teacher: str | Teacher,
+    *,
+    device: str | torch.device | None = None,
+    num_classes: int | None = None,
+    class_mapping: Sequence[int] | Mapping[int, int] | None = None,
+    trust_remote_code: bool = False,
+    default_resolution: int = 224,
+) -> Teacher:
+    """Load a teacher from a spec string (or take a Teacher), move it to `device` and align it to `num_classes`.
+
+    Random-init timm teachers and timm teachers with local weights get a head of `num_classes` outputs (when given
+    and no `class_mapping`); pretrained teachers keep their head, and a count mismatch raises unless `class_mapping`
+    maps each dataset class to a teacher logit. `default_resolution` applies where a config has no input size.
+    """
+    if isinstance(spec_or_teacher, Teacher):
+        teacher = spec_or_teacher
+    elif isinstance(spec_or_teacher, str):
+        source = parse_teacher_spec(spec_or_teacher)
+        head = num_classes if class_mapping is None else None
+        if source.kind == "hf":
+            teacher = _load_hf(spec_or_teacher, source, trust_remote_code, default_resolution)
+        else:
+            teacher = _load_timm(spec_or_teacher, source, head, default_resolution)
+    else:
+        raise TypeError(f"a teacher is a spec string or an hfr.Teacher, got {type(spec_or_teacher).__name__}")
+    teacher.to(resolve_device(device))
+    if class_mapping is not None:
+        teacher = dataclasses.replace(teacher, class_mapping=class_mapping)
+    if num_classes is not None and teacher.num_classes != num_classes:
+        hint = "" if class_mapping is not None else "; pass class_mapping to map dataset classes to teacher logits"
+        what = "class_mapping of teacher" if class_mapping is not None else "teacher"
+        raise ValueError(
+            f"{what} {teacher.name!r} gives {teacher.num_classes} classes but the dataset has {num_classes}{hint}"
+        )
+    return teacher
+
+
+def _load_timm(name: str, source: TeacherSource, head: int | None, default_resolution: int) -> Teacher:
+    """A timm model (random init, Hub pretrained and/or local weights) with its pretrained_cfg preprocessing."""
+    import timm
+    from timm.data import resolve_model_data_config
+
+    if source.kind == "timm-hub":
+        source = dataclasses.replace(source, revision=_hub_commit(source.id, source.revision))
+        model_name = f"hf-hub:{source.id}@{source.revision}"
+    else:
+        model_name = source.id
+    hub_weights = source.kind == "timm-hub" and source.weights is None
+    model = timm.create_model(model_name, pretrained=hub_weights, num_classes=None if hub_weights else head)
+    if source.weights:
+        _load_weights(model, source.weights, name)
+    args = {} if model.pretrained_cfg.get("input_size") else {"input_size": (3, default_resolution, default_resolution)}
+    data = resolve_model_data_config(model, args=args)
+    return Teacher(
+        model,
+        resolution=_square(*data["input_size"][1:], name),
+        mean=data["mean"],
+        std=data["std"],
+        interpolation=data["interpolation"],
+        name=name,
+        num_outputs=model.num_classes,
+        source=source,
+    )
+
+
+def _load_hf(name: str, source: TeacherSource, trust_remote_code: bool, default_resolution: int) -> Teacher:
+    """A transformers image classifier (Hub repo or local folder) with its image processor's preprocessing."""
+    from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+
+    if not os.path.isdir(source.id):
+        source = dataclasses.replace(source, revision=_hub_commit(source.id, source.revision))
+    kwargs = {"revision": source.revision, "trust_remote_code": trust_remote_code}
+    try:
+        processor = AutoImageProcessor.from_pretrained(source.id, **kwargs)
+    except OSError as e:
+        raise ValueError(
+            f"teacher {name!r} has no image processor config (preprocessor_config.json) to read its "
+            f"resolution/mean/std from; add one or wrap the model in hfr.Teacher(...): {e}"
+        ) from e
+    if source.weights:
+        config = AutoConfig.from_pretrained(source.id, **kwargs)
+        model = AutoModelForImageClassification.from_config(config, trust_remote_code=trust_remote_code)
+        _load_weights(model, source.weights, name)
+    else:
+        model = AutoModelForImageClassification.from_pretrained(source.id, dtype=torch.float32, **kwargs)
+    mean, std = _processor_normalization(processor)
+    return Teacher(
+        model.float(),
+        resolution=_processor_resolution(processor, default_resolution, name),
+        mean=mean,
+        std=std,
+        interpolation=_check_interpolation(getattr(processor, "resample", "bilinear"), name),
+        name=name,
+        num_outputs=model.config.num_labels,
+        source=source,
+    )
+
+
+def _hub_commit(repo_id: str, revision: str | None) -> str:
+    """The commit `revision` of Hub model `repo_id` points to (asked from the Hub, or from the cache offline)."""
+    from huggingface_hub import HfApi
+
+    return HfApi().resolve_revision(repo_id, revision=revision).resolved
+
+
+def _load_weights(model: nn.Module, path: str, name: str) -> None:
+    """Load a safetensors / weights-only torch checkpoint into `model`, tolerating wrapper prefixes; strict keys."""
+    from timm.models import load_state_dict
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"teacher {name!r}: weights file {path!r} not found")
+    try:
+        state = load_state_dict(path, weights_only=True)
+    except RuntimeError as e:
+        raise ValueError(
+            f"teacher {name!r}: cannot load {path!r} as safetensors or a weights-only torch checkpoint "
+            f"(arbitrary pickles are refused; re-save it as a plain state dict or .safetensors): {e}"
+        ) from e
+    state = _strip_prefixes(state, model.state_dict().keys())
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:
+        raise ValueError(f"teacher {name!r}: weights in {path!r} do not fit the model: {e}") from e
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f"teacher {name!r}: weights in {path!r} do not match the model: "
+            f"missing keys {_preview(result.missing_keys)}, unexpected keys {_preview(result.unexpected_keys)}"
+        )
+
+
+def _strip_prefixes(state: Mapping[str, Any], model_keys: Iterable[str]) -> dict[str, Any]:
+    """Drop "module." / "model." / "_orig_mod." prefixes shared by all checkpoint keys but not by the model's."""
+    model_keys = list(model_keys)
+    state = dict(state)
+    stripped = True
+    while stripped and state:
+        stripped = False
+        for prefix in _WRAPPER_PREFIXES:
+            if all(k.startswith(prefix) for k in state) and not all(k.startswith(prefix) for k in model_keys):
+                state = {k[len(prefix):]: v for k, v in state.items()}
+                stripped = True
+    return state
+
+
+def _preview(keys: Sequence[str], limit: int = 8) -> str:
+    """First few keys of a list, for error messages."""
+    shown = ", ".join(keys[:limit])
+    return f"[{shown}{', ...' if len(keys) > limit else ''}] ({len(keys)})"
+
+
+def _processor_resolution(processor: Any, default: int, name: str) -> int:
+    """Square input side of a transformers image processor: crop_size if it center-crops, else size."""
+    cropping = getattr(processor, "do_center_crop", False) and getattr(processor, "crop_size", None)
+    size = (processor.crop_size if cropping else getattr(processor, "size", None)) or {}
+    if size.get("height") is not None:
+        return _square(size["height"], size.get("width", size["height"]), name)
+    return int(size.get("shortest_edge", default))
+
+
+def _processor_normalization(processor: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) such that (x/255 - mean)/std equals the processor's rescale + normalize of uint8 x."""
+    rescale = processor.rescale_factor if getattr(processor, "do_rescale", True) else 1.0
+    normalize = getattr(processor, "do_normalize", True)
+    mean = processor.image_mean if normalize else (0.0, 0.0, 0.0)
+    std = processor.image_std if normalize else (1.0, 1.0, 1.0)
+    scale = 255.0 * rescale
+    return tuple(m / scale for m in mean), tuple(s / scale for s in std)
+
+
+def _square(height: int, width: int, name: str) -> int:
+    """The side of a square input size; non-square sizes are an error."""
+    if height != width:
+        raise ValueError(
+            f"teacher {name!r} expects non-square {height}x{width} inputs; "
+            "wrap it in hfr.Teacher with a square resolution"
+        )
+    return int(height)
+
+
+def _check_interpolation(value: Any, name: str) -> str:
+    """An interpolation name from a string, torchvision InterpolationMode or PIL resample code."""
+    value = getattr(value, "value", value)
+    value = _PIL_RESAMPLE.get(value, value) if isinstance(value, int) else value
+    if value not in INTERPOLATIONS:
+        raise ValueError(f"teacher {name!r}: unsupported interpolation {value!r}; use one of {INTERPOLATIONS}")
+    return value
+
+
+def _channel_stats(values: Sequence[float], what: str, name: str) -> tuple[float, ...]:
+    """Three per-channel floats (mean or std)."""
+    values = tuple(float(v) for v in values)
+    if len(values) != 3:
+        raise ValueError(f"teacher {name!r}: {what} needs 3 values (RGB), got {values}")
+    return values
+
+
+def _mapping_indices(mapping: Sequence[int] | Mapping[int, int], num_outputs: int, name: str) -> tuple[int, ...]:
+    """Teacher logit index per dataset class from a sequence or a complete {dataset class: teacher index} dict."""
+    if isinstance(mapping, Mapping):
+        if sorted(mapping) != list(range(len(mapping))):
+            raise ValueError(
+                f"class_mapping of teacher {name!r} must have keys 0..{len(mapping) - 1} (the dataset classes)"
+            )
+        mapping = [mapping[c] for c in range(len(mapping))]
+    indices = tuple(int(i) for i in mapping)
+    if not indices:
+        raise ValueError(f"class_mapping of teacher {name!r} is empty")
+    if not all(0 <= i < num_outputs for i in indices):
+        raise ValueError(f"class_mapping of teacher {name!r} has indices outside its {num_outputs} outputs")
+    return indices
+
+
+def _as_logits(output: Any, name: str) -> torch.Tensor:
+    """The logits tensor of a model output (a tensor, or an object / dict with `logits`)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    logits = output.get("logits") if isinstance(output, Mapping) else getattr(output, "logits", None)
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"teacher {name!r} returned {type(output).__name__}; expected a logits tensor or `.logits`")
+    return logits
