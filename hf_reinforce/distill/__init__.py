@@ -1,0 +1,36 @@
+"""Training side: distillation loss, collator and the transformers integration."""
+
+from .collate import DistillationCollator, pack_labels, unpack_labels
+from .loss import LossParts, distillation_loss, distillation_loss_parts, expand_topk
+
+# transformers.trainer takes seconds to import; plain-PyTorch training should not pay for it.
+_TRAINER_EXPORTS = (
+    "DistillationCallback",
+    "DistillationLoss",
+    "DistillationTrainer",
+    "TimmStudent",
+)
+
+
+def __getattr__(name: str):
+    """Import the transformers integration on first use."""
+    if name in _TRAINER_EXPORTS:
+        from . import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "DistillationCallback",
+    "DistillationCollator",
+    "DistillationLoss",
+    "DistillationTrainer",
+    "LossParts",
+    "TimmStudent",
+    "distillation_loss",
+    "distillation_loss_parts",
+    "expand_topk",
+    "pack_labels",
+    "unpack_labels",
+]

@@ -1,0 +1,106 @@
+"""Collate ReinforcedTransform rows into a batch: pixels plus hard labels and teacher top-k.
+
+The stock ``transformers.Trainer`` hands ``compute_loss_func`` only ``inputs["labels"]``, so by default the
+top-k travels inside ``labels`` as one (B, 1 + 2K) float32 row per sample: ``[label, ids..., probs...]``.
+The Trainer counts ``num_items_in_batch`` as ``labels.ne(-100).sum()`` over the accumulated micro-batches,
+which for packed labels is ``samples * (1 + 2K)`` (no packed value can be -100: labels and ids are checked
+non-negative, probabilities are in [0, 1]); ``DistillationLoss`` divides by the row width to get samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+FLOAT32_EXACT_INT_LIMIT = 2**24  # every integer below this is exact in float32
+
+
+def pack_labels(
+    labels: torch.Tensor, topk_ids: torch.Tensor, topk_probs: torch.Tensor
+) -> torch.Tensor:
+    """(B,) labels, (B, K) ids and probs → (B, 1 + 2K) float32 ``[label, ids..., probs...]``."""
+    if (
+        labels.ndim != 1
+        or topk_ids.ndim != 2
+        or topk_ids.shape != topk_probs.shape
+        or len(topk_ids) != len(labels)
+    ):
+        raise ValueError(
+            f"expected labels (B,), topk_ids and topk_probs (B, K); got {tuple(labels.shape)}, "
+            f"{tuple(topk_ids.shape)}, {tuple(topk_probs.shape)}"
+        )
+    for name, ids in (("labels", labels), ("topk_ids", topk_ids)):
+        if ids.numel() and (
+            int(ids.min()) < 0 or int(ids.max()) >= FLOAT32_EXACT_INT_LIMIT
+        ):
+            raise ValueError(
+                f"{name} must be class ids in [0, {FLOAT32_EXACT_INT_LIMIT}) to pack into float32 labels, "
+                f"got range [{int(ids.min())}, {int(ids.max())}]; use DistillationCollator(pack=False) otherwise"
+            )
+    return torch.cat(
+        [labels[:, None].float(), topk_ids.float(), topk_probs.float()], dim=1
+    )
+
+
+def unpack_labels(
+    packed: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, 1 + 2K) packed labels → (labels int64 (B,), topk_ids int64 (B, K), topk_probs float32 (B, K))."""
+    if packed.ndim != 2 or packed.shape[1] < 3 or packed.shape[1] % 2 == 0:
+        raise ValueError(
+            f"packed labels must be (batch, 1 + 2K) as made by DistillationCollator, got shape {tuple(packed.shape)}"
+        )
+    k = (packed.shape[1] - 1) // 2
+    return packed[:, 0].long(), packed[:, 1 : 1 + k].long(), packed[:, 1 + k :].float()
+
+
+def _stack(
+    rows: Sequence[Mapping[str, Any]], key: str, dtype: torch.dtype
+) -> torch.Tensor:
+    """Stack one per-row field into a batch tensor of ``dtype``."""
+    return torch.stack([torch.as_tensor(row[key]) for row in rows]).to(dtype)
+
+
+@dataclass
+class DistillationCollator:
+    """Batch rows of ``pixel_values``, ``labels`` and optional ``topk_ids``/``topk_probs``; other keys are ignored.
+
+    ``pack=True`` (for the stock Trainer): ``{"pixel_values", "labels": (B, 1 + 2K) packed}``.
+    ``pack=False`` (any training loop): ``{"pixel_values", "labels": (B,), "topk_ids": (B, K), "topk_probs": (B, K)}``.
+    Rows without top-k (e.g. an evaluation split) give ``{"pixel_values", "labels": (B,)}`` in both modes.
+    """
+
+    pack: bool = True
+
+    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        """Collate a list of transformed rows."""
+        if not rows:
+            raise ValueError("cannot collate an empty batch")
+        missing = {"pixel_values", "labels"} - set(rows[0])
+        if missing:
+            raise KeyError(
+                f"rows need 'pixel_values' and 'labels' (as ReinforcedTransform returns); missing {sorted(missing)} "
+                f"in keys {sorted(rows[0])}"
+            )
+        batch = {
+            "pixel_values": _stack(rows, "pixel_values", torch.float32),
+            "labels": _stack(rows, "labels", torch.int64),
+        }
+        with_topk = ["topk_ids" in row for row in rows]
+        if not any(with_topk):
+            return batch
+        if not all(with_topk):
+            raise ValueError(
+                "some rows in the batch have teacher top-k ('topk_ids') and some do not"
+            )
+        topk_ids = _stack(rows, "topk_ids", torch.int64)
+        topk_probs = _stack(rows, "topk_probs", torch.float32)
+        if self.pack:
+            return {
+                "pixel_values": batch["pixel_values"],
+                "labels": pack_labels(batch["labels"], topk_ids, topk_probs),
+            }
+        return {**batch, "topk_ids": topk_ids, "topk_probs": topk_probs}

@@ -1,0 +1,261 @@
+"""transformers integration: loss for ``compute_loss_func``, epoch/column callback, Trainer subclass, timm adapter."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import (
+    Trainer,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
+from transformers.modeling_outputs import ImageClassifierOutput
+
+from .collate import DistillationCollator, unpack_labels
+from .loss import LossParts, check_hyperparameters, distillation_loss_parts
+
+logger = logging.getLogger(__name__)
+
+
+class EpochTransform(Protocol):
+    """What the callback needs from a transform: ``set_epoch`` picks the stored augmentation cycle."""
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+
+def student_logits(outputs: Any) -> torch.Tensor:
+    """Logits from a model output: a ``ModelOutput``/dict with ``logits``, a tuple (logits first) or a tensor."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs
+    if isinstance(outputs, Mapping):
+        return outputs["logits"]
+    return outputs[0]
+
+
+class DistillationLoss:
+    """``compute_loss_func`` for the stock Trainer: distillation from packed labels (see ``collate``).
+
+    With ``num_items_in_batch`` (the Trainer's count over the whole accumulated batch) the per-sample sum is
+    divided by the number of samples in that batch, so gradient accumulation matches the larger batch exactly.
+    Plain (B,) labels (an evaluation split without top-k) give cross-entropy. Keeps running kd/ce averages of
+    training steps for logging (``pop_parts``).
+    """
+
+    def __init__(
+        self,
+        temperature: float = 1.0,
+        ce_weight: float = 0.0,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        check_hyperparameters(temperature, ce_weight, label_smoothing)
+        self.temperature = temperature
+        self.ce_weight = ce_weight
+        self.label_smoothing = label_smoothing
+        self._sums: dict[str, torch.Tensor] = {}
+        self._count = 0
+
+    def __call__(
+        self,
+        outputs: Any,
+        labels: torch.Tensor,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor:
+        """Loss of one micro-batch, normalized by the accumulated batch's sample count."""
+        logits = student_logits(outputs)
+        if labels.ndim == 1:
+            count = (
+                labels.ne(-100).sum()
+                if num_items_in_batch is None
+                else num_items_in_batch
+            )
+            return (
+                F.cross_entropy(logits.float(), labels.long(), reduction="sum") / count
+            )
+        hard, topk_ids, topk_probs = unpack_labels(labels)
+        parts = distillation_loss_parts(
+            logits,
+            topk_ids,
+            topk_probs,
+            temperature=self.temperature,
+            labels=hard,
+            ce_weight=self.ce_weight,
+            label_smoothing=self.label_smoothing,
+            reduction="sum",
+        )
+        if torch.is_grad_enabled():
+            self._record(parts, len(hard))
+        samples = (
+            len(hard)
+            if num_items_in_batch is None
+            else num_items_in_batch / labels.shape[1]
+        )
+        return parts.loss / samples
+
+    def _record(self, parts: LossParts, count: int) -> None:
+        """Accumulate per-sample sums on device (no host sync until ``pop_parts``)."""
+        for name, value in (("kd_loss", parts.kd), ("ce_loss", parts.ce)):
+            self._sums[name] = self._sums.get(name, 0.0) + value.detach()
+        self._count += count
+
+    def pop_parts(self) -> dict[str, float]:
+        """Mean kd/ce per sample over training steps since the last call (empty if none), then reset."""
+        parts = (
+            {name: float(total) / self._count for name, total in self._sums.items()}
+            if self._count
+            else {}
+        )
+        self._sums, self._count = {}, 0
+        return parts
+
+
+class DistillationCallback(TrainerCallback):
+    """Keeps ``transform.set_epoch`` in step with the Trainer, keeps raw columns, logs ``loss``'s kd/ce parts.
+
+    Pass it in ``Trainer(callbacks=[...])``: at ``on_init_end`` it sets ``remove_unused_columns=False`` (the
+    Trainer would drop the raw columns the transform reads before it runs). The parts land in
+    ``state.log_history`` and in callbacks after this one (progress bar, printer); ``report_to`` integrations
+    run before user callbacks, so for them use ``DistillationTrainer``.
+    """
+
+    def __init__(
+        self, transform: EpochTransform, loss: DistillationLoss | None = None
+    ) -> None:
+        if not callable(getattr(transform, "set_epoch", None)):
+            raise TypeError(
+                f"transform must have set_epoch(epoch), got {type(transform).__name__}"
+            )
+        self.transform = transform
+        self.loss = loss
+        self._epoch = 0
+
+    def on_init_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        **kwargs: Any,
+    ):
+        """Turn off ``remove_unused_columns`` before any dataloader is built."""
+        if args.remove_unused_columns:
+            args.remove_unused_columns = False
+            logger.warning(
+                "DistillationCallback set TrainingArguments.remove_unused_columns=False: the transform needs the "
+                "dataset's raw columns (image, augmentation parameters, top-k), which the Trainer would drop."
+            )
+
+    def on_train_begin(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        **kwargs: Any,
+    ):
+        """Check the arguments and start counting epochs where the (possibly resumed) state is."""
+        if args.remove_unused_columns:
+            raise ValueError(
+                "remove_unused_columns=True drops the raw columns the transform reads before it runs: set "
+                "TrainingArguments(remove_unused_columns=False), or pass DistillationCallback in "
+                "Trainer(callbacks=[...]) so it can set it"
+            )
+        if args.dataloader_persistent_workers and args.dataloader_num_workers > 0:
+            raise ValueError(
+                "dataloader_persistent_workers=True keeps worker copies of the transform, so set_epoch never "
+                "reaches them and every epoch would replay the same augmentations; set it to False"
+            )
+        self._epoch = int(state.epoch)
+        if self.loss is not None:
+            self.loss.pop_parts()  # drop parts left over from a previous train() call
+
+    def on_epoch_begin(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        **kwargs: Any,
+    ):
+        """Runs before the epoch's dataloader iterator (and its workers) are created."""
+        self.transform.set_epoch(self._epoch)
+        self._epoch += 1
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, float] | None = None,
+        **kwargs: Any,
+    ):
+        """Add the kd/ce means since the last training log to this training log."""
+        if self.loss is None or logs is None or "loss" not in logs:
+            return
+        parts = self.loss.pop_parts()
+        logs.update(parts)
+        if state.log_history:
+            state.log_history[-1].update(parts)
+
+
+class DistillationTrainer(Trainer):
+    """``transformers.Trainer`` for reinforced datasets: sets collator, loss and callback from ``transform``.
+
+    Needs no ``remove_unused_columns`` change from the user; kd/ce parts reach every logger, integrations too.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        args: TrainingArguments | None = None,
+        *,
+        transform: EpochTransform,
+        temperature: float = 1.0,
+        ce_weight: float = 0.0,
+        label_smoothing: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        if "compute_loss_func" in kwargs:
+            raise TypeError(
+                "DistillationTrainer sets compute_loss_func itself; for a custom loss use transformers.Trainer "
+                "with DistillationCollator and DistillationCallback"
+            )
+        self.distillation_loss = DistillationLoss(
+            temperature, ce_weight, label_smoothing
+        )
+        if kwargs.get("data_collator") is None:
+            kwargs["data_collator"] = DistillationCollator()
+        callbacks = [
+            *(kwargs.pop("callbacks", None) or []),
+            DistillationCallback(transform, self.distillation_loss),
+        ]
+        super().__init__(
+            model,
+            args,
+            compute_loss_func=self.distillation_loss,
+            callbacks=callbacks,
+            **kwargs,
+        )
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the kd/ce parts to training logs before any callback or integration sees them."""
+        if "loss" in logs:
+            logs.update(self.distillation_loss.pop_parts())
+        super().log(logs, start_time)
+
+
+class TimmStudent(nn.Module):
+    """Lets the Trainer drive a timm (or any images → logits) model: ``forward(pixel_values)`` returns ``.logits``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> ImageClassifierOutput:
+        """``labels`` is accepted and ignored so the Trainer treats it as the label field (the loss uses it)."""
+        return ImageClassifierOutput(logits=self.model(pixel_values))
