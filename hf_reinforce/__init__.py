@@ -1,3 +1,59 @@
-"""hf_reinforce: Dataset Reinforcement (Faghri et al., ICCV 2023) for HuggingFace datasets."""
+"""hf_reinforce: Dataset Reinforcement (Faghri et al., ICCV 2023) for HuggingFace datasets.
+
+Reinforce a dataset once with a teacher ensemble (:func:`reinforce`), publish it (:func:`push_to_hub`), and train
+students that replay stored augmentations and distill from stored top-k probabilities (:class:`ReinforcedTransform`,
+:func:`distillation_loss`, :class:`DistillationTrainer`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "AugmentationPolicy": "augment",
+    "PRESETS": "augment",
+    "HorizontalFlip": "augment",
+    "MixUpCutMix": "augment",
+    "RandAugment": "augment",
+    "RandomErasing": "augment",
+    "RandomResizedCrop": "augment",
+    "to_rgb_uint8": "augment",
+    "SCHEMA_VERSION": "format",
+    "reinforce_features": "format",
+    "Teacher": "teachers",
+    "Ensemble": "teachers",
+    "load_teacher": "teachers",
+    "ReinforceConfig": "reinforce",
+    "BadImageError": "reinforce",
+    "reinforce": "reinforce",
+    "estimate": "estimate",
+    "ReinforcedTransform": "distill",
+    "DistillationCollator": "distill",
+    "DistillationLoss": "distill",
+    "DistillationCallback": "distill",
+    "DistillationTrainer": "distill",
+    "TimmStudent": "distill",
+    "distillation_loss": "distill",
+    "expand_topk": "distill",
+    "push_to_hub": "hub",
+    "attach": "hub",
+    "load_config": "hub",
+    "show": "show",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import submodules on first use: training code never pays for teacher or Hub imports."""
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+__all__ = sorted(_EXPORTS)

@@ -21,6 +21,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 _WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")
+RANDOM_INIT_SEED = 0
 _PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
 
 
@@ -299,7 +300,9 @@ def _load_timm(name: str, source: TeacherSource, head: int | None, default_resol
     else:
         model_name = source.id
     hub_weights = source.kind == "timm-hub" and source.weights is None
-    model = timm.create_model(model_name, pretrained=hub_weights, num_classes=None if hub_weights else head)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_INIT_SEED)  # random-init teachers are the same in every process and run
+        model = timm.create_model(model_name, pretrained=hub_weights, num_classes=None if hub_weights else head)
     if source.weights:
         _load_weights(model, source.weights, name)
     args = {} if model.pretrained_cfg.get("input_size") else {"input_size": (3, default_resolution, default_resolution)}

@@ -1,0 +1,78 @@
+"""The Hub-layout output folder: shard names, atomic parquet shards, the config file, resume checks, a minimal card.
+
+Layout::
+
+    <output_dir>/data/<split>-00000-of-00008.parquet   one file per shard, renamed into place when complete
+    <output_dir>/reinforce_config.json                 written last, when every shard of the split exists
+    <output_dir>/README.md                             dataset card (YAML carries the config under hf_reinforce)
+    <output_dir>/.reinforce_in_progress.json           the config of an unfinished run (resume check)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .format import CONFIG_FILE, PARQUET_OPTIONS
+
+IN_PROGRESS_FILE = ".reinforce_in_progress.json"
+DATA_DIR = "data"
+
+
+def shard_path(output_dir: str | os.PathLike, split: str, index: int, count: int) -> Path:
+    """``data/<split>-XXXXX-of-YYYYY.parquet`` (the naming ``datasets`` and the Hub recognise as split shards)."""
+    return Path(output_dir) / DATA_DIR / f"{split}-{index:05d}-of-{count:05d}.parquet"
+
+
+def write_parquet_atomic(batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: Path) -> int:
+    """Stream record batches to ``path`` through a temp file renamed into place; returns the file size.
+
+    A crash leaves at most a ``.tmp`` file, never a shard with a final name that is incomplete.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS) as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path.stat().st_size
+
+
+def write_json_atomic(data: Mapping[str, Any], path: Path) -> None:
+    """Write JSON to ``path`` via a temp file and rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or ``None`` when the file does not exist."""
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def identity_mismatch(existing: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Keys of the run identity whose values differ between an existing output and a new run."""
+    keys = sorted(set(existing) | set(new))
+    return [k for k in keys if existing.get(k) != new.get(k)]
+
+
+def remove_outputs(output_dir: Path) -> None:
+    """Delete what a reinforcement pass writes (shards, config, card, in-progress file); other files stay."""
+    for path in (output_dir / DATA_DIR).glob("*.parquet"):
+        path.unlink()
+    for name in (CONFIG_FILE, IN_PROGRESS_FILE, "README.md"):
+        if (output_dir / name).exists():
+            (output_dir / name).unlink()

@@ -1,0 +1,190 @@
+"""Out-of-core, resumable, multi-process reinforcement into a Hub-layout folder.
+
+Shard ``s`` holds rows ``[s * rows_per_shard, (s + 1) * rows_per_shard)``; under ``accelerate launch`` process
+``r`` of ``P`` takes shards ``r, r + P, ...`` on its own device. Each shard is mapped into a temporary Arrow file
+(memory-mapped, so memory stays flat), streamed into parquet and renamed into place. A rerun with the same config
+skips finished shards; the main process writes ``reinforce_config.json`` and the card once every shard exists.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets import Image
+from datasets.table import embed_table_storage
+from tqdm.auto import tqdm
+
+from .card import write_card
+from .format import CONFIG_FILE
+from .output import (
+    IN_PROGRESS_FILE,
+    identity_mismatch,
+    read_json,
+    remove_outputs,
+    shard_path,
+    write_json_atomic,
+    write_parquet_atomic,
+)
+from .reinforce import (
+    ReinforceConfig,
+    ReinforceFunction,
+    _fingerprint,
+    _keep_columns,
+    _output_features,
+    _prepare,
+    build_ensemble,
+    dataset_num_classes,
+    run_config,
+)
+
+SKIPPED_KEY = b"hf_reinforce_skipped_rows"
+
+
+def _process_state() -> Any:
+    """accelerate's process state (one process when not launched by accelerate/torchrun)."""
+    from accelerate import PartialState
+
+    return PartialState()
+
+
+def _claim(output_dir: Path, run: dict[str, Any], config: ReinforceConfig, split: str, overwrite: bool) -> None:
+    """Refuse an output folder holding a different config (unless ``overwrite``); record this run as in progress."""
+    identity = config.identity()
+    for name in (CONFIG_FILE, IN_PROGRESS_FILE):
+        existing = read_json(output_dir / name)
+        if existing is None:
+            continue
+        differing = identity_mismatch({k: existing.get(k) for k in identity}, identity)
+        if differing and not overwrite:
+            raise ValueError(
+                f"{output_dir} holds the output of a different reinforcement config (differs in: {', '.join(differing)}); "
+                "use another output_dir or pass overwrite=True (CLI: --overwrite) to replace it"
+            )
+        if differing:
+            remove_outputs(output_dir)
+            break
+    write_json_atomic(run, output_dir / IN_PROGRESS_FILE)
+
+
+def _shard_batches(table: pa.Table, rows: int) -> Any:
+    """Record batches of ``rows`` rows with external image files embedded (the folder must be self-contained)."""
+    for batch in table.to_batches(max_chunksize=rows):
+        yield from embed_table_storage(pa.Table.from_batches([batch])).to_batches()
+
+
+def reinforce_to_folder(
+    dataset: datasets.Dataset,
+    config: ReinforceConfig,
+    output_dir: Path,
+    *,
+    split: str,
+    overwrite: bool,
+    progress: bool,
+    source_id: str | None,
+    source_revision: str | None,
+) -> datasets.Dataset:
+    """Write the reinforced ``split`` of ``dataset`` to ``output_dir`` (see module docstring) and load it back."""
+    state = _process_state()
+    device = config.device or (state.device if state.num_processes > 1 else None)
+    ensemble = build_ensemble(config, dataset_num_classes(dataset, config), device)
+    run = run_config(dataset, config, ensemble, split, source_id, source_revision)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if state.is_main_process:
+        _claim(output_dir, run, config, split, overwrite)
+    state.wait_for_everyone()
+
+    n = len(dataset)
+    num_shards = max(1, math.ceil(n / config.rows_per_shard))
+    prepared, recast = _prepare(dataset, config)
+    keep = _keep_columns(prepared, config)
+    features = _output_features(prepared, config, ensemble.num_classes, keep)
+    todo = [
+        s for s in range(state.process_index, num_shards, state.num_processes)
+        if not shard_path(output_dir, split, s, num_shards).exists()
+    ]
+    views = sum(min(n, (s + 1) * config.rows_per_shard) - s * config.rows_per_shard for s in todo)
+    bar = tqdm(
+        total=views * config.num_augmentations, unit="view", unit_scale=True, dynamic_ncols=True,
+        desc=f"reinforce {split} [{state.process_index}]", disable=not progress, position=state.process_index,
+    )
+    fingerprint = _fingerprint(dataset._fingerprint, config.identity(), ensemble.to_config())
+    try:
+        for s in todo:
+            start, stop = s * config.rows_per_shard, min(n, (s + 1) * config.rows_per_shard)
+            fn = ReinforceFunction(config, ensemble, n, offset=start, keep_columns=keep, on_views=bar.update)
+            with tempfile.TemporaryDirectory(dir=output_dir, prefix=".shard-") as tmp:
+                with _quiet():
+                    mapped = prepared.select(range(start, stop)).map(
+                        fn,
+                        batched=True,
+                        batch_size=config.rows_per_block,
+                        with_indices=True,
+                        remove_columns=prepared.column_names,
+                        features=features,
+                        cache_file_name=str(Path(tmp) / "shard.arrow"),
+                        new_fingerprint=f"{fingerprint}-{s}",
+                        load_from_cache_file=False,
+                    )
+                if recast and config.image_column in keep:
+                    mapped = mapped.cast_column(config.image_column, Image())
+                table = mapped.data.table
+                schema = table.schema.with_metadata({**(table.schema.metadata or {}), SKIPPED_KEY: json.dumps(fn.skipped).encode()})
+                write_parquet_atomic(_shard_batches(table, config.rows_per_block), schema, shard_path(output_dir, split, s, num_shards))
+                del mapped, table
+    finally:
+        bar.close()
+    state.wait_for_everyone()
+    if state.is_main_process:
+        _finalize(output_dir, run, split, num_shards, config)
+    state.wait_for_everyone()
+    files = [str(shard_path(output_dir, split, s, num_shards)) for s in range(num_shards)]
+    return datasets.load_dataset("parquet", data_files={split: files}, split=split)
+
+
+class _quiet:
+    """Silence ``datasets``' own per-shard progress bars while our views/s bar runs."""
+
+    def __enter__(self) -> None:
+        self.was_enabled = not datasets.are_progress_bars_disabled()
+        datasets.disable_progress_bars()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.was_enabled:
+            datasets.enable_progress_bars()
+
+
+def _finalize(output_dir: Path, run: dict[str, Any], split: str, num_shards: int, config: ReinforceConfig) -> None:
+    """Check every shard exists, then write the config (with per-split statistics) and the card."""
+    paths = [shard_path(output_dir, split, s, num_shards) for s in range(num_shards)]
+    missing = [p.name for p in paths if not p.exists()]
+    if missing:
+        raise RuntimeError(f"reinforcement of split {split!r} is incomplete, missing shards: {missing}; rerun to resume")
+    skipped: list[int] = []
+    rows = 0
+    for path in paths:
+        meta = pq.read_metadata(path)
+        rows += meta.num_rows
+        skipped += json.loads((meta.schema.to_arrow_schema().metadata or {}).get(SKIPPED_KEY, b"[]"))
+    size = sum(p.stat().st_size for p in paths)
+    previous = read_json(output_dir / CONFIG_FILE) or {}
+    splits = dict(previous.get("splits", {}))
+    splits[split] = {
+        **run["source"],
+        "num_rows_written": rows,
+        "num_shards": num_shards,
+        "skipped_rows": sorted(skipped),
+        "num_bytes": size,
+        "bytes_per_augmentation": round(size / max(rows * config.num_augmentations, 1), 2),
+    }
+    final = {k: v for k, v in run.items() if k != "source"}
+    final["splits"] = splits
+    write_json_atomic(final, output_dir / CONFIG_FILE)
+    write_card(output_dir, final)
+    (output_dir / IN_PROGRESS_FILE).unlink(missing_ok=True)
