@@ -45,6 +45,9 @@ _EXPORTS = {
 }
 
 
+# Functions named like their modules are bound eagerly: importing a submodule would otherwise shadow them.
+from .reinforce import reinforce  # noqa: E402
+
 def __getattr__(name: str) -> Any:
     """Import submodules on first use: training code never pays for teacher or Hub imports."""
     if name in _EXPORTS:

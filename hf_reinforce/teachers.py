@@ -14,7 +14,8 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import nn
-from torchvision.transforms.v2 import functional as TF
+
+from .augment import normalize
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -125,7 +126,7 @@ class Teacher:
             raise ValueError(
                 f"teacher {self.name!r} expects uint8 images (B, 3, H, W), got {images.dtype} {tuple(images.shape)}"
             )
-        return TF.normalize(TF.to_dtype(images, torch.float32, scale=True), list(self.mean), list(self.std))
+        return normalize(images, self.mean, self.std)
 
     @torch.inference_mode()
     def logits(self, images: torch.Tensor) -> torch.Tensor:

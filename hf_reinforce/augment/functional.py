@@ -120,10 +120,8 @@ def mix(own: torch.Tensor, partner: torch.Tensor, lam: int, box: Sequence[int]) 
 
 
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """``uint8`` images → float32 ``(x / 255 - mean) / std``; the only place pixels leave ``uint8``."""
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=images.device).view(-1, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32, device=images.device).view(-1, 1, 1)
-    return (images.to(torch.float32) / 255.0 - mean_t) / std_t
+    """``uint8`` images → float32 ``(x / 255 - mean) / std``: the one place pixels leave ``uint8`` (teachers and students)."""
+    return F.normalize(F.to_dtype(images, torch.float32, scale=True), list(mean), list(std))
 
 
 def interpolation_mode(name: str | InterpolationMode) -> InterpolationMode:

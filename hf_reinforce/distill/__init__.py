@@ -1,7 +1,8 @@
-"""Training side: distillation loss, collator and the transformers integration."""
+"""Training side: the replaying transform, distillation loss, collator and the transformers integration."""
 
 from .collate import DistillationCollator, pack_labels, unpack_labels
 from .loss import LossParts, distillation_loss, distillation_loss_parts, expand_topk
+from .transform import ReinforcedTransform, augmentation_index
 
 # transformers.trainer takes seconds to import; plain-PyTorch training should not pay for it.
 _TRAINER_EXPORTS = (
@@ -27,10 +28,12 @@ __all__ = [
     "DistillationLoss",
     "DistillationTrainer",
     "LossParts",
+    "ReinforcedTransform",
     "TimmStudent",
     "distillation_loss",
     "distillation_loss_parts",
     "expand_topk",
+    "augmentation_index",
     "pack_labels",
     "unpack_labels",
 ]

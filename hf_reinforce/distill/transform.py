@@ -1,0 +1,210 @@
+"""``ReinforcedTransform``: replay one stored augmentation per row and epoch, with that augmentation's teacher top-k.
+
+Choice of augmentation: for row ``i`` in epoch ``e`` with ``N`` stored augmentations, cycle ``c = e // N`` draws a
+permutation of ``0..N-1`` seeded by (seed, i, c) and uses its element ``e % N``, so every stored augmentation is
+used once before any repeats. Rendering goes through the same ``AugmentationPolicy.render`` as the teachers'
+inputs, so at the teachers' resolution and interpolation the pixels are identical.
+
+Only ``augment`` and ``format`` are imported here: training code never loads teacher code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..augment import AugmentationPolicy, Params, normalize, to_rgb_uint8
+from ..format import CONFIG_FILE, TOPK_IDS, TOPK_PROBS, check_schema_version, config_from_dataset
+
+ROW_INDEX = "row_index"
+def augmentation_index(seed: int, row: int, epoch: int, num_augmentations: int) -> int:
+    """Stored augmentation used for ``row`` in ``epoch``: without replacement within each cycle of N epochs."""
+    cycle, position = divmod(int(epoch), num_augmentations)
+    return int(np.random.default_rng([seed, row, cycle]).permutation(num_augmentations)[position])
+
+
+class ReinforcedTransform:
+    """``datasets`` transform: rows → ``pixel_values``, ``labels``, ``topk_ids``, ``topk_probs`` of one stored augmentation.
+
+    Use with ``dataset.set_transform(transform)`` / ``with_transform``, a ``DataLoader`` with workers (it pickles),
+    or ``IterableDataset.map(transform, batched=True)`` for streaming (policies without mixing). Defaults for
+    resolution, interpolation and normalization come from the stored config (the reinforcement resolution and the
+    first teacher's interpolation, mean and std).
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        *,
+        dataset: Any = None,
+        resolution: int | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        interpolation: str | None = None,
+        seed: int = 0,
+        epoch: int = 0,
+    ) -> None:
+        check_schema_version(config.get("schema_version", 1))
+        self.config = dict(config)
+        self.policy = AugmentationPolicy.from_dict(config["policy"])
+        teacher = (config.get("teachers") or [{}])[0]
+        self.num_augmentations = int(config["num_augmentations"])
+        self.resolution = int(resolution or config.get("resolution") or teacher.get("resolution") or 224)
+        self.interpolation = interpolation or teacher.get("interpolation") or self.policy.interpolation
+        self.mean = tuple(mean or teacher.get("mean") or (0.485, 0.456, 0.406))
+        self.std = tuple(std or teacher.get("std") or (0.229, 0.224, 0.225))
+        self.image_column = config.get("image_column", "image")
+        self.label_column = config.get("label_column", "label")
+        self.seed = int(seed)
+        self.epoch = int(epoch)
+        self._partners = None
+        self._positions: dict[int, int] | None = None
+        if self.policy.mixing is not None:
+            self._attach_partners(dataset)
+
+    # -- construction -----------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | str | Path, **kwargs: Any) -> ReinforcedTransform:
+        """From a config dict or a path to ``reinforce_config.json`` (or the folder holding it)."""
+        if isinstance(config, (str, Path)):
+            path = Path(config)
+            config = json.loads((path / CONFIG_FILE if path.is_dir() else path).read_text())
+        return cls(config, **kwargs)
+
+    @classmethod
+    def from_dataset(cls, dataset: Any, **kwargs: Any) -> ReinforcedTransform:
+        """From a dataset returned by :func:`hf_reinforce.reinforce` (its config travels in ``dataset.info``).
+
+        Datasets loaded with ``load_dataset`` do not carry it: use :meth:`from_pretrained` with the repo or folder,
+        or pass ``config=``.
+        """
+        config = kwargs.pop("config", None) or config_from_dataset(dataset)
+        if config is None:
+            raise ValueError(
+                "this dataset does not carry its reinforcement config (load_dataset drops it): use "
+                "ReinforcedTransform.from_pretrained(<repo id or folder>, dataset=...) or from_dataset(ds, config=...)"
+            )
+        return cls.from_config(config, dataset=dataset, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, repo_or_folder: str | Path, *, revision: str | None = None, **kwargs: Any) -> ReinforcedTransform:
+        """From a reinforced dataset folder or Hub repo (reads its ``reinforce_config.json``)."""
+        path = Path(repo_or_folder)
+        if path.is_dir():
+            return cls.from_config(path, **kwargs)
+        from huggingface_hub import hf_hub_download
+
+        file = hf_hub_download(str(repo_or_folder), CONFIG_FILE, repo_type="dataset", revision=revision)
+        return cls.from_config(file, **kwargs)
+
+    def _attach_partners(self, dataset: Any) -> None:
+        """Keep an untransformed view of the dataset to fetch MixUp/CutMix partner rows from."""
+        import datasets
+
+        if dataset is None:
+            raise ValueError("this policy mixes rows (MixUp/CutMix): pass dataset= so partner rows can be fetched")
+        if isinstance(dataset, datasets.IterableDataset):
+            raise ValueError(
+                "mixing policies (MixUp/CutMix) need random access to partner rows, which a streaming dataset cannot "
+                "give: load it without streaming=True"
+            )
+        columns = [self.image_column, ROW_INDEX, *self.policy.columns]
+        self._partners = dataset.select_columns(columns).with_format(None)
+
+    # -- epochs -----------------------------------------------------------------------------------------------
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentations of ``epoch`` (call before each epoch; DistillationCallback does it)."""
+        self.epoch = int(epoch)
+
+    def augmentation_index(self, row_index: int, epoch: int | None = None) -> int:
+        """The stored augmentation this transform uses for ``row_index`` in ``epoch`` (default: current)."""
+        return augmentation_index(self.seed, row_index, self.epoch if epoch is None else epoch, self.num_augmentations)
+
+    # -- rendering --------------------------------------------------------------------------------------------
+
+    def _params(self, row: Mapping[str, Any], j: int) -> Params:
+        """Parameters of stored augmentation ``j`` only, as a one-augmentation ``Params``."""
+        out: Params = {}
+        for name, (dtype, _shape) in self.policy.columns.items():
+            if name not in row:
+                raise KeyError(
+                    f"row has no column {name!r} (columns: {sorted(row)}); with transformers.Trainer set "
+                    "remove_unused_columns=False or use DistillationCallback/DistillationTrainer"
+                )
+            out[name] = np.asarray([row[name][j]], dtype=dtype)
+        return out
+
+    def _partner_row(self, row_index: int) -> Mapping[str, Any]:
+        if self._positions is None:
+            self._positions = {int(r): k for k, r in enumerate(self._partners[ROW_INDEX])}
+        if row_index not in self._positions:
+            raise KeyError(f"MixUp/CutMix partner row_index {row_index} is not in the dataset given to the transform")
+        return self._partners[self._positions[row_index]]
+
+    def replay(
+        self, row: Mapping[str, Any], aug_index: int, resolution: int | None = None, interpolation: str | None = None
+    ) -> torch.Tensor:
+        """Exact ``uint8 (3, r, r)`` pixels of stored augmentation ``aug_index`` of ``row`` (mixing included)."""
+        if not 0 <= int(aug_index) < self.num_augmentations:
+            raise IndexError(f"aug_index {aug_index} out of range for {self.num_augmentations} stored augmentations")
+        resolution = int(resolution or self.resolution)
+        interpolation = interpolation or self.interpolation
+        params = self._params(row, aug_index)
+        image = to_rgb_uint8(row[self.image_column])
+        partner = int(params["aug_mix_partner"][0]) if self.policy.mixing is not None else -1
+        if partner < 0:
+            return self.policy.render(image, params, 0, resolution, interpolation)
+        other = self._partner_row(partner)
+        return self.policy.replay(
+            image, params, 0, resolution, interpolation,
+            partner_image=to_rgb_uint8(other[self.image_column]), partner_params=self._params(other, aug_index),
+        )
+
+    def __call__(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list]:
+        """Batched transform: each row gets its stored augmentation for the current epoch."""
+        if ROW_INDEX not in batch:
+            raise KeyError(
+                f"batch has no {ROW_INDEX!r} column (columns: {sorted(batch)}); is this a reinforced dataset? With "
+                "transformers.Trainer set remove_unused_columns=False or use DistillationCallback/DistillationTrainer"
+            )
+        out: dict[str, list] = {"pixel_values": [], "labels": [], TOPK_IDS: [], TOPK_PROBS: []}
+        for k, row_index in enumerate(batch[ROW_INDEX]):
+            row = {name: values[k] for name, values in batch.items()}
+            j = self.augmentation_index(int(row_index))
+            pixels = self.replay(row, j)
+            out["pixel_values"].append(normalize(pixels, self.mean, self.std))
+            if self.label_column and self.label_column in row:
+                out["labels"].append(int(row[self.label_column]))
+            out[TOPK_IDS].append(torch.as_tensor(np.asarray(row[TOPK_IDS][j]), dtype=torch.int64))
+            out[TOPK_PROBS].append(torch.as_tensor(np.asarray(row[TOPK_PROBS][j], dtype=np.float32)))
+        if not out["labels"]:
+            del out["labels"]
+        return out
+
+    def evaluation(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list]:
+        """Plain evaluation transform for unreinforced rows: the whole image resized, normalized like training."""
+        from ..augment.functional import Q, interpolation_mode, resized_crop
+
+        out: dict[str, list] = {"pixel_values": [], "labels": []}
+        for k, value in enumerate(batch[self.image_column]):
+            pixels = resized_crop(to_rgb_uint8(value), (0, 0, Q, Q), self.resolution, interpolation_mode(self.interpolation))
+            out["pixel_values"].append(normalize(pixels, self.mean, self.std))
+            if self.label_column in batch:
+                out["labels"].append(int(batch[self.label_column][k]))
+        if not out["labels"]:
+            del out["labels"]
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"ReinforcedTransform(policy={[op['op'] for op in self.config['policy']['ops']]}, "
+            f"N={self.num_augmentations}, resolution={self.resolution}, interpolation={self.interpolation!r}, "
+            f"epoch={self.epoch})"
+        )
