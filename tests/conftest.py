@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+pytest_plugins = ["conftest_hub"]  # the local Hub-protocol server fixture (hub_server)
+
 
 @pytest.fixture(scope="session")
 def photos() -> list[torch.Tensor]:
