@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -113,3 +115,21 @@ def config_from_dataset(dataset: Any) -> dict[str, Any] | None:
     description = getattr(getattr(dataset, "info", None), "description", None) or ""
     at = description.find(CONFIG_MARKER)
     return json.loads(description[at + len(CONFIG_MARKER) :]) if at >= 0 else None
+
+
+def load_config(
+    repo_or_folder: str | os.PathLike, *, revision: str | None = None, token: str | bool | None = None
+) -> dict[str, Any]:
+    """The ``reinforce_config.json`` of a reinforced dataset: a local folder, a path to the file, or a Hub repo."""
+    path = Path(repo_or_folder)
+    if path.is_dir():
+        path = path / CONFIG_FILE
+    if not path.is_file():
+        if Path(repo_or_folder).exists() or str(repo_or_folder).startswith((".", "/")):
+            raise FileNotFoundError(f"{repo_or_folder} has no {CONFIG_FILE}: is it a finished hf_reinforce output folder?")
+        from huggingface_hub import hf_hub_download
+
+        path = Path(hf_hub_download(str(repo_or_folder), CONFIG_FILE, repo_type="dataset", revision=revision, token=token))
+    config = json.loads(path.read_text())
+    check_schema_version(config.get("schema_version", SCHEMA_VERSION))
+    return config

@@ -10,7 +10,6 @@ Only ``augment`` and ``format`` are imported here: training code never loads tea
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from ..augment import AugmentationPolicy, Params, normalize, to_rgb_uint8
-from ..format import CONFIG_FILE, TOPK_IDS, TOPK_PROBS, check_schema_version, config_from_dataset
+from ..format import TOPK_IDS, TOPK_PROBS, check_schema_version, config_from_dataset, load_config
 
 ROW_INDEX = "row_index"
 def augmentation_index(seed: int, row: int, epoch: int, num_augmentations: int) -> int:
@@ -72,10 +71,7 @@ class ReinforcedTransform:
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | str | Path, **kwargs: Any) -> ReinforcedTransform:
         """From a config dict or a path to ``reinforce_config.json`` (or the folder holding it)."""
-        if isinstance(config, (str, Path)):
-            path = Path(config)
-            config = json.loads((path / CONFIG_FILE if path.is_dir() else path).read_text())
-        return cls(config, **kwargs)
+        return cls(config if isinstance(config, Mapping) else load_config(config), **kwargs)
 
     @classmethod
     def from_dataset(cls, dataset: Any, **kwargs: Any) -> ReinforcedTransform:
@@ -93,15 +89,11 @@ class ReinforcedTransform:
         return cls.from_config(config, dataset=dataset, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, repo_or_folder: str | Path, *, revision: str | None = None, **kwargs: Any) -> ReinforcedTransform:
-        """From a reinforced dataset folder or Hub repo (reads its ``reinforce_config.json``)."""
-        path = Path(repo_or_folder)
-        if path.is_dir():
-            return cls.from_config(path, **kwargs)
-        from huggingface_hub import hf_hub_download
-
-        file = hf_hub_download(str(repo_or_folder), CONFIG_FILE, repo_type="dataset", revision=revision)
-        return cls.from_config(file, **kwargs)
+    def from_pretrained(
+        cls, repo_or_folder: str | Path, *, revision: str | None = None, token: str | bool | None = None, **kwargs: Any
+    ) -> ReinforcedTransform:
+        """From a reinforced dataset folder or Hub dataset repo: everything is read from its ``reinforce_config.json``."""
+        return cls(load_config(repo_or_folder, revision=revision, token=token), **kwargs)
 
     def _attach_partners(self, dataset: Any) -> None:
         """Keep an untransformed view of the dataset to fetch MixUp/CutMix partner rows from."""

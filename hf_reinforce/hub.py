@@ -1,0 +1,176 @@
+"""Publish and join reinforced datasets: ``push_to_hub``, ``save_folder``, ``attach``.
+
+A reinforced folder goes up in one commit (``data/`` shards, ``reinforce_config.json``, the card): the Hub shows
+either the previous state or the whole new one. Shards are uploaded before the commit and a rerun after an
+interruption re-sends only the files the Hub does not have yet. Pushing a second split into an existing repo
+keeps the other splits, merges their statistics into the config and re-renders the card.
+Tokens come from huggingface_hub's usual sources and are never printed or written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import datasets
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+from .card import build_card, write_card
+from .format import CONFIG_FILE, SCHEMA_VERSION, attach_config, check_schema_version, config_from_dataset, load_config
+from .output import DATA_DIR, IN_PROGRESS_FILE, identity_mismatch, shard_path, write_json_atomic, write_parquet_atomic
+
+ROW_INDEX = "row_index"
+_IDENTITY_KEYS = ("schema_version", "policy", "num_augmentations", "top_k", "seed", "temperature", "teachers")
+
+
+def save_folder(dataset: datasets.Dataset, folder: str | os.PathLike, *, split: str = "train", rows_per_shard: int = 2048) -> Path:
+    """Write a dataset returned by :func:`hf_reinforce.reinforce` as a Hub-layout folder (shards, config, card)."""
+    config = config_from_dataset(dataset)
+    if config is None:
+        raise ValueError("this dataset does not carry an hf_reinforce config: pass the dataset returned by reinforce()")
+    folder = Path(folder)
+    count = max(1, -(-len(dataset) // rows_per_shard))
+    table = dataset.with_format("arrow")
+    from datasets.table import embed_table_storage
+
+    for s in range(count):
+        part = embed_table_storage(table[s * rows_per_shard : (s + 1) * rows_per_shard])
+        write_parquet_atomic(part.to_batches(), part.schema, shard_path(folder, split, s, count))
+    source = dict(config.pop("source", {}), split=split)
+    size = sum(shard_path(folder, split, s, count).stat().st_size for s in range(count))
+    source.update(
+        num_rows_written=len(dataset), num_shards=count, skipped_rows=source.get("skipped_rows", []), num_bytes=size,
+        bytes_per_augmentation=round(size / max(len(dataset) * config["num_augmentations"], 1), 2),
+    )
+    config["splits"] = {split: source}
+    write_json_atomic(config, folder / CONFIG_FILE)
+    write_card(folder, config)
+    return folder
+
+
+def _remote_config(api: HfApi, repo_id: str, revision: str | None) -> dict[str, Any] | None:
+    try:
+        return load_config(repo_id, revision=revision, token=api.token)
+    except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError):
+        return None
+
+
+def _merge(remote: dict[str, Any] | None, local: dict[str, Any], repo_id: str) -> dict[str, Any]:
+    """The local config with the remote repo's other splits kept; refuse a repo reinforced differently."""
+    if remote is None:
+        return local
+    check_schema_version(remote.get("schema_version", SCHEMA_VERSION))
+    differing = identity_mismatch({k: remote.get(k) for k in _IDENTITY_KEYS}, {k: local.get(k) for k in _IDENTITY_KEYS})
+    if differing:
+        raise ValueError(
+            f"{repo_id} already holds a dataset reinforced with a different config (differs in: {', '.join(differing)}); "
+            "push to another repo or branch (revision=...)"
+        )
+    merged = dict(local)
+    merged["splits"] = {**remote.get("splits", {}), **local.get("splits", {})}
+    for key in ("accuracy", "license"):
+        if key in remote and key not in local:
+            merged[key] = remote[key]
+    return merged
+
+
+def push_to_hub(
+    dataset_or_folder: datasets.Dataset | str | os.PathLike,
+    repo_id: str,
+    *,
+    split: str = "train",
+    private: bool | None = None,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    commit_message: str | None = None,
+    license: str | None = None,
+) -> str:
+    """Upload a reinforced folder (or a dataset returned by ``reinforce``) to the Hub dataset repo ``repo_id``.
+
+    Creates the repo (``private`` as asked) and the branch ``revision`` when missing; keeps other splits already
+    in the repo and updates the card. Returns the URL of the commit. Rerun after an interruption to resume.
+    """
+    if isinstance(dataset_or_folder, datasets.Dataset):
+        with tempfile.TemporaryDirectory(prefix="hf-reinforce-push-") as tmp:
+            folder = save_folder(dataset_or_folder, tmp, split=split)
+            return push_to_hub(folder, repo_id, private=private, revision=revision, token=token,
+                               commit_message=commit_message, license=license)
+    folder = Path(dataset_or_folder)
+    if (folder / IN_PROGRESS_FILE).exists() or not (folder / CONFIG_FILE).exists():
+        raise ValueError(f"{folder} is not a finished reinforcement (no {CONFIG_FILE}, or a run is in progress): finish it first")
+    local = load_config(folder)
+    api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    if revision is not None:
+        api.create_branch(repo_id, repo_type="dataset", branch=revision, exist_ok=True)
+    merged = _merge(_remote_config(api, repo_id, revision), local, repo_id)
+    if license:
+        merged["license"] = license
+    shards = sorted((folder / DATA_DIR).glob("*.parquet"))
+    uploads = {f"{DATA_DIR}/{p.name}" for p in shards}
+    pushed_splits = tuple(f"{DATA_DIR}/{s}-" for s in local.get("splits", {}))
+    stale = [
+        f for f in api.list_repo_files(repo_id, repo_type="dataset", revision=revision)
+        if f.startswith(pushed_splits) and f not in uploads
+    ]
+    card = build_card(merged, repo_id=repo_id)
+    operations = [
+        *(CommitOperationAdd(path_in_repo=f"{DATA_DIR}/{p.name}", path_or_fileobj=str(p)) for p in shards),
+        *(CommitOperationDelete(path_in_repo=f) for f in stale),
+        CommitOperationAdd(path_in_repo=CONFIG_FILE, path_or_fileobj=(json.dumps(merged, indent=2, sort_keys=True) + "\n").encode()),
+        CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode()),
+    ]
+    info = api.create_commit(
+        repo_id, operations, repo_type="dataset", revision=revision,
+        commit_message=commit_message or f"Upload reinforced split(s) {', '.join(local.get('splits', {}))} with hf_reinforce",
+    )
+    return str(info.commit_url)
+
+
+def attach(
+    reinforcement: datasets.Dataset,
+    source: datasets.Dataset,
+    *,
+    config: dict[str, Any] | str | os.PathLike | None = None,
+    split: str | None = None,
+    verify_fingerprint: bool = True,
+) -> datasets.Dataset:
+    """Join a reinforcement-only dataset (``row_index`` + reinforcement columns) back onto its source rows.
+
+    Checks the source's row count and — where recorded — its fingerprint and key column against the
+    reinforcement's config, with an error naming what differs. ``config`` is the reinforcement's config
+    (a dict, a folder or repo id); by default the one carried by ``reinforcement``.
+    """
+    if ROW_INDEX not in reinforcement.column_names:
+        raise ValueError(f"reinforcement has no {ROW_INDEX!r} column (columns: {reinforcement.column_names})")
+    cfg = config if isinstance(config, dict) else (load_config(config) if config else config_from_dataset(reinforcement))
+    if cfg is None:
+        raise ValueError("attach needs the reinforcement's config: pass config=<folder, repo id or dict>")
+    splits = cfg.get("splits") or {"": cfg.get("source", {})}
+    recorded = splits[split] if split else next(iter(splits.values()))
+    if recorded.get("num_rows") is not None and recorded["num_rows"] != len(source):
+        raise ValueError(
+            f"source has {len(source)} rows but the reinforcement was made from {recorded['num_rows']} rows of "
+            f"{recorded.get('id') or 'its source'} (split {recorded.get('split')!r}): attach the same split and revision"
+        )
+    if verify_fingerprint and recorded.get("fingerprint") and recorded["fingerprint"] != source._fingerprint:
+        raise ValueError(
+            f"source fingerprint {source._fingerprint} differs from the one reinforced ({recorded['fingerprint']}, "
+            f"revision {recorded.get('revision')}): the source data changed or was loaded differently; "
+            "pass verify_fingerprint=False if you are sure the rows are the same"
+        )
+    rows = source.select(list(reinforcement[ROW_INDEX]))
+    key = cfg.get("key_column")
+    if key and key in reinforcement.column_names:
+        if list(rows[key]) != list(reinforcement[key]):
+            raise ValueError(f"key column {key!r} of the source does not match the reinforcement's row by row")
+        reinforcement = reinforcement.remove_columns(key)
+    clash = sorted(set(rows.column_names) & set(reinforcement.column_names))
+    if clash:
+        raise ValueError(f"source already has columns {clash} of the reinforcement")
+    joined = datasets.concatenate_datasets([rows.flatten_indices(), reinforcement], axis=1)
+    return attach_config(joined, cfg)
