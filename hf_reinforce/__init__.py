@@ -23,6 +23,7 @@ _EXPORTS = {
     "to_rgb_uint8": "augment",
     "SCHEMA_VERSION": "format",
     "reinforce_features": "format",
+    "load_reinforced": "format",
     "Teacher": "teachers",
     "Ensemble": "teachers",
     "load_teacher": "teachers",
@@ -40,13 +41,15 @@ _EXPORTS = {
     "expand_topk": "distill",
     "push_to_hub": "hub",
     "attach": "hub",
-    "load_config": "hub",
+    "load_config": "format",
+    "save_folder": "hub",
     "show": "show",
 }
 
 
 # Functions named like their modules are bound eagerly: importing a submodule would otherwise shadow them.
 from .reinforce import reinforce  # noqa: E402
+from .show import show  # noqa: E402
 
 def __getattr__(name: str) -> Any:
     """Import submodules on first use: training code never pays for teacher or Hub imports."""

@@ -133,3 +133,20 @@ def load_config(
     config = json.loads(path.read_text())
     check_schema_version(config.get("schema_version", SCHEMA_VERSION))
     return config
+
+
+def load_reinforced(repo_or_folder: str | os.PathLike, *, split: str = "train", revision: str | None = None, **kwargs: Any) -> Any:
+    """``datasets.load_dataset`` of a reinforced folder's shard files (absolute paths) or of a Hub repo.
+
+    A local folder is loaded through its explicit shard list: ``load_dataset(folder)`` caches by folder name and
+    patterns, so two folders with the same name could share a stale cache.
+    """
+    import datasets
+
+    path = Path(repo_or_folder)
+    if path.is_dir():
+        files = sorted(str(p.resolve()) for p in (path / "data").glob(f"{split}-*.parquet"))
+        if not files:
+            raise FileNotFoundError(f"{path} has no shards of split {split!r} under data/")
+        return datasets.load_dataset("parquet", data_files={split: files}, split=split, **kwargs)
+    return datasets.load_dataset(str(repo_or_folder), split=split, revision=revision, **kwargs)

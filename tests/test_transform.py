@@ -17,6 +17,7 @@ from torch import nn
 import hf_reinforce as hfr
 from hf_reinforce.augment import normalize
 from hf_reinforce.distill import augmentation_index
+from hf_reinforce.format import load_reinforced
 
 N = 6
 
@@ -127,11 +128,11 @@ def test_streaming_without_mixing_and_clear_error_with_mixing(mnist_ds, tmp_path
     )
     hfr.reinforce(mnist_ds, config, tmp_path / "plus", progress=False)
     transform = hfr.ReinforcedTransform.from_pretrained(tmp_path / "plus")
-    stream = datasets.load_dataset(str(tmp_path / "plus"), split="train", streaming=True)
+    stream = load_reinforced(tmp_path / "plus", split="train", streaming=True)
     mapped = stream.map(transform, batched=True, batch_size=8, remove_columns=list(stream.column_names))
     rows = list(mapped.take(10))
     assert len(rows) == 10 and rows[0]["pixel_values"].shape == (3, 32, 32)
-    full = datasets.load_dataset(str(tmp_path / "plus"), split="train")
+    full = load_reinforced(tmp_path / "plus", split="train")
     j = transform.augmentation_index(full[9]["row_index"])
     assert torch.equal(rows[9]["pixel_values"], normalize(transform.replay(full[9], j), transform.mean, transform.std))
 
