@@ -31,6 +31,7 @@ _EXPORTS = {
     "BadImageError": "reinforce",
     "reinforce": "reinforce",
     "estimate": "estimate",
+    "evaluate_teachers": "evaluate",
     "ReinforcedTransform": "distill",
     "DistillationCollator": "distill",
     "DistillationLoss": "distill",

@@ -1,0 +1,78 @@
+"""Teacher and ensemble accuracy on a labelled split (recorded in the config and the card)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+
+from .augment import Q, interpolation_mode, to_rgb_uint8
+from .augment.functional import resized_crop
+from .card import write_card
+from .format import CONFIG_FILE, load_config
+from .output import write_json_atomic
+from .reinforce import ReinforceConfig, build_ensemble, check_columns, dataset_num_classes
+from .teachers import Ensemble
+
+
+def center_view(image: torch.Tensor, resolution: int, interpolation: str) -> torch.Tensor:
+    """The centred largest square of ``image`` resized to ``resolution`` (the evaluation view of every teacher)."""
+    height, width = image.shape[-2:]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    box = (top * Q // height, left * Q // width, side * Q // height, side * Q // width)
+    return resized_crop(image, box, resolution, interpolation_mode(interpolation))
+
+
+@torch.inference_mode()
+def ensemble_accuracy(dataset: datasets.Dataset, ensemble: Ensemble, image_column: str, label_column: str, batch_size: int = 64) -> dict[str, Any]:
+    """Top-1 accuracy of each teacher and of the ensemble's mean probabilities on ``dataset``."""
+    correct = {t.name: 0 for t in ensemble.teachers}
+    correct_ensemble, total = 0, 0
+    rows = dataset.select_columns([image_column, label_column]).cast_column(image_column, datasets.Image(decode=False))
+    for batch in rows.iter(batch_size=batch_size):
+        images = [to_rgb_uint8(value) for value in batch[image_column]]
+        labels = torch.as_tensor(batch[label_column], device=ensemble.device)
+        views = {
+            spec: torch.stack([center_view(im, spec.resolution, spec.interpolation) for im in images])
+            for spec in ensemble.view_specs()
+        }
+        mean = 0
+        for teacher in ensemble.teachers:
+            probs = torch.softmax(teacher.logits(views[teacher.view_spec]) / ensemble.temperature, dim=1).to(ensemble.device)
+            correct[teacher.name] += int((probs.argmax(1) == labels).sum())
+            mean = mean + probs
+        correct_ensemble += int((mean.argmax(1) == labels).sum())
+        total += len(labels)
+    if total == 0:
+        raise ValueError("the evaluation split is empty")
+    return {
+        "num_rows": total,
+        "teachers": {name: round(c / total, 4) for name, c in correct.items()},
+        "ensemble": round(correct_ensemble / total, 4),
+    }
+
+
+def evaluate_teachers(
+    dataset: datasets.Dataset,
+    config: ReinforceConfig,
+    *,
+    output_dir: str | os.PathLike | None = None,
+    split: str = "validation",
+) -> dict[str, Any]:
+    """Accuracy of the config's teachers and ensemble on a labelled split; with ``output_dir`` (a finished
+    reinforced folder) it is recorded under ``accuracy`` in ``reinforce_config.json`` and shown in the card."""
+    if config.label_column is None:
+        raise ValueError("evaluate_teachers needs labels: set label_column")
+    check_columns(dataset, config)
+    ensemble = build_ensemble(config, dataset_num_classes(dataset, config), config.device)
+    result = {"split": split, **ensemble_accuracy(dataset, ensemble, config.image_column, config.label_column)}
+    if output_dir is not None:
+        stored = load_config(Path(output_dir))
+        stored["accuracy"] = result
+        write_json_atomic(stored, Path(output_dir) / CONFIG_FILE)
+        write_card(Path(output_dir), stored)
+    return result
