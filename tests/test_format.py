@@ -23,7 +23,7 @@ from hf_reinforce.format import (
 )
 
 
-def _rows(policy, n_rows, n_aug, k, num_classes, *, seed=0, height=375, width=500):
+def simulated_rows(policy, n_rows, n_aug, k, num_classes, *, seed=0, height=375, width=500):
     """Rows of parameters and an ImageNet-like ensemble's top-k: peaked around a few classes per image."""
     g = torch.Generator().manual_seed(seed)
     features = reinforce_features(policy, n_aug, k, num_classes)
@@ -43,7 +43,7 @@ def _rows(policy, n_rows, n_aug, k, num_classes, *, seed=0, height=375, width=50
 @pytest.mark.parametrize("preset", PRESETS)
 def test_features_round_trip_through_parquet_with_dtypes(tmp_path, preset):
     policy = AugmentationPolicy.parse(preset)
-    ds = _rows(policy, 12, 7, 3, 50)
+    ds = simulated_rows(policy, 12, 7, 3, 50)
     path = tmp_path / "train-00000-of-00001.parquet"
     pq.write_table(ds.data.table, path, **PARQUET_OPTIONS)
     back = datasets.load_dataset("parquet", data_files=str(path), split="train", cache_dir=str(tmp_path / "c"))
@@ -81,7 +81,7 @@ def test_topk_is_sorted_descending_with_integer_ids():
 def test_storage_budget_at_k10_rrc_ra_re(tmp_path):
     """≤ 40 bytes per stored augmentation at K=10 with rrc+ra+re (1000 classes, 400 augmentations)."""
     policy = AugmentationPolicy.parse("rrc+ra+re")
-    ds = _rows(policy, 60, 400, 10, 1000)
+    ds = simulated_rows(policy, 60, 400, 10, 1000)
     path = tmp_path / "shard.parquet"
     pq.write_table(ds.data.table, path, **PARQUET_OPTIONS)
     per_aug = os.path.getsize(path) / (60 * 400)

@@ -1,0 +1,47 @@
+"""Bytes on disk per stored augmentation, per column, at K=10 with rrc+ra+re (README "Format").
+
+The top-k come from a simulated ImageNet-like ensemble (1000 classes, a few dominant classes per image, noise per
+augmentation): no ImageNet teachers are available offline. Run: python scripts/bench_storage.py [--rows 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from test_format import simulated_rows  # noqa: E402  (the same generator the budget test uses)
+
+from hf_reinforce.augment import AugmentationPolicy  # noqa: E402
+from hf_reinforce.format import PARQUET_OPTIONS  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200)
+    parser.add_argument("--augmentations", type=int, default=400)
+    parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--policy", default="rrc+ra+re")
+    args = parser.parse_args()
+    ds = simulated_rows(AugmentationPolicy.parse(args.policy), args.rows, args.augmentations, args.top_k, 1000)
+    views = args.rows * args.augmentations
+    with tempfile.TemporaryDirectory() as tmp:
+        ours, defaults = Path(tmp) / "ours.parquet", Path(tmp) / "defaults.parquet"
+        pq.write_table(ds.data.table, ours, **PARQUET_OPTIONS)
+        pq.write_table(ds.data.table, defaults)
+        print(f"| column | bytes per augmentation |\n|---|---|")
+        group = pq.ParquetFile(ours).metadata.row_group(0)
+        for c in range(group.num_columns):
+            column = group.column(c)
+            print(f"| {column.path_in_schema.split('.')[0]} | {column.total_compressed_size / views:.2f} |")
+        print(f"| **total (hf_reinforce options)** | **{os.path.getsize(ours) / views:.2f}** |")
+        print(f"| total (parquet defaults) | {os.path.getsize(defaults) / views:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
