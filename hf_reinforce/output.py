@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import shutil
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from .format import CONFIG_FILE, PARQUET_OPTIONS
 
 IN_PROGRESS_FILE = ".reinforce_in_progress.json"
 DATA_DIR = "data"
+SHARD_TEMP_PREFIX = ".shard-"
+TEMP_SUFFIX = ".tmp"
 
 
 def shard_path(output_dir: str | os.PathLike, split: str, index: int, count: int) -> Path:
@@ -34,11 +37,11 @@ def shard_path(output_dir: str | os.PathLike, split: str, index: int, count: int
 def write_parquet_atomic(batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: Path) -> int:
     """Stream record batches to ``path`` through a temp file renamed into place; returns the file size.
 
-    A crash leaves at most a ``.tmp`` file, never a shard with a final name that is incomplete.
+    A crash leaves at most a hidden ``.tmp`` file (removed by :func:`remove_temp_files`), never a shard with a final
+    name that is incomplete. The writer creates the temp file, so the shard gets the usual umask permissions.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = str(path.with_name(f".{path.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}"))
     try:
         with pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS) as writer:
             for batch in batches:
@@ -53,7 +56,7 @@ def write_parquet_atomic(batches: Iterable[pa.RecordBatch], schema: pa.Schema, p
 def write_json_atomic(data: Mapping[str, Any], path: Path) -> None:
     """Write JSON to ``path`` via a temp file and rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}{TEMP_SUFFIX}")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
 
@@ -76,3 +79,12 @@ def remove_outputs(output_dir: Path) -> None:
     for name in (CONFIG_FILE, IN_PROGRESS_FILE, "README.md"):
         if (output_dir / name).exists():
             (output_dir / name).unlink()
+
+
+def remove_temp_files(output_dir: Path) -> None:
+    """Delete what a killed pass leaves behind: shard work directories and hidden ``.tmp`` files."""
+    for path in output_dir.glob(f"{SHARD_TEMP_PREFIX}*"):
+        shutil.rmtree(path, ignore_errors=True)
+    for folder in (output_dir, output_dir / DATA_DIR):
+        for path in folder.glob(f".*{TEMP_SUFFIX}"):
+            path.unlink(missing_ok=True)

@@ -8,6 +8,7 @@ the output. Each image is decoded once per row and rendered on the teachers' dev
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -25,7 +26,7 @@ from datasets import ClassLabel, Features, Image, Value
 
 from . import __version__
 from .augment import AugmentationPolicy, Params, to_rgb_uint8
-from .format import SCHEMA_VERSION, TOPK_IDS, TOPK_PROBS, encode_topk, reinforce_features
+from .format import SCHEMA_VERSION, TOPK_IDS, TOPK_PROBS, attach_config, encode_topk, reinforce_features
 from .teachers import Ensemble, Teacher, load_teacher
 
 ROW_INDEX = "row_index"
@@ -280,17 +281,30 @@ def _fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def _prepare(dataset: datasets.Dataset, config: ReinforceConfig) -> tuple[datasets.Dataset, bool]:
-    """Cast the image column to undecoded bytes so the pass decodes each image itself, once, with row context."""
+def _prepare(dataset: datasets.Dataset, config: ReinforceConfig) -> tuple[datasets.Dataset, Image | None]:
+    """Cast the image column to undecoded bytes so the pass decodes each image itself, once, with row context;
+    also returns the original ``Image`` feature to cast the output back to (``None`` when nothing was cast)."""
     feature = dataset.features[config.image_column]
     if isinstance(feature, Image) and feature.decode:
-        return dataset.cast_column(config.image_column, Image(decode=False)), True
-    return dataset, False
+        return dataset.cast_column(config.image_column, Image(decode=False)), feature
+    return dataset, None
 
 
 def _output_features(dataset: datasets.Dataset, config: ReinforceConfig, num_classes: int, keep: Sequence[str]) -> Features:
     new = reinforce_features(config.augmentation_policy, config.num_augmentations, config.top_k, num_classes)
     return Features({**{c: dataset.features[c] for c in keep}, ROW_INDEX: Value("int64"), **new})
+
+
+class _quiet:
+    """Silence ``datasets``' own progress bars (per-shard maps under our views/s bar, or ``progress=False``)."""
+
+    def __enter__(self) -> None:
+        self.was_enabled = not datasets.are_progress_bars_disabled()
+        datasets.disable_progress_bars()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.was_enabled:
+            datasets.enable_progress_bars()
 
 
 def _keep_columns(dataset: datasets.Dataset, config: ReinforceConfig) -> list[str]:
@@ -318,6 +332,8 @@ def reinforce(
     """
     if not isinstance(dataset, datasets.Dataset):
         raise TypeError(f"reinforce() takes a datasets.Dataset, got {type(dataset).__name__} (streaming is not supported)")
+    if len(dataset) == 0:
+        raise ValueError("the dataset has no rows: there is nothing to reinforce")
     check_columns(dataset, config)
     if output_dir is not None:
         from .shards import reinforce_to_folder
@@ -327,24 +343,27 @@ def reinforce(
             source_id=source_id, source_revision=source_revision,
         )
     ensemble = build_ensemble(config, dataset_num_classes(dataset, config), config.device)
-    prepared, recast = _prepare(dataset, config)
+    prepared, image_feature = _prepare(dataset, config)
     keep = _keep_columns(prepared, config)
     fn = ReinforceFunction(config, ensemble, len(dataset), keep_columns=keep)
     features = _output_features(prepared, config, ensemble.num_classes, keep)
-    out = prepared.map(
-        fn,
-        batched=True,
-        batch_size=config.rows_per_block,
-        with_indices=True,
-        remove_columns=prepared.column_names,
-        features=features,
-        new_fingerprint=_fingerprint(dataset._fingerprint, config.identity(), ensemble.to_config()),
-        desc="reinforce",
-        load_from_cache_file=False,
-    )
-    if fn.skipped:
-        out.info.description = f"hf_reinforce skipped rows: {sorted(fn.skipped)}"
-    return out.cast_column(config.image_column, Image()) if recast and config.image_column in keep else out
+    with contextlib.nullcontext() if progress else _quiet():
+        out = prepared.map(
+            fn,
+            batched=True,
+            batch_size=config.rows_per_block,
+            with_indices=True,
+            remove_columns=prepared.column_names,
+            features=features,
+            new_fingerprint=_fingerprint(dataset._fingerprint, config.identity(), ensemble.to_config()),
+            desc="reinforce",
+            load_from_cache_file=False,
+        )
+    if image_feature and config.image_column in keep:
+        out = out.cast_column(config.image_column, image_feature)
+    run = run_config(dataset, config, ensemble, split, source_id, source_revision)
+    run["source"]["skipped_rows"] = sorted(fn.skipped)
+    return attach_config(out, run)
 
 
 def run_config(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,17 +18,19 @@ from typing import Any
 import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
-from datasets import Image
+import torch
 from datasets.table import embed_table_storage
 from tqdm.auto import tqdm
 
 from .card import write_card
-from .format import CONFIG_FILE
+from .format import CONFIG_FILE, attach_config
 from .output import (
     IN_PROGRESS_FILE,
+    SHARD_TEMP_PREFIX,
     identity_mismatch,
     read_json,
     remove_outputs,
+    remove_temp_files,
     shard_path,
     write_json_atomic,
     write_parquet_atomic,
@@ -36,9 +39,11 @@ from .reinforce import (
     ReinforceConfig,
     ReinforceFunction,
     _fingerprint,
+    _jsonable,
     _keep_columns,
     _output_features,
     _prepare,
+    _quiet,
     build_ensemble,
     dataset_num_classes,
     run_config,
@@ -47,29 +52,49 @@ from .reinforce import (
 SKIPPED_KEY = b"hf_reinforce_skipped_rows"
 
 
-def _process_state() -> Any:
-    """accelerate's process state (one process when not launched by accelerate/torchrun)."""
+def _process_state(device: str | None) -> Any:
+    """accelerate's process state (one process unless launched by accelerate/torchrun; gloo when on CPU)."""
     from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
 
-    return PartialState()
+    # Without cpu=True, PartialState() joins a torchrun/accelerate launch only on an accelerator: on a CPU-only
+    # machine every process would believe it is alone and write every shard.
+    accelerator = getattr(torch, "accelerator", None)
+    has_accelerator = accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
+    on_cpu = device is not None and torch.device(device).type == "cpu"
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or on_cpu or not has_accelerator)
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if state.num_processes != launched:
+        raise RuntimeError(
+            f"launched as {launched} processes (WORLD_SIZE) but accelerate set up {state.num_processes}; "
+            "to run the processes on CPU set ACCELERATE_USE_CPU=1 (or pass device='cpu')"
+        )
+    return state
 
 
 def _claim(output_dir: Path, run: dict[str, Any], config: ReinforceConfig, split: str, overwrite: bool) -> None:
-    """Refuse an output folder holding a different config (unless ``overwrite``); record this run as in progress."""
-    identity = config.identity()
+    """Refuse a folder holding another config or another source for ``split`` (unless ``overwrite``), clear the
+    temp files of a killed run and record this run as in progress."""
+    identity = _jsonable({k: run[k] for k in config.identity()})  # teachers as loaded, not just their names
+    source = {k: run["source"][k] for k in ("num_rows", "fingerprint")}
     for name in (CONFIG_FILE, IN_PROGRESS_FILE):
         existing = read_json(output_dir / name)
         if existing is None:
             continue
         differing = identity_mismatch({k: existing.get(k) for k in identity}, identity)
+        old_source = existing.get("splits", {}).get(split) if name == CONFIG_FILE else existing.get("source")
+        if old_source and old_source.get("split") == split:
+            old = {k: old_source.get(k) for k in source}
+            differing += [f"source.{k}" for k in identity_mismatch(old, source)]
         if differing and not overwrite:
             raise ValueError(
-                f"{output_dir} holds the output of a different reinforcement config (differs in: {', '.join(differing)}); "
-                "use another output_dir or pass overwrite=True (CLI: --overwrite) to replace it"
+                f"{output_dir} holds the output of a different reinforcement config or source dataset (differs in: "
+                f"{', '.join(differing)}); use another output_dir or pass overwrite=True (CLI: --overwrite) to replace it"
             )
         if differing:
             remove_outputs(output_dir)
             break
+    remove_temp_files(output_dir)
     write_json_atomic(run, output_dir / IN_PROGRESS_FILE)
 
 
@@ -91,7 +116,7 @@ def reinforce_to_folder(
     source_revision: str | None,
 ) -> datasets.Dataset:
     """Write the reinforced ``split`` of ``dataset`` to ``output_dir`` (see module docstring) and load it back."""
-    state = _process_state()
+    state = _process_state(config.device)
     device = config.device or (state.device if state.num_processes > 1 else None)
     ensemble = build_ensemble(config, dataset_num_classes(dataset, config), device)
     run = run_config(dataset, config, ensemble, split, source_id, source_revision)
@@ -102,7 +127,7 @@ def reinforce_to_folder(
 
     n = len(dataset)
     num_shards = max(1, math.ceil(n / config.rows_per_shard))
-    prepared, recast = _prepare(dataset, config)
+    prepared, image_feature = _prepare(dataset, config)
     keep = _keep_columns(prepared, config)
     features = _output_features(prepared, config, ensemble.num_classes, keep)
     todo = [
@@ -119,7 +144,7 @@ def reinforce_to_folder(
         for s in todo:
             start, stop = s * config.rows_per_shard, min(n, (s + 1) * config.rows_per_shard)
             fn = ReinforceFunction(config, ensemble, n, offset=start, keep_columns=keep, on_views=bar.update)
-            with tempfile.TemporaryDirectory(dir=output_dir, prefix=".shard-") as tmp:
+            with tempfile.TemporaryDirectory(dir=output_dir, prefix=SHARD_TEMP_PREFIX) as tmp:
                 with _quiet():
                     mapped = prepared.select(range(start, stop)).map(
                         fn,
@@ -132,8 +157,8 @@ def reinforce_to_folder(
                         new_fingerprint=f"{fingerprint}-{s}",
                         load_from_cache_file=False,
                     )
-                if recast and config.image_column in keep:
-                    mapped = mapped.cast_column(config.image_column, Image())
+                if image_feature and config.image_column in keep:
+                    mapped = mapped.cast_column(config.image_column, image_feature)
                 table = mapped.data.table
                 schema = table.schema.with_metadata({**(table.schema.metadata or {}), SKIPPED_KEY: json.dumps(fn.skipped).encode()})
                 write_parquet_atomic(_shard_batches(table, config.rows_per_block), schema, shard_path(output_dir, split, s, num_shards))
@@ -145,19 +170,8 @@ def reinforce_to_folder(
         _finalize(output_dir, run, split, num_shards, config)
     state.wait_for_everyone()
     files = [str(shard_path(output_dir, split, s, num_shards)) for s in range(num_shards)]
-    return datasets.load_dataset("parquet", data_files={split: files}, split=split)
-
-
-class _quiet:
-    """Silence ``datasets``' own per-shard progress bars while our views/s bar runs."""
-
-    def __enter__(self) -> None:
-        self.was_enabled = not datasets.are_progress_bars_disabled()
-        datasets.disable_progress_bars()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.was_enabled:
-            datasets.enable_progress_bars()
+    loaded = datasets.load_dataset("parquet", data_files={split: files}, split=split)
+    return attach_config(loaded, read_json(output_dir / CONFIG_FILE))
 
 
 def _finalize(output_dir: Path, run: dict[str, Any], split: str, num_shards: int, config: ReinforceConfig) -> None:
