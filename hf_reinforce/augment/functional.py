@@ -46,6 +46,9 @@ def resized_crop(
 ) -> torch.Tensor:
     """Crop the normalized ``box`` out of ``image`` and resize it to ``resolution × resolution`` (antialiased)."""
     top, left, h, w = box_to_pixels(box, image.shape[-2], image.shape[-1])
+    if resolution == 1:  # torch's uint8 antialiased kernel fails an internal assert for 1×1 outputs: resample in float
+        out = F.resized_crop(image.float(), top, left, h, w, [1, 1], interpolation=interpolation, antialias=True)
+        return out.round_().clamp_(0, 255).to(image.dtype)
     return F.resized_crop(image, top, left, h, w, [resolution, resolution], interpolation=interpolation, antialias=True)
 
 
