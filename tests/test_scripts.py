@@ -1,0 +1,75 @@
+"""The example scripts run end to end: quickstart (quick mode), train_student on its output, bench_train (tiny)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+pytestmark = pytest.mark.slow
+
+
+def _run(script: str, *args: str, cwd: Path, timeout: int = 240) -> str:
+    # One thread per process: on a small shared machine, oversubscribed cores make tiny ops crawl.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(SCRIPTS / script), *args]
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    assert result.returncode == 0, f"{script} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """``quickstart.py --quick`` run once in a fresh directory with its default output folder."""
+    cwd = tmp_path_factory.mktemp("quickstart")
+    return cwd, _run("quickstart.py", "--quick", cwd=cwd)
+
+
+def test_quickstart_writes_folder_card_png_and_table(quickstart: tuple[Path, str]) -> None:
+    cwd, out = quickstart
+    folder = cwd / "out" / "quickstart" / "mnist-plus"
+    assert sorted(p.name for p in (folder / "data").iterdir()) == ["train-00000-of-00001.parquet"]
+    assert "hf_reinforce:" in (folder / "README.md").read_text()
+    config = json.loads((folder / "reinforce_config.json").read_text())
+    assert (config["num_augmentations"], config["top_k"], config["num_classes"]) == (4, 3, 10)
+    assert [t["id"] for t in config["teachers"]] == ["test_resnet", "test_byobnet"]
+    assert all(t["weights"].endswith(".safetensors") and t["resolution"] == 32 for t in config["teachers"])
+    png = cwd / "out" / "quickstart" / "mnist-plus-augmentations.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert str(folder.resolve()) in out and str(png.resolve()) in out
+
+    students = [line for line in out.splitlines() if line.startswith("| student")]
+    assert [re.search(r"\((\w)\)", line).group(1) for line in students] == ["a", "b", "c"]
+    assert all(re.search(r"\| \d+\.\d% \| \d+ s \|$", line) for line in students)
+    assert sum(line.startswith("| teacher") for line in out.splitlines()) == 2
+    assert "| ensemble of 2 |" in out and "| reinforcement pass |" in out
+
+
+def test_train_student_on_the_quickstart_folder(quickstart: tuple[Path, str]) -> None:
+    cwd, _ = quickstart
+    out = _run(
+        "train_student.py", "--dataset", "out/quickstart/mnist-plus", "--student", "test_convnext", "--epochs", "1",
+        "--resolution", "48", "--batch-size", "32", "--num-workers", "0", "--ce-weight", "0.1",
+        "--eval-dataset", "out/quickstart/mnist-plus-source", "--save", "student.safetensors", cwd=cwd,
+    )
+    assert re.search(r"epoch 1/1: loss \d+\.\d+", out)
+    assert re.search(r"test accuracy: \d\.\d+", out)
+    assert (cwd / "student.safetensors").stat().st_size > 0
+
+
+def test_bench_train_prints_the_ratios(tmp_path: Path) -> None:
+    out = _run(
+        "bench_train.py", "--student", "test_vit", "--teachers", "test_vit", "--resolution", "32", "--batch-size", "8",
+        "--steps", "2", "--warmup", "1", "--repeats", "1", "--num-workers", "0", "--threads", "1",
+        "--num-augmentations", "2",
+        cwd=tmp_path,
+    )
+    assert re.search(r"step_time\(b\)/step_time\(a\) = \d+\.\d+", out)
+    assert re.search(r"step_time\(c\)/step_time\(a\) = \d+\.\d+", out)
+    assert sum(line.startswith("| (") for line in out.splitlines()) == 3
