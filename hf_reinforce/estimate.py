@@ -1,0 +1,316 @@
+"""Estimate a reinforcement pass before running it: views, time on this device, output size, memory.
+
+A short calibration runs the real pass (``ReinforceFunction`` under ``Dataset.map``, then a parquet write with
+the folder pass's options) over a few rows × a few augmentations on the configured device, and extrapolates.
+The numbers are only as good as that sample: the report prints its size, and the caveats that go with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from .format import PARQUET_OPTIONS
+from .reinforce import (
+    ReinforceConfig,
+    ReinforceFunction,
+    _keep_columns,
+    _output_features,
+    _prepare,
+    _quiet,
+    build_ensemble,
+    check_columns,
+    dataset_num_classes,
+    reinforce_columns,
+)
+from .teachers import Ensemble
+
+
+@dataclass
+class Estimate:
+    """What a reinforcement pass of a dataset will cost, extrapolated from a calibration run on ``device``."""
+
+    num_rows: int
+    num_augmentations: int
+    total_views: int
+    """Teacher views: rows × augmentations (every teacher of the ensemble sees each view)."""
+    device: str
+    num_processes: int
+    calibration_rows: int
+    calibration_augmentations: int
+    calibration_views: int
+    calibration_seconds: float
+    views_per_second: float
+    """Measured on one device: decode, sampling, rendering, teachers, top-k, Arrow and parquet writing."""
+    seconds: float
+    """Estimated wall time of the whole pass on one such device."""
+    seconds_per_process: float
+    """Estimated wall time with ``num_processes`` such devices (the busiest process, shards being whole)."""
+    bytes_per_augmentation: float
+    """Parquet bytes of the reinforcement columns per stored augmentation, measured on the calibration output."""
+    reinforcement_bytes: int
+    source_bytes: int
+    """Bytes of the source columns the output keeps (images as stored in the source), 0 when reinforcement-only."""
+    peak_rss_bytes: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def output_bytes(self) -> int:
+        """Estimated size of the output folder's shards."""
+        return self.reinforcement_bytes + self.source_bytes
+
+    def to_dict(self) -> dict[str, object]:
+        """The fields as plain JSON-able values (with ``output_bytes``)."""
+        return {**dataclasses.asdict(self), "output_bytes": self.output_bytes}
+
+    def __str__(self) -> str:
+        p = self.num_processes
+        rows = [
+            ("dataset rows", f"{self.num_rows:,}"),
+            ("augmentations per row (N)", f"{self.num_augmentations:,}"),
+            ("teacher views (rows × N)", f"{self.total_views:,}"),
+            (
+                "calibration sample",
+                (
+                    f"{self.calibration_rows} rows × {self.calibration_augmentations} augmentations = "
+                    f"{self.calibration_views:,} views in {self.calibration_seconds:.1f} s"
+                ),
+            ),
+            ("device", self.device),
+            ("measured throughput", f"{self.views_per_second:,.1f} views/s"),
+            ("estimated time, 1 device", _duration(self.seconds)),
+        ]
+        if p > 1:
+            rows.append((f"estimated time, {p} devices", f"{_duration(self.seconds_per_process)} per device"))
+        rows += [
+            ("reinforcement columns", f"{self.bytes_per_augmentation:.1f} B/augmentation → {_size(self.reinforcement_bytes)}"),
+            ("kept source columns", _size(self.source_bytes)),
+            ("estimated output size", _size(self.output_bytes)),
+            ("peak RSS (this process)", _size(self.peak_rss_bytes)),
+        ]
+        width = max(len(name) for name, _ in rows)
+        lines = ["hf_reinforce estimate", *(f"  {name:<{width}}  {value}" for name, value in rows)]
+        lines += [f"  note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+def estimate(
+    dataset: datasets.Dataset,
+    config: ReinforceConfig,
+    *,
+    calibration_rows: int | None = None,
+    calibration_augmentations: int | None = None,
+    num_processes: int = 1,
+) -> Estimate:
+    """Calibrate the pass of ``config`` over ``dataset`` on this machine and extrapolate time and size.
+
+    The calibration takes ``calibration_rows`` evenly spaced rows (default: one block, ``rows_per_block``) and
+    ``calibration_augmentations`` augmentations each (default: one teacher step, ``augmentations_per_step``),
+    so the teachers see batches of the real shape; one untimed warm-up run of the same shape goes first.
+    Nothing is written outside a temporary folder.
+    """
+    if not isinstance(dataset, datasets.Dataset):
+        raise TypeError(f"estimate() takes a datasets.Dataset, got {type(dataset).__name__}")
+    check_columns(dataset, config)
+    n = len(dataset)
+    if n == 0:
+        raise ValueError("the dataset has no rows")
+    if not isinstance(num_processes, int) or num_processes < 1:
+        raise ValueError(f"num_processes: expected a positive integer, got {num_processes!r}")
+    rows = _positive("calibration_rows", calibration_rows, config.rows_per_block)
+    augs = _positive("calibration_augmentations", calibration_augmentations, config.augmentations_per_step)
+    rows, augs = min(rows, n), min(augs, config.num_augmentations)
+
+    ensemble = build_ensemble(config, dataset_num_classes(dataset, config), config.device)
+    prepared, _ = _prepare(dataset, config)
+    keep = _keep_columns(prepared, config)
+    sample = prepared.select(np.unique(np.linspace(0, n - 1, rows).round().astype(np.int64)).tolist())
+    calibration = dataclasses.replace(config, num_augmentations=augs)
+    features = _output_features(prepared, calibration, ensemble.num_classes, keep)
+
+    with tempfile.TemporaryDirectory(prefix="hf-reinforce-estimate-") as tmp:
+        _calibrate(sample, calibration, ensemble, keep, features, Path(tmp), "warmup")
+        views = [0]
+        start = time.perf_counter()
+        fn, path = _calibrate(sample, calibration, ensemble, keep, features, Path(tmp), "timed", views)
+        elapsed = time.perf_counter() - start
+        written = pq.read_metadata(path).num_rows
+        reinforcement = column_bytes(path, reinforce_columns(config))
+    if written == 0:
+        raise ValueError(f"every calibration row failed to decode (skipped rows {fn.skipped}); check the image column")
+
+    rate = views[0] / elapsed
+    total = n * config.num_augmentations
+    per_aug = reinforcement / (written * augs)
+    busiest = _busiest_process_rows(n, config.rows_per_shard, num_processes)
+    notes = [
+        (
+            f"reinforcement bytes come from the calibration output ({written} rows × {augs} augmentations); "
+            f"full shards of {config.rows_per_shard} rows × {config.num_augmentations} augmentations may compress differently"
+        ),
+    ]
+    if augs < config.num_augmentations:
+        notes.append(
+            f"per-row work (decode, sampling, Arrow writing) is spread over {augs} augmentations here and over "
+            f"{config.num_augmentations} in the pass, so the time estimate leans high"
+        )
+    if fn.skipped:
+        notes.append(f"{len(fn.skipped)} calibration row(s) could not be decoded and were skipped")
+    if num_processes > 1:
+        notes.append(f"the {num_processes}-device estimate assumes devices like this one: {_device_name(ensemble.device)}")
+    return Estimate(
+        num_rows=n,
+        num_augmentations=config.num_augmentations,
+        total_views=total,
+        device=_device_name(ensemble.device),
+        num_processes=num_processes,
+        calibration_rows=written,
+        calibration_augmentations=augs,
+        calibration_views=views[0],
+        calibration_seconds=elapsed,
+        views_per_second=rate,
+        seconds=total / rate,
+        seconds_per_process=busiest * config.num_augmentations / rate,
+        bytes_per_augmentation=per_aug,
+        reinforcement_bytes=round(per_aug * total),
+        source_bytes=_source_bytes(prepared, keep, config.image_column),
+        peak_rss_bytes=peak_rss_bytes(),
+        notes=notes,
+    )
+
+
+def _calibrate(
+    sample: datasets.Dataset,
+    config: ReinforceConfig,
+    ensemble: Ensemble,
+    keep: list[str],
+    features: datasets.Features,
+    tmp: Path,
+    name: str,
+    views: list[int] | None = None,
+) -> tuple[ReinforceFunction, Path]:
+    """One run of the folder pass's inner loop over ``sample``: map into an Arrow file, then write parquet."""
+
+    def count(k: int) -> None:
+        if views is not None:
+            views[0] += k
+
+    fn = ReinforceFunction(config, ensemble, len(sample), keep_columns=keep, on_views=count)
+    with _quiet():
+        mapped = sample.map(
+            fn,
+            batched=True,
+            batch_size=config.rows_per_block,
+            with_indices=True,
+            remove_columns=sample.column_names,
+            features=features,
+            cache_file_name=str(tmp / f"{name}.arrow"),
+            new_fingerprint=f"hf-reinforce-estimate-{name}-{time.time_ns()}",
+            load_from_cache_file=False,
+        )
+    path = tmp / f"{name}.parquet"
+    pq.write_table(mapped.data.table, path, **PARQUET_OPTIONS)
+    return fn, path
+
+
+def _positive(name: str, value: int | None, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return value
+
+
+def column_bytes(path: Path, columns: Iterable[str]) -> int:
+    """Compressed bytes of the named top-level columns in a parquet file (column chunks, without the footer)."""
+    wanted = set(columns)
+    meta = pq.read_metadata(path)
+    total = 0
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for c in range(group.num_columns):
+            chunk = group.column(c)
+            if chunk.path_in_schema.split(".")[0] in wanted:
+                total += chunk.total_compressed_size
+    return total
+
+
+def _source_bytes(dataset: datasets.Dataset, keep: list[str], image_column: str) -> int:
+    """Bytes of the kept source columns: encoded image bytes (or file sizes) as stored, Arrow sizes for the rest."""
+    if not keep:
+        return 0
+    total = 0
+    for table in dataset.select_columns(keep).with_format("arrow").iter(batch_size=10_000):
+        for name in table.column_names:
+            column = table.column(name)
+            if name == image_column and pa.types.is_struct(column.type) and column.type.get_field_index("bytes") >= 0:
+                total += _encoded_image_bytes(column)
+            else:
+                total += column.nbytes
+    return total
+
+
+def _encoded_image_bytes(column: pa.ChunkedArray) -> int:
+    """Sum of embedded image bytes, plus file sizes of images stored by path only (the output embeds them)."""
+    import pyarrow.compute as pc
+
+    data = pc.struct_field(column, "bytes")
+    total = int(pc.sum(pc.binary_length(data)).as_py() or 0)
+    if column.type.get_field_index("path") >= 0:
+        paths = pc.struct_field(column, "path").to_pylist()
+        total += sum(os.path.getsize(p) for p, b in zip(paths, data.is_null().to_pylist()) if b and p and os.path.isfile(p))
+    return total
+
+
+def _busiest_process_rows(num_rows: int, rows_per_shard: int, num_processes: int) -> int:
+    """Rows of the process with the most work when shards ``r, r + P, ...`` go to process ``r``."""
+    num_shards = max(1, math.ceil(num_rows / rows_per_shard))
+    sizes = [min(num_rows, (s + 1) * rows_per_shard) - s * rows_per_shard for s in range(num_shards)]
+    return max(sum(sizes[r::num_processes]) for r in range(min(num_processes, num_shards)))
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"{device} ({torch.get_num_threads()} threads)"
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days} d {hours} h {minutes} min"
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s"
+
+
+def _size(num_bytes: float) -> str:
+    if num_bytes < 1000:
+        return f"{num_bytes:.0f} B"
+    power = min(int(math.log10(num_bytes) // 3), 4)
+    return f"{num_bytes / 1000**power:.2f} {' KMGT'[power]}B"
+
+
+__all__ = ["Estimate", "column_bytes", "estimate", "peak_rss_bytes"]
