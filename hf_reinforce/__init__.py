@@ -48,7 +48,9 @@ _EXPORTS = {
 }
 
 
-# Functions named like their modules are bound eagerly: importing a submodule would otherwise shadow them.
+# Functions named like their modules are bound eagerly: importing a submodule rebinds the package attribute of
+# its name to the module. These modules import teacher code only inside functions (timm/transformers load lazily).
+from .estimate import estimate  # noqa: E402
 from .reinforce import reinforce  # noqa: E402
 from .show import show  # noqa: E402
 

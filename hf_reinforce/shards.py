@@ -8,6 +8,7 @@ skips finished shards; the main process writes ``reinforce_config.json`` and the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -170,7 +171,8 @@ def reinforce_to_folder(
         _finalize(output_dir, run, split, num_shards, config)
     state.wait_for_everyone()
     files = [str(shard_path(output_dir, split, s, num_shards)) for s in range(num_shards)]
-    loaded = datasets.load_dataset("parquet", data_files={split: files}, split=split)
+    with contextlib.nullcontext() if progress else _quiet():
+        loaded = datasets.load_dataset("parquet", data_files={split: files}, split=split)
     return attach_config(loaded, read_json(output_dir / CONFIG_FILE))
 
 
