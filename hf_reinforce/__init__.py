@@ -50,9 +50,9 @@ _EXPORTS = {
 
 # Functions named like their modules are bound eagerly: importing a submodule rebinds the package attribute of
 # its name to the module. These modules import teacher code only inside functions (timm/transformers load lazily).
-from .estimate import estimate  # noqa: E402
-from .reinforce import reinforce  # noqa: E402
-from .show import show  # noqa: E402
+from .estimate import estimate  # noqa: E402, F401
+from .reinforce import reinforce  # noqa: E402, F401
+from .show import show  # noqa: E402, F401
 
 def __getattr__(name: str) -> Any:
     """Import submodules on first use: training code never pays for teacher or Hub imports."""

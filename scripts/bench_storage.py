@@ -34,7 +34,7 @@ def main() -> None:
         ours, defaults = Path(tmp) / "ours.parquet", Path(tmp) / "defaults.parquet"
         pq.write_table(ds.data.table, ours, **PARQUET_OPTIONS)
         pq.write_table(ds.data.table, defaults)
-        print(f"| column | bytes per augmentation |\n|---|---|")
+        print("| column | bytes per augmentation |\n|---|---|")
         group = pq.ParquetFile(ours).metadata.row_group(0)
         for c in range(group.num_columns):
             column = group.column(c)

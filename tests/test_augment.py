@@ -23,7 +23,6 @@ from hf_reinforce.augment import (
     RandomResizedCrop,
     box_to_pixels,
 )
-from hf_reinforce.augment import functional as AF
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pickle
 
-import datasets
 import numpy as np
 import PIL.Image
 import pytest
