@@ -174,3 +174,20 @@ def test_trainer_runs_on_the_real_transform(mnist_ds, tmp_path):
     assert transform.epoch == 1
     logs = [entry for entry in trainer.state.log_history if "kd_loss" in entry]
     assert logs and all(np.isfinite(entry["kd_loss"]) for entry in logs)
+
+
+@pytest.mark.parametrize("policy", ["rrc+ra+re", "rrc+mix"])
+def test_torch_dataset_reads_one_augmentation_and_matches_set_transform(mnist_ds, policy):
+    out = _reinforce(mnist_ds, policy)
+    transform = hfr.ReinforcedTransform.from_dataset(out)
+    transform.set_epoch(3)
+    replay = transform.torch_dataset(out.shuffle(seed=0))
+    formatted = out.shuffle(seed=0).with_transform(transform)
+    assert len(replay) == len(out)
+    for i in (0, 7, 31):
+        a, b = replay[i], formatted[i]
+        assert torch.equal(a["pixel_values"], b["pixel_values"]) and a["labels"] == b["labels"]
+        assert torch.equal(a["topk_ids"], b["topk_ids"]) and torch.equal(a["topk_probs"], b["topk_probs"])
+    loader = torch.utils.data.DataLoader(replay, batch_size=8, num_workers=2, collate_fn=hfr.DistillationCollator(pack=False))
+    batch = next(iter(loader))
+    assert batch["pixel_values"].shape == (8, 3, 32, 32) and batch["topk_ids"].shape == (8, 3)

@@ -107,7 +107,7 @@ class ReinforcedTransform:
                 "give: load it without streaming=True"
             )
         columns = [self.image_column, ROW_INDEX, *self.policy.columns]
-        self._partners = dataset.select_columns(columns).with_format(None)
+        self._partners = dataset.select_columns(columns).with_format("arrow")
 
     # -- epochs -----------------------------------------------------------------------------------------------
 
@@ -138,7 +138,7 @@ class ReinforcedTransform:
             self._positions = {int(r): k for k, r in enumerate(self._partners[ROW_INDEX])}
         if row_index not in self._positions:
             raise KeyError(f"MixUp/CutMix partner row_index {row_index} is not in the dataset given to the transform")
-        return self._partners[self._positions[row_index]]
+        return arrow_row(self._partners, self._positions[row_index])
 
     def replay(
         self, row: Mapping[str, Any], aug_index: int, resolution: int | None = None, interpolation: str | None = None
@@ -159,26 +159,36 @@ class ReinforcedTransform:
             partner_image=to_rgb_uint8(other[self.image_column]), partner_params=self._params(other, aug_index),
         )
 
-    def __call__(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list]:
-        """Batched transform: each row gets its stored augmentation for the current epoch."""
-        if ROW_INDEX not in batch:
+    def example(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """One training example: this epoch's stored augmentation of ``row``, normalized, with its top-k."""
+        if ROW_INDEX not in row:
             raise KeyError(
-                f"batch has no {ROW_INDEX!r} column (columns: {sorted(batch)}); is this a reinforced dataset? With "
+                f"row has no {ROW_INDEX!r} column (columns: {sorted(row)}); is this a reinforced dataset? With "
                 "transformers.Trainer set remove_unused_columns=False or use DistillationCallback/DistillationTrainer"
             )
-        out: dict[str, list] = {"pixel_values": [], "labels": [], TOPK_IDS: [], TOPK_PROBS: []}
-        for k, row_index in enumerate(batch[ROW_INDEX]):
-            row = {name: values[k] for name, values in batch.items()}
-            j = self.augmentation_index(int(row_index))
-            pixels = self.replay(row, j)
-            out["pixel_values"].append(normalize(pixels, self.mean, self.std))
-            if self.label_column and self.label_column in row:
-                out["labels"].append(int(row[self.label_column]))
-            out[TOPK_IDS].append(torch.as_tensor(np.asarray(row[TOPK_IDS][j]), dtype=torch.int64))
-            out[TOPK_PROBS].append(torch.as_tensor(np.asarray(row[TOPK_PROBS][j], dtype=np.float32)))
-        if not out["labels"]:
-            del out["labels"]
+        j = self.augmentation_index(int(row[ROW_INDEX]))
+        out = {
+            "pixel_values": normalize(self.replay(row, j), self.mean, self.std),
+            TOPK_IDS: torch.as_tensor(np.asarray(row[TOPK_IDS][j]), dtype=torch.int64),
+            TOPK_PROBS: torch.as_tensor(np.asarray(row[TOPK_PROBS][j], dtype=np.float32)),
+        }
+        if self.label_column and self.label_column in row:
+            out["labels"] = int(row[self.label_column])
         return out
+
+    def __call__(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list]:
+        """Batched transform (``set_transform``): each row gets its stored augmentation for the current epoch."""
+        size = len(next(iter(batch.values()), []))
+        examples = [self.example({name: values[k] for name, values in batch.items()}) for k in range(size)]
+        return {key: [e[key] for e in examples] for key in (examples[0] if examples else {})}
+
+    def torch_dataset(self, dataset: Any) -> ReplayDataset:
+        """A ``torch.utils.data.Dataset`` over ``dataset`` that reads only the chosen augmentation from Arrow.
+
+        Equivalent to ``dataset.with_transform(self)``, but ``set_transform`` first converts *all* N stored
+        augmentations of a row to Python lists; this reads one (measured in README: flat in N).
+        """
+        return ReplayDataset(dataset, self)
 
     def evaluation(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list]:
         """Plain evaluation transform for unreinforced rows: the whole image resized, normalized like training."""
@@ -200,3 +210,43 @@ class ReinforcedTransform:
             f"N={self.num_augmentations}, resolution={self.resolution}, interpolation={self.interpolation!r}, "
             f"epoch={self.epoch})"
         )
+
+
+class _StoredList:
+    """One row's ``N × ...`` stored list, read element by element from Arrow without converting the rest."""
+
+    def __init__(self, scalar: Any) -> None:
+        self.scalar = scalar
+
+    def __getitem__(self, j: int) -> Any:
+        return self.scalar.values[j].as_py()
+
+    def __len__(self) -> int:
+        return len(self.scalar.values)
+
+
+def arrow_row(dataset: Any, index: int) -> dict[str, Any]:
+    """Row ``index`` of an Arrow-formatted dataset: list columns stay lazy (:class:`_StoredList`), others are Python."""
+    import pyarrow as pa
+
+    table = dataset[index]
+    row: dict[str, Any] = {}
+    for name in table.column_names:
+        scalar = table.column(name)[0]
+        is_list = pa.types.is_list(scalar.type) or pa.types.is_fixed_size_list(scalar.type)
+        row[name] = _StoredList(scalar) if is_list else scalar.as_py()
+    return row
+
+
+class ReplayDataset(torch.utils.data.Dataset):
+    """``torch`` view of a reinforced ``datasets.Dataset``: item ``i`` is ``transform.example`` of row ``i``."""
+
+    def __init__(self, dataset: Any, transform: ReinforcedTransform) -> None:
+        self.rows = dataset.with_format("arrow")
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.transform.example(arrow_row(self.rows, int(index)))
