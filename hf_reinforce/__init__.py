@@ -8,6 +8,8 @@ students that replay stored augmentations and distill from stored top-k probabil
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -48,11 +50,20 @@ _EXPORTS = {
 }
 
 
-# Functions named like their modules are bound eagerly: importing a submodule rebinds the package attribute of
-# its name to the module. These modules import teacher code only inside functions (timm/transformers load lazily).
-from .estimate import estimate  # noqa: E402, F401
-from .reinforce import reinforce  # noqa: E402, F401
-from .show import show  # noqa: E402, F401
+class _Package(types.ModuleType):
+    """Importing submodule ``reinforce`` (or ``estimate``, ``show``) sets the package attribute of that name to the
+    module; this keeps ``hf_reinforce.reinforce`` the function while everything stays lazily imported."""
+
+    def __getattribute__(self, name: str) -> Any:
+        value = super().__getattribute__(name)
+        if name in _SAME_NAME and isinstance(value, types.ModuleType):
+            return getattr(value, name)
+        return value
+
+
+_SAME_NAME = {"reinforce", "estimate", "show"}
+sys.modules[__name__].__class__ = _Package
+
 
 def __getattr__(name: str) -> Any:
     """Import submodules on first use: training code never pays for teacher or Hub imports."""
