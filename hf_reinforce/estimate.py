@@ -35,6 +35,7 @@ from .reinforce import (
     build_ensemble,
     check_columns,
     dataset_num_classes,
+    map_reinforce,
     reinforce_columns,
 )
 from .teachers import Ensemble
@@ -211,16 +212,8 @@ def _calibrate(
 
     fn = ReinforceFunction(config, ensemble, len(sample), keep_columns=keep, on_views=count)
     with _quiet():
-        mapped = sample.map(
-            fn,
-            batched=True,
-            batch_size=config.rows_per_block,
-            with_indices=True,
-            remove_columns=sample.column_names,
-            features=features,
-            cache_file_name=str(tmp / f"{name}.arrow"),
-            new_fingerprint=f"hf-reinforce-estimate-{name}-{time.time_ns()}",
-            load_from_cache_file=False,
+        mapped = map_reinforce(
+            sample, fn, features, f"hf-reinforce-estimate-{name}-{time.time_ns()}", cache_file_name=str(tmp / f"{name}.arrow")
         )
     path = tmp / f"{name}.parquet"
     pq.write_table(mapped.data.table, path, **PARQUET_OPTIONS)

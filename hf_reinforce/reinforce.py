@@ -300,6 +300,23 @@ def _fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
+def map_reinforce(
+    dataset: datasets.Dataset, fn: ReinforceFunction, features: Features, fingerprint: str, **kwargs: Any
+) -> datasets.Dataset:
+    """``dataset.map(fn)`` in whole blocks of rows, replacing the columns by ``fn``'s output (kept ones included)."""
+    return dataset.map(
+        fn,
+        batched=True,
+        batch_size=fn.config.rows_per_block,
+        with_indices=True,
+        remove_columns=dataset.column_names,
+        features=features,
+        new_fingerprint=fingerprint,
+        load_from_cache_file=False,
+        **kwargs,
+    )
+
+
 def _prepare(dataset: datasets.Dataset, config: ReinforceConfig) -> tuple[datasets.Dataset, Image | None]:
     """Cast the image column to undecoded bytes so the pass decodes each image itself, once, with row context;
     also returns the original ``Image`` feature to cast the output back to (``None`` when nothing was cast)."""
@@ -367,16 +384,9 @@ def reinforce(
     fn = ReinforceFunction(config, ensemble, len(dataset), keep_columns=keep)
     features = _output_features(prepared, config, ensemble.num_classes, keep)
     with contextlib.nullcontext() if progress else _quiet():
-        out = prepared.map(
-            fn,
-            batched=True,
-            batch_size=config.rows_per_block,
-            with_indices=True,
-            remove_columns=prepared.column_names,
-            features=features,
-            new_fingerprint=_fingerprint(dataset._fingerprint, config.identity(), ensemble.to_config()),
+        out = map_reinforce(
+            prepared, fn, features, _fingerprint(dataset._fingerprint, config.identity(), ensemble.to_config()),
             desc="reinforce",
-            load_from_cache_file=False,
         )
     if image_feature and config.image_column in keep:
         out = out.cast_column(config.image_column, image_feature)

@@ -47,6 +47,7 @@ from .reinforce import (
     _quiet,
     build_ensemble,
     dataset_num_classes,
+    map_reinforce,
     run_config,
 )
 
@@ -147,16 +148,9 @@ def reinforce_to_folder(
             fn = ReinforceFunction(config, ensemble, n, offset=start, keep_columns=keep, on_views=bar.update)
             with tempfile.TemporaryDirectory(dir=output_dir, prefix=SHARD_TEMP_PREFIX) as tmp:
                 with _quiet():
-                    mapped = prepared.select(range(start, stop)).map(
-                        fn,
-                        batched=True,
-                        batch_size=config.rows_per_block,
-                        with_indices=True,
-                        remove_columns=prepared.column_names,
-                        features=features,
+                    mapped = map_reinforce(
+                        prepared.select(range(start, stop)), fn, features, f"{fingerprint}-{s}",
                         cache_file_name=str(Path(tmp) / "shard.arrow"),
-                        new_fingerprint=f"{fingerprint}-{s}",
-                        load_from_cache_file=False,
                     )
                 if image_feature and config.image_column in keep:
                     mapped = mapped.cast_column(config.image_column, image_feature)
