@@ -23,6 +23,7 @@ from datasets import Features, List, Value
 from .augment import AugmentationPolicy, Params
 
 SCHEMA_VERSION = 1
+ROW_INDEX = "row_index"
 TOPK_IDS = "topk_ids"
 TOPK_PROBS = "topk_probs"
 CONFIG_FILE = "reinforce_config.json"

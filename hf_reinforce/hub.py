@@ -20,10 +20,9 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
 from .card import build_card, write_card
-from .format import CONFIG_FILE, SCHEMA_VERSION, attach_config, check_schema_version, config_from_dataset, load_config
+from .format import CONFIG_FILE, ROW_INDEX, SCHEMA_VERSION, attach_config, check_schema_version, config_from_dataset, load_config
 from .output import DATA_DIR, IN_PROGRESS_FILE, identity_mismatch, shard_path, write_json_atomic, write_parquet_atomic
 
-ROW_INDEX = "row_index"
 _IDENTITY_KEYS = ("schema_version", "policy", "num_augmentations", "top_k", "seed", "temperature", "teachers")
 
 

@@ -26,10 +26,9 @@ from datasets import ClassLabel, Features, Image, Value
 
 from . import __version__
 from .augment import AugmentationPolicy, Params, to_rgb_uint8
-from .format import SCHEMA_VERSION, TOPK_IDS, TOPK_PROBS, attach_config, encode_topk, reinforce_features
+from .format import ROW_INDEX, SCHEMA_VERSION, TOPK_IDS, TOPK_PROBS, attach_config, encode_topk, reinforce_features
 from .teachers import Ensemble, Teacher, load_teacher
 
-ROW_INDEX = "row_index"
 
 
 class BadImageError(ValueError):

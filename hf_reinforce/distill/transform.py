@@ -18,9 +18,8 @@ import numpy as np
 import torch
 
 from ..augment import AugmentationPolicy, Params, normalize, to_rgb_uint8
-from ..format import TOPK_IDS, TOPK_PROBS, check_schema_version, config_from_dataset, load_config
+from ..format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, check_schema_version, config_from_dataset, load_config
 
-ROW_INDEX = "row_index"
 def augmentation_index(seed: int, row: int, epoch: int, num_augmentations: int) -> int:
     """Stored augmentation used for ``row`` in ``epoch``: without replacement within each cycle of N epochs."""
     cycle, position = divmod(int(epoch), num_augmentations)
