@@ -72,8 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     _calibration_arguments(estimate)
     estimate.set_defaults(handler=_estimate)
 
-    push = commands.add_parser("push", help="upload a reinforced folder to the Hub", description="Upload a reinforced "
-                               "output folder (shards, config, card) to a Hub dataset repository.")
+    push = commands.add_parser(
+        "push",
+        help="upload a reinforced folder to the Hub",
+        description="Upload a reinforced output folder (shards, config, card) to a Hub dataset repository.",
+    )
     push.add_argument("folder", help="output folder of `hf-reinforce reinforce`")
     push.add_argument("repo_id", help="Hub dataset repository, e.g. user/cifar100-plus")
     push.add_argument("--private", action="store_true", help="create the repository as private")
@@ -81,9 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--commit-message", help="commit message")
     push.set_defaults(handler=_push)
 
-    show = commands.add_parser("show", help="render stored augmentations of a row with their teacher top-k",
-                               description="Render stored augmentations of a reinforced row (replayed exactly) "
-                               "with the teachers' top-k classes, to an image file.")
+    show = commands.add_parser(
+        "show",
+        help="render stored augmentations of a row with their teacher top-k",
+        description="Render stored augmentations of a reinforced row (replayed exactly) "
+        "with the teachers' top-k classes, to an image file.",
+    )
     show.add_argument("source", help="reinforced output folder or Hub dataset id")
     show.add_argument("--row", type=int, help="row to show")
     show.add_argument("--num", type=int, help="number of augmentations to show")
@@ -97,8 +103,11 @@ def _pass_arguments() -> argparse.ArgumentParser:
     """Arguments shared by ``reinforce`` and ``estimate``: the dataset and the ReinforceConfig fields."""
     p = argparse.ArgumentParser(add_help=False)
     data = p.add_argument_group("dataset")
-    data.add_argument("dataset", help="Hub dataset id, local dataset folder/files for datasets.load_dataset, "
-                      "or a folder written by Dataset.save_to_disk")
+    data.add_argument(
+        "dataset",
+        help="Hub dataset id, local dataset folder/files for datasets.load_dataset, "
+        "or a folder written by Dataset.save_to_disk",
+    )
     data.add_argument("--name", help="dataset configuration name (datasets.load_dataset name=)")
     data.add_argument("--split", default="train", help="split to reinforce (default: train)")
     data.add_argument("--revision", help="dataset revision on the Hub (recorded in the config)")
@@ -106,21 +115,37 @@ def _pass_arguments() -> argparse.ArgumentParser:
     data.add_argument("--image-column", default="image", help="image column (default: image)")
     labels = data.add_mutually_exclusive_group()
     labels.add_argument("--label-column", default="label", help="label column (default: label)")
-    labels.add_argument("--no-label-column", dest="label_column", action="store_const", const=None,
-                        help="the dataset has no labels (classes come from the teachers)")
+    labels.add_argument(
+        "--no-label-column",
+        dest="label_column",
+        action="store_const",
+        const=None,
+        help="the dataset has no labels (classes come from the teachers)",
+    )
     data.add_argument("--key-column", help="column kept as a join key with --reinforcement-only")
 
     run = p.add_argument_group("reinforcement")
-    run.add_argument("--teachers", nargs="+", required=True, metavar="SPEC",
-                     help="teacher specs: timm:<arch>[@weights], timm/<hub id>[@revision], hf:<repo|folder>[@revision]")
-    run.add_argument("--policy", default="rrc+ra+re",
-                     help="preset (rrc, rrc+mix, rrc+ra+re, rrc+mix+ra+re), a JSON policy, or a .json file "
-                     "(default: rrc+ra+re)")
+    run.add_argument(
+        "--teachers",
+        nargs="+",
+        required=True,
+        metavar="SPEC",
+        help="teacher specs: timm:<arch>[@weights], timm/<hub id>[@revision], hf:<repo|folder>[@revision]",
+    )
+    run.add_argument(
+        "--policy",
+        default="rrc+ra+re",
+        help="preset (rrc, rrc+mix, rrc+ra+re, rrc+mix+ra+re), a JSON policy, or a .json file (default: rrc+ra+re)",
+    )
     run.add_argument("--num-augmentations", type=int, default=400, help="augmentations per row, N (default: 400)")
     run.add_argument("--top-k", type=int, default=10, help="classes stored per augmentation, K (default: 10)")
     run.add_argument("--seed", type=int, default=0, help="augmentation seed (default: 0)")
-    run.add_argument("--resolution", type=int, default=224,
-                     help="teacher resolution where a teacher's config has none (default: 224)")
+    run.add_argument(
+        "--resolution",
+        type=int,
+        default=224,
+        help="teacher resolution where a teacher's config has none (default: 224)",
+    )
     run.add_argument("--temperature", type=float, default=1.0, help="softmax temperature of the teachers")
     run.add_argument("--num-classes", type=int, help="number of classes (default: from a ClassLabel label column)")
     run.add_argument("--trust-remote-code", action="store_true", help="allow custom code of hf: teachers")
@@ -128,24 +153,38 @@ def _pass_arguments() -> argparse.ArgumentParser:
     pace = p.add_argument_group("execution")
     pace.add_argument("--rows-per-shard", type=int, default=2048, help="rows per parquet shard (default: 2048)")
     pace.add_argument("--rows-per-block", type=int, default=16, help="rows rendered together (default: 16)")
-    pace.add_argument("--augmentations-per-step", type=int, default=16,
-                      help="augmentations per row in one teacher batch (default: 16)")
+    pace.add_argument(
+        "--augmentations-per-step",
+        type=int,
+        default=16,
+        help="augmentations per row in one teacher batch (default: 16)",
+    )
     pace.add_argument("--teacher-batch-size", type=int, help="micro-batch of one teacher forward")
     pace.add_argument("--skip-bad-images", action="store_true", help="record and skip rows whose image fails to decode")
-    pace.add_argument("--reinforcement-only", action="store_true",
-                      help="write only row_index (+ --key-column) and the reinforcement columns, not the images")
-    pace.add_argument("--device", help="teacher device, e.g. cuda:0 or cpu (default: cuda when available; "
-                      "each process's own under accelerate/torchrun)")
+    pace.add_argument(
+        "--reinforcement-only",
+        action="store_true",
+        help="write only row_index (+ --key-column) and the reinforcement columns, not the images",
+    )
+    pace.add_argument(
+        "--device",
+        help="teacher device, e.g. cuda:0 or cpu (default: cuda when available; "
+        "each process's own under accelerate/torchrun)",
+    )
     return p
 
 
 def _calibration_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("estimate")
     group.add_argument("--calibration-rows", type=int, help="rows of the calibration run (default: --rows-per-block)")
-    group.add_argument("--calibration-augmentations", type=int,
-                       help="augmentations per row of the calibration run (default: --augmentations-per-step)")
-    group.add_argument("--num-processes", type=int,
-                       help="devices the run will use, for the per-device time (default: WORLD_SIZE or 1)")
+    group.add_argument(
+        "--calibration-augmentations",
+        type=int,
+        help="augmentations per row of the calibration run (default: --augmentations-per-step)",
+    )
+    group.add_argument(
+        "--num-processes", type=int, help="devices the run will use, for the per-device time (default: WORLD_SIZE or 1)"
+    )
 
 
 # -- handlers ----------------------------------------------------------------------------------------------------
@@ -296,7 +335,9 @@ def _print_summary(output_dir: Path, split: str, rows: int) -> None:
             f"{stats['bytes_per_augmentation']} B per stored augmentation"
         )
         if stats.get("skipped_rows"):
-            print(f"  skipped {len(stats['skipped_rows'])} row(s) whose image failed to decode: {stats['skipped_rows'][:20]}")
+            print(
+                f"  skipped {len(stats['skipped_rows'])} row(s) whose image failed to decode: {stats['skipped_rows'][:20]}"
+            )
 
 
 __all__ = ["build_parser", "load_source", "main"]

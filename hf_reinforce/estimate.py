@@ -98,7 +98,10 @@ class Estimate:
         if p > 1:
             rows.append((f"estimated time, {p} devices", f"{_duration(self.seconds_per_process)} per device"))
         rows += [
-            ("reinforcement columns", f"{self.bytes_per_augmentation:.1f} B/augmentation → {_size(self.reinforcement_bytes)}"),
+            (
+                "reinforcement columns",
+                f"{self.bytes_per_augmentation:.1f} B/augmentation → {_size(self.reinforcement_bytes)}",
+            ),
             ("kept source columns", _size(self.source_bytes)),
             ("estimated output size", _size(self.output_bytes)),
             ("peak RSS (this process)", _size(self.peak_rss_bytes)),
@@ -172,7 +175,9 @@ def estimate(
     if fn.skipped:
         notes.append(f"{len(fn.skipped)} calibration row(s) could not be decoded and were skipped")
     if num_processes > 1:
-        notes.append(f"the {num_processes}-device estimate assumes devices like this one: {_device_name(ensemble.device)}")
+        notes.append(
+            f"the {num_processes}-device estimate assumes devices like this one: {_device_name(ensemble.device)}"
+        )
     return Estimate(
         num_rows=n,
         num_augmentations=config.num_augmentations,
@@ -213,7 +218,11 @@ def _calibrate(
     fn = ReinforceFunction(config, ensemble, len(sample), keep_columns=keep, on_views=count)
     with _quiet():
         mapped = map_reinforce(
-            sample, fn, features, f"hf-reinforce-estimate-{name}-{time.time_ns()}", cache_file_name=str(tmp / f"{name}.arrow")
+            sample,
+            fn,
+            features,
+            f"hf-reinforce-estimate-{name}-{time.time_ns()}",
+            cache_file_name=str(tmp / f"{name}.arrow"),
         )
     path = tmp / f"{name}.parquet"
     pq.write_table(mapped.data.table, path, **PARQUET_OPTIONS)
@@ -265,7 +274,9 @@ def _encoded_image_bytes(column: pa.ChunkedArray) -> int:
     total = int(pc.sum(pc.binary_length(data)).as_py() or 0)
     if column.type.get_field_index("path") >= 0:
         paths = pc.struct_field(column, "path").to_pylist()
-        total += sum(os.path.getsize(p) for p, b in zip(paths, data.is_null().to_pylist()) if b and p and os.path.isfile(p))
+        total += sum(
+            os.path.getsize(p) for p, b in zip(paths, data.is_null().to_pylist()) if b and p and os.path.isfile(p)
+        )
     return total
 
 

@@ -28,7 +28,9 @@ def center_view(image: torch.Tensor, resolution: int, interpolation: str) -> tor
 
 
 @torch.inference_mode()
-def ensemble_accuracy(dataset: datasets.Dataset, ensemble: Ensemble, image_column: str, label_column: str, batch_size: int = 64) -> dict[str, Any]:
+def ensemble_accuracy(
+    dataset: datasets.Dataset, ensemble: Ensemble, image_column: str, label_column: str, batch_size: int = 64
+) -> dict[str, Any]:
     """Top-1 accuracy of each teacher and of the ensemble's mean probabilities on ``dataset``."""
     correct = {t.name: 0 for t in ensemble.teachers}
     correct_ensemble, total = 0, 0
@@ -42,7 +44,9 @@ def ensemble_accuracy(dataset: datasets.Dataset, ensemble: Ensemble, image_colum
         }
         mean = 0
         for teacher in ensemble.teachers:
-            probs = torch.softmax(teacher.logits(views[teacher.view_spec]) / ensemble.temperature, dim=1).to(ensemble.device)
+            probs = torch.softmax(teacher.logits(views[teacher.view_spec]) / ensemble.temperature, dim=1).to(
+                ensemble.device
+            )
             correct[teacher.name] += int((probs.argmax(1) == labels).sum())
             mean = mean + probs
         correct_ensemble += int((mean.argmax(1) == labels).sum())

@@ -9,12 +9,11 @@ New columns per row (N = augmentations, K = top-k), all fixed-shape typed lists:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -127,16 +126,22 @@ def load_config(
         path = path / CONFIG_FILE
     if not path.is_file():
         if Path(repo_or_folder).exists() or str(repo_or_folder).startswith((".", "/")):
-            raise FileNotFoundError(f"{repo_or_folder} has no {CONFIG_FILE}: is it a finished hf_reinforce output folder?")
+            raise FileNotFoundError(
+                f"{repo_or_folder} has no {CONFIG_FILE}: is it a finished hf_reinforce output folder?"
+            )
         from huggingface_hub import hf_hub_download
 
-        path = Path(hf_hub_download(str(repo_or_folder), CONFIG_FILE, repo_type="dataset", revision=revision, token=token))
+        path = Path(
+            hf_hub_download(str(repo_or_folder), CONFIG_FILE, repo_type="dataset", revision=revision, token=token)
+        )
     config = json.loads(path.read_text())
     check_schema_version(config.get("schema_version", SCHEMA_VERSION))
     return config
 
 
-def load_reinforced(repo_or_folder: str | os.PathLike, *, split: str = "train", revision: str | None = None, **kwargs: Any) -> Any:
+def load_reinforced(
+    repo_or_folder: str | os.PathLike, *, split: str = "train", revision: str | None = None, **kwargs: Any
+) -> Any:
     """``datasets.load_dataset`` of a reinforced folder's shard files (absolute paths) or of a Hub repo.
 
     A local folder is loaded through its explicit shard list: ``load_dataset(folder)`` caches by folder name and

@@ -20,13 +20,23 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
 from .card import build_card, write_card
-from .format import CONFIG_FILE, ROW_INDEX, SCHEMA_VERSION, attach_config, check_schema_version, config_from_dataset, load_config
+from .format import (
+    CONFIG_FILE,
+    ROW_INDEX,
+    SCHEMA_VERSION,
+    attach_config,
+    check_schema_version,
+    config_from_dataset,
+    load_config,
+)
 from .output import DATA_DIR, IN_PROGRESS_FILE, identity_mismatch, shard_path, write_json_atomic, write_parquet_atomic
 
 _IDENTITY_KEYS = ("schema_version", "policy", "num_augmentations", "top_k", "seed", "temperature", "teachers")
 
 
-def save_folder(dataset: datasets.Dataset, folder: str | os.PathLike, *, split: str = "train", rows_per_shard: int = 2048) -> Path:
+def save_folder(
+    dataset: datasets.Dataset, folder: str | os.PathLike, *, split: str = "train", rows_per_shard: int = 2048
+) -> Path:
     """Write a dataset returned by :func:`hf_reinforce.reinforce` as a Hub-layout folder (shards, config, card)."""
     config = config_from_dataset(dataset)
     if config is None:
@@ -42,7 +52,10 @@ def save_folder(dataset: datasets.Dataset, folder: str | os.PathLike, *, split: 
     source = dict(config.pop("source", {}), split=split)
     size = sum(shard_path(folder, split, s, count).stat().st_size for s in range(count))
     source.update(
-        num_rows_written=len(dataset), num_shards=count, skipped_rows=source.get("skipped_rows", []), num_bytes=size,
+        num_rows_written=len(dataset),
+        num_shards=count,
+        skipped_rows=source.get("skipped_rows", []),
+        num_bytes=size,
         bytes_per_augmentation=round(size / max(len(dataset) * config["num_augmentations"], 1), 2),
     )
     config["splits"] = {split: source}
@@ -96,11 +109,20 @@ def push_to_hub(
     if isinstance(dataset_or_folder, datasets.Dataset):
         with tempfile.TemporaryDirectory(prefix="hf-reinforce-push-") as tmp:
             folder = save_folder(dataset_or_folder, tmp, split=split)
-            return push_to_hub(folder, repo_id, private=private, revision=revision, token=token,
-                               commit_message=commit_message, license=license)
+            return push_to_hub(
+                folder,
+                repo_id,
+                private=private,
+                revision=revision,
+                token=token,
+                commit_message=commit_message,
+                license=license,
+            )
     folder = Path(dataset_or_folder)
     if (folder / IN_PROGRESS_FILE).exists() or not (folder / CONFIG_FILE).exists():
-        raise ValueError(f"{folder} is not a finished reinforcement (no {CONFIG_FILE}, or a run is in progress): finish it first")
+        raise ValueError(
+            f"{folder} is not a finished reinforcement (no {CONFIG_FILE}, or a run is in progress): finish it first"
+        )
     local = load_config(folder)
     api = HfApi(token=token)
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
@@ -113,19 +135,26 @@ def push_to_hub(
     uploads = {f"{DATA_DIR}/{p.name}" for p in shards}
     pushed_splits = tuple(f"{DATA_DIR}/{s}-" for s in local.get("splits", {}))
     stale = [
-        f for f in api.list_repo_files(repo_id, repo_type="dataset", revision=revision)
+        f
+        for f in api.list_repo_files(repo_id, repo_type="dataset", revision=revision)
         if f.startswith(pushed_splits) and f not in uploads
     ]
     card = build_card(merged, repo_id=repo_id)
     operations = [
         *(CommitOperationAdd(path_in_repo=f"{DATA_DIR}/{p.name}", path_or_fileobj=str(p)) for p in shards),
         *(CommitOperationDelete(path_in_repo=f) for f in stale),
-        CommitOperationAdd(path_in_repo=CONFIG_FILE, path_or_fileobj=(json.dumps(merged, indent=2, sort_keys=True) + "\n").encode()),
+        CommitOperationAdd(
+            path_in_repo=CONFIG_FILE, path_or_fileobj=(json.dumps(merged, indent=2, sort_keys=True) + "\n").encode()
+        ),
         CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode()),
     ]
     info = api.create_commit(
-        repo_id, operations, repo_type="dataset", revision=revision,
-        commit_message=commit_message or f"Upload reinforced split(s) {', '.join(local.get('splits', {}))} with hf_reinforce",
+        repo_id,
+        operations,
+        repo_type="dataset",
+        revision=revision,
+        commit_message=commit_message
+        or f"Upload reinforced split(s) {', '.join(local.get('splits', {}))} with hf_reinforce",
     )
     return str(info.commit_url)
 
@@ -146,7 +175,9 @@ def attach(
     """
     if ROW_INDEX not in reinforcement.column_names:
         raise ValueError(f"reinforcement has no {ROW_INDEX!r} column (columns: {reinforcement.column_names})")
-    cfg = config if isinstance(config, dict) else (load_config(config) if config else config_from_dataset(reinforcement))
+    cfg = (
+        config if isinstance(config, dict) else (load_config(config) if config else config_from_dataset(reinforcement))
+    )
     if cfg is None:
         raise ValueError("attach needs the reinforcement's config: pass config=<folder, repo id or dict>")
     splits = cfg.get("splits") or {"": cfg.get("source", {})}

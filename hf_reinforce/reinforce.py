@@ -30,7 +30,6 @@ from .format import ROW_INDEX, SCHEMA_VERSION, TOPK_IDS, TOPK_PROBS, attach_conf
 from .teachers import Ensemble, Teacher, load_teacher
 
 
-
 class BadImageError(ValueError):
     """An image that cannot be decoded, named by row index and column."""
 
@@ -66,7 +65,14 @@ class ReinforceConfig:
         self.teachers = [self.teachers] if isinstance(self.teachers, (str, Teacher)) else list(self.teachers)
         if not self.teachers:
             raise ValueError("teachers: give at least one teacher")
-        for name in ("num_augmentations", "top_k", "resolution", "rows_per_block", "augmentations_per_step", "rows_per_shard"):
+        for name in (
+            "num_augmentations",
+            "top_k",
+            "resolution",
+            "rows_per_block",
+            "augmentations_per_step",
+            "rows_per_shard",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {value!r}")
@@ -83,7 +89,9 @@ class ReinforceConfig:
         if mixing is not None and self.skip_bad_images:
             raise ValueError("skip_bad_images cannot be combined with a mixing policy: a skipped row may be a partner")
         if self.rows_per_shard % self.rows_per_block:
-            raise ValueError(f"rows_per_shard ({self.rows_per_shard}) must be a multiple of rows_per_block ({self.rows_per_block})")
+            raise ValueError(
+                f"rows_per_shard ({self.rows_per_shard}) must be a multiple of rows_per_block ({self.rows_per_block})"
+            )
 
     @property
     def augmentation_policy(self) -> AugmentationPolicy:
@@ -121,11 +129,17 @@ def _jsonable(value: Any) -> Any:
 
 def check_columns(dataset: datasets.Dataset, config: ReinforceConfig) -> None:
     """Raise a ``ValueError`` listing the existing columns when a configured column is missing."""
-    for role, name in (("image_column", config.image_column), ("label_column", config.label_column), ("key_column", config.key_column)):
+    for role, name in (
+        ("image_column", config.image_column),
+        ("label_column", config.label_column),
+        ("key_column", config.key_column),
+    ):
         if name is not None and name not in dataset.column_names:
             raise ValueError(f"{role} {name!r} is not a column of the dataset; its columns are {dataset.column_names}")
     if ROW_INDEX in dataset.column_names or any(c in dataset.column_names for c in reinforce_columns(config)):
-        raise ValueError(f"the dataset already has reinforcement columns ({ROW_INDEX}, aug_*, topk_*): is it reinforced already?")
+        raise ValueError(
+            f"the dataset already has reinforcement columns ({ROW_INDEX}, aug_*, topk_*): is it reinforced already?"
+        )
 
 
 def reinforce_columns(config: ReinforceConfig) -> list[str]:
@@ -181,7 +195,6 @@ def pixel_threads(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
-
 
 
 class ReinforceFunction:
@@ -276,10 +289,18 @@ class ReinforceFunction:
         return out
 
     def _render(
-        self, rows: list[int], images: list[torch.Tensor], params: list[Params], js: range, resolution: int, interpolation: str
+        self,
+        rows: list[int],
+        images: list[torch.Tensor],
+        params: list[Params],
+        js: range,
+        resolution: int,
+        interpolation: str,
     ) -> torch.Tensor:
         """``(len(rows) * len(js), 3, r, r)`` uint8 views, row-major; mixing partners come from the same block."""
-        rendered = torch.stack([self.policy.render_many(img, p, js, resolution, interpolation) for img, p in zip(images, params)])
+        rendered = torch.stack(
+            [self.policy.render_many(img, p, js, resolution, interpolation) for img, p in zip(images, params)]
+        )
         if self.policy.mixing is not None:
             position = {row: k for k, row in enumerate(rows)}
             mixed = rendered.clone()
@@ -325,7 +346,9 @@ def _prepare(dataset: datasets.Dataset, config: ReinforceConfig) -> tuple[datase
     return dataset, None
 
 
-def _output_features(dataset: datasets.Dataset, config: ReinforceConfig, num_classes: int, keep: Sequence[str]) -> Features:
+def _output_features(
+    dataset: datasets.Dataset, config: ReinforceConfig, num_classes: int, keep: Sequence[str]
+) -> Features:
     new = reinforce_features(config.augmentation_policy, config.num_augmentations, config.top_k, num_classes)
     return Features({**{c: dataset.features[c] for c in keep}, ROW_INDEX: Value("int64"), **new})
 
@@ -366,7 +389,9 @@ def reinforce(
     ``accelerate launch`` shards are spread over the processes) and loaded back from it.
     """
     if not isinstance(dataset, datasets.Dataset):
-        raise TypeError(f"reinforce() takes a datasets.Dataset, got {type(dataset).__name__} (streaming is not supported)")
+        raise TypeError(
+            f"reinforce() takes a datasets.Dataset, got {type(dataset).__name__} (streaming is not supported)"
+        )
     if len(dataset) == 0:
         raise ValueError("the dataset has no rows: there is nothing to reinforce")
     check_columns(dataset, config)
@@ -374,8 +399,14 @@ def reinforce(
         from .shards import reinforce_to_folder
 
         return reinforce_to_folder(
-            dataset, config, Path(output_dir), split=split, overwrite=overwrite, progress=progress,
-            source_id=source_id, source_revision=source_revision,
+            dataset,
+            config,
+            Path(output_dir),
+            split=split,
+            overwrite=overwrite,
+            progress=progress,
+            source_id=source_id,
+            source_revision=source_revision,
         )
     ensemble = build_ensemble(config, dataset_num_classes(dataset, config), config.device)
     prepared, image_feature = _prepare(dataset, config)
@@ -384,7 +415,10 @@ def reinforce(
     features = _output_features(prepared, config, ensemble.num_classes, keep)
     with contextlib.nullcontext() if progress else _quiet():
         out = map_reinforce(
-            prepared, fn, features, _fingerprint(dataset._fingerprint, config.identity(), ensemble.to_config()),
+            prepared,
+            fn,
+            features,
+            _fingerprint(dataset._fingerprint, config.identity(), ensemble.to_config()),
             desc="reinforce",
         )
     if image_feature and config.image_column in keep:

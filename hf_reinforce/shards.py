@@ -133,13 +133,19 @@ def reinforce_to_folder(
     keep = _keep_columns(prepared, config)
     features = _output_features(prepared, config, ensemble.num_classes, keep)
     todo = [
-        s for s in range(state.process_index, num_shards, state.num_processes)
+        s
+        for s in range(state.process_index, num_shards, state.num_processes)
         if not shard_path(output_dir, split, s, num_shards).exists()
     ]
     views = sum(min(n, (s + 1) * config.rows_per_shard) - s * config.rows_per_shard for s in todo)
     bar = tqdm(
-        total=views * config.num_augmentations, unit="view", unit_scale=True, dynamic_ncols=True,
-        desc=f"reinforce {split} [{state.process_index}]", disable=not progress, position=state.process_index,
+        total=views * config.num_augmentations,
+        unit="view",
+        unit_scale=True,
+        dynamic_ncols=True,
+        desc=f"reinforce {split} [{state.process_index}]",
+        disable=not progress,
+        position=state.process_index,
     )
     fingerprint = _fingerprint(dataset._fingerprint, config.identity(), ensemble.to_config())
     try:
@@ -149,14 +155,21 @@ def reinforce_to_folder(
             with tempfile.TemporaryDirectory(dir=output_dir, prefix=SHARD_TEMP_PREFIX) as tmp:
                 with _quiet():
                     mapped = map_reinforce(
-                        prepared.select(range(start, stop)), fn, features, f"{fingerprint}-{s}",
+                        prepared.select(range(start, stop)),
+                        fn,
+                        features,
+                        f"{fingerprint}-{s}",
                         cache_file_name=str(Path(tmp) / "shard.arrow"),
                     )
                 if image_feature and config.image_column in keep:
                     mapped = mapped.cast_column(config.image_column, image_feature)
                 table = mapped.data.table
-                schema = table.schema.with_metadata({**(table.schema.metadata or {}), SKIPPED_KEY: json.dumps(fn.skipped).encode()})
-                write_parquet_atomic(_shard_batches(table, config.rows_per_block), schema, shard_path(output_dir, split, s, num_shards))
+                schema = table.schema.with_metadata(
+                    {**(table.schema.metadata or {}), SKIPPED_KEY: json.dumps(fn.skipped).encode()}
+                )
+                write_parquet_atomic(
+                    _shard_batches(table, config.rows_per_block), schema, shard_path(output_dir, split, s, num_shards)
+                )
                 del mapped, table
     finally:
         bar.close()
@@ -175,7 +188,9 @@ def _finalize(output_dir: Path, run: dict[str, Any], split: str, num_shards: int
     paths = [shard_path(output_dir, split, s, num_shards) for s in range(num_shards)]
     missing = [p.name for p in paths if not p.exists()]
     if missing:
-        raise RuntimeError(f"reinforcement of split {split!r} is incomplete, missing shards: {missing}; rerun to resume")
+        raise RuntimeError(
+            f"reinforcement of split {split!r} is incomplete, missing shards: {missing}; rerun to resume"
+        )
     skipped: list[int] = []
     rows = 0
     for path in paths:

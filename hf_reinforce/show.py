@@ -19,7 +19,9 @@ from .format import TOPK_IDS, TOPK_PROBS, config_from_dataset, load_config, load
 CAPTION_LINES = 3
 
 
-def _load(source: datasets.Dataset | str | os.PathLike, split: str, revision: str | None) -> tuple[datasets.Dataset, dict[str, Any]]:
+def _load(
+    source: datasets.Dataset | str | os.PathLike, split: str, revision: str | None
+) -> tuple[datasets.Dataset, dict[str, Any]]:
     """The dataset and its reinforcement config, from a Dataset, a reinforced folder or a Hub repo."""
     if isinstance(source, datasets.Dataset):
         config = config_from_dataset(source)
@@ -71,7 +73,10 @@ def show(
     count = min(num, transform.num_augmentations)
     tiles = [transform.replay(example, j) for j in range(count)]
     names = config.get("class_names")
-    captions = [_caption(example[TOPK_IDS][j], list(np.asarray(example[TOPK_PROBS][j], np.float32)), names) for j in range(count)]
+    captions = [
+        _caption(example[TOPK_IDS][j], list(np.asarray(example[TOPK_PROBS][j], np.float32)), names)
+        for j in range(count)
+    ]
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     render_grid(tiles, captions).save(path)

@@ -235,7 +235,7 @@ def parse_teacher_spec(spec: str) -> TeacherSource:
     """Split "timm:<arch>[@weights]", "timm/<hub id>[@revision|@weights]" or "hf:<repo|folder>[@revision|@weights]"."""
     for prefix, kind in (("timm:", "timm"), ("timm/", "timm-hub"), ("hf:", "hf")):
         if spec.startswith(prefix):
-            ident = spec if kind == "timm-hub" else spec[len(prefix):]
+            ident = spec if kind == "timm-hub" else spec[len(prefix) :]
             break
     else:
         raise ValueError(
@@ -394,7 +394,7 @@ def _strip_prefixes(state: Mapping[str, Any], model_keys: Iterable[str]) -> dict
         stripped = False
         for prefix in _WRAPPER_PREFIXES:
             if all(k.startswith(prefix) for k in state) and not all(k.startswith(prefix) for k in model_keys):
-                state = {k[len(prefix):]: v for k, v in state.items()}
+                state = {k[len(prefix) :]: v for k, v in state.items()}
                 stripped = True
     return state
 

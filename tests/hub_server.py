@@ -45,8 +45,28 @@ from urllib.parse import parse_qs, unquote, urlencode
 
 # Files uploaded through LFS, as the default `.gitattributes` of a new Hub repo would route them.
 LFS_SUFFIXES = (
-    ".parquet", ".arrow", ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx",
-    ".npy", ".npz", ".pkl", ".pickle", ".zip", ".gz", ".tar", ".zst", ".png", ".jpg", ".jpeg", ".webp",
+    ".parquet",
+    ".arrow",
+    ".safetensors",
+    ".bin",
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".h5",
+    ".msgpack",
+    ".onnx",
+    ".npy",
+    ".npz",
+    ".pkl",
+    ".pickle",
+    ".zip",
+    ".gz",
+    ".tar",
+    ".zst",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".webp",
 )
 LFS_SIZE_THRESHOLD = 10 * 1024 * 1024
 GITATTRIBUTES = "".join(f"*{s} filter=lfs diff=lfs merge=lfs -text\n" for s in LFS_SUFFIXES).encode()
@@ -399,7 +419,7 @@ class HubHandler(BaseHTTPRequestHandler):
         for path in commit.files:
             if not path.startswith(prefix):
                 continue
-            parts = path[len(prefix):].split("/")
+            parts = path[len(prefix) :].split("/")
             if recursive:
                 out.update(prefix + "/".join(parts[: i + 1]) for i in range(len(parts)))
             else:
@@ -420,8 +440,18 @@ class HubHandler(BaseHTTPRequestHandler):
         if not self.user:
             raise HubError(401, "Invalid credentials in Authorization header")
         token = {"displayName": "hub_server", "role": "write", "createdAt": _now()}
-        return Reply(200, {"type": "user", "id": self.user, "name": self.user, "fullname": self.user,
-                           "email": None, "orgs": [], "auth": {"type": "access_token", "accessToken": token}})
+        return Reply(
+            200,
+            {
+                "type": "user",
+                "id": self.user,
+                "name": self.user,
+                "fullname": self.user,
+                "email": None,
+                "orgs": [],
+                "auth": {"type": "access_token", "accessToken": token},
+            },
+        )
 
     def create_repo(self) -> Reply:
         if not self.user:
@@ -452,8 +482,10 @@ class HubHandler(BaseHTTPRequestHandler):
         repos = [
             {"id": r.id, "author": r.owner, "private": r.private, "sha": r.refs["refs/heads/main"]}
             for (rt, _), r in self.state.repos.items()
-            if rt == REPO_TYPES[t] and (not r.private or r.owner == self.user)
-            and (author is None or r.owner == author) and search in r.id
+            if rt == REPO_TYPES[t]
+            and (not r.private or r.owner == self.user)
+            and (author is None or r.owner == author)
+            and search in r.id
         ]
         return Reply(200, repos)
 
@@ -468,10 +500,22 @@ class HubHandler(BaseHTTPRequestHandler):
                 if e.lfs:
                     sib["lfs"] = {"size": e.size, "sha256": e.sha256, "pointerSize": e.pointer_size}
             siblings.append(sib)
-        info = {"_id": repo.id, "id": repo.id, "author": repo.owner, "sha": commit.id, "private": repo.private,
-                "gated": False, "disabled": False, "downloads": 0, "likes": 0, "tags": [],
-                "createdAt": repo.created, "lastModified": commit.date, "siblings": siblings,
-                "usedStorage": sum(e.size for e in commit.files.values())}
+        info = {
+            "_id": repo.id,
+            "id": repo.id,
+            "author": repo.owner,
+            "sha": commit.id,
+            "private": repo.private,
+            "gated": False,
+            "disabled": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": [],
+            "createdAt": repo.created,
+            "lastModified": commit.date,
+            "siblings": siblings,
+            "usedStorage": sum(e.size for e in commit.files.values()),
+        }
         if repo.type == "model":
             info["modelId"] = repo.id
         if "README.md" in commit.files:
@@ -578,8 +622,9 @@ class HubHandler(BaseHTTPRequestHandler):
             existing = commit.files.get(f["path"])
             sample = base64.b64decode(f.get("sample", ""))
             lfs = (
-                existing.lfs if existing else
-                f["path"].lower().endswith(LFS_SUFFIXES) or f["size"] > LFS_SIZE_THRESHOLD or b"\0" in sample
+                existing.lfs
+                if existing
+                else f["path"].lower().endswith(LFS_SUFFIXES) or f["size"] > LFS_SIZE_THRESHOLD or b"\0" in sample
             )
             oid = None if existing is None else existing.sha256 if existing.lfs else existing.oid
             mode = "lfs" if lfs else "regular"

@@ -56,7 +56,9 @@ def tiny_teachers() -> list[Teacher]:
         vit = timm.create_model("test_vit", num_classes=10, img_size=48)
     return [
         Teacher(resnet, resolution=32, interpolation="bilinear", name="tiny-resnet"),
-        Teacher(vit, resolution=48, interpolation="bicubic", mean=(0.4, 0.45, 0.5), std=(0.25, 0.25, 0.3), name="tiny-vit"),
+        Teacher(
+            vit, resolution=48, interpolation="bicubic", mean=(0.4, 0.45, 0.5), std=(0.25, 0.25, 0.3), name="tiny-vit"
+        ),
     ]
 
 

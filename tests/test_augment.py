@@ -14,10 +14,10 @@ from torchvision.transforms.v2 import functional as F
 
 from hf_reinforce.augment import (
     PRESETS,
-    Q,
     RAND_AUGMENT_OPS,
     AugmentationPolicy,
     MixUpCutMix,
+    Q,
     RandAugment,
     RandomErasing,
     RandomResizedCrop,
@@ -66,8 +66,12 @@ def test_exact_replay_and_any_batch_split(photos, preset, size, seed, n, res):
     batch = policy.render_many(image, params, range(n), res)
     assert batch.dtype == torch.uint8 and batch.shape == (n, 3, res, res)
     split = seed % n
-    parts = torch.cat([policy.render_many(image, params, range(split), res) if split else batch[:0],
-                       policy.render_many(image, params, range(split, n), res)])
+    parts = torch.cat(
+        [
+            policy.render_many(image, params, range(split), res) if split else batch[:0],
+            policy.render_many(image, params, range(split, n), res),
+        ]
+    )
     assert torch.equal(parts, batch)
     for j in range(n):
         assert torch.equal(policy.render(image, params, j, res), batch[j])
@@ -107,10 +111,10 @@ def test_mixing_replay_uses_partner_row_and_block(photos):
             partner = policy.render(images[p], params[p], j, 48)
             lam, box = int(params[i]["aug_mix_lam"][j]), params[i]["aug_mix_box"][j]
             if box[2] and box[3]:  # CutMix: the box comes from the partner, the rest is the row's own image
-                t, l, h, w = box_to_pixels(box, 48, 48)
-                assert torch.equal(out[:, t : t + h, l : l + w], partner[:, t : t + h, l : l + w])
+                t, left, h, w = box_to_pixels(box, 48, 48)
+                assert torch.equal(out[:, t : t + h, left : left + w], partner[:, t : t + h, left : left + w])
                 outside = torch.ones(48, 48, dtype=torch.bool)
-                outside[t : t + h, l : l + w] = False
+                outside[t : t + h, left : left + w] = False
                 assert torch.equal(out[:, outside], own[:, outside])
             else:  # MixUp: a rounded blend
                 expected = (own.float() * (lam / Q) + partner.float() * (1 - lam / Q)).round().to(torch.uint8)
@@ -147,7 +151,9 @@ def test_rrc_matches_torchvision_constraints_and_statistics(photos):
     torch.manual_seed(0)
     from torchvision.transforms import v2
 
-    tv = np.array([v2.RandomResizedCrop.make_params(v2.RandomResizedCrop(224), [photos[0]])["height"] for _ in range(2000)])
+    tv = np.array(
+        [v2.RandomResizedCrop.make_params(v2.RandomResizedCrop(224), [photos[0]])["height"] for _ in range(2000)]
+    )
     assert abs(np.mean(pixel[:, 2]) - tv.mean()) < 0.05 * tv.mean()
 
 
@@ -175,8 +181,8 @@ def test_random_erasing_fills_box_with_constant(photos):
     image = F.resize(photos[0], [50, 70])
     j = int(np.flatnonzero(applied)[0])
     out = op.apply(image, {"aug_re": boxes[j]}, 50, None)
-    t, l, h, w = box_to_pixels(boxes[j], 50, 70)
-    assert (out[:, t : t + h, l : l + w] == torch.tensor([124, 116, 104], dtype=torch.uint8).view(3, 1, 1)).all()
+    t, left, h, w = box_to_pixels(boxes[j], 50, 70)
+    assert (out[:, t : t + h, left : left + w] == torch.tensor([124, 116, 104], dtype=torch.uint8).view(3, 1, 1)).all()
     assert torch.equal(op.apply(image, {"aug_re": np.zeros(4, np.uint16)}, 50, None), image)
 
 
@@ -188,8 +194,8 @@ def _ctx():
 
 @given(h=st.integers(1, 5000), w=st.integers(1, 5000), box=st.lists(st.integers(0, Q), min_size=4, max_size=4))
 def test_box_to_pixels_stays_inside(h, w, box):
-    t, l, bh, bw = box_to_pixels(box, h, w)
-    assert 0 <= t and 0 <= l and 1 <= bh and 1 <= bw and t + bh <= h and l + bw <= w
+    t, left, bh, bw = box_to_pixels(box, h, w)
+    assert 0 <= t and 0 <= left and 1 <= bh and 1 <= bw and t + bh <= h and left + bw <= w
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -207,8 +213,11 @@ def test_policy_json_round_trip_keeps_every_constant(preset):
 
 def test_custom_policy_composition():
     policy = AugmentationPolicy(
-        (RandomResizedCrop(scale=(0.35, 1.0), interpolation="bicubic"), RandAugment(num_ops=1, ops=("Rotate", "Equalize")),
-         MixUpCutMix(block_size=4))
+        (
+            RandomResizedCrop(scale=(0.35, 1.0), interpolation="bicubic"),
+            RandAugment(num_ops=1, ops=("Rotate", "Equalize")),
+            MixUpCutMix(block_size=4),
+        )
     )
     params = policy.sample(1, 2, 50, 30, 40, num_rows=9)
     assert set(params["aug_ra_op"].ravel()) <= {RAND_AUGMENT_OPS.index("Rotate"), RAND_AUGMENT_OPS.index("Equalize")}

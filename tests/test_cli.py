@@ -23,8 +23,22 @@ from hf_reinforce.reinforce import ReinforceConfig
 ROWS, N, K = 40, 4, 3
 TEACHERS = ["timm:test_resnet", "timm:test_vit"]
 PASS_ARGS = [
-    "--teachers", *TEACHERS, "--num-augmentations", str(N), "--top-k", str(K), "--resolution", "64",
-    "--rows-per-shard", "16", "--rows-per-block", "8", "--augmentations-per-step", "2", "--seed", "3",
+    "--teachers",
+    *TEACHERS,
+    "--num-augmentations",
+    str(N),
+    "--top-k",
+    str(K),
+    "--resolution",
+    "64",
+    "--rows-per-shard",
+    "16",
+    "--rows-per-block",
+    "8",
+    "--augmentations-per-step",
+    "2",
+    "--seed",
+    "3",
 ]
 
 
@@ -33,9 +47,12 @@ def mnist_folder(tmp_path_factory: pytest.TempPathFactory, mnist: tuple[np.ndarr
     """40 shuffled real MNIST digits saved with ``save_to_disk`` (Image + ClassLabel features)."""
     images, labels = mnist
     order = np.random.default_rng(0).permutation(len(images))[:ROWS]
-    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=[str(d) for d in range(10)])})
+    features = datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=[str(d) for d in range(10)])}
+    )
     ds = datasets.Dataset.from_dict(
-        {"image": [PIL.Image.fromarray(images[i]) for i in order], "label": [int(labels[i]) for i in order]}, features=features
+        {"image": [PIL.Image.fromarray(images[i]) for i in order], "label": [int(labels[i]) for i in order]},
+        features=features,
     )
     path = tmp_path_factory.mktemp("mnist") / "mnist40"
     ds.save_to_disk(str(path))
@@ -53,7 +70,9 @@ def full_run(mnist_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
 
 
 def _shards(folder: Path) -> datasets.Dataset:
-    return datasets.load_dataset("parquet", data_files=sorted(str(p) for p in (folder / "data").glob("*.parquet")), split="train")
+    return datasets.load_dataset(
+        "parquet", data_files=sorted(str(p) for p in (folder / "data").glob("*.parquet")), split="train"
+    )
 
 
 def test_reinforce_in_process_writes_hub_folder(mnist_folder: Path, full_run: tuple[Path, str]) -> None:
@@ -81,8 +100,19 @@ def test_reinforce_in_process_writes_hub_folder(mnist_folder: Path, full_run: tu
 def test_module_subprocess_matches_in_process(mnist_folder: Path, full_run: tuple[Path, str], tmp_path: Path) -> None:
     """``python -m hf_reinforce`` on the first rows gives the same top-k as the in-process run on all rows."""
     sub = tmp_path / "sub"
-    args = ["reinforce", str(mnist_folder), *PASS_ARGS, "--max-rows", "16", "--reinforcement-only", "--output-dir", str(sub)]
-    result = subprocess.run([sys.executable, "-m", "hf_reinforce", *args], check=False, capture_output=True, text=True, timeout=300)
+    args = [
+        "reinforce",
+        str(mnist_folder),
+        *PASS_ARGS,
+        "--max-rows",
+        "16",
+        "--reinforcement-only",
+        "--output-dir",
+        str(sub),
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "hf_reinforce", *args], check=False, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     assert "reinforced 16 rows of split 'train'" in result.stdout
     assert "view/s" in result.stderr  # the pass's own progress bar
@@ -93,8 +123,19 @@ def test_module_subprocess_matches_in_process(mnist_folder: Path, full_run: tupl
 
 
 def test_estimate_command_prints_every_field(mnist_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["estimate", str(mnist_folder), *PASS_ARGS, "--num-augmentations", "400", "--num-processes", "2",
-            "--calibration-rows", "4", "--calibration-augmentations", "2"]
+    args = [
+        "estimate",
+        str(mnist_folder),
+        *PASS_ARGS,
+        "--num-augmentations",
+        "400",
+        "--num-processes",
+        "2",
+        "--calibration-rows",
+        "4",
+        "--calibration-augmentations",
+        "2",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert re.search(r"teacher views \(rows × N\)\s+16,000", printed)
@@ -102,13 +143,21 @@ def test_estimate_command_prints_every_field(mnist_folder: Path, capsys: pytest.
     assert re.search(r"measured throughput\s+[\d,.]+ views/s", printed)
     assert re.search(r"estimated time, 2 devices\s+.+ per device", printed)
     assert re.search(r"reinforcement columns\s+[\d.]+ B/augmentation", printed)
-    for field in ("estimated time, 1 device", "kept source columns", "estimated output size", "peak RSS", "compress differently"):
+    for field in (
+        "estimated time, 1 device",
+        "kept source columns",
+        "estimated output size",
+        "peak RSS",
+        "compress differently",
+    ):
         assert field in printed
 
 
 def test_estimate_api(mnist_folder: Path) -> None:
     ds = datasets.load_from_disk(str(mnist_folder))
-    config = ReinforceConfig(teachers=TEACHERS, num_augmentations=100, top_k=K, rows_per_block=8, augmentations_per_step=2, rows_per_shard=16)
+    config = ReinforceConfig(
+        teachers=TEACHERS, num_augmentations=100, top_k=K, rows_per_block=8, augmentations_per_step=2, rows_per_shard=16
+    )
     result = estimate(ds, config, calibration_rows=3, calibration_augmentations=2, num_processes=3)
     assert isinstance(result, Estimate)
     assert (result.total_views, result.calibration_views) == (ROWS * 100, 3 * 2)
@@ -127,8 +176,20 @@ def test_dry_run_writes_nothing(mnist_folder: Path, tmp_path: Path, capsys: pyte
     policy = tmp_path / "policy.json"
     policy.write_text(json.dumps({"ops": [{"op": "rrc"}, {"op": "flip", "p": 0.5}]}))
     out = tmp_path / "never"
-    args = ["reinforce", str(mnist_folder), *PASS_ARGS, "--policy", str(policy), "--output-dir", str(out), "--dry-run",
-            "--calibration-rows", "2", "--calibration-augmentations", "2"]
+    args = [
+        "reinforce",
+        str(mnist_folder),
+        *PASS_ARGS,
+        "--policy",
+        str(policy),
+        "--output-dir",
+        str(out),
+        "--dry-run",
+        "--calibration-rows",
+        "2",
+        "--calibration-augmentations",
+        "2",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "teacher views (rows × N)" in printed and "dry run: nothing was written" in printed
@@ -138,7 +199,10 @@ def test_dry_run_writes_nothing(mnist_folder: Path, tmp_path: Path, capsys: pyte
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--image-column", "img"], r"image_column 'img' is not a column of the dataset; its columns are \['image', 'label'\]"),
+        (
+            ["--image-column", "img"],
+            r"image_column 'img' is not a column of the dataset; its columns are \['image', 'label'\]",
+        ),
         (["--label-column", "target"], r"label_column 'target' is not a column"),
         (["--policy", "rrc+blur"], r"policy: unknown preset 'rrc\+blur'; presets are rrc, rrc\+mix"),
         (["--policy", "missing.json"], r"--policy: policy file missing.json not found"),
@@ -167,7 +231,9 @@ def test_argparse_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert info.value.code == 2 and "--output-dir" in capsys.readouterr().err
 
 
-def test_push_and_show_call_their_modules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_push_and_show_call_their_modules(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     calls: list[tuple[str, tuple, dict]] = []
     hub = types.ModuleType("hf_reinforce.hub")
     hub.push_to_hub = lambda *a, **kw: calls.append(("push", a, kw)) or "https://hub/datasets/user/plus"
@@ -177,7 +243,11 @@ def test_push_and_show_call_their_modules(monkeypatch: pytest.MonkeyPatch, tmp_p
     monkeypatch.setitem(sys.modules, "hf_reinforce.show", show)
 
     assert main(["push", str(tmp_path), "user/plus", "--private", "--commit-message", "first"]) == 0
-    assert calls[-1] == ("push", (str(tmp_path), "user/plus"), {"private": True, "revision": None, "token": None, "commit_message": "first"})
+    assert calls[-1] == (
+        "push",
+        (str(tmp_path), "user/plus"),
+        {"private": True, "revision": None, "token": None, "commit_message": "first"},
+    )
     assert "https://hub/datasets/user/plus" in capsys.readouterr().out
     assert main(["push", str(tmp_path / "absent"), "user/plus"]) == 2
     assert "is not a folder" in capsys.readouterr().err

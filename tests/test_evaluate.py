@@ -52,7 +52,9 @@ def test_accuracy_of_teachers_and_ensemble(digits_ds, tmp_path):
     assert result["teachers"]["always-7"] == round(float((labels == 7).mean()), 4)
 
     teacher = hfr.load_teacher("timm:test_resnet", num_classes=10)
-    views = torch.stack([center_view(hfr.to_rgb_uint8(r["image"]), teacher.resolution, teacher.interpolation) for r in digits_ds])
+    views = torch.stack(
+        [center_view(hfr.to_rgb_uint8(r["image"]), teacher.resolution, teacher.interpolation) for r in digits_ds]
+    )
     expected = float((teacher.logits(views).argmax(1).numpy() == labels).mean())
     assert result["teachers"]["timm:test_resnet"] == round(expected, 4)
 

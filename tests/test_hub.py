@@ -11,6 +11,7 @@ import pytest
 import torch
 from datasets import ClassLabel, Dataset, Features, Image, Value
 from huggingface_hub import DatasetCard
+from huggingface_hub.errors import HfHubHTTPError
 
 import hf_reinforce as hfr
 
@@ -22,15 +23,27 @@ def source(mnist) -> datasets.DatasetDict:
     x, y = mnist
     idx = np.random.default_rng(1).permutation(len(x))[:40]
     ds = Dataset.from_dict(
-        {"image": [PIL.Image.fromarray(x[i]) for i in idx], "label": [int(y[i]) for i in idx], "id": [f"mnist-{i}" for i in idx]},
+        {
+            "image": [PIL.Image.fromarray(x[i]) for i in idx],
+            "label": [int(y[i]) for i in idx],
+            "id": [f"mnist-{i}" for i in idx],
+        },
         features=Features({"image": Image(), "label": ClassLabel(num_classes=10), "id": Value("string")}),
     )
     return ds.train_test_split(test_size=8, seed=0)
 
 
 def _config(**kwargs) -> hfr.ReinforceConfig:
-    base = dict(teachers=["timm:test_resnet"], policy="rrc+ra+re", num_augmentations=N, top_k=K, resolution=32,
-                rows_per_block=8, augmentations_per_step=4, rows_per_shard=16)
+    base = dict(
+        teachers=["timm:test_resnet"],
+        policy="rrc+ra+re",
+        num_augmentations=N,
+        top_k=K,
+        resolution=32,
+        rows_per_block=8,
+        augmentations_per_step=4,
+        rows_per_shard=16,
+    )
     return hfr.ReinforceConfig(**{**base, **kwargs})
 
 
@@ -94,7 +107,7 @@ def test_interrupted_push_resumes_without_resending(hub_server, source, tmp_path
     repo_id = hub_server.repo_id("resume")
     before = hub_server.count("PUT", "/__lfs__/")
     hub_server.fail("POST", r"/commit/", status=500, times=1)
-    with pytest.raises(Exception):
+    with pytest.raises(HfHubHTTPError):
         hfr.push_to_hub(fresh, repo_id)
     assert "reinforce_config.json" not in hub_server.list_files(repo_id, "dataset")  # nothing half-published
     uploads = hub_server.count("PUT", "/__lfs__/")
@@ -130,8 +143,12 @@ def test_mismatches_are_refused(hub_server, folder, source, tmp_path):
     hub_server.api().create_repo(newer, repo_type="dataset")
     config = json.loads((folder / "reinforce_config.json").read_text())
     config["schema_version"] = 99
-    hub_server.api().upload_file(path_or_fileobj=json.dumps(config).encode(), path_in_repo="reinforce_config.json",
-                                 repo_id=newer, repo_type="dataset")
+    hub_server.api().upload_file(
+        path_or_fileobj=json.dumps(config).encode(),
+        path_in_repo="reinforce_config.json",
+        repo_id=newer,
+        repo_type="dataset",
+    )
     with pytest.raises(ValueError, match="version 99.*up to version 1"):
         hfr.ReinforcedTransform.from_pretrained(newer)
 
@@ -143,7 +160,17 @@ def test_reinforcement_only_push_and_attach(hub_server, source, tmp_path):
     repo_id = hub_server.repo_id("only")
     hfr.push_to_hub(out, repo_id)
     reinforcement = datasets.load_dataset(repo_id, split="train")
-    assert set(reinforcement.column_names) == {"id", "row_index", "aug_rrc", "aug_flip", "aug_ra_op", "aug_ra_mag", "aug_re", "topk_ids", "topk_probs"}
+    assert set(reinforcement.column_names) == {
+        "id",
+        "row_index",
+        "aug_rrc",
+        "aug_flip",
+        "aug_ra_op",
+        "aug_ra_mag",
+        "aug_re",
+        "topk_ids",
+        "topk_probs",
+    }
 
     joined = hfr.attach(reinforcement, train, config=repo_id)
     assert joined.num_rows == 32 and "image" in joined.column_names and joined[5]["id"] == train[5]["id"]

@@ -44,8 +44,11 @@ def dataset_folder(tmp_path: Path) -> Path:
     """A Hub-layout dataset folder: two train shards, one test shard, a card and a json."""
     folder = tmp_path / "folder"
     (folder / "data").mkdir(parents=True)
-    shards = {"train-00000-of-00002": range(5), "train-00001-of-00002": range(5, 9),
-              "test-00000-of-00001": range(100, 103)}
+    shards = {
+        "train-00000-of-00002": range(5),
+        "train-00001-of-00002": range(5, 9),
+        "test-00000-of-00001": range(100, 103),
+    }
     for name, rows in shards.items():
         table = pa.table({"x": list(rows), "name": [f"row{i}" for i in rows]})
         pq.write_table(table, folder / "data" / f"{name}.parquet")
@@ -103,8 +106,9 @@ def test_upload_folder_commits_listing_and_downloads(hub, dataset_folder, tmp_pa
     assert lfs[test_shard].sha256 == hashlib.sha256(local[test_shard]).hexdigest()
 
     # A second commit, then an unchanged re-upload that the client turns into a no-op.
-    second = api.upload_file(path_or_fileobj=b'{"version": 2}', path_in_repo="meta.json", repo_id=repo_id,
-                             repo_type="dataset")
+    second = api.upload_file(
+        path_or_fileobj=b'{"version": 2}', path_in_repo="meta.json", repo_id=repo_id, repo_type="dataset"
+    )
     again = api.upload_folder(folder_path=dataset_folder, repo_id=repo_id, repo_type="dataset", allow_patterns="data/*")
     assert again.oid == second.oid
     commits = api.list_repo_commits(repo_id, repo_type="dataset")
@@ -157,10 +161,16 @@ def test_branch_tag_and_pull_request(hub, dataset_folder):
     table = pa.table({"x": [7], "name": ["dev"]})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    api.upload_file(path_or_fileobj=sink.getvalue().to_pybytes(), path_in_repo="data/test-00000-of-00001.parquet",
-                    repo_id=repo_id, repo_type="dataset", revision="dev")
-    api.upload_file(path_or_fileobj=b"dev only", path_in_repo="dev.txt", repo_id=repo_id, repo_type="dataset",
-                    revision="dev")
+    api.upload_file(
+        path_or_fileobj=sink.getvalue().to_pybytes(),
+        path_in_repo="data/test-00000-of-00001.parquet",
+        repo_id=repo_id,
+        repo_type="dataset",
+        revision="dev",
+    )
+    api.upload_file(
+        path_or_fileobj=b"dev only", path_in_repo="dev.txt", repo_id=repo_id, repo_type="dataset", revision="dev"
+    )
 
     assert Path(hf_hub_download(repo_id, "dev.txt", repo_type="dataset", revision="dev")).read_bytes() == b"dev only"
     with pytest.raises(EntryNotFoundError):
@@ -173,8 +183,9 @@ def test_branch_tag_and_pull_request(hub, dataset_folder):
     refs = api.list_repo_refs(repo_id, repo_type="dataset")
     assert {b.name for b in refs.branches} == {"main", "dev"} and [t.name for t in refs.tags] == ["v1"]
 
-    pr = api.upload_file(path_or_fileobj=b"pr", path_in_repo="pr.txt", repo_id=repo_id, repo_type="dataset",
-                         create_pr=True)
+    pr = api.upload_file(
+        path_or_fileobj=b"pr", path_in_repo="pr.txt", repo_id=repo_id, repo_type="dataset", create_pr=True
+    )
     assert pr.pr_revision == "refs/pr/1"
     assert Path(hf_hub_download(repo_id, "pr.txt", repo_type="dataset", revision=pr.pr_revision)).read_bytes() == b"pr"
     assert "pr.txt" not in api.list_repo_files(repo_id, repo_type="dataset")

@@ -9,9 +9,7 @@ import torch
 from hf_reinforce.distill import distillation_loss, distillation_loss_parts, expand_topk
 
 
-def reference_teacher(
-    ids: np.ndarray, probs: np.ndarray, num_classes: int
-) -> np.ndarray:
+def reference_teacher(ids: np.ndarray, probs: np.ndarray, num_classes: int) -> np.ndarray:
     """Top-k where stored, residual mass spread evenly over the other classes (float64)."""
     probs = probs.astype(np.float64)
     full = np.zeros((len(ids), num_classes))
@@ -67,9 +65,7 @@ def make_batch(batch: int, num_classes: int, k: int, seed: int = 0):
 
 
 def test_expand_topk_spreads_residual_evenly():
-    full = expand_topk(
-        torch.tensor([[3, 1]]), torch.tensor([[0.5, 0.3]]), num_classes=5
-    )
+    full = expand_topk(torch.tensor([[3, 1]]), torch.tensor([[0.5, 0.3]]), num_classes=5)
     expected = torch.tensor([[0.2 / 3, 0.3, 0.2 / 3, 0.5, 0.2 / 3]])
     assert full.dtype == torch.float32
     torch.testing.assert_close(full, expected)
@@ -77,14 +73,10 @@ def test_expand_topk_spreads_residual_evenly():
 
 
 def test_expand_topk_full_k_and_sum_over_one():
-    full_k = expand_topk(
-        torch.tensor([[2, 0, 1]]), torch.tensor([[0.5, 0.3, 0.2]]), num_classes=3
-    )
+    full_k = expand_topk(torch.tensor([[2, 0, 1]]), torch.tensor([[0.5, 0.3, 0.2]]), num_classes=3)
     torch.testing.assert_close(full_k, torch.tensor([[0.3, 0.2, 0.5]]))
     over = torch.tensor([[0.6, 0.41]], dtype=torch.float16)
-    clamped = expand_topk(
-        torch.tensor([[0, 1]], dtype=torch.int16), over, num_classes=4
-    )
+    clamped = expand_topk(torch.tensor([[0, 1]], dtype=torch.int16), over, num_classes=4)
     assert clamped[0, 2:].tolist() == [0.0, 0.0]
     assert torch.isfinite(clamped).all()
 
@@ -93,9 +85,7 @@ def test_expand_topk_full_k_and_sum_over_one():
 def test_expand_topk_accepts_integer_id_dtypes(id_dtype):
     _, ids, probs, _ = make_batch(4, 7, 3)
     full = expand_topk(torch.from_numpy(ids).to(id_dtype), torch.from_numpy(probs), 7)
-    np.testing.assert_allclose(
-        full.numpy(), reference_teacher(ids, probs, 7), rtol=1e-6, atol=1e-7
-    )
+    np.testing.assert_allclose(full.numpy(), reference_teacher(ids, probs, 7), rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize(
@@ -139,13 +129,9 @@ def test_reductions_and_no_labels():
     args = torch.from_numpy(logits), torch.from_numpy(ids), torch.from_numpy(probs)
     per_sample = distillation_loss(*args, reduction="none")
     torch.testing.assert_close(distillation_loss(*args), per_sample.mean())
-    torch.testing.assert_close(
-        distillation_loss(*args, reduction="sum"), per_sample.sum()
-    )
+    torch.testing.assert_close(distillation_loss(*args, reduction="sum"), per_sample.sum())
     assert distillation_loss_parts(*args).ce is None
-    np.testing.assert_allclose(
-        per_sample.numpy(), reference_loss(logits, ids, probs)[0], rtol=1e-5, atol=1e-6
-    )
+    np.testing.assert_allclose(per_sample.numpy(), reference_loss(logits, ids, probs)[0], rtol=1e-5, atol=1e-6)
 
 
 def test_float16_inputs_are_computed_in_float32():
@@ -167,9 +153,7 @@ def test_float16_inputs_are_computed_in_float32():
 def test_probabilities_summing_over_one_clamp_the_residual():
     logits = np.array([[1.0, -1.0, 0.5, 2.0]], dtype=np.float32)
     ids, probs = np.array([[3, 0]]), np.array([[0.6, 0.41]], dtype=np.float16)
-    loss = distillation_loss(
-        torch.from_numpy(logits), torch.from_numpy(ids), torch.from_numpy(probs)
-    )
+    loss = distillation_loss(torch.from_numpy(logits), torch.from_numpy(ids), torch.from_numpy(probs))
     want = reference_loss(logits, ids, probs)[0]
     assert torch.isfinite(loss)
     np.testing.assert_allclose(loss.numpy(), want[0], rtol=1e-5)
@@ -178,9 +162,7 @@ def test_probabilities_summing_over_one_clamp_the_residual():
 def test_loss_is_zero_at_the_teacher():
     _, ids, probs, _ = make_batch(3, 6, 6)
     teacher = expand_topk(torch.from_numpy(ids), torch.from_numpy(probs), 6)
-    loss = distillation_loss(
-        teacher.log(), torch.from_numpy(ids), torch.from_numpy(probs)
-    )
+    loss = distillation_loss(teacher.log(), torch.from_numpy(ids), torch.from_numpy(probs))
     assert abs(float(loss)) < 1e-6
 
 
@@ -199,15 +181,11 @@ def test_gradient_is_finite_and_equals_t_times_q_minus_p(k, temperature):
     teacher = reference_teacher(ids, probs, 9)
     q = np.exp(log_softmax(logits / temperature))
     assert torch.isfinite(student.grad).all()
-    np.testing.assert_allclose(
-        student.grad.numpy(), temperature * (q - teacher), rtol=1e-4, atol=1e-6
-    )
+    np.testing.assert_allclose(student.grad.numpy(), temperature * (q - teacher), rtol=1e-4, atol=1e-6)
 
 
 def test_gradient_finite_for_extreme_float16_logits():
-    logits = torch.tensor(
-        [[6e4, -6e4, 0.0, 1.0]], dtype=torch.float16, requires_grad=True
-    )
+    logits = torch.tensor([[6e4, -6e4, 0.0, 1.0]], dtype=torch.float16, requires_grad=True)
     loss = distillation_loss(
         logits,
         torch.tensor([[1, 2]]),

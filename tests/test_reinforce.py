@@ -46,7 +46,16 @@ NEW_COLUMNS = {  # policy → parameter columns it adds, in order
     "rrc": ["aug_rrc", "aug_flip"],
     "rrc+mix": ["aug_rrc", "aug_flip", "aug_mix_partner", "aug_mix_lam", "aug_mix_box"],
     "rrc+ra+re": ["aug_rrc", "aug_flip", "aug_ra_op", "aug_ra_mag", "aug_re"],
-    "rrc+mix+ra+re": ["aug_rrc", "aug_flip", "aug_ra_op", "aug_ra_mag", "aug_re", "aug_mix_partner", "aug_mix_lam", "aug_mix_box"],
+    "rrc+mix+ra+re": [
+        "aug_rrc",
+        "aug_flip",
+        "aug_ra_op",
+        "aug_ra_mag",
+        "aug_re",
+        "aug_mix_partner",
+        "aug_mix_lam",
+        "aug_mix_box",
+    ],
 }
 
 
@@ -225,13 +234,22 @@ def test_replay_reproduces_the_teachers_inputs_bit_for_bit(odd_dataset, policy, 
 
     mixed = 0
     for (name, seen), (teacher, rows, js) in zip(calls, expected_calls):
-        assert seen.dtype == torch.uint8 and seen.shape == (len(rows) * len(js), 3, teacher.resolution, teacher.resolution)
+        assert seen.dtype == torch.uint8 and seen.shape == (
+            len(rows) * len(js),
+            3,
+            teacher.resolution,
+            teacher.resolution,
+        )
         views = iter(seen)
         for i in rows:
             for j in js:
                 partner = int(params[i]["aug_mix_partner"][j]) if "aug_mix_partner" in params[i] else -1
                 replayed = policy_.replay(  # on the teachers' device: exact replay holds per device
-                    images[i].to(seen.device), params[i], j, teacher.resolution, teacher.interpolation,
+                    images[i].to(seen.device),
+                    params[i],
+                    j,
+                    teacher.resolution,
+                    teacher.interpolation,
                     partner_image=images[partner].to(seen.device) if partner >= 0 else None,
                     partner_params=params[partner] if partner >= 0 else None,
                 )
@@ -251,7 +269,10 @@ def test_output_identical_across_shardings_modes_and_reruns(tmp_path):
     assert_same_rows(in_process, reinforce(source, make_config(**config), progress=False))
     for rows_per_shard in (16, 32, 48):
         folder = reinforce(
-            source, make_config(rows_per_shard=rows_per_shard, **config), tmp_path / f"shards-{rows_per_shard}", progress=False
+            source,
+            make_config(rows_per_shard=rows_per_shard, **config),
+            tmp_path / f"shards-{rows_per_shard}",
+            progress=False,
         )
         assert_same_rows(folder, in_process)
     assert len(list((tmp_path / "shards-16" / "data").glob("train-*-of-00003.parquet"))) == 3
@@ -315,16 +336,33 @@ def test_folder_output_loads_with_features_config_and_card(tmp_path):
     assert (written["num_augmentations"], written["top_k"], written["seed"], written["num_classes"]) == (2, 3, 0, 10)
     assert written["class_names"] == [str(d) for d in range(10)]
     (resnet, vit) = written["teachers"]
-    assert (resnet["name"], resnet["source"], resnet["id"], resnet["resolution"]) == ("timm:test_resnet", "timm", "test_resnet", 160)
+    assert (resnet["name"], resnet["source"], resnet["id"], resnet["resolution"]) == (
+        "timm:test_resnet",
+        "timm",
+        "test_resnet",
+        160,
+    )
     timm_cfg = timm.create_model("test_resnet").pretrained_cfg  # the teacher's own preprocessing
-    assert (resnet["interpolation"], resnet["mean"], resnet["std"]) == ("bilinear", list(timm_cfg["mean"]), list(timm_cfg["std"]))
+    assert (resnet["interpolation"], resnet["mean"], resnet["std"]) == (
+        "bilinear",
+        list(timm_cfg["mean"]),
+        list(timm_cfg["std"]),
+    )
     assert (vit["name"], vit["resolution"], vit["interpolation"], vit["mean"], vit["std"]) == (
-        "tiny-vit", 48, "bicubic", [0.4, 0.45, 0.5], [0.25, 0.25, 0.3]
+        "tiny-vit",
+        48,
+        "bicubic",
+        [0.4, 0.45, 0.5],
+        [0.25, 0.25, 0.3],
     )
     splits = written["splits"]
     assert set(splits) == {"train", "test"}
     assert splits["train"]["id"] == "ylecun/mnist" and splits["train"]["revision"] == "abc123"
-    assert (splits["train"]["num_rows"], splits["train"]["num_rows_written"], splits["train"]["num_shards"]) == (40, 40, 2)
+    assert (splits["train"]["num_rows"], splits["train"]["num_rows_written"], splits["train"]["num_shards"]) == (
+        40,
+        40,
+        2,
+    )
     assert splits["train"]["fingerprint"] == train._fingerprint and splits["test"]["fingerprint"] == test._fingerprint
     assert splits["train"]["skipped_rows"] == [] and splits["train"]["split"] == "train"
     sizes = sum(p.stat().st_size for p in (out_dir / "data").glob("train-*.parquet"))
@@ -352,7 +390,12 @@ def test_folder_mode_streams_shards_and_returns_a_memory_mapped_dataset(tmp_path
         return write(counted(), schema, path)
 
     monkeypatch.setattr(shards, "write_parquet_atomic", spy)
-    out = reinforce(mnist_dataset(64), make_config(policy="rrc", rows_per_block=8, rows_per_shard=32), tmp_path / "out", progress=False)
+    out = reinforce(
+        mnist_dataset(64),
+        make_config(policy="rrc", rows_per_block=8, rows_per_shard=32),
+        tmp_path / "out",
+        progress=False,
+    )
     assert sum(batch_rows) == 64 and max(batch_rows) <= 8
     assert out.cache_files and all(Path(f["filename"]).is_file() for f in out.cache_files)
     assert isinstance(out.data, datasets.table.MemoryMappedTable)
@@ -371,9 +414,26 @@ def test_killed_pass_resumes_to_identical_output_without_recomputing(tmp_path):
     args = {"policy": "rrc", "num_augmentations": 2, "rows_per_block": block, "rows_per_shard": block}
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
-        [sys.executable, str(WORKER), str(killed), "--rows", str(rows), "--policy", "rrc", "--num-augmentations", "2",
-         "--rows-per-block", str(block), "--rows-per-shard", str(block), "--throttle", "0.3"],
-        env=subprocess_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            str(WORKER),
+            str(killed),
+            "--rows",
+            str(rows),
+            "--policy",
+            "rrc",
+            "--num-augmentations",
+            "2",
+            "--rows-per-block",
+            str(block),
+            "--rows-per-shard",
+            str(block),
+            "--throttle",
+            "0.3",
+        ],
+        env=subprocess_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 180
@@ -412,9 +472,27 @@ def test_two_cpu_processes_under_torchrun_write_the_same_output(tmp_path):
     two, logs = tmp_path / "two", tmp_path / "logs"
     env = subprocess_env(tmp_path, ACCELERATE_USE_CPU="1")
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER),
-         str(two), "--rows", str(rows), "--rows-per-shard", str(rows_per_shard), "--log-dir", str(logs)],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(WORKER),
+            str(two),
+            "--rows",
+            str(rows),
+            "--rows-per-shard",
+            str(rows_per_shard),
+            "--log-dir",
+            str(logs),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert result.stdout.count("done: 64 rows") == 2

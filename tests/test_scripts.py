@@ -54,9 +54,26 @@ def test_quickstart_writes_folder_card_png_and_table(quickstart: tuple[Path, str
 def test_train_student_on_the_quickstart_folder(quickstart: tuple[Path, str]) -> None:
     cwd, _ = quickstart
     out = _run(
-        "train_student.py", "--dataset", "out/quickstart/mnist-plus", "--student", "test_convnext", "--epochs", "1",
-        "--resolution", "48", "--batch-size", "32", "--num-workers", "0", "--ce-weight", "0.1",
-        "--eval-dataset", "out/quickstart/mnist-plus-source", "--save", "student.safetensors", cwd=cwd,
+        "train_student.py",
+        "--dataset",
+        "out/quickstart/mnist-plus",
+        "--student",
+        "test_convnext",
+        "--epochs",
+        "1",
+        "--resolution",
+        "48",
+        "--batch-size",
+        "32",
+        "--num-workers",
+        "0",
+        "--ce-weight",
+        "0.1",
+        "--eval-dataset",
+        "out/quickstart/mnist-plus-source",
+        "--save",
+        "student.safetensors",
+        cwd=cwd,
     )
     assert re.search(r"epoch 1/1: loss \d+\.\d+", out)
     assert re.search(r"test accuracy: \d\.\d+", out)
@@ -65,9 +82,27 @@ def test_train_student_on_the_quickstart_folder(quickstart: tuple[Path, str]) ->
 
 def test_bench_train_prints_the_ratios(tmp_path: Path) -> None:
     out = _run(
-        "bench_train.py", "--student", "test_vit", "--teachers", "test_vit", "--resolution", "32", "--batch-size", "8",
-        "--steps", "2", "--warmup", "1", "--repeats", "1", "--num-workers", "0", "--threads", "1",
-        "--num-augmentations", "2",
+        "bench_train.py",
+        "--student",
+        "test_vit",
+        "--teachers",
+        "test_vit",
+        "--resolution",
+        "32",
+        "--batch-size",
+        "8",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--repeats",
+        "1",
+        "--num-workers",
+        "0",
+        "--threads",
+        "1",
+        "--num-augmentations",
+        "2",
         cwd=tmp_path,
     )
     assert re.search(r"step_time\(b\)/step_time\(a\) = \d+\.\d+", out)

@@ -25,8 +25,15 @@ def photos_ds() -> Dataset:
 
 @pytest.mark.parametrize("policy", ["rrc+ra+re", "rrc+mix"])
 def test_show_dataset_and_folder(photos_ds, tmp_path, policy):
-    config = hfr.ReinforceConfig(teachers=["timm:test_resnet"], policy=policy, num_augmentations=6, top_k=2,
-                                 resolution=48, rows_per_block=16, rows_per_shard=16)
+    config = hfr.ReinforceConfig(
+        teachers=["timm:test_resnet"],
+        policy=policy,
+        num_augmentations=6,
+        top_k=2,
+        resolution=48,
+        rows_per_block=16,
+        rows_per_shard=16,
+    )
     plus = hfr.reinforce(photos_ds, config, tmp_path / "plus", progress=False)
     for source in (plus, tmp_path / "plus"):
         path = hfr.show(source, row=3, output=tmp_path / "grid.png", num=6)

@@ -65,17 +65,29 @@ def save_tiny_hf(folder, kind: str) -> nn.Module:
         config = transformers.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=5)
         model = transformers.ResNetForImageClassification(config)
         processor = transformers.BitImageProcessor(
-            size={"shortest_edge": 64}, crop_size={"height": 56, "width": 56}, do_center_crop=True,
-            image_mean=[0.4, 0.5, 0.6], image_std=[0.2, 0.25, 0.3], resample=3,
+            size={"shortest_edge": 64},
+            crop_size={"height": 56, "width": 56},
+            do_center_crop=True,
+            image_mean=[0.4, 0.5, 0.6],
+            image_std=[0.2, 0.25, 0.3],
+            resample=3,
         )
     else:
         config = transformers.ViTConfig(
-            image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-            intermediate_size=32, num_labels=5,
+            image_size=32,
+            patch_size=8,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            num_labels=5,
         )
         model = transformers.ViTForImageClassification(config)
         processor = transformers.ViTImageProcessor(
-            size={"height": 32, "width": 32}, image_mean=[0.3, 0.4, 0.5], image_std=[0.5, 0.6, 0.7], resample=2,
+            size={"height": 32, "width": 32},
+            image_mean=[0.3, 0.4, 0.5],
+            image_std=[0.5, 0.6, 0.7],
+            resample=2,
         )
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
@@ -165,10 +177,13 @@ def test_malicious_pickle_is_refused(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("kind, resolution, mean, std, interpolation", [
-    ("resnet", 56, (0.4, 0.5, 0.6), (0.2, 0.25, 0.3), "bicubic"),
-    ("vit", 32, (0.3, 0.4, 0.5), (0.5, 0.6, 0.7), "bilinear"),
-])
+@pytest.mark.parametrize(
+    "kind, resolution, mean, std, interpolation",
+    [
+        ("resnet", 56, (0.4, 0.5, 0.6), (0.2, 0.25, 0.3), "bicubic"),
+        ("vit", 32, (0.3, 0.4, 0.5), (0.5, 0.6, 0.7), "bilinear"),
+    ],
+)
 def test_hf_local_folder(tmp_path, monkeypatch, kind, resolution, mean, std, interpolation):
     source = save_tiny_hf(tmp_path / "tiny", kind)
     monkeypatch.chdir(tmp_path)
@@ -271,9 +286,12 @@ def test_ensemble_is_mean_of_tempered_softmaxes():
     assert ensemble.view_specs() == [(8, "bilinear"), (12, "bicubic")]
     views = {(8, "bilinear"): photos(8), (12, "bicubic"): photos(12)}
     probs = ensemble.probs(views)
-    expected = sum(
-        torch.softmax(t.module(t.normalize(views[t.view_spec])).double() / 2.0, dim=1) for t in (small, large, twin)
-    ) / 3
+    expected = (
+        sum(
+            torch.softmax(t.module(t.normalize(views[t.view_spec])).double() / 2.0, dim=1) for t in (small, large, twin)
+        )
+        / 3
+    )
     assert probs.dtype == torch.float32 and probs.shape == (2, 4)
     torch.testing.assert_close(probs.double(), expected.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(probs.sum(1), torch.ones(2))

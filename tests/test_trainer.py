@@ -64,13 +64,8 @@ class StandInTransform:
         return {
             "pixel_values": pixels,
             "labels": list(batch["label"]),
-            "topk_ids": [
-                torch.tensor(ids[aug], dtype=torch.int64) for ids in batch["topk_ids"]
-            ],
-            "topk_probs": [
-                torch.tensor(probs[aug], dtype=torch.float32)
-                for probs in batch["topk_probs"]
-            ],
+            "topk_ids": [torch.tensor(ids[aug], dtype=torch.int64) for ids in batch["topk_ids"]],
+            "topk_probs": [torch.tensor(probs[aug], dtype=torch.float32) for probs in batch["topk_probs"]],
         }
 
 
@@ -86,9 +81,7 @@ def digits() -> Dataset:
     data = load_digits()
     rows = 16
     images = [
-        PILImage.fromarray((pixels * 255 / 16).astype(np.uint8))
-        .resize((24, 24))
-        .convert("RGB")
+        PILImage.fromarray((pixels * 255 / 16).astype(np.uint8)).resize((24, 24)).convert("RGB")
         for pixels in data.images[:rows]
     ]
     labels = data.target[:rows].astype(np.int64)
@@ -120,16 +113,12 @@ def digits() -> Dataset:
 def timm_student(name: str = "test_resnet") -> TimmStudent:
     torch.manual_seed(0)
     kwargs = {"img_size": RESOLUTION} if "vit" in name else {}
-    return TimmStudent(
-        timm.create_model(name, pretrained=False, num_classes=NUM_CLASSES, **kwargs)
-    )
+    return TimmStudent(timm.create_model(name, pretrained=False, num_classes=NUM_CLASSES, **kwargs))
 
 
 def hf_resnet() -> ResNetForImageClassification:
     torch.manual_seed(0)
-    config = ResNetConfig(
-        embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=NUM_CLASSES
-    )
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=NUM_CLASSES)
     return ResNetForImageClassification(config)
 
 
@@ -181,37 +170,25 @@ def rows(batch: int = 3, k: int = 2) -> list[dict]:
 def test_collator_packs_labels_for_the_stock_trainer():
     batch = DistillationCollator()(rows())
     assert set(batch) == {"pixel_values", "labels"}
-    assert (
-        batch["pixel_values"].shape == (3, 3, 4, 4)
-        and batch["pixel_values"].dtype == torch.float32
-    )
+    assert batch["pixel_values"].shape == (3, 3, 4, 4) and batch["pixel_values"].dtype == torch.float32
     assert batch["labels"].shape == (3, 5) and batch["labels"].dtype == torch.float32
     labels, ids, probs = unpack_labels(batch["labels"])
     assert labels.tolist() == [0, 1, 2] and ids.tolist() == [[0, 1], [1, 2], [2, 3]]
     torch.testing.assert_close(probs, torch.tensor([[0.6, 0.3]] * 3))
-    assert (
-        int(batch["labels"].ne(-100).sum()) == 3 * 5
-    )  # the Trainer's num_items_in_batch count
+    assert int(batch["labels"].ne(-100).sum()) == 3 * 5  # the Trainer's num_items_in_batch count
 
 
 def test_collator_plain_mode_and_rows_without_topk():
     batch = DistillationCollator(pack=False)(rows())
-    assert (
-        batch["labels"].tolist() == [0, 1, 2] and batch["labels"].dtype == torch.int64
-    )
-    assert (
-        batch["topk_ids"].dtype == torch.int64
-        and batch["topk_probs"].dtype == torch.float32
-    )
+    assert batch["labels"].tolist() == [0, 1, 2] and batch["labels"].dtype == torch.int64
+    assert batch["topk_ids"].dtype == torch.int64 and batch["topk_probs"].dtype == torch.float32
     plain = [{"pixel_values": r["pixel_values"], "labels": r["labels"]} for r in rows()]
     assert set(DistillationCollator()(plain)) == {"pixel_values", "labels"}
 
 
 def test_collator_and_packing_errors():
     with pytest.raises(ValueError, match="some rows"):
-        DistillationCollator()(
-            rows()[:2] + [{"pixel_values": torch.zeros(3, 4, 4), "labels": 0}]
-        )
+        DistillationCollator()(rows()[:2] + [{"pixel_values": torch.zeros(3, 4, 4), "labels": 0}])
     with pytest.raises(KeyError, match="missing \\['labels'\\]"):
         DistillationCollator()([{"pixel_values": torch.zeros(3, 4, 4)}])
     with pytest.raises(ValueError, match=r"labels must be class ids.*\[-100, 1\]"):
@@ -239,20 +216,12 @@ def test_distillation_loss_normalizes_by_num_items_in_batch():
         label_smoothing=0.1,
         reduction="none",
     )
-    torch.testing.assert_close(
-        loss_fn({"logits": logits}, batch["labels"]), per_sample.mean()
-    )
-    accumulated_items = torch.tensor(
-        12 * batch["labels"].shape[1]
-    )  # 12 samples in the accumulated batch
-    torch.testing.assert_close(
-        loss_fn((logits,), batch["labels"], accumulated_items), per_sample.sum() / 12
-    )
+    torch.testing.assert_close(loss_fn({"logits": logits}, batch["labels"]), per_sample.mean())
+    accumulated_items = torch.tensor(12 * batch["labels"].shape[1])  # 12 samples in the accumulated batch
+    torch.testing.assert_close(loss_fn((logits,), batch["labels"], accumulated_items), per_sample.sum() / 12)
     parts = loss_fn.pop_parts()
     assert set(parts) == {"kd_loss", "ce_loss"} and loss_fn.pop_parts() == {}
-    with (
-        torch.no_grad()
-    ):  # evaluation: no parts recorded; plain labels give cross-entropy
+    with torch.no_grad():  # evaluation: no parts recorded; plain labels give cross-entropy
         loss_fn(logits, batch["labels"])
         ce = loss_fn(logits, labels)
     assert loss_fn.pop_parts() == {}
@@ -278,15 +247,10 @@ def test_stock_trainer_with_callback_drives_timm_student(digits, tmp_path):
     assert args.remove_unused_columns is False
     trainer.train()
     assert transform.set_epoch_calls == [0, 1, 2]
-    assert transform.epochs_seen == sorted(transform.epochs_seen) and set(
-        transform.epochs_seen
-    ) == {0, 1, 2}
+    assert transform.epochs_seen == sorted(transform.epochs_seen) and set(transform.epochs_seen) == {0, 1, 2}
     logs = training_logs(trainer.state.log_history)
     assert len(logs) == 12
-    assert all(
-        np.isfinite(entry["kd_loss"]) and np.isfinite(entry["ce_loss"])
-        for entry in logs
-    )
+    assert all(np.isfinite(entry["kd_loss"]) and np.isfinite(entry["ce_loss"]) for entry in logs)
 
 
 def test_distillation_trainer_drives_hf_resnet_with_eval(digits, tmp_path):
@@ -306,21 +270,14 @@ def test_distillation_trainer_drives_hf_resnet_with_eval(digits, tmp_path):
         label_smoothing=0.1,
         train_dataset=digits.with_transform(transform),
         eval_dataset=digits.select(range(8)).with_transform(eval_transform),
-        callbacks=[
-            recorder
-        ],  # runs before DistillationCallback, like report_to integrations
+        callbacks=[recorder],  # runs before DistillationCallback, like report_to integrations
     )
     trainer.train()
     assert transform.set_epoch_calls == [0, 1]
-    assert all(
-        "kd_loss" in entry and "ce_loss" in entry
-        for entry in training_logs(recorder.logs)
-    )
+    assert all("kd_loss" in entry and "ce_loss" in entry for entry in training_logs(recorder.logs))
     assert len(training_logs(trainer.state.log_history)) == 8
     eval_logs = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
-    assert len(eval_logs) == 2 and all(
-        np.isfinite(entry["eval_loss"]) for entry in eval_logs
-    )
+    assert len(eval_logs) == 2 and all(np.isfinite(entry["eval_loss"]) for entry in eval_logs)
     assert not any("kd_loss" in entry for entry in eval_logs)
 
 
@@ -354,9 +311,7 @@ def test_callback_added_after_init_raises_a_clear_error(digits, tmp_path):
 
 def test_persistent_workers_are_refused(digits, tmp_path):
     transform = StandInTransform()
-    args = training_args(
-        tmp_path, dataloader_num_workers=1, dataloader_persistent_workers=True
-    )
+    args = training_args(tmp_path, dataloader_num_workers=1, dataloader_persistent_workers=True)
     trainer = DistillationTrainer(
         timm_student(),
         args,
@@ -367,12 +322,8 @@ def test_persistent_workers_are_refused(digits, tmp_path):
         trainer.train()
 
 
-@pytest.mark.parametrize(
-    "checkpoint_step, resumed_epochs", [(4, [1, 2]), (6, [1, 2]), (10, [2])]
-)
-def test_resume_continues_the_epoch_sequence(
-    digits, tmp_path, checkpoint_step, resumed_epochs
-):
+@pytest.mark.parametrize("checkpoint_step, resumed_epochs", [(4, [1, 2]), (6, [1, 2]), (10, [2])])
+def test_resume_continues_the_epoch_sequence(digits, tmp_path, checkpoint_step, resumed_epochs):
     """16 rows / batch 4 = 4 steps per epoch: step 4 ends epoch 0, steps 6 and 10 are mid-epoch."""
     transform = StandInTransform()
     args = training_args(
@@ -395,9 +346,7 @@ def test_resume_continues_the_epoch_sequence(
         transform=resumed,
         train_dataset=digits.with_transform(resumed),
     )
-    trainer.train(
-        resume_from_checkpoint=str(tmp_path / "out" / f"checkpoint-{checkpoint_step}")
-    )
+    trainer.train(resume_from_checkpoint=str(tmp_path / "out" / f"checkpoint-{checkpoint_step}"))
     assert trainer.state.global_step == 12
     assert resumed.set_epoch_calls == resumed_epochs
     assert set(resumed.epochs_seen) <= set(resumed_epochs)
@@ -426,9 +375,7 @@ def one_sgd_step(
     train = digits.select(range(8)).with_transform(transform)
     hyper = {"temperature": 2.0, "ce_weight": 0.3, "label_smoothing": 0.1}
     if trainer_kind == "subclass":
-        trainer = DistillationTrainer(
-            model, args, transform=transform, train_dataset=train, **hyper
-        )
+        trainer = DistillationTrainer(model, args, transform=transform, train_dataset=train, **hyper)
     else:
         loss = DistillationLoss(**hyper)
         trainer = Trainer(
@@ -445,18 +392,12 @@ def one_sgd_step(
 
 @pytest.mark.parametrize("trainer_kind", ["stock", "subclass"])
 def test_gradient_accumulation_matches_the_large_batch(digits, tmp_path, trainer_kind):
-    initial = timm_student(
-        "test_vit"
-    )  # no batch norm: micro-batches see the same function as the big batch
+    initial = timm_student("test_vit")  # no batch norm: micro-batches see the same function as the big batch
     start = torch.nn.utils.parameters_to_vector(initial.parameters()).detach().clone()
     big = one_sgd_step(digits, tmp_path, trainer_kind, copy.deepcopy(initial), 8, 1)
-    assert (
-        big - start
-    ).abs().max() > 1e-3  # the step is large enough for a scaling error to show
+    assert (big - start).abs().max() > 1e-3  # the step is large enough for a scaling error to show
     for batch, accumulation in ((4, 2), (2, 4)):
-        accumulated = one_sgd_step(
-            digits, tmp_path, trainer_kind, copy.deepcopy(initial), batch, accumulation
-        )
+        accumulated = one_sgd_step(digits, tmp_path, trainer_kind, copy.deepcopy(initial), batch, accumulation)
         torch.testing.assert_close(accumulated, big, rtol=1e-5, atol=1e-6)
 
 

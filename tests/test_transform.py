@@ -27,7 +27,9 @@ class Recorder(nn.Module):
     def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         torch.manual_seed(0)
-        self.net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))
+        self.net = nn.Sequential(
+            nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes)
+        )
         self.seen: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -47,8 +49,14 @@ def mnist_ds(mnist) -> Dataset:
 
 def _reinforce(ds: Dataset, policy: str, teacher: hfr.Teacher | str = "timm:test_resnet", **kwargs) -> Dataset:
     config = hfr.ReinforceConfig(
-        teachers=[teacher], policy=policy, num_augmentations=N, top_k=3, resolution=32,
-        rows_per_block=16, augmentations_per_step=3, **kwargs,
+        teachers=[teacher],
+        policy=policy,
+        num_augmentations=N,
+        top_k=3,
+        resolution=32,
+        rows_per_block=16,
+        augmentations_per_step=3,
+        **kwargs,
     )
     return hfr.reinforce(ds, config, progress=False)
 
@@ -56,7 +64,15 @@ def _reinforce(ds: Dataset, policy: str, teacher: hfr.Teacher | str = "timm:test
 @pytest.mark.parametrize("policy", ["rrc+ra+re", "rrc+mix+ra+re"])
 def test_transform_replays_exactly_what_the_teacher_saw(mnist_ds, policy):
     module = Recorder()
-    teacher = hfr.Teacher(module, resolution=40, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), interpolation="bicubic", name="rec", num_outputs=10)
+    teacher = hfr.Teacher(
+        module,
+        resolution=40,
+        mean=(0.5, 0.4, 0.3),
+        std=(0.2, 0.25, 0.3),
+        interpolation="bicubic",
+        name="rec",
+        num_outputs=10,
+    )
     out = _reinforce(mnist_ds, policy, teacher)
     seen = torch.cat(module.seen)  # blocks of 16 rows × 3 augmentations, row-major, in order
     transform = hfr.ReinforcedTransform.from_dataset(out)
@@ -103,7 +119,9 @@ def test_outputs_follow_the_epoch(mnist_ds):
             assert batch["labels"][k] == raw["label"][k]
             assert batch["topk_ids"][k].tolist() == raw["topk_ids"][k][j]
             assert torch.allclose(batch["topk_probs"][k], torch.tensor(raw["topk_probs"][k][j]))
-            expected = normalize(transform.replay(raw and {c: v[k] for c, v in raw.items()}, j), transform.mean, transform.std)
+            expected = normalize(
+                transform.replay(raw and {c: v[k] for c, v in raw.items()}, j), transform.mean, transform.std
+            )
             assert torch.equal(batch["pixel_values"][k], expected)
 
 
@@ -122,7 +140,12 @@ def test_dataloader_workers_and_pickling(mnist_ds):
 
 def test_streaming_without_mixing_and_clear_error_with_mixing(mnist_ds, tmp_path):
     config = hfr.ReinforceConfig(
-        teachers=["timm:test_resnet"], policy="rrc+ra+re", num_augmentations=N, top_k=3, resolution=32, rows_per_block=16,
+        teachers=["timm:test_resnet"],
+        policy="rrc+ra+re",
+        num_augmentations=N,
+        top_k=3,
+        resolution=32,
+        rows_per_block=16,
         rows_per_shard=16,
     )
     hfr.reinforce(mnist_ds, config, tmp_path / "plus", progress=False)
@@ -166,8 +189,14 @@ def test_trainer_runs_on_the_real_transform(mnist_ds, tmp_path):
     out.set_transform(transform)
     student = hfr.TimmStudent(timm.create_model("test_resnet", pretrained=False, num_classes=10))
     args = transformers.TrainingArguments(
-        str(tmp_path / "run"), per_device_train_batch_size=8, num_train_epochs=2, use_cpu=True, report_to=[],
-        logging_steps=1, save_strategy="no", disable_tqdm=True,
+        str(tmp_path / "run"),
+        per_device_train_batch_size=8,
+        num_train_epochs=2,
+        use_cpu=True,
+        report_to=[],
+        logging_steps=1,
+        save_strategy="no",
+        disable_tqdm=True,
     )
     trainer = hfr.DistillationTrainer(model=student, args=args, train_dataset=out, transform=transform, ce_weight=0.2)
     trainer.train()
@@ -188,6 +217,8 @@ def test_torch_dataset_reads_one_augmentation_and_matches_set_transform(mnist_ds
         a, b = replay[i], formatted[i]
         assert torch.equal(a["pixel_values"], b["pixel_values"]) and a["labels"] == b["labels"]
         assert torch.equal(a["topk_ids"], b["topk_ids"]) and torch.equal(a["topk_probs"], b["topk_probs"])
-    loader = torch.utils.data.DataLoader(replay, batch_size=8, num_workers=2, collate_fn=hfr.DistillationCollator(pack=False))
+    loader = torch.utils.data.DataLoader(
+        replay, batch_size=8, num_workers=2, collate_fn=hfr.DistillationCollator(pack=False)
+    )
     batch = next(iter(loader))
     assert batch["pixel_values"].shape == (8, 3, 32, 32) and batch["topk_ids"].shape == (8, 3)

@@ -93,7 +93,9 @@ def _array_to_tensor(tensor: torch.Tensor) -> torch.Tensor:
     if tensor.ndim == 2:
         tensor = tensor.unsqueeze(0)
     if tensor.ndim != 3 or tensor.shape[0] not in (1, 3, 4):
-        raise ValueError(f"expected an image of shape HW, HWC or CHW with 1, 3 or 4 channels, got {tuple(tensor.shape)}")
+        raise ValueError(
+            f"expected an image of shape HW, HWC or CHW with 1, 3 or 4 channels, got {tuple(tensor.shape)}"
+        )
     if tensor.dtype == torch.uint8:
         pass
     elif tensor.dtype in (torch.uint16, torch.int16, torch.int32, torch.int64):

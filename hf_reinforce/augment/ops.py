@@ -70,7 +70,9 @@ class Op:
     def sample(self, n: int, ctx: SampleContext) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def apply(self, image: torch.Tensor, params: Mapping[str, Any], resolution: int, interpolation: Any) -> torch.Tensor:
+    def apply(
+        self, image: torch.Tensor, params: Mapping[str, Any], resolution: int, interpolation: Any
+    ) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -96,7 +98,9 @@ class RandomResizedCrop(Op):
         u = ctx.rng(0).random((n, 4 * sampling.RRC_ATTEMPTS))
         return {"aug_rrc": sampling.sample_resized_crop(u, ctx.height, ctx.width, self.scale, self.ratio)}
 
-    def apply(self, image: torch.Tensor, params: Mapping[str, Any], resolution: int, interpolation: Any) -> torch.Tensor:
+    def apply(
+        self, image: torch.Tensor, params: Mapping[str, Any], resolution: int, interpolation: Any
+    ) -> torch.Tensor:
         mode = AF.interpolation_mode(interpolation or self.interpolation)
         return AF.resized_crop(image, params["aug_rrc"], resolution, mode)
 
@@ -118,7 +122,9 @@ class HorizontalFlip(Op):
     def sample(self, n: int, ctx: SampleContext) -> dict[str, np.ndarray]:
         return {"aug_flip": sampling.sample_flip(ctx.rng(0).random((n, 1)), self.p)}
 
-    def apply(self, image: torch.Tensor, params: Mapping[str, Any], resolution: int, interpolation: Any) -> torch.Tensor:
+    def apply(
+        self, image: torch.Tensor, params: Mapping[str, Any], resolution: int, interpolation: Any
+    ) -> torch.Tensor:
         return AF.horizontal_flip(image, bool(params["aug_flip"]))
 
 
@@ -169,7 +175,9 @@ class RandAugment(Op):
         global_ids = np.array([AF.RAND_AUGMENT_OPS.index(op) for op in self.ops], dtype=np.uint8)
         return {"aug_ra_op": global_ids[local], "aug_ra_mag": mags}
 
-    def apply(self, image: torch.Tensor, params: Mapping[str, Any], resolution: int, interpolation: Any) -> torch.Tensor:
+    def apply(
+        self, image: torch.Tensor, params: Mapping[str, Any], resolution: int, interpolation: Any
+    ) -> torch.Tensor:
         mode = AF.interpolation_mode(self.interpolation)
         return AF.rand_augment(
             image, params["aug_ra_op"], params["aug_ra_mag"], self.num_magnitude_bins, mode, tuple(self.fill)
@@ -200,7 +208,9 @@ class RandomErasing(Op):
         u = ctx.rng(0).random((n, 1 + 4 * sampling.ERASE_ATTEMPTS))
         return {"aug_re": sampling.sample_erasing(u, self.p, self.scale, self.ratio)}
 
-    def apply(self, image: torch.Tensor, params: Mapping[str, Any], resolution: int, interpolation: Any) -> torch.Tensor:
+    def apply(
+        self, image: torch.Tensor, params: Mapping[str, Any], resolution: int, interpolation: Any
+    ) -> torch.Tensor:
         return AF.erase(image, params["aug_re"], tuple(self.fill))
 
 
@@ -242,7 +252,9 @@ class MixUpCutMix(Op):
         )
         return {"aug_mix_partner": partner, "aug_mix_lam": lam, "aug_mix_box": box}
 
-    def apply(self, image: torch.Tensor, params: Mapping[str, Any], resolution: int, interpolation: Any) -> torch.Tensor:
+    def apply(
+        self, image: torch.Tensor, params: Mapping[str, Any], resolution: int, interpolation: Any
+    ) -> torch.Tensor:
         raise TypeError("mix needs a partner image: use AugmentationPolicy.replay/render_block")
 
     def mix(self, own: torch.Tensor, partner: torch.Tensor, params: Mapping[str, Any]) -> torch.Tensor:
@@ -255,4 +267,6 @@ class MixUpCutMix(Op):
         return start, min(start + self.block_size, num_rows)
 
 
-OPS: dict[str, type[Op]] = {op.name: op for op in (RandomResizedCrop, HorizontalFlip, RandAugment, RandomErasing, MixUpCutMix)}
+OPS: dict[str, type[Op]] = {
+    op.name: op for op in (RandomResizedCrop, HorizontalFlip, RandAugment, RandomErasing, MixUpCutMix)
+}

@@ -11,7 +11,17 @@ import numpy as np
 import torch
 
 from . import functional as AF
-from .ops import OPS, Columns, HorizontalFlip, MixUpCutMix, Op, RandAugment, RandomErasing, RandomResizedCrop, SampleContext
+from .ops import (
+    OPS,
+    Columns,
+    HorizontalFlip,
+    MixUpCutMix,
+    Op,
+    RandAugment,
+    RandomErasing,
+    RandomResizedCrop,
+    SampleContext,
+)
 
 Params = dict[str, np.ndarray]
 """Parameters of ``n`` augmentations of one row: column name → array with leading dimension ``n``."""
@@ -149,6 +159,7 @@ class AugmentationPolicy:
         block = mixing.block(row, num_rows) if mixing is not None else (row, row + 1)
         params: Params = {}
         for position, op in enumerate(self.ops):
+
             def rng(sub: int, _p: int = position) -> np.random.Generator:
                 return np.random.default_rng([seed, row, _p, sub])
 
@@ -208,4 +219,3 @@ class AugmentationPolicy:
             )
         partner = self.render(partner_image, partner_params, j, resolution, interpolation)
         return self.mix_rendered(own, partner, params, j)
-

@@ -18,31 +18,20 @@ import torch
 FLOAT32_EXACT_INT_LIMIT = 2**24  # every integer below this is exact in float32
 
 
-def pack_labels(
-    labels: torch.Tensor, topk_ids: torch.Tensor, topk_probs: torch.Tensor
-) -> torch.Tensor:
+def pack_labels(labels: torch.Tensor, topk_ids: torch.Tensor, topk_probs: torch.Tensor) -> torch.Tensor:
     """(B,) labels, (B, K) ids and probs → (B, 1 + 2K) float32 ``[label, ids..., probs...]``."""
-    if (
-        labels.ndim != 1
-        or topk_ids.ndim != 2
-        or topk_ids.shape != topk_probs.shape
-        or len(topk_ids) != len(labels)
-    ):
+    if labels.ndim != 1 or topk_ids.ndim != 2 or topk_ids.shape != topk_probs.shape or len(topk_ids) != len(labels):
         raise ValueError(
             f"expected labels (B,), topk_ids and topk_probs (B, K); got {tuple(labels.shape)}, "
             f"{tuple(topk_ids.shape)}, {tuple(topk_probs.shape)}"
         )
     for name, ids in (("labels", labels), ("topk_ids", topk_ids)):
-        if ids.numel() and (
-            int(ids.min()) < 0 or int(ids.max()) >= FLOAT32_EXACT_INT_LIMIT
-        ):
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= FLOAT32_EXACT_INT_LIMIT):
             raise ValueError(
                 f"{name} must be class ids in [0, {FLOAT32_EXACT_INT_LIMIT}) to pack into float32 labels, "
                 f"got range [{int(ids.min())}, {int(ids.max())}]; use DistillationCollator(pack=False) otherwise"
             )
-    return torch.cat(
-        [labels[:, None].float(), topk_ids.float(), topk_probs.float()], dim=1
-    )
+    return torch.cat([labels[:, None].float(), topk_ids.float(), topk_probs.float()], dim=1)
 
 
 def unpack_labels(
@@ -57,9 +46,7 @@ def unpack_labels(
     return packed[:, 0].long(), packed[:, 1 : 1 + k].long(), packed[:, 1 + k :].float()
 
 
-def _stack(
-    rows: Sequence[Mapping[str, Any]], key: str, dtype: torch.dtype
-) -> torch.Tensor:
+def _stack(rows: Sequence[Mapping[str, Any]], key: str, dtype: torch.dtype) -> torch.Tensor:
     """Stack one per-row field into a batch tensor of ``dtype``."""
     return torch.stack([torch.as_tensor(row[key]) for row in rows]).to(dtype)
 
@@ -93,9 +80,7 @@ class DistillationCollator:
         if not any(with_topk):
             return batch
         if not all(with_topk):
-            raise ValueError(
-                "some rows in the batch have teacher top-k ('topk_ids') and some do not"
-            )
+            raise ValueError("some rows in the batch have teacher top-k ('topk_ids') and some do not")
         topk_ids = _stack(rows, "topk_ids", torch.int64)
         topk_probs = _stack(rows, "topk_probs", torch.float32)
         if self.pack:

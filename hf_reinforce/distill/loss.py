@@ -27,9 +27,7 @@ class LossParts(NamedTuple):
     ce: torch.Tensor | None
 
 
-def check_hyperparameters(
-    temperature: float, ce_weight: float, label_smoothing: float
-) -> None:
+def check_hyperparameters(temperature: float, ce_weight: float, label_smoothing: float) -> None:
     """Raise ValueError for a temperature ≤ 0 or a weight/smoothing outside [0, 1]."""
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -39,9 +37,7 @@ def check_hyperparameters(
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
 
 
-def expand_topk(
-    topk_ids: torch.Tensor, topk_probs: torch.Tensor, num_classes: int
-) -> torch.Tensor:
+def expand_topk(topk_ids: torch.Tensor, topk_probs: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Full (B, C) float32 teacher distribution: top-k where stored, residual ``1 - sum(top-k)`` spread evenly elsewhere.
 
     The residual is clamped at 0 (float16 sums can exceed 1 slightly); with K == C there is nowhere to spread it.
@@ -51,14 +47,10 @@ def expand_topk(
             f"topk_ids and topk_probs must both be (batch, k); got {tuple(topk_ids.shape)} and {tuple(topk_probs.shape)}"
         )
     if topk_ids.dtype.is_floating_point or topk_ids.dtype == torch.bool:
-        raise TypeError(
-            f"topk_ids must be an integer tensor of class ids, got {topk_ids.dtype}"
-        )
+        raise TypeError(f"topk_ids must be an integer tensor of class ids, got {topk_ids.dtype}")
     k = topk_ids.shape[1]
     if not 1 <= k <= num_classes:
-        raise ValueError(
-            f"top-k size {k} must be between 1 and num_classes={num_classes}"
-        )
+        raise ValueError(f"top-k size {k} must be between 1 and num_classes={num_classes}")
     if topk_ids.numel():
         low, high = (int(v) for v in torch.aminmax(topk_ids.long()))
         if low < 0 or high >= num_classes:
@@ -67,9 +59,7 @@ def expand_topk(
             )
     probs = topk_probs.float()
     residual = (1.0 - probs.sum(dim=1, keepdim=True)).clamp_min(0.0)
-    fill = (
-        residual / (num_classes - k) if k < num_classes else torch.zeros_like(residual)
-    )
+    fill = residual / (num_classes - k) if k < num_classes else torch.zeros_like(residual)
     full = fill.expand(-1, num_classes).clone()
     return full.scatter_(1, topk_ids.long(), probs)
 
@@ -99,9 +89,7 @@ def distillation_loss_parts(
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if student_logits.ndim != 2:
-        raise ValueError(
-            f"student_logits must be (batch, num_classes), got shape {tuple(student_logits.shape)}"
-        )
+        raise ValueError(f"student_logits must be (batch, num_classes), got shape {tuple(student_logits.shape)}")
     batch, num_classes = student_logits.shape
     if topk_ids.shape[:1] != (batch,):
         raise ValueError(
@@ -115,15 +103,11 @@ def distillation_loss_parts(
     logits = student_logits.float()
     teacher = expand_topk(topk_ids, topk_probs, num_classes)
     log_student = F.log_softmax(logits / temperature, dim=1)
-    kd = (torch.xlogy(teacher, teacher) - teacher * log_student).sum(
-        dim=1
-    ) * temperature**2
+    kd = (torch.xlogy(teacher, teacher) - teacher * log_student).sum(dim=1) * temperature**2
     ce = None
     loss = kd
     if labels is not None:
-        ce = F.cross_entropy(
-            logits, labels.long(), reduction="none", label_smoothing=label_smoothing
-        )
+        ce = F.cross_entropy(logits, labels.long(), reduction="none", label_smoothing=label_smoothing)
         loss = (1.0 - ce_weight) * kd + ce_weight * ce
     return LossParts(
         _reduce(loss, reduction),

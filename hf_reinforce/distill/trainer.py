@@ -70,14 +70,8 @@ class DistillationLoss:
         """Loss of one micro-batch, normalized by the accumulated batch's sample count."""
         logits = student_logits(outputs)
         if labels.ndim == 1:
-            count = (
-                labels.ne(-100).sum()
-                if num_items_in_batch is None
-                else num_items_in_batch
-            )
-            return (
-                F.cross_entropy(logits.float(), labels.long(), reduction="sum") / count
-            )
+            count = labels.ne(-100).sum() if num_items_in_batch is None else num_items_in_batch
+            return F.cross_entropy(logits.float(), labels.long(), reduction="sum") / count
         hard, topk_ids, topk_probs = unpack_labels(labels)
         parts = distillation_loss_parts(
             logits,
@@ -91,11 +85,7 @@ class DistillationLoss:
         )
         if torch.is_grad_enabled():
             self._record(parts, len(hard))
-        samples = (
-            len(hard)
-            if num_items_in_batch is None
-            else num_items_in_batch / labels.shape[1]
-        )
+        samples = len(hard) if num_items_in_batch is None else num_items_in_batch / labels.shape[1]
         return parts.loss / samples
 
     def _record(self, parts: LossParts, count: int) -> None:
@@ -106,11 +96,7 @@ class DistillationLoss:
 
     def pop_parts(self) -> dict[str, float]:
         """Mean kd/ce per sample over training steps since the last call (empty if none), then reset."""
-        parts = (
-            {name: float(total) / self._count for name, total in self._sums.items()}
-            if self._count
-            else {}
-        )
+        parts = {name: float(total) / self._count for name, total in self._sums.items()} if self._count else {}
         self._sums, self._count = {}, 0
         return parts
 
@@ -124,13 +110,9 @@ class DistillationCallback(TrainerCallback):
     run before user callbacks, so for them use ``DistillationTrainer``.
     """
 
-    def __init__(
-        self, transform: EpochTransform, loss: DistillationLoss | None = None
-    ) -> None:
+    def __init__(self, transform: EpochTransform, loss: DistillationLoss | None = None) -> None:
         if not callable(getattr(transform, "set_epoch", None)):
-            raise TypeError(
-                f"transform must have set_epoch(epoch), got {type(transform).__name__}"
-            )
+            raise TypeError(f"transform must have set_epoch(epoch), got {type(transform).__name__}")
         self.transform = transform
         self.loss = loss
         self._epoch = 0
@@ -223,9 +205,7 @@ class DistillationTrainer(Trainer):
                 "DistillationTrainer sets compute_loss_func itself; for a custom loss use transformers.Trainer "
                 "with DistillationCollator and DistillationCallback"
             )
-        self.distillation_loss = DistillationLoss(
-            temperature, ce_weight, label_smoothing
-        )
+        self.distillation_loss = DistillationLoss(temperature, ce_weight, label_smoothing)
         if kwargs.get("data_collator") is None:
             kwargs["data_collator"] = DistillationCollator()
         callbacks = [
@@ -254,8 +234,6 @@ class TimmStudent(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(
-        self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None
-    ) -> ImageClassifierOutput:
+    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None) -> ImageClassifierOutput:
         """``labels`` is accepted and ignored so the Trainer treats it as the label field (the loss uses it)."""
         return ImageClassifierOutput(logits=self.model(pixel_values))

@@ -20,6 +20,7 @@ import torch
 from ..augment import AugmentationPolicy, Params, normalize, to_rgb_uint8
 from ..format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, check_schema_version, config_from_dataset, load_config
 
+
 def augmentation_index(seed: int, row: int, epoch: int, num_augmentations: int) -> int:
     """Stored augmentation used for ``row`` in ``epoch``: without replacement within each cycle of N epochs."""
     cycle, position = divmod(int(epoch), num_augmentations)
@@ -154,8 +155,13 @@ class ReinforcedTransform:
             return self.policy.render(image, params, 0, resolution, interpolation)
         other = self._partner_row(partner)
         return self.policy.replay(
-            image, params, 0, resolution, interpolation,
-            partner_image=to_rgb_uint8(other[self.image_column]), partner_params=self._params(other, aug_index),
+            image,
+            params,
+            0,
+            resolution,
+            interpolation,
+            partner_image=to_rgb_uint8(other[self.image_column]),
+            partner_params=self._params(other, aug_index),
         )
 
     def example(self, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -195,7 +201,9 @@ class ReinforcedTransform:
 
         out: dict[str, list] = {"pixel_values": [], "labels": []}
         for k, value in enumerate(batch[self.image_column]):
-            pixels = resized_crop(to_rgb_uint8(value), (0, 0, Q, Q), self.resolution, interpolation_mode(self.interpolation))
+            pixels = resized_crop(
+                to_rgb_uint8(value), (0, 0, Q, Q), self.resolution, interpolation_mode(self.interpolation)
+            )
             out["pixel_values"].append(normalize(pixels, self.mean, self.std))
             if self.label_column in batch:
                 out["labels"].append(int(batch[self.label_column][k]))
