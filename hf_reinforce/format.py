@@ -10,9 +10,7 @@ New columns per row (N = augmentations, K = top-k), all fixed-shape typed lists:
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,12 +18,12 @@ import torch
 from datasets import Features, List, Value
 
 from .augment import AugmentationPolicy, Params
+from .errors import SchemaVersionError
 
 SCHEMA_VERSION = 1
 ROW_INDEX = "row_index"
 TOPK_IDS = "topk_ids"
 TOPK_PROBS = "topk_probs"
-CONFIG_FILE = "reinforce_config.json"
 CONFIG_MARKER = "hf_reinforce config: "
 
 PARQUET_OPTIONS: dict[str, Any] = {
@@ -98,7 +96,7 @@ def decode_topk(row: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
 def check_schema_version(version: int) -> None:
     """Refuse data written by a newer schema than this library reads, naming both versions."""
     if int(version) > SCHEMA_VERSION:
-        raise ValueError(
+        raise SchemaVersionError(
             f"this data uses hf_reinforce schema version {version}, but the installed hf_reinforce reads up to "
             f"version {SCHEMA_VERSION}: upgrade hf_reinforce (pip install -U hf-reinforce)"
         )
@@ -115,44 +113,3 @@ def config_from_dataset(dataset: Any) -> dict[str, Any] | None:
     description = getattr(getattr(dataset, "info", None), "description", None) or ""
     at = description.find(CONFIG_MARKER)
     return json.loads(description[at + len(CONFIG_MARKER) :]) if at >= 0 else None
-
-
-def load_config(
-    repo_or_folder: str | os.PathLike, *, revision: str | None = None, token: str | bool | None = None
-) -> dict[str, Any]:
-    """The ``reinforce_config.json`` of a reinforced dataset: a local folder, a path to the file, or a Hub repo."""
-    path = Path(repo_or_folder)
-    if path.is_dir():
-        path = path / CONFIG_FILE
-    if not path.is_file():
-        if Path(repo_or_folder).exists() or str(repo_or_folder).startswith((".", "/")):
-            raise FileNotFoundError(
-                f"{repo_or_folder} has no {CONFIG_FILE}: is it a finished hf_reinforce output folder?"
-            )
-        from huggingface_hub import hf_hub_download
-
-        path = Path(
-            hf_hub_download(str(repo_or_folder), CONFIG_FILE, repo_type="dataset", revision=revision, token=token)
-        )
-    config = json.loads(path.read_text())
-    check_schema_version(config.get("schema_version", SCHEMA_VERSION))
-    return config
-
-
-def load_reinforced(
-    repo_or_folder: str | os.PathLike, *, split: str = "train", revision: str | None = None, **kwargs: Any
-) -> Any:
-    """``datasets.load_dataset`` of a reinforced folder's shard files (absolute paths) or of a Hub repo.
-
-    A local folder is loaded through its explicit shard list: ``load_dataset(folder)`` caches by folder name and
-    patterns, so two folders with the same name could share a stale cache.
-    """
-    import datasets
-
-    path = Path(repo_or_folder)
-    if path.is_dir():
-        files = sorted(str(p.resolve()) for p in (path / "data").glob(f"{split}-*.parquet"))
-        if not files:
-            raise FileNotFoundError(f"{path} has no shards of split {split!r} under data/")
-        return datasets.load_dataset("parquet", data_files={split: files}, split=split, **kwargs)
-    return datasets.load_dataset(str(repo_or_folder), split=split, revision=revision, **kwargs)

@@ -191,6 +191,33 @@ class AugmentationPolicy:
         """Augmentations ``indices`` of one decoded image, stacked ``uint8 (len(indices), 3, r, r)``."""
         return torch.stack([self.render(image, params, int(j), resolution, interpolation) for j in indices])
 
+    def render_block(
+        self,
+        images: Sequence[torch.Tensor],
+        params: Sequence[Params],
+        indices: Sequence[int],
+        resolution: int,
+        interpolation: str | None = None,
+        rows: Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """Augmentations ``indices`` of every image of a block, mixed, ``uint8 (len(images) * len(indices), 3, r, r)``
+        row-major; ``rows`` (global row indices of ``images``) locate mixing partners, which are in the same block."""
+        rendered = torch.stack(
+            [self.render_many(im, p, indices, resolution, interpolation) for im, p in zip(images, params)]
+        )
+        if self.mixing is not None:
+            if rows is None:
+                raise ValueError("rows is required to render a block of a mixing policy")
+            position = {int(row): k for k, row in enumerate(rows)}
+            mixed = rendered.clone()
+            for k, p in enumerate(params):
+                for t, j in enumerate(indices):
+                    partner = int(p["aug_mix_partner"][j])
+                    if partner >= 0:
+                        mixed[k, t] = self.mix_rendered(rendered[k, t], rendered[position[partner], t], p, j)
+            rendered = mixed
+        return rendered.reshape(-1, *rendered.shape[2:])
+
     def mix_rendered(self, own: torch.Tensor, partner: torch.Tensor, params: Params, j: int) -> torch.Tensor:
         """Apply the recorded mix of augmentation ``j`` to rendered ``own`` and ``partner`` images."""
         mixing = self.mixing

@@ -1,6 +1,6 @@
-"""The Hub-layout output folder: shard names, atomic parquet shards, the config file, resume checks, a minimal card.
+"""The Hub-layout output folder: every file and folder name, shard ranges, atomic writes, and reading it back.
 
-Layout::
+This module is the one home of the names; everything else asks it for paths. Layout::
 
     <output_dir>/data/<split>-00000-of-00008.parquet   one file per shard, renamed into place when complete
     <output_dir>/reinforce_config.json                 written last, when every shard of the split exists
@@ -21,8 +21,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .format import CONFIG_FILE, PARQUET_OPTIONS
+from .errors import NotFoundError
+from .format import PARQUET_OPTIONS, SCHEMA_VERSION, check_schema_version
 
+CONFIG_FILE = "reinforce_config.json"
+CARD_FILE = "README.md"
 IN_PROGRESS_FILE = ".reinforce_in_progress.json"
 DATA_DIR = "data"
 SHARD_TEMP_PREFIX = ".shard-"
@@ -32,6 +35,21 @@ TEMP_SUFFIX = ".tmp"
 def shard_path(output_dir: str | os.PathLike, split: str, index: int, count: int) -> Path:
     """``data/<split>-XXXXX-of-YYYYY.parquet`` (the naming ``datasets`` and the Hub recognise as split shards)."""
     return Path(output_dir) / DATA_DIR / f"{split}-{index:05d}-of-{count:05d}.parquet"
+
+
+def shard_glob(split: str) -> str:
+    """Glob of a split's shard files under ``data/``."""
+    return f"{split}-*.parquet"
+
+
+def num_shards(num_rows: int, rows_per_shard: int) -> int:
+    """Shards of a split of ``num_rows`` rows (at least one)."""
+    return max(1, -(-num_rows // rows_per_shard))
+
+
+def shard_rows(index: int, rows_per_shard: int, num_rows: int) -> range:
+    """The source rows shard ``index`` holds: ``[index * rows_per_shard, (index + 1) * rows_per_shard)``, clipped."""
+    return range(index * rows_per_shard, min(num_rows, (index + 1) * rows_per_shard))
 
 
 def write_parquet_atomic(batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: Path) -> int:
@@ -76,7 +94,7 @@ def remove_outputs(output_dir: Path) -> None:
     """Delete what a reinforcement pass writes (shards, config, card, in-progress file); other files stay."""
     for path in (output_dir / DATA_DIR).glob("*.parquet"):
         path.unlink()
-    for name in (CONFIG_FILE, IN_PROGRESS_FILE, "README.md"):
+    for name in (CONFIG_FILE, IN_PROGRESS_FILE, CARD_FILE):
         if (output_dir / name).exists():
             (output_dir / name).unlink()
 
@@ -88,3 +106,44 @@ def remove_temp_files(output_dir: Path) -> None:
     for folder in (output_dir, output_dir / DATA_DIR):
         for path in folder.glob(f".*{TEMP_SUFFIX}"):
             path.unlink(missing_ok=True)
+
+
+def load_config(
+    repo_or_folder: str | os.PathLike, *, revision: str | None = None, token: str | bool | None = None
+) -> dict[str, Any]:
+    """The ``reinforce_config.json`` of a reinforced dataset: a local folder, a path to the file, or a Hub repo."""
+    path = Path(repo_or_folder)
+    if path.is_dir():
+        path = path / CONFIG_FILE
+    if not path.is_file():
+        if Path(repo_or_folder).exists() or str(repo_or_folder).startswith((".", "/")):
+            raise NotFoundError(
+                f"{repo_or_folder} has no {CONFIG_FILE}: is it a finished hf_reinforce output folder?"
+            )
+        from huggingface_hub import hf_hub_download
+
+        path = Path(
+            hf_hub_download(str(repo_or_folder), CONFIG_FILE, repo_type="dataset", revision=revision, token=token)
+        )
+    config = json.loads(path.read_text())
+    check_schema_version(config.get("schema_version", SCHEMA_VERSION))
+    return config
+
+
+def load_reinforced(
+    repo_or_folder: str | os.PathLike, *, split: str = "train", revision: str | None = None, **kwargs: Any
+) -> Any:
+    """``datasets.load_dataset`` of a reinforced folder's shard files (absolute paths) or of a Hub repo.
+
+    A local folder is loaded through its explicit shard list: ``load_dataset(folder)`` caches by folder name and
+    patterns, so two folders with the same name could share a stale cache.
+    """
+    import datasets
+
+    path = Path(repo_or_folder)
+    if path.is_dir():
+        files = sorted(str(p.resolve()) for p in (path / DATA_DIR).glob(shard_glob(split)))
+        if not files:
+            raise NotFoundError(f"{path} has no shards of split {split!r} under {DATA_DIR}/")
+        return datasets.load_dataset("parquet", data_files={split: files}, split=split, **kwargs)
+    return datasets.load_dataset(str(repo_or_folder), split=split, revision=revision, **kwargs)

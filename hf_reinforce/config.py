@@ -1,0 +1,191 @@
+"""``ReinforceConfig``: everything a user chooses about a reinforcement pass, frozen and self-describing.
+
+Each field carries metadata: ``help`` (one line, shown by the CLI), ``group`` (``dataset``, ``reinforcement`` or
+``execution``) and ``identity`` (whether the field determines the output: a rerun, a resume or a second split must
+match it). :meth:`ReinforceConfig.identity` and the command line are derived from that metadata, so a new field is
+one edit here. Vary a config with ``dataclasses.replace``; inputs are normalized (the policy parsed, teachers a
+tuple) and validated at construction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .augment import AugmentationPolicy
+from .errors import ConfigError
+from .format import SCHEMA_VERSION
+from .teachers import Teacher
+
+GROUPS = ("dataset", "reinforcement", "execution")
+
+
+def _field(default: Any, help: str, group: str, *, identity: bool = False, **extra: Any) -> Any:
+    """A dataclass field with the metadata the CLI and :meth:`ReinforceConfig.identity` read."""
+    metadata = {"help": help, "group": group, "identity": identity, **extra}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def default_num_workers(num_processes: int = 1) -> int:
+    """Render workers per process: the CPU cores this process may use, shared among the launched processes,
+    less one for the process that feeds the teachers (at least 1, at most 16)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(16, cores // max(1, num_processes) - 1))
+
+
+@dataclass(frozen=True)
+class ReinforceConfig:
+    """Everything that defines a reinforced dataset and how the pass runs (see README "Reinforce")."""
+
+    teachers: Sequence[str | Teacher] = _field(
+        dataclasses.MISSING,
+        "teacher specs: timm:<arch>[@weights], timm/<hub id>[@revision], hf:<repo|folder>[@revision], or Teacher objects",
+        "reinforcement",
+        identity=True,
+        cli={"nargs": "+", "required": True, "metavar": "SPEC"},
+    )
+    policy: str | Mapping[str, Any] | AugmentationPolicy = _field(
+        "rrc+ra+re",
+        "augmentation policy: a preset (rrc, rrc+mix, rrc+ra+re, rrc+mix+ra+re), a JSON policy, or a .json file",
+        "reinforcement",
+        identity=True,
+    )
+    num_augmentations: int = _field(400, "augmentations stored per row, N", "reinforcement", identity=True)
+    top_k: int = _field(10, "classes stored per augmentation, K", "reinforcement", identity=True)
+    seed: int = _field(0, "augmentation seed", "reinforcement", identity=True)
+    resolution: int = _field(224, "teacher resolution where a teacher's config has none", "reinforcement")
+    image_column: str = _field("image", "image column", "dataset", identity=True)
+    label_column: str | None = _field(
+        "label", "label column (none: the dataset has no labels, classes come from the teachers)", "dataset",
+        identity=True,
+    )
+    temperature: float = _field(1.0, "softmax temperature of the teachers", "reinforcement", identity=True)
+    num_classes: int | None = _field(None, "number of classes (default: from a ClassLabel label column)", "dataset")
+    class_mappings: Mapping[str, Sequence[int] | Mapping[int, int]] | None = _field(
+        None, "per teacher spec: dataset class -> teacher logit index", "reinforcement", identity=True, cli=None
+    )
+    rows_per_block: int = _field(16, "rows rendered and sent to the teachers together", "execution", identity=True)
+    augmentations_per_step: int = _field(
+        16, "augmentations per row in one teacher batch", "execution", identity=True
+    )
+    rows_per_shard: int = _field(2048, "rows per parquet shard", "execution", identity=True)
+    skip_bad_images: bool = _field(
+        False, "record and skip rows whose image fails to decode", "dataset", identity=True
+    )
+    reinforcement_only: bool = _field(
+        False, "write only row_index (+ key column) and the reinforcement columns, not the images", "dataset",
+        identity=True,
+    )
+    key_column: str | None = _field(None, "column kept as a join key with reinforcement_only", "dataset", identity=True)
+    trust_remote_code: bool = _field(False, "allow custom code of hf: teachers", "reinforcement")
+    device: str | None = _field(
+        None,
+        "teacher device, e.g. cuda:0 or cpu (default: cuda when available; each process's own under accelerate)",
+        "execution",
+    )
+    teacher_batch_size: int | None = _field(None, "micro-batch of one teacher forward", "execution")
+    num_workers: int | None = _field(
+        None,
+        "CPU worker processes that decode and render views while the teachers run (0: render in the main process; "
+        "default: the cores per process less one)",
+        "execution",
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "policy", _parse_policy(self.policy))
+        teachers = [self.teachers] if isinstance(self.teachers, (str, Teacher)) else list(self.teachers)
+        if not teachers:
+            raise ConfigError("teachers: give at least one teacher (e.g. teachers=['timm:resnet18'])")
+        object.__setattr__(self, "teachers", tuple(teachers))
+        positive = ("num_augmentations", "top_k", "resolution", "rows_per_block", "augmentations_per_step")
+        for name in (*positive, "rows_per_shard"):
+            _check_int(name, getattr(self, name), minimum=1)
+        _check_int("seed", self.seed, minimum=0)
+        for name in ("num_classes", "teacher_batch_size"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), minimum=1)
+        if self.num_workers is not None:
+            _check_int("num_workers", self.num_workers, minimum=0)
+        check_temperature(self.temperature)
+        self._check_blocks()
+
+    def _check_blocks(self) -> None:
+        mixing = self.policy.mixing
+        if mixing is not None and self.rows_per_block % mixing.block_size:
+            raise ConfigError(
+                f"rows_per_block ({self.rows_per_block}) must be a multiple of the policy's mix.block_size "
+                f"({mixing.block_size}) so that every partner is rendered in the same block"
+            )
+        if mixing is not None and self.skip_bad_images:
+            raise ConfigError("skip_bad_images cannot be combined with a mixing policy: a skipped row may be a partner")
+        if self.rows_per_shard % self.rows_per_block:
+            raise ConfigError(
+                f"rows_per_shard ({self.rows_per_shard}) must be a multiple of rows_per_block ({self.rows_per_block})"
+            )
+
+    @property
+    def augmentation_policy(self) -> AugmentationPolicy:
+        """The parsed augmentation policy (the same object as ``policy``)."""
+        assert isinstance(self.policy, AugmentationPolicy)
+        return self.policy
+
+    @property
+    def workers(self) -> int:
+        """``num_workers``, or the default for this machine when it is ``None``."""
+        return default_num_workers() if self.num_workers is None else self.num_workers
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that determine the output (a rerun or a second split must match them), JSON-able."""
+        out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        for f in dataclasses.fields(self):
+            if f.metadata.get("identity"):
+                out[f.name] = _identity_value(f.name, getattr(self, f.name))
+        return out
+
+
+def identity_fields() -> list[str]:
+    """Names of the fields that determine a pass's output."""
+    return [f.name for f in dataclasses.fields(ReinforceConfig) if f.metadata.get("identity")]
+
+
+def check_temperature(value: Any, field: str = "temperature") -> float:
+    """A finite positive temperature as a float, else a :class:`ConfigError` naming ``field``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{field}: expected a finite positive number, got {value!r}")
+    return float(value)
+
+
+def _check_int(name: str, value: Any, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ConfigError(f"{name}: expected {kind}, got {value!r}")
+
+
+def _parse_policy(policy: Any) -> AugmentationPolicy:
+    try:
+        return AugmentationPolicy.parse(policy)
+    except ConfigError:
+        raise
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _identity_value(name: str, value: Any) -> Any:
+    if name == "policy":
+        return value.to_dict()
+    if name == "teachers":
+        return [t if isinstance(t, str) else (t.name or type(t.module).__name__) for t in value]
+    return jsonable(value)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types (numpy scalars/arrays via ``tolist``, anything else via ``str``)."""
+    return json.loads(json.dumps(value, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
+
+
+__all__ = ["ReinforceConfig", "check_temperature", "default_num_workers", "identity_fields", "jsonable"]

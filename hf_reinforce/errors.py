@@ -1,0 +1,51 @@
+"""The exception hierarchy: every error the library raises on purpose derives from :class:`ReinforceError`.
+
+Each class also subclasses the built-in exception it replaces, so ``except ValueError`` (or ``FileNotFoundError``)
+in user code keeps working. The CLI turns exactly these into one-line messages with exit status 2.
+"""
+
+from __future__ import annotations
+
+
+class ReinforceError(Exception):
+    """Base class of the errors hf_reinforce raises about the user's input, config or files."""
+
+
+class ConfigError(ReinforceError, ValueError):
+    """A configuration value is invalid: the message names the field, what was expected and what was got."""
+
+
+class MissingColumnError(ReinforceError, ValueError):
+    """A configured column is not in the dataset (the message lists the columns that exist)."""
+
+
+class BadImageError(ReinforceError, ValueError):
+    """An image that cannot be decoded, named by row index and column."""
+
+
+class SchemaVersionError(ReinforceError, ValueError):
+    """Reinforced data written by a newer schema than this library reads."""
+
+
+class OutputConflictError(ReinforceError, ValueError):
+    """An output folder holds something this run must not overwrite or mix with (another config, source, files)."""
+
+
+class IncompleteOutputError(ReinforceError, RuntimeError):
+    """A reinforced folder or split is unfinished or damaged (the message names the file)."""
+
+
+class NotFoundError(ReinforceError, FileNotFoundError):
+    """A local folder or file the user named does not exist."""
+
+
+__all__ = [
+    "BadImageError",
+    "ConfigError",
+    "IncompleteOutputError",
+    "MissingColumnError",
+    "NotFoundError",
+    "OutputConflictError",
+    "ReinforceError",
+    "SchemaVersionError",
+]
