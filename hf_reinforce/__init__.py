@@ -3,77 +3,110 @@
 Reinforce a dataset once with a teacher ensemble (:func:`reinforce`), publish it (:func:`push_to_hub`), and train
 students that replay stored augmentations and distill from stored top-k probabilities (:class:`ReinforcedTransform`,
 :func:`distillation_loss`, :class:`DistillationTrainer`).
+
+Every name is a plain re-export. Only the ``transformers`` integration (``DistillationTrainer`` and friends) is
+imported on first use, since ``transformers.trainer`` takes seconds to import; nothing here imports timm,
+transformers or accelerate until a teacher is loaded or a pass starts.
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
-import types
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__
+from .augment import (
+    PRESETS,
+    AugmentationPolicy,
+    HorizontalFlip,
+    MixUpCutMix,
+    RandAugment,
+    RandomErasing,
+    RandomResizedCrop,
+    to_rgb_uint8,
+)
+from .config import ReinforceConfig
+from .distill import (
+    DistillationCollator,
+    ReinforcedTransform,
+    distillation_loss,
+    expand_topk,
+)
+from .errors import (
+    BadImageError,
+    ConfigError,
+    IncompleteOutputError,
+    MissingColumnError,
+    NotFoundError,
+    OutputConflictError,
+    ReinforceError,
+    SchemaVersionError,
+)
+from .estimation import Estimate, estimate
+from .evaluate import evaluate_teachers
+from .format import SCHEMA_VERSION, reinforce_features
+from .hub import attach, push_to_hub, save_folder
+from .layout import load_config, load_reinforced
+from .pipeline import ReinforcePass
+from .runner import reinforce
+from .teachers import Ensemble, Teacher, load_teacher
+from .visualize import show
 
-_EXPORTS = {
-    "AugmentationPolicy": "augment",
-    "PRESETS": "augment",
-    "HorizontalFlip": "augment",
-    "MixUpCutMix": "augment",
-    "RandAugment": "augment",
-    "RandomErasing": "augment",
-    "RandomResizedCrop": "augment",
-    "to_rgb_uint8": "augment",
-    "SCHEMA_VERSION": "format",
-    "reinforce_features": "format",
-    "load_reinforced": "format",
-    "Teacher": "teachers",
-    "Ensemble": "teachers",
-    "load_teacher": "teachers",
-    "ReinforceConfig": "reinforce",
-    "BadImageError": "reinforce",
-    "reinforce": "reinforce",
-    "estimate": "estimate",
-    "evaluate_teachers": "evaluate",
-    "ReinforcedTransform": "distill",
-    "DistillationCollator": "distill",
-    "DistillationLoss": "distill",
-    "DistillationCallback": "distill",
-    "DistillationTrainer": "distill",
-    "TimmStudent": "distill",
-    "distillation_loss": "distill",
-    "expand_topk": "distill",
-    "push_to_hub": "hub",
-    "attach": "hub",
-    "load_config": "format",
-    "save_folder": "hub",
-    "show": "show",
-}
+if TYPE_CHECKING:
+    from .distill.trainer import DistillationCallback, DistillationLoss, DistillationTrainer, TimmStudent
 
-
-class _Package(types.ModuleType):
-    """Importing submodule ``reinforce`` (or ``estimate``, ``show``) sets the package attribute of that name to the
-    module; this keeps ``hf_reinforce.reinforce`` the function while everything stays lazily imported."""
-
-    def __getattribute__(self, name: str) -> Any:
-        value = super().__getattribute__(name)
-        if name in _SAME_NAME and isinstance(value, types.ModuleType):
-            return getattr(value, name)
-        return value
-
-
-_SAME_NAME = {"reinforce", "estimate", "show"}
-sys.modules[__name__].__class__ = _Package
+_TRAINER_EXPORTS = ("DistillationCallback", "DistillationLoss", "DistillationTrainer", "TimmStudent")
 
 
 def __getattr__(name: str) -> Any:
-    """Import submodules on first use: training code never pays for teacher or Hub imports."""
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    """Import the transformers integration on first use."""
+    if name in _TRAINER_EXPORTS:
+        from .distill import trainer
+
+        return getattr(trainer, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
-
-
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "PRESETS",
+    "SCHEMA_VERSION",
+    "AugmentationPolicy",
+    "BadImageError",
+    "ConfigError",
+    "DistillationCallback",
+    "DistillationCollator",
+    "DistillationLoss",
+    "DistillationTrainer",
+    "Ensemble",
+    "Estimate",
+    "HorizontalFlip",
+    "IncompleteOutputError",
+    "MissingColumnError",
+    "MixUpCutMix",
+    "NotFoundError",
+    "OutputConflictError",
+    "RandAugment",
+    "RandomErasing",
+    "RandomResizedCrop",
+    "ReinforceConfig",
+    "ReinforceError",
+    "ReinforcePass",
+    "ReinforcedTransform",
+    "SchemaVersionError",
+    "Teacher",
+    "TimmStudent",
+    "__version__",
+    "attach",
+    "distillation_loss",
+    "estimate",
+    "evaluate_teachers",
+    "expand_topk",
+    "load_config",
+    "load_reinforced",
+    "load_teacher",
+    "push_to_hub",
+    "reinforce",
+    "reinforce_features",
+    "save_folder",
+    "show",
+    "to_rgb_uint8",
+]

@@ -14,6 +14,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 from .augment import RAND_AUGMENT_OPS
 from .format import TOPK_IDS, TOPK_PROBS
+from .layout import CARD_FILE
 
 TEMPLATE = "reinforced_dataset_card.md"
 TAGS = ["dataset-reinforcement", "knowledge-distillation", "hf-reinforce"]
@@ -95,4 +96,4 @@ def build_card(
 
 def write_card(output_dir: Path, config: dict[str, Any], **kwargs: Any) -> None:
     """Write ``README.md`` (the card) into a reinforced output folder."""
-    build_card(config, **kwargs).save(str(Path(output_dir) / "README.md"))
+    build_card(config, **kwargs).save(str(Path(output_dir) / CARD_FILE))

@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Dataset Reinforcement for HuggingFace datasets: store teacher-ensemble top-k predictions "
         "over replayable augmentations, distill at the cost of plain training.",
     )
-    from . import __version__
+    from ._version import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -160,6 +160,12 @@ def _pass_arguments() -> argparse.ArgumentParser:
         help="augmentations per row in one teacher batch (default: 16)",
     )
     pace.add_argument("--teacher-batch-size", type=int, help="micro-batch of one teacher forward")
+    pace.add_argument(
+        "--num-workers",
+        type=int,
+        help="CPU processes that decode and render views while the teachers run (0: in the main process; "
+        "default: the cores per process less one)",
+    )
     pace.add_argument("--skip-bad-images", action="store_true", help="record and skip rows whose image fails to decode")
     pace.add_argument(
         "--reinforcement-only",
@@ -193,7 +199,7 @@ def _calibration_arguments(parser: argparse.ArgumentParser) -> None:
 def _reinforce(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _estimate(args)
-    from .reinforce import reinforce
+    from .runner import reinforce
 
     config = _config(args)  # before loading: a bad argument fails before a long download
     out = reinforce(
@@ -214,7 +220,7 @@ def _reinforce(args: argparse.Namespace) -> int:
 def _estimate(args: argparse.Namespace) -> int:
     if not _is_main_process():
         return 0  # one calibration is enough; the others would compete for the same machine
-    from .estimate import estimate
+    from .estimation import estimate
 
     config = _config(args)
     result = estimate(
@@ -242,7 +248,7 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from .show import show
+    from .visualize import show
 
     options = {k: getattr(args, k) for k in ("row", "output", "num", "split") if getattr(args, k) is not None}
     result = show(args.source, **options)
@@ -275,7 +281,7 @@ def load_source(args: argparse.Namespace) -> Any:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from .reinforce import ReinforceConfig
+    from .config import ReinforceConfig
 
     return ReinforceConfig(
         teachers=args.teachers,
@@ -297,6 +303,7 @@ def _config(args: argparse.Namespace) -> Any:
         trust_remote_code=args.trust_remote_code,
         device=args.device,
         teacher_batch_size=args.teacher_batch_size,
+        num_workers=args.num_workers,
     )
 
 
@@ -324,7 +331,7 @@ def _is_main_process() -> bool:
 
 
 def _print_summary(output_dir: Path, split: str, rows: int) -> None:
-    from .format import CONFIG_FILE
+    from .layout import CONFIG_FILE
 
     config = json.loads((output_dir / CONFIG_FILE).read_text())
     stats = config.get("splits", {}).get(split, {})

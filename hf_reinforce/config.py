@@ -31,11 +31,12 @@ def _field(default: Any, help: str, group: str, *, identity: bool = False, **ext
     return dataclasses.field(default=default, metadata=metadata)
 
 
-def default_num_workers(num_processes: int = 1) -> int:
-    """Render workers per process: the CPU cores this process may use, shared among the launched processes,
-    less one for the process that feeds the teachers (at least 1, at most 16)."""
+def default_num_workers() -> int:
+    """Render workers per process: the CPU cores this process may use, shared among the processes launched on this
+    machine (``LOCAL_WORLD_SIZE``), less one for the process that feeds the teachers (at least 1, at most 16)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(16, cores // max(1, num_processes) - 1))
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, min(16, cores // local - 1))
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,9 @@ class ReinforceConfig:
     resolution: int = _field(224, "teacher resolution where a teacher's config has none", "reinforcement")
     image_column: str = _field("image", "image column", "dataset", identity=True)
     label_column: str | None = _field(
-        "label", "label column (none: the dataset has no labels, classes come from the teachers)", "dataset",
+        "label",
+        "label column (none: the dataset has no labels, classes come from the teachers)",
+        "dataset",
         identity=True,
     )
     temperature: float = _field(1.0, "softmax temperature of the teachers", "reinforcement", identity=True)
@@ -70,15 +73,13 @@ class ReinforceConfig:
         None, "per teacher spec: dataset class -> teacher logit index", "reinforcement", identity=True, cli=None
     )
     rows_per_block: int = _field(16, "rows rendered and sent to the teachers together", "execution", identity=True)
-    augmentations_per_step: int = _field(
-        16, "augmentations per row in one teacher batch", "execution", identity=True
-    )
+    augmentations_per_step: int = _field(16, "augmentations per row in one teacher batch", "execution", identity=True)
     rows_per_shard: int = _field(2048, "rows per parquet shard", "execution", identity=True)
-    skip_bad_images: bool = _field(
-        False, "record and skip rows whose image fails to decode", "dataset", identity=True
-    )
+    skip_bad_images: bool = _field(False, "record and skip rows whose image fails to decode", "dataset", identity=True)
     reinforcement_only: bool = _field(
-        False, "write only row_index (+ key column) and the reinforcement columns, not the images", "dataset",
+        False,
+        "write only row_index (+ key column) and the reinforcement columns, not the images",
+        "dataset",
         identity=True,
     )
     key_column: str | None = _field(None, "column kept as a join key with reinforcement_only", "dataset", identity=True)

@@ -12,9 +12,9 @@ import torch
 from .augment import Q, interpolation_mode, to_rgb_uint8
 from .augment.functional import resized_crop
 from .card import write_card
-from .format import CONFIG_FILE, load_config
-from .output import write_json_atomic
-from .reinforce import ReinforceConfig, build_ensemble, check_columns, dataset_num_classes
+from .config import ReinforceConfig
+from .layout import CONFIG_FILE, load_config, write_json_atomic
+from .pipeline import build_ensemble, check_columns, dataset_num_classes
 from .teachers import Ensemble
 
 

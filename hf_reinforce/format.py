@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 from datasets import Features, List, Value
 
@@ -72,6 +73,15 @@ def encode_topk(probs: torch.Tensor, k: int, num_classes: int) -> tuple[np.ndarr
         ids.cpu().numpy().astype(topk_id_dtype(num_classes)),
         values.cpu().numpy().astype(np.float16),
     )
+
+
+def to_arrow(values: np.ndarray) -> pa.Array:
+    """A numpy array ``(rows, d1, d2, ...)`` as an Arrow array of nested fixed-size lists (one element per row),
+    the storage of ``datasets`` ``List(..., length=d)`` features, without a per-row Python conversion."""
+    array: pa.Array = pa.array(np.ascontiguousarray(values).reshape(-1))
+    for size in reversed(values.shape[1:]):
+        array = pa.FixedSizeListArray.from_arrays(array, size)
+    return array
 
 
 def decode_params(row: Mapping[str, Any], policy: AugmentationPolicy) -> Params:

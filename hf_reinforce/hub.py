@@ -20,16 +20,18 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
 from .card import build_card, write_card
-from .format import (
+from .format import ROW_INDEX, SCHEMA_VERSION, attach_config, check_schema_version, config_from_dataset
+from .layout import (
+    CARD_FILE,
     CONFIG_FILE,
-    ROW_INDEX,
-    SCHEMA_VERSION,
-    attach_config,
-    check_schema_version,
-    config_from_dataset,
+    DATA_DIR,
+    IN_PROGRESS_FILE,
+    identity_mismatch,
     load_config,
+    shard_path,
+    write_json_atomic,
+    write_parquet_atomic,
 )
-from .output import DATA_DIR, IN_PROGRESS_FILE, identity_mismatch, shard_path, write_json_atomic, write_parquet_atomic
 
 _IDENTITY_KEYS = ("schema_version", "policy", "num_augmentations", "top_k", "seed", "temperature", "teachers")
 
@@ -146,7 +148,7 @@ def push_to_hub(
         CommitOperationAdd(
             path_in_repo=CONFIG_FILE, path_or_fileobj=(json.dumps(merged, indent=2, sort_keys=True) + "\n").encode()
         ),
-        CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode()),
+        CommitOperationAdd(path_in_repo=CARD_FILE, path_or_fileobj=str(card).encode()),
     ]
     info = api.create_commit(
         repo_id,

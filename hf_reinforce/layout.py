@@ -117,9 +117,7 @@ def load_config(
         path = path / CONFIG_FILE
     if not path.is_file():
         if Path(repo_or_folder).exists() or str(repo_or_folder).startswith((".", "/")):
-            raise NotFoundError(
-                f"{repo_or_folder} has no {CONFIG_FILE}: is it a finished hf_reinforce output folder?"
-            )
+            raise NotFoundError(f"{repo_or_folder} has no {CONFIG_FILE}: is it a finished hf_reinforce output folder?")
         from huggingface_hub import hf_hub_download
 
         path = Path(

@@ -22,7 +22,7 @@ import PIL.Image
 import timm
 import torch
 
-from hf_reinforce.reinforce import ReinforceConfig, reinforce
+from hf_reinforce import ReinforceConfig, reinforce
 from hf_reinforce.teachers import Teacher
 
 CLASS_NAMES = [str(d) for d in range(10)]
@@ -83,9 +83,9 @@ def _spy_on_shard_writes(log_dir: Path | None, throttle: float) -> None:
     kill the process mid-pass) and log (rank, shard) of every shard this process writes to ``log_dir``."""
     from accelerate import PartialState
 
-    from hf_reinforce import shards
+    from hf_reinforce import folder
 
-    write = shards.write_parquet_atomic
+    write = folder.write_parquet_atomic
 
     def logged(batches: Any, schema: Any, path: Path) -> int:
         time.sleep(throttle)
@@ -105,7 +105,7 @@ def _spy_on_shard_writes(log_dir: Path | None, throttle: float) -> None:
             f.write(json.dumps(record) + "\n")
         return size
 
-    shards.write_parquet_atomic = logged
+    folder.write_parquet_atomic = logged
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,8 +17,8 @@ import PIL.Image
 import pytest
 
 from hf_reinforce.cli import main
-from hf_reinforce.estimate import Estimate, estimate
-from hf_reinforce.reinforce import ReinforceConfig
+from hf_reinforce.config import ReinforceConfig
+from hf_reinforce.estimation import Estimate, estimate
 
 ROWS, N, K = 40, 4, 3
 TEACHERS = ["timm:test_resnet", "timm:test_vit"]
@@ -237,10 +237,10 @@ def test_push_and_show_call_their_modules(
     calls: list[tuple[str, tuple, dict]] = []
     hub = types.ModuleType("hf_reinforce.hub")
     hub.push_to_hub = lambda *a, **kw: calls.append(("push", a, kw)) or "https://hub/datasets/user/plus"
-    show = types.ModuleType("hf_reinforce.show")
+    show = types.ModuleType("hf_reinforce.visualize")
     show.show = lambda *a, **kw: calls.append(("show", a, kw)) or str(tmp_path / "grid.png")
     monkeypatch.setitem(sys.modules, "hf_reinforce.hub", hub)
-    monkeypatch.setitem(sys.modules, "hf_reinforce.show", show)
+    monkeypatch.setitem(sys.modules, "hf_reinforce.visualize", show)
 
     assert main(["push", str(tmp_path), "user/plus", "--private", "--commit-message", "first"]) == 0
     assert calls[-1] == (

@@ -1,25 +1,73 @@
-"""Package surface: lazy imports (training code never loads teacher code) and functions named like modules."""
+"""Package surface: plain re-exports, training code free of teacher libraries, real types for static checkers."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import textwrap
+
+import pytest
 
 
-def test_training_imports_do_not_load_teacher_code():
+def test_training_api_imports_neither_timm_transformers_nor_accelerate():
     code = (
-        "import sys, hf_reinforce, hf_reinforce.distill\n"
-        "hf_reinforce.ReinforcedTransform, hf_reinforce.distillation_loss\n"
-        "loaded = [m for m in ('hf_reinforce.teachers', 'hf_reinforce.reinforce', 'timm', 'transformers') if m in sys.modules]\n"
+        "import sys, hf_reinforce as hfr\n"
+        "hfr.ReinforcedTransform, hfr.distillation_loss, hfr.DistillationCollator, hfr.load_reinforced\n"
+        "loaded = [m for m in ('timm', 'transformers', 'accelerate') if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_functions_named_like_their_modules_stay_functions():
+def test_modules_are_plain_modules_and_functions_plain_functions():
     code = (
-        "import inspect, hf_reinforce as hfr, hf_reinforce.reinforce, hf_reinforce.estimate, hf_reinforce.show\n"
-        "from hf_reinforce import reinforce, estimate, show\n"
-        "assert all(inspect.isfunction(f) for f in (hfr.reinforce, hfr.estimate, hfr.show, reinforce, estimate, show))\n"
+        "import inspect, hf_reinforce as hfr\n"
+        "import hf_reinforce.runner as runner, hf_reinforce.estimation as estimation, hf_reinforce.visualize as vis\n"
+        "assert hfr.reinforce is runner.reinforce and hfr.estimate is estimation.estimate and hfr.show is vis.show\n"
+        "assert all(inspect.isfunction(f) for f in (hfr.reinforce, hfr.estimate, hfr.show))\n"
+        "assert type(hfr) is type(inspect), type(hfr)\n"
+        "assert set(hfr.__all__) <= set(dir(hfr)) | {'DistillationCallback', 'DistillationLoss', 'DistillationTrainer', 'TimmStudent'}\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_errors_keep_their_builtin_bases():
+    import hf_reinforce as hfr
+
+    for error in (hfr.ConfigError, hfr.MissingColumnError, hfr.BadImageError, hfr.SchemaVersionError):
+        assert issubclass(error, hfr.ReinforceError) and issubclass(error, ValueError)
+    assert issubclass(hfr.NotFoundError, FileNotFoundError) and issubclass(hfr.IncompleteOutputError, RuntimeError)
+
+
+def test_mypy_sees_real_types_in_a_user_script(tmp_path):
+    pytest.importorskip("mypy")
+    script = tmp_path / "user.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import hf_reinforce as hfr
+
+            config = hfr.ReinforceConfig(teachers=["timm:resnet18"], num_augmentations=4)
+            reveal_type(config)
+            reveal_type(hfr.reinforce)
+            n: str = config.num_augmentations
+            """
+        )
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--no-incremental",
+            "--follow-imports=silent",
+            "--ignore-missing-imports",
+            str(script),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    out = result.stdout
+    assert 'Revealed type is "hf_reinforce.config.ReinforceConfig"' in out, out
+    assert "config: hf_reinforce.config.ReinforceConfig" in out, out
+    assert 'Incompatible types in assignment (expression has type "int", variable has type "str")' in out, out

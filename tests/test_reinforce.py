@@ -29,16 +29,11 @@ from reinforce_worker import FEATURES, make_config, mnist_dataset, tiny_teachers
 from torch import nn
 
 import hf_reinforce as hfr
-from hf_reinforce import shards
+from hf_reinforce import BadImageError, ReinforceConfig, folder, reinforce
 from hf_reinforce.augment import PRESETS, AugmentationPolicy, to_rgb_uint8
-from hf_reinforce.format import (
-    CONFIG_FILE,
-    SCHEMA_VERSION,
-    config_from_dataset,
-    decode_params,
-)
-from hf_reinforce.output import IN_PROGRESS_FILE
-from hf_reinforce.reinforce import BadImageError, ReinforceConfig, reinforce
+from hf_reinforce.format import SCHEMA_VERSION, config_from_dataset, decode_params
+from hf_reinforce.layout import CONFIG_FILE, IN_PROGRESS_FILE
+from hf_reinforce.pipeline import ReinforcePass
 from hf_reinforce.teachers import Teacher
 
 WORKER = Path(__file__).with_name("reinforce_worker.py")
@@ -379,7 +374,7 @@ def test_folder_mode_streams_shards_and_returns_a_memory_mapped_dataset(tmp_path
     """Memory stays flat in dataset size: shards are written in batches of rows_per_block rows from a mapped
     table on disk, and the result is memory-mapped from the folder's Arrow cache, not held in RAM."""
     batch_rows: list[int] = []
-    write = shards.write_parquet_atomic
+    write = folder.write_parquet_atomic
 
     def spy(batches, schema, path):
         def counted():
@@ -389,7 +384,7 @@ def test_folder_mode_streams_shards_and_returns_a_memory_mapped_dataset(tmp_path
 
         return write(counted(), schema, path)
 
-    monkeypatch.setattr(shards, "write_parquet_atomic", spy)
+    monkeypatch.setattr(folder, "write_parquet_atomic", spy)
     out = reinforce(
         mnist_dataset(64),
         make_config(policy="rrc", rows_per_block=8, rows_per_shard=32),
@@ -609,7 +604,7 @@ def test_rerun_of_a_finished_folder_is_a_no_op(tmp_path, monkeypatch):
     def no_work(*args, **kwargs):
         raise AssertionError("a finished shard was recomputed")
 
-    monkeypatch.setattr(shards, "ReinforceFunction", no_work)
+    monkeypatch.setattr(ReinforcePass, "map", no_work)
     again = reinforce(source, make_config(policy="rrc"), out_dir, progress=False)
     assert shard_stats(out_dir) == before and (out_dir / CONFIG_FILE).read_text() == config_text
     assert_same_rows(again, first)

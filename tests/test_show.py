@@ -9,7 +9,7 @@ import torch
 from datasets import ClassLabel, Dataset, Features, Image
 
 import hf_reinforce as hfr
-from hf_reinforce.show import render_grid
+from hf_reinforce.visualize import render_grid
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from ..augment import AugmentationPolicy, Params, normalize, to_rgb_uint8
-from ..format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, check_schema_version, config_from_dataset, load_config
+from ..format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, check_schema_version, config_from_dataset
+from ..layout import load_config
 
 
 def augmentation_index(seed: int, row: int, epoch: int, num_augmentations: int) -> int:

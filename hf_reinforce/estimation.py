@@ -1,8 +1,10 @@
 """Estimate a reinforcement pass before running it: views, time on this device, output size, memory.
 
-A short calibration runs the real pass (``ReinforceFunction`` under ``Dataset.map``, then a parquet write with
-the folder pass's options) over a few rows × a few augmentations on the configured device, and extrapolates.
-The numbers are only as good as that sample: the report prints its size, and the caveats that go with it.
+A short calibration runs the real pass (:class:`ReinforcePass` with the configured render workers, then a parquet
+write with the folder pass's options) over a few rows × a few augmentations on the configured device, and
+extrapolates. The pass records where its time went (teachers and writing in this process, rendering in the
+workers), so the estimate predicts the pipelined rate: the slower of the two sides once rendering overlaps the
+teachers. The numbers are only as good as that sample: the report prints its size, and the caveats that go with it.
 """
 
 from __future__ import annotations
@@ -24,21 +26,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from .config import ReinforceConfig
+from .errors import BadImageError, ConfigError
 from .format import PARQUET_OPTIONS
-from .reinforce import (
-    ReinforceConfig,
-    ReinforceFunction,
-    _keep_columns,
-    _output_features,
-    _prepare,
-    _quiet,
-    build_ensemble,
-    check_columns,
-    dataset_num_classes,
-    map_reinforce,
-    reinforce_columns,
-)
-from .teachers import Ensemble
+from .pipeline import PassStats, ReinforcePass, reinforce_columns
+from .progress import quiet_datasets
 
 
 @dataclass
@@ -56,7 +48,8 @@ class Estimate:
     calibration_views: int
     calibration_seconds: float
     views_per_second: float
-    """Measured on one device: decode, sampling, rendering, teachers, top-k, Arrow and parquet writing."""
+    """Predicted steady-state rate on one device with the configured render workers (decode, sampling, rendering,
+    teachers, top-k, Arrow and parquet writing), from the calibration's measured costs (see :func:`pipelined_rate`)."""
     seconds: float
     """Estimated wall time of the whole pass on one such device."""
     seconds_per_process: float
@@ -92,7 +85,7 @@ class Estimate:
                 ),
             ),
             ("device", self.device),
-            ("measured throughput", f"{self.views_per_second:,.1f} views/s"),
+            ("pipelined throughput", f"{self.views_per_second:,.1f} views/s"),
             ("estimated time, 1 device", _duration(self.seconds)),
         ]
         if p > 1:
@@ -129,42 +122,45 @@ def estimate(
     """
     if not isinstance(dataset, datasets.Dataset):
         raise TypeError(f"estimate() takes a datasets.Dataset, got {type(dataset).__name__}")
-    check_columns(dataset, config)
+    if not isinstance(num_processes, int) or isinstance(num_processes, bool) or num_processes < 1:
+        raise ConfigError(f"num_processes: expected a positive integer, got {num_processes!r}")
     n = len(dataset)
     if n == 0:
-        raise ValueError("the dataset has no rows")
-    if not isinstance(num_processes, int) or num_processes < 1:
-        raise ValueError(f"num_processes: expected a positive integer, got {num_processes!r}")
+        raise ConfigError("the dataset has no rows: there is nothing to estimate")
     rows = _positive("calibration_rows", calibration_rows, config.rows_per_block)
     augs = _positive("calibration_augmentations", calibration_augmentations, config.augmentations_per_step)
     rows, augs = min(rows, n), min(augs, config.num_augmentations)
-
-    ensemble = build_ensemble(config, dataset_num_classes(dataset, config), config.device)
-    prepared, _ = _prepare(dataset, config)
-    keep = _keep_columns(prepared, config)
-    sample = prepared.select(np.unique(np.linspace(0, n - 1, rows).round().astype(np.int64)).tolist())
     calibration = dataclasses.replace(config, num_augmentations=augs)
-    features = _output_features(prepared, calibration, ensemble.num_classes, keep)
-
+    sample = dataset.select(np.unique(np.linspace(0, n - 1, rows).round().astype(np.int64)).tolist())
+    warmup = ReinforcePass(sample, calibration)
     with tempfile.TemporaryDirectory(prefix="hf-reinforce-estimate-") as tmp:
-        _calibrate(sample, calibration, ensemble, keep, features, Path(tmp), "warmup")
-        views = [0]
+        _calibrate(warmup, Path(tmp), "warmup")
+        timed = ReinforcePass(sample, calibration, ensemble=warmup.ensemble)
         start = time.perf_counter()
-        fn, path = _calibrate(sample, calibration, ensemble, keep, features, Path(tmp), "timed", views)
+        path = _calibrate(timed, Path(tmp), "timed")
         elapsed = time.perf_counter() - start
         written = pq.read_metadata(path).num_rows
         reinforcement = column_bytes(path, reinforce_columns(config))
     if written == 0:
-        raise ValueError(f"every calibration row failed to decode (skipped rows {fn.skipped}); check the image column")
-
-    rate = views[0] / elapsed
+        raise BadImageError(
+            f"every calibration row failed to decode (skipped rows {timed.skipped}); check the image column"
+        )
+    stats, workers = timed.stats, config.workers
+    rate = pipelined_rate(stats, elapsed, workers)
     total = n * config.num_augmentations
     per_aug = reinforcement / (written * augs)
     busiest = _busiest_process_rows(n, config.rows_per_shard, num_processes)
     notes = [
         (
             f"reinforcement bytes come from the calibration output ({written} rows × {augs} augmentations); "
-            f"full shards of {config.rows_per_shard} rows × {config.num_augmentations} augmentations may compress differently"
+            f"full shards of {config.rows_per_shard} rows × {config.num_augmentations} augmentations may compress "
+            "differently"
+        ),
+        (
+            f"calibration: {stats.views / elapsed:,.1f} views/s end to end (worker start-up included); per view "
+            f"{1e3 * stats.render_cpu_seconds / stats.views:.2f} CPU-ms rendering, "
+            f"{1e3 * (elapsed - stats.wait_seconds) / stats.views:.2f} ms teachers and writing; the estimate uses the "
+            f"pipelined rate with {workers} render worker(s)"
         ),
     ]
     if augs < config.num_augmentations:
@@ -172,61 +168,49 @@ def estimate(
             f"per-row work (decode, sampling, Arrow writing) is spread over {augs} augmentations here and over "
             f"{config.num_augmentations} in the pass, so the time estimate leans high"
         )
-    if fn.skipped:
-        notes.append(f"{len(fn.skipped)} calibration row(s) could not be decoded and were skipped")
+    if timed.skipped:
+        notes.append(f"{len(timed.skipped)} calibration row(s) could not be decoded and were skipped")
     if num_processes > 1:
         notes.append(
-            f"the {num_processes}-device estimate assumes devices like this one: {_device_name(ensemble.device)}"
+            f"the {num_processes}-device estimate assumes devices like this one: {_device_name(timed.ensemble.device)}"
         )
     return Estimate(
         num_rows=n,
         num_augmentations=config.num_augmentations,
         total_views=total,
-        device=_device_name(ensemble.device),
+        device=_device_name(timed.ensemble.device),
         num_processes=num_processes,
         calibration_rows=written,
         calibration_augmentations=augs,
-        calibration_views=views[0],
+        calibration_views=stats.views,
         calibration_seconds=elapsed,
         views_per_second=rate,
         seconds=total / rate,
         seconds_per_process=busiest * config.num_augmentations / rate,
         bytes_per_augmentation=per_aug,
         reinforcement_bytes=round(per_aug * total),
-        source_bytes=_source_bytes(prepared, keep, config.image_column),
+        source_bytes=_source_bytes(timed.prepared, timed.keep, config.image_column),
         peak_rss_bytes=peak_rss_bytes(),
         notes=notes,
     )
 
 
-def _calibrate(
-    sample: datasets.Dataset,
-    config: ReinforceConfig,
-    ensemble: Ensemble,
-    keep: list[str],
-    features: datasets.Features,
-    tmp: Path,
-    name: str,
-    views: list[int] | None = None,
-) -> tuple[ReinforceFunction, Path]:
-    """One run of the folder pass's inner loop over ``sample``: map into an Arrow file, then write parquet."""
+def pipelined_rate(stats: PassStats, elapsed: float, workers: int) -> float:
+    """Views/s of the pass in steady state: the main process's busy time per view (teachers, top-k, writing) and
+    the rendering CPU time per view; with workers the two overlap and the slower side sets the pace."""
+    main = max(elapsed - stats.wait_seconds, 1e-9) / stats.views
+    render = stats.render_cpu_seconds / stats.views
+    return 1.0 / (main + render if workers == 0 else max(main, render / workers))
 
-    def count(k: int) -> None:
-        if views is not None:
-            views[0] += k
 
-    fn = ReinforceFunction(config, ensemble, len(sample), keep_columns=keep, on_views=count)
-    with _quiet():
-        mapped = map_reinforce(
-            sample,
-            fn,
-            features,
-            f"hf-reinforce-estimate-{name}-{time.time_ns()}",
-            cache_file_name=str(tmp / f"{name}.arrow"),
-        )
+def _calibrate(run: ReinforcePass, tmp: Path, name: str) -> Path:
+    """The folder pass's inner loop over the whole (sample) dataset: map into an Arrow file, then write parquet."""
+    rows = range(len(run.dataset))
+    with quiet_datasets():
+        mapped = run.map(rows, run.results([rows]), cache_file_name=tmp / f"{name}.arrow")
     path = tmp / f"{name}.parquet"
     pq.write_table(mapped.data.table, path, **PARQUET_OPTIONS)
-    return fn, path
+    return path
 
 
 def _positive(name: str, value: int | None, default: int) -> int:

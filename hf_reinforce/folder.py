@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -21,35 +20,27 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from datasets.table import embed_table_storage
-from tqdm.auto import tqdm
 
 from .card import write_card
-from .format import CONFIG_FILE, attach_config
-from .output import (
+from .config import ReinforceConfig, jsonable
+from .errors import OutputConflictError
+from .format import attach_config
+from .layout import (
+    CONFIG_FILE,
     IN_PROGRESS_FILE,
     SHARD_TEMP_PREFIX,
     identity_mismatch,
+    num_shards,
     read_json,
     remove_outputs,
     remove_temp_files,
     shard_path,
+    shard_rows,
     write_json_atomic,
     write_parquet_atomic,
 )
-from .reinforce import (
-    ReinforceConfig,
-    ReinforceFunction,
-    _fingerprint,
-    _jsonable,
-    _keep_columns,
-    _output_features,
-    _prepare,
-    _quiet,
-    build_ensemble,
-    dataset_num_classes,
-    map_reinforce,
-    run_config,
-)
+from .pipeline import ReinforcePass
+from .progress import quiet_datasets, views_bar
 
 SKIPPED_KEY = b"hf_reinforce_skipped_rows"
 
@@ -77,7 +68,7 @@ def _process_state(device: str | None) -> Any:
 def _claim(output_dir: Path, run: dict[str, Any], config: ReinforceConfig, split: str, overwrite: bool) -> None:
     """Refuse a folder holding another config or another source for ``split`` (unless ``overwrite``), clear the
     temp files of a killed run and record this run as in progress."""
-    identity = _jsonable({k: run[k] for k in config.identity()})  # teachers as loaded, not just their names
+    identity = jsonable({k: run[k] for k in config.identity()})  # teachers as loaded, not just their names
     source = {k: run["source"][k] for k in ("num_rows", "fingerprint")}
     for name in (CONFIG_FILE, IN_PROGRESS_FILE):
         existing = read_json(output_dir / name)
@@ -89,7 +80,7 @@ def _claim(output_dir: Path, run: dict[str, Any], config: ReinforceConfig, split
             old = {k: old_source.get(k) for k in source}
             differing += [f"source.{k}" for k in identity_mismatch(old, source)]
         if differing and not overwrite:
-            raise ValueError(
+            raise OutputConflictError(
                 f"{output_dir} holds the output of a different reinforcement config or source dataset (differs in: "
                 f"{', '.join(differing)}); use another output_dir or pass overwrite=True (CLI: --overwrite) to replace it"
             )
@@ -120,65 +111,46 @@ def reinforce_to_folder(
     """Write the reinforced ``split`` of ``dataset`` to ``output_dir`` (see module docstring) and load it back."""
     state = _process_state(config.device)
     device = config.device or (state.device if state.num_processes > 1 else None)
-    ensemble = build_ensemble(config, dataset_num_classes(dataset, config), device)
-    run = run_config(dataset, config, ensemble, split, source_id, source_revision)
+    run = ReinforcePass(dataset, config, device=device)
+    record = run.record(split, source_id, source_revision)
     output_dir.mkdir(parents=True, exist_ok=True)
     if state.is_main_process:
-        _claim(output_dir, run, config, split, overwrite)
+        _claim(output_dir, record, config, split, overwrite)
     state.wait_for_everyone()
 
-    n = len(dataset)
-    num_shards = max(1, math.ceil(n / config.rows_per_shard))
-    prepared, image_feature = _prepare(dataset, config)
-    keep = _keep_columns(prepared, config)
-    features = _output_features(prepared, config, ensemble.num_classes, keep)
-    todo = [
-        s
-        for s in range(state.process_index, num_shards, state.num_processes)
-        if not shard_path(output_dir, split, s, num_shards).exists()
-    ]
-    views = sum(min(n, (s + 1) * config.rows_per_shard) - s * config.rows_per_shard for s in todo)
-    bar = tqdm(
-        total=views * config.num_augmentations,
-        unit="view",
-        unit_scale=True,
-        dynamic_ncols=True,
-        desc=f"reinforce {split} [{state.process_index}]",
-        disable=not progress,
+    n, count = len(dataset), num_shards(len(dataset), config.rows_per_shard)
+    mine = range(state.process_index, count, state.num_processes)
+    todo = [s for s in mine if not shard_path(output_dir, split, s, count).exists()]
+    if progress and len(todo) < len(mine):
+        print(
+            f"reinforce {split} [{state.process_index}]: resuming, {len(mine) - len(todo)} of {len(mine)} shard(s) already done"
+        )
+    ranges = [shard_rows(s, config.rows_per_shard, n) for s in todo]
+    bar = views_bar(
+        sum(map(len, ranges)) * config.num_augmentations,
+        f"reinforce {split} [{state.process_index}]",
+        enabled=progress,
         position=state.process_index,
     )
-    fingerprint = _fingerprint(dataset._fingerprint, config.identity(), ensemble.to_config())
-    try:
-        for s in todo:
-            start, stop = s * config.rows_per_shard, min(n, (s + 1) * config.rows_per_shard)
-            fn = ReinforceFunction(config, ensemble, n, offset=start, keep_columns=keep, on_views=bar.update)
+    with bar, quiet_datasets():
+        results = run.results(ranges, on_views=bar.update)
+        for s, rows in zip(todo, ranges):
             with tempfile.TemporaryDirectory(dir=output_dir, prefix=SHARD_TEMP_PREFIX) as tmp:
-                with _quiet():
-                    mapped = map_reinforce(
-                        prepared.select(range(start, stop)),
-                        fn,
-                        features,
-                        f"{fingerprint}-{s}",
-                        cache_file_name=str(Path(tmp) / "shard.arrow"),
-                    )
-                if image_feature and config.image_column in keep:
-                    mapped = mapped.cast_column(config.image_column, image_feature)
+                mapped = run.map(rows, results, cache_file_name=Path(tmp) / "shard.arrow", fingerprint_suffix=f"-{s}")
+                skipped = [r for r in run.skipped if r in rows]
                 table = mapped.data.table
-                schema = table.schema.with_metadata(
-                    {**(table.schema.metadata or {}), SKIPPED_KEY: json.dumps(fn.skipped).encode()}
-                )
+                metadata = {**(table.schema.metadata or {}), SKIPPED_KEY: json.dumps(skipped).encode()}
+                batches = _shard_batches(table, config.rows_per_block)
                 write_parquet_atomic(
-                    _shard_batches(table, config.rows_per_block), schema, shard_path(output_dir, split, s, num_shards)
+                    batches, table.schema.with_metadata(metadata), shard_path(output_dir, split, s, count)
                 )
                 del mapped, table
-    finally:
-        bar.close()
     state.wait_for_everyone()
     if state.is_main_process:
-        _finalize(output_dir, run, split, num_shards, config)
+        _finalize(output_dir, record, split, count, config)
     state.wait_for_everyone()
-    files = [str(shard_path(output_dir, split, s, num_shards)) for s in range(num_shards)]
-    with contextlib.nullcontext() if progress else _quiet():
+    files = [str(shard_path(output_dir, split, s, count)) for s in range(count)]
+    with contextlib.nullcontext() if progress else quiet_datasets():
         loaded = datasets.load_dataset("parquet", data_files={split: files}, split=split)
     return attach_config(loaded, read_json(output_dir / CONFIG_FILE))
 

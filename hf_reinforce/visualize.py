@@ -14,7 +14,8 @@ import PIL.ImageFont
 import torch
 
 from .distill import ReinforcedTransform
-from .format import TOPK_IDS, TOPK_PROBS, config_from_dataset, load_config, load_reinforced
+from .format import TOPK_IDS, TOPK_PROBS, config_from_dataset
+from .layout import load_config, load_reinforced
 
 CAPTION_LINES = 3
 

@@ -1,0 +1,373 @@
+"""The reinforcement pass as one object: prepare → render blocks on CPU workers → teachers → top-k → rows.
+
+:class:`ReinforcePass` is used by the in-process run, the folder run and ``estimate``. Rows are processed in fixed
+blocks of ``rows_per_block`` rows aligned to the dataset start; within a block, the teachers see fixed chunks of
+``augmentations_per_step`` augmentation indices of every row (see :mod:`.rendering`). Teacher batches therefore do
+not depend on the ``map`` batch size, the shard count, the number of processes or of render workers, and neither
+does the output. Rows are written by ``datasets.map`` over Arrow batches: the source columns the output keeps pass
+through untouched, the new columns are built from numpy without per-row Python objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import torch
+from datasets import ClassLabel, Features, Image, Value
+
+from ._version import __version__
+from .augment import Params
+from .config import ReinforceConfig
+from .errors import BadImageError, ConfigError, MissingColumnError
+from .format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, encode_topk, reinforce_features, to_arrow, topk_id_dtype
+from .rendering import BlockGeometry, BlockRenderer, RenderedChunk, render_tasks, task_order
+from .teachers import Ensemble, load_teacher
+
+# -- setup -------------------------------------------------------------------------------------------------------
+
+
+def check_columns(dataset: datasets.Dataset, config: ReinforceConfig) -> None:
+    """Raise a :class:`MissingColumnError` listing the existing columns when a configured column is missing."""
+    roles = (("image_column", config.image_column), ("label_column", config.label_column))
+    for role, name in (*roles, ("key_column", config.key_column)):
+        if name is not None and name not in dataset.column_names:
+            raise MissingColumnError(
+                f"{role} {name!r} is not a column of the dataset; its columns are {dataset.column_names}"
+            )
+    if ROW_INDEX in dataset.column_names or any(c in dataset.column_names for c in reinforce_columns(config)):
+        raise ConfigError(
+            f"the dataset already has reinforcement columns ({ROW_INDEX}, aug_*, topk_*): is it reinforced already?"
+        )
+
+
+def reinforce_columns(config: ReinforceConfig) -> list[str]:
+    """Names of the columns a pass adds."""
+    return [ROW_INDEX, *config.augmentation_policy.columns, TOPK_IDS, TOPK_PROBS]
+
+
+def dataset_num_classes(dataset: datasets.Dataset, config: ReinforceConfig) -> int | None:
+    """Classes from the config, else from a ``ClassLabel`` label column, else ``None`` (taken from the teachers)."""
+    if config.num_classes is not None:
+        return config.num_classes
+    feature = dataset.features.get(config.label_column) if config.label_column else None
+    return feature.num_classes if isinstance(feature, ClassLabel) else None
+
+
+def build_ensemble(config: ReinforceConfig, num_classes: int | None, device: str | torch.device | None) -> Ensemble:
+    """Load every teacher on ``device`` aligned to the dataset's classes."""
+    mappings = config.class_mappings or {}
+    teachers = []
+    for spec in config.teachers:
+        key = spec if isinstance(spec, str) else spec.name
+        teacher = load_teacher(
+            spec,
+            device=device,
+            num_classes=num_classes,
+            class_mapping=mappings.get(key),
+            trust_remote_code=config.trust_remote_code,
+            default_resolution=config.resolution,
+        )
+        if config.teacher_batch_size:
+            teacher = dataclasses.replace(teacher, batch_size=config.teacher_batch_size)
+        teachers.append(teacher)
+    ensemble = Ensemble(teachers, temperature=config.temperature)
+    if config.top_k > ensemble.num_classes:
+        raise ConfigError(f"top_k ({config.top_k}) exceeds the number of classes ({ensemble.num_classes})")
+    return ensemble
+
+
+def fingerprint(*parts: Any) -> str:
+    """A stable hash of JSON-able parts (``datasets`` fingerprints of the pass's outputs)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def run_record(
+    dataset: datasets.Dataset,
+    config: ReinforceConfig,
+    ensemble: Ensemble,
+    split: str,
+    source_id: str | None,
+    source_revision: str | None,
+) -> dict[str, Any]:
+    """The full JSON record of a run: identity, teachers as loaded, source dataset and library version."""
+    info = dataset.info
+    feature = dataset.features.get(config.label_column) if config.label_column else None
+    return {
+        **config.identity(),
+        "library": "hf_reinforce",
+        "library_version": __version__,
+        "resolution": config.resolution,
+        "num_classes": ensemble.num_classes,
+        "class_names": list(feature.names) if isinstance(feature, ClassLabel) else None,
+        "teachers": ensemble.to_config()["teachers"],
+        "source": {
+            "id": source_id or info.dataset_name,
+            "config": info.config_name,
+            "revision": source_revision,
+            "split": split,
+            "num_rows": len(dataset),
+            "fingerprint": dataset._fingerprint,
+        },
+    }
+
+
+# -- the pass ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BlockResult:
+    """Everything written for one block: kept rows, their parameters and the ensemble's top-k of every view."""
+
+    block: int
+    rows: list[int]
+    params: list[Params]
+    topk_ids: np.ndarray
+    """``(len(rows), N, K)`` class ids."""
+    topk_probs: np.ndarray
+    """``(len(rows), N, K)`` float16 probabilities."""
+    skipped: list[int]
+
+
+@dataclass
+class PassStats:
+    """Where the pass's time went, summed over the blocks it ran (``estimate`` extrapolates from these)."""
+
+    views: int = 0
+    render_cpu_seconds: float = 0.0
+    """CPU time of decoding, sampling and rendering, in the workers (or here with ``num_workers=0``)."""
+    teacher_seconds: float = 0.0
+    """Wall time of the main process's teacher forward and top-k."""
+    wait_seconds: float = 0.0
+    """Wall time the main process waited for rendered views."""
+
+
+@dataclass
+class _Pending:
+    """A block whose chunks are still arriving: top-k arrays filled chunk by chunk."""
+
+    chunks_left: int
+    rows: list[int] = field(default_factory=list)
+    params: list[Params] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    ids: np.ndarray | None = None
+    probs: np.ndarray | None = None
+
+
+class ReinforcePass:
+    """One reinforcement pass of ``config`` over ``dataset``: the teachers, the output schema, and the pipelined
+    block loop. Build it once per process; run any row ranges of the dataset through :meth:`results` or
+    :meth:`map`.
+    """
+
+    def __init__(
+        self,
+        dataset: datasets.Dataset,
+        config: ReinforceConfig,
+        *,
+        device: str | torch.device | None = None,
+        ensemble: Ensemble | None = None,
+    ) -> None:
+        if not isinstance(dataset, datasets.Dataset):
+            raise TypeError(
+                f"the pass takes a datasets.Dataset, got {type(dataset).__name__}"
+                + (": pick a split, e.g. ds['train']" if isinstance(dataset, datasets.DatasetDict) else "")
+            )
+        if len(dataset) == 0:
+            raise ConfigError("the dataset has no rows: there is nothing to reinforce")
+        check_columns(dataset, config)
+        self.dataset, self.config = dataset, config
+        self.ensemble = ensemble or build_ensemble(
+            config, dataset_num_classes(dataset, config), device or config.device
+        )
+        self.prepared, self.image_feature = _undecoded(dataset, config.image_column)
+        self.keep = (
+            ([config.key_column] if config.key_column else []) if config.reinforcement_only else dataset.column_names
+        )
+        new = reinforce_features(config.augmentation_policy, config.num_augmentations, config.top_k, self.num_classes)
+        self.features = Features(
+            {**{c: self.prepared.features[c] for c in self.keep}, ROW_INDEX: Value("int64"), **new}
+        )
+        self.geometry = BlockGeometry(
+            len(dataset), config.num_augmentations, config.rows_per_block, config.augmentations_per_step
+        )
+        self.fingerprint = fingerprint(dataset._fingerprint, config.identity(), self.ensemble.to_config())
+        self.stats = PassStats()
+        self.skipped: list[int] = []
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of the stored top-k ids."""
+        return self.ensemble.num_classes
+
+    def record(self, split: str, source_id: str | None = None, source_revision: str | None = None) -> dict[str, Any]:
+        """The run record of this pass for ``split`` (see :func:`run_record`)."""
+        return run_record(self.dataset, self.config, self.ensemble, split, source_id, source_revision)
+
+    # -- the block loop ------------------------------------------------------------------------------------------
+
+    def results(
+        self, ranges: Sequence[range], *, on_views: Callable[[float], None] | None = None
+    ) -> Iterator[BlockResult]:
+        """Block results of the rows in ``ranges`` (block-aligned), in order. Workers render ahead while the
+        teachers run here; ``on_views`` is called with the number of teacher views as they are computed."""
+        blocks = [b for rows in ranges for b in self.geometry.blocks(rows)]
+        workers = self.config.workers
+        tasks = task_order(blocks, self.geometry.num_chunks, workers)
+        renderer = BlockRenderer(
+            self.prepared.select_columns([self.config.image_column]),
+            self.config.image_column,
+            self.config.augmentation_policy,
+            self.config.seed,
+            self.geometry,
+            self.ensemble.view_specs(),
+            self.config.skip_bad_images,
+        )
+        pin = self.ensemble.device.type == "cuda"
+        chunks = render_tasks(renderer, tasks, num_workers=workers, pin_memory=pin)
+        pending: dict[int, _Pending] = {}
+        order = iter(blocks)
+        expected = next(order, None)
+        while expected is not None:
+            waited = time.perf_counter()
+            chunk = next(chunks)
+            self.stats.wait_seconds += time.perf_counter() - waited
+            entry = pending.setdefault(chunk.block, _Pending(self.geometry.num_chunks))
+            self._run_teachers(chunk, entry, on_views)
+            while expected is not None and expected in pending and pending[expected].chunks_left == 0:
+                yield self._finish(expected, pending.pop(expected))
+                expected = next(order, None)
+
+    def _run_teachers(self, chunk: RenderedChunk, entry: _Pending, on_views: Callable[[float], None] | None) -> None:
+        if chunk.errors:
+            row, message = chunk.errors[0]
+            raise BadImageError(
+                f"row {row}, column {self.config.image_column!r}: cannot decode the image ({message}); "
+                "fix or remove it, or pass skip_bad_images=True to record and skip such rows"
+            )
+        if chunk.chunk == 0:
+            entry.rows, entry.params, entry.skipped = chunk.rows, chunk.params or [], chunk.skipped
+            shape = (len(chunk.rows), self.config.num_augmentations, self.config.top_k)
+            entry.ids = np.empty(shape, dtype=topk_id_dtype(self.num_classes))
+            entry.probs = np.empty(shape, dtype=np.float16)
+        entry.chunks_left -= 1
+        self.stats.render_cpu_seconds += chunk.cpu_seconds
+        if not chunk.rows:
+            return
+        start = time.perf_counter()
+        probs = self.ensemble.probs(chunk.views)
+        ids, values = encode_topk(probs, self.config.top_k, self.num_classes)
+        shape = (len(chunk.rows), len(chunk.indices), -1)
+        js = slice(chunk.indices.start, chunk.indices.stop)
+        assert entry.ids is not None and entry.probs is not None  # chunk 0 of a block arrives first (same worker)
+        entry.ids[:, js] = ids.reshape(shape)
+        entry.probs[:, js] = values.reshape(shape)
+        self.stats.teacher_seconds += time.perf_counter() - start
+        self.stats.views += chunk.num_views
+        if on_views:
+            on_views(chunk.num_views)
+
+    def _finish(self, block: int, entry: _Pending) -> BlockResult:
+        self.skipped += entry.skipped
+        return BlockResult(
+            block=block,
+            rows=entry.rows,
+            params=entry.params,
+            topk_ids=entry.ids,
+            topk_probs=entry.probs,
+            skipped=entry.skipped,
+        )
+
+    # -- rows through datasets.map -------------------------------------------------------------------------------
+
+    def map(
+        self,
+        rows: range,
+        results: Iterator[BlockResult],
+        *,
+        cache_file_name: str | Path,
+        fingerprint_suffix: str = "",
+    ) -> datasets.Dataset:
+        """``datasets.map`` over ``rows`` of the dataset, one block per batch, taking each block's result from
+        ``results`` (an iterator from :meth:`results` that covers these rows next). The output keeps the configured
+        source columns (images cast back to their original feature) and adds the reinforcement columns."""
+        subset = self.prepared.select(rows).with_format("arrow")
+        writer = _BlockWriter(self, results, rows.start)
+        out = subset.map(
+            writer,
+            batched=True,
+            batch_size=self.config.rows_per_block,
+            with_indices=True,
+            remove_columns=subset.column_names,
+            features=self.features,
+            new_fingerprint=f"{self.fingerprint}{fingerprint_suffix}",
+            load_from_cache_file=False,
+            cache_file_name=str(cache_file_name),
+        ).with_format(None)
+        if self.image_feature is not None and self.config.image_column in self.keep:
+            out = out.cast_column(self.config.image_column, self.image_feature)
+        return out
+
+    def block_table(self, batch: pa.Table, result: BlockResult, first_row: int) -> pa.Table:
+        """The output rows of one block: kept source columns of the rows that decoded, then the new columns."""
+        positions = [row - first_row for row in result.rows]
+        kept = batch.select(self.keep)
+        if len(positions) != batch.num_rows:
+            kept = kept.take(pa.array(positions, pa.int64()))
+        columns = {name: kept.column(name) for name in self.keep}
+        columns[ROW_INDEX] = pa.array(result.rows, pa.int64())
+        for name, (dtype, shape) in self.config.augmentation_policy.columns.items():
+            empty = np.zeros((0, self.config.num_augmentations, *shape), dtype=dtype)
+            columns[name] = to_arrow(np.stack([p[name] for p in result.params]) if result.params else empty)
+        columns[TOPK_IDS] = to_arrow(result.topk_ids)
+        columns[TOPK_PROBS] = to_arrow(result.topk_probs)
+        return pa.table(columns)
+
+
+class _BlockWriter:
+    """The ``map`` function: checks each batch is the next block, returns its output table."""
+
+    def __init__(self, owner: ReinforcePass, results: Iterator[BlockResult], offset: int) -> None:
+        self.owner, self.results, self.offset = owner, results, offset
+
+    def __call__(self, batch: pa.Table, indices: list[int]) -> pa.Table:
+        first = self.offset + indices[0]
+        result = next(self.results)
+        rows = self.owner.geometry.block_rows(result.block)
+        if rows.start != first or len(rows) != batch.num_rows:
+            raise RuntimeError(
+                f"internal error: map batch of rows {first}..{first + batch.num_rows - 1} met block {result.block} "
+                f"(rows {rows.start}..{rows.stop - 1})"
+            )
+        return self.owner.block_table(batch, result, first)
+
+
+def _undecoded(dataset: datasets.Dataset, image_column: str) -> tuple[datasets.Dataset, Image | None]:
+    """Cast the image column to undecoded bytes so the pass decodes each image itself, once, with row context;
+    also returns the original ``Image`` feature to cast the output back to (``None`` when nothing was cast)."""
+    feature = dataset.features[image_column]
+    if isinstance(feature, Image) and feature.decode:
+        return dataset.cast_column(image_column, Image(decode=False)), feature
+    return dataset, None
+
+
+__all__ = [
+    "BlockResult",
+    "PassStats",
+    "ReinforcePass",
+    "build_ensemble",
+    "check_columns",
+    "dataset_num_classes",
+    "fingerprint",
+    "reinforce_columns",
+    "run_record",
+]

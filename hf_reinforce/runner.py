@@ -1,0 +1,58 @@
+"""``reinforce()``: run the pass in this process (returns a Dataset) or into a Hub-layout folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import datasets
+
+from .config import ReinforceConfig
+from .folder import reinforce_to_folder
+from .format import attach_config
+from .pipeline import ReinforcePass
+from .progress import quiet_datasets, views_bar
+
+
+def reinforce(
+    dataset: datasets.Dataset,
+    config: ReinforceConfig,
+    output_dir: str | os.PathLike | None = None,
+    *,
+    split: str = "train",
+    overwrite: bool = False,
+    progress: bool = True,
+    source_id: str | None = None,
+    source_revision: str | None = None,
+) -> datasets.Dataset:
+    """Add augmentation-parameter and teacher top-k columns to ``dataset``.
+
+    Without ``output_dir`` the result is computed in this process and returned (its Arrow file lives in the
+    ``datasets`` cache, never beside the source). With ``output_dir`` it is written as a Hub-layout folder shard by
+    shard (atomic, resumable; under ``accelerate launch`` shards are spread over the processes) and loaded back.
+    Pick the folder for anything you will keep or publish, and the in-process run to try a config on a few rows.
+    """
+    if output_dir is not None:
+        return reinforce_to_folder(
+            dataset,
+            config,
+            Path(output_dir),
+            split=split,
+            overwrite=overwrite,
+            progress=progress,
+            source_id=source_id,
+            source_revision=source_revision,
+        )
+    run = ReinforcePass(dataset, config)
+    cache = Path(datasets.config.HF_DATASETS_CACHE) / "hf_reinforce" / f"{run.fingerprint}.arrow"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    rows = range(len(dataset))
+    bar = views_bar(len(dataset) * config.num_augmentations, "reinforce", enabled=progress)
+    with quiet_datasets(), bar:
+        out = run.map(rows, run.results([rows], on_views=bar.update), cache_file_name=cache)
+    record = run.record(split, source_id, source_revision)
+    record["source"]["skipped_rows"] = sorted(run.skipped)
+    return attach_config(out, record)
+
+
+__all__ = ["reinforce"]
