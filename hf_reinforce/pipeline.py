@@ -264,7 +264,7 @@ class ReinforcePass:
         if not chunk.rows:
             return
         start = time.perf_counter()
-        probs = self.ensemble.probs(chunk.views)
+        probs = self.ensemble.probs(chunk.views, on_views)
         ids, values = encode_topk(probs, self.config.top_k, self.num_classes)
         shape = (len(chunk.rows), len(chunk.indices), -1)
         js = slice(chunk.indices.start, chunk.indices.stop)
@@ -273,8 +273,6 @@ class ReinforcePass:
         entry.probs[:, js] = values.reshape(shape)
         self.stats.teacher_seconds += time.perf_counter() - start
         self.stats.views += chunk.num_views
-        if on_views:
-            on_views(chunk.num_views)
 
     def _finish(self, block: int, entry: _Pending) -> BlockResult:
         self.skipped += entry.skipped

