@@ -29,7 +29,7 @@ import torch
 from .config import ReinforceConfig
 from .errors import BadImageError, ConfigError
 from .format import PARQUET_OPTIONS
-from .pipeline import PassStats, ReinforcePass, reinforce_columns
+from .pipeline import PassStats, ReinforcePass, reinforce_columns, undecoded
 from .progress import quiet_datasets
 
 
@@ -189,7 +189,7 @@ def estimate(
         seconds_per_process=busiest * config.num_augmentations / rate,
         bytes_per_augmentation=per_aug,
         reinforcement_bytes=round(per_aug * total),
-        source_bytes=_source_bytes(timed.prepared, timed.keep, config.image_column),
+        source_bytes=_source_bytes(undecoded(dataset, config.image_column)[0], timed.keep, config.image_column),
         peak_rss_bytes=peak_rss_bytes(),
         notes=notes,
     )

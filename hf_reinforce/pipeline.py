@@ -189,7 +189,7 @@ class ReinforcePass:
         self.ensemble = ensemble or build_ensemble(
             config, dataset_num_classes(dataset, config), device or config.device
         )
-        self.prepared, self.image_feature = _undecoded(dataset, config.image_column)
+        self.prepared, self.image_feature = undecoded(dataset, config.image_column)
         self.keep = (
             ([config.key_column] if config.key_column else []) if config.reinforcement_only else dataset.column_names
         )
@@ -349,7 +349,7 @@ class _BlockWriter:
         return self.owner.block_table(batch, result, first)
 
 
-def _undecoded(dataset: datasets.Dataset, image_column: str) -> tuple[datasets.Dataset, Image | None]:
+def undecoded(dataset: datasets.Dataset, image_column: str) -> tuple[datasets.Dataset, Image | None]:
     """Cast the image column to undecoded bytes so the pass decodes each image itself, once, with row context;
     also returns the original ``Image`` feature to cast the output back to (``None`` when nothing was cast)."""
     feature = dataset.features[image_column]
@@ -368,4 +368,5 @@ __all__ = [
     "fingerprint",
     "reinforce_columns",
     "run_record",
+    "undecoded",
 ]

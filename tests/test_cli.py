@@ -140,7 +140,7 @@ def test_estimate_command_prints_every_field(mnist_folder: Path, capsys: pytest.
     printed = capsys.readouterr().out
     assert re.search(r"teacher views \(rows × N\)\s+16,000", printed)
     assert re.search(r"calibration sample\s+4 rows × 2 augmentations = 8 views", printed)
-    assert re.search(r"measured throughput\s+[\d,.]+ views/s", printed)
+    assert re.search(r"pipelined throughput\s+[\d,.]+ views/s", printed)
     assert re.search(r"estimated time, 2 devices\s+.+ per device", printed)
     assert re.search(r"reinforcement columns\s+[\d.]+ B/augmentation", printed)
     for field in (
