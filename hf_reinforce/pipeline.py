@@ -215,15 +215,9 @@ class ReinforcePass:
 
     # -- the block loop ------------------------------------------------------------------------------------------
 
-    def results(
-        self, ranges: Sequence[range], *, on_views: Callable[[float], None] | None = None
-    ) -> Iterator[BlockResult]:
-        """Block results of the rows in ``ranges`` (block-aligned), in order. Workers render ahead while the
-        teachers run here; ``on_views`` is called with the number of teacher views as they are computed."""
-        blocks = [b for rows in ranges for b in self.geometry.blocks(rows)]
-        workers = self.config.workers
-        tasks = task_order(blocks, self.geometry.num_chunks, workers)
-        renderer = BlockRenderer(
+    def renderer(self) -> BlockRenderer:
+        """The render-worker dataset of this pass: task ``(block, chunk)`` → the teachers' uint8 views."""
+        return BlockRenderer(
             self.prepared.select_columns([self.config.image_column]),
             self.config.image_column,
             self.config.augmentation_policy,
@@ -232,8 +226,17 @@ class ReinforcePass:
             self.ensemble.view_specs(),
             self.config.skip_bad_images,
         )
+
+    def results(
+        self, ranges: Sequence[range], *, on_views: Callable[[float], None] | None = None
+    ) -> Iterator[BlockResult]:
+        """Block results of the rows in ``ranges`` (block-aligned), in order. Workers render ahead while the
+        teachers run here; ``on_views`` is called with the number of teacher views as they are computed."""
+        blocks = [b for rows in ranges for b in self.geometry.blocks(rows)]
+        workers = self.config.workers
+        tasks = task_order(blocks, self.geometry.num_chunks, workers)
         pin = self.ensemble.device.type == "cuda"
-        chunks = render_tasks(renderer, tasks, num_workers=workers, pin_memory=pin)
+        chunks = render_tasks(self.renderer(), tasks, num_workers=workers, pin_memory=pin)
         pending: dict[int, _Pending] = {}
         order = iter(blocks)
         expected = next(order, None)

@@ -177,3 +177,14 @@ def test_default_workers_follow_the_cores_per_process(monkeypatch):
 def test_num_workers_is_not_part_of_the_identity():
     assert make_config(num_workers=0).identity() == make_config(num_workers=5).identity()
     assert np.all([f in make_config().identity() for f in ("policy", "seed", "num_augmentations")])
+
+
+def test_renderer_pickles_for_spawned_workers():
+    """macOS and Windows start workers by spawning: the renderer travels by pickle and renders the same views."""
+    import pickle
+
+    run = ReinforcePass(mnist_dataset(16), make_config(num_workers=0))
+    renderer = run.renderer()
+    here = renderer[(0, 1)]
+    copy = pickle.loads(pickle.dumps(renderer))[(0, 1)]
+    assert copy.rows == here.rows and all(torch.equal(copy.views[s], here.views[s]) for s in here.views)

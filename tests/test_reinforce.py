@@ -20,6 +20,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import PIL.Image
+import psutil
 import pyarrow.parquet as pq
 import pytest
 import timm
@@ -434,10 +435,14 @@ def test_killed_pass_resumes_to_identical_output_without_recomputing(tmp_path):
         deadline = time.monotonic() + 180
         while not shard_stats(killed) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
+        render_workers = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signal.SIGKILL)
     finally:
         output = proc.communicate(timeout=60)[0].decode(errors="replace")
     assert proc.returncode == -signal.SIGKILL, f"the worker ended on its own before it was killed:\n{output}"
+    assert render_workers, "the pass ran without render worker processes"
+    _, alive = psutil.wait_procs(render_workers, timeout=30)
+    assert not alive, f"render workers outlived the killed pass: {alive}"
 
     finished = shard_stats(killed)
     assert 1 <= len(finished) < num_shards, finished
