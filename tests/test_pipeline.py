@@ -188,3 +188,12 @@ def test_renderer_pickles_for_spawned_workers():
     here = renderer[(0, 1)]
     copy = pickle.loads(pickle.dumps(renderer))[(0, 1)]
     assert copy.rows == here.rows and all(torch.equal(copy.views[s], here.views[s]) for s in here.views)
+
+
+def test_in_process_run_writes_nothing_into_the_source_folder(tmp_path):
+    mnist_dataset(20).save_to_disk(str(tmp_path / "source"))
+    before = sorted(p.name for p in (tmp_path / "source").iterdir())
+    source = datasets.load_from_disk(str(tmp_path / "source"))
+    out = hfr.reinforce(source, make_config(num_workers=1, policy="rrc"), progress=False)
+    assert len(out) == 20 and sorted(p.name for p in (tmp_path / "source").iterdir()) == before
+    assert all(not f["filename"].startswith(str(tmp_path / "source")) for f in out.cache_files)
