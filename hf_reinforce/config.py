@@ -1,9 +1,11 @@
 """``ReinforceConfig``: everything a user chooses about a reinforcement pass, frozen and self-describing.
 
 Each field carries metadata: ``help`` (one line, shown by the CLI), ``group`` (``dataset``, ``reinforcement`` or
-``execution``) and ``identity`` (whether the field determines the output: a rerun, a resume or a second split must
-match it). :meth:`ReinforceConfig.identity` and the command line are derived from that metadata, so a new field is
-one edit here. Vary a config with ``dataclasses.replace``; inputs are normalized (the policy parsed, teachers a
+``execution``), ``identity`` (whether the field determines the output: a rerun, a resume or a second split must
+match it) and optionally ``cli`` (argparse keywords overriding the ones the CLI derives from the annotation, or
+``None``: not on the command line) and ``none_help`` (help of the ``--no-<field>`` form of an optional field).
+:meth:`ReinforceConfig.identity` and the command line are derived from that metadata, so a new field is one edit
+here. Vary a config with ``dataclasses.replace``; inputs are normalized (the policy parsed, teachers a
 tuple) and validated at construction.
 """
 
@@ -63,9 +65,10 @@ class ReinforceConfig:
     image_column: str = _field("image", "image column", "dataset", identity=True)
     label_column: str | None = _field(
         "label",
-        "label column (none: the dataset has no labels, classes come from the teachers)",
+        "label column",
         "dataset",
         identity=True,
+        none_help="the dataset has no labels (classes come from the teachers)",
     )
     temperature: float = _field(1.0, "softmax temperature of the teachers", "reinforcement", identity=True)
     num_classes: int | None = _field(None, "number of classes (default: from a ClassLabel label column)", "dataset")
