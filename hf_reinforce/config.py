@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 from .augment import AugmentationPolicy
 from .errors import ConfigError
 from .format import SCHEMA_VERSION
+from .shared import check_temperature
 from .teachers import Teacher
 
 GROUPS = ("dataset", "reinforcement", "execution")
@@ -155,13 +155,6 @@ class ReinforceConfig:
 def identity_fields() -> list[str]:
     """Names of the fields that determine a pass's output."""
     return [f.name for f in dataclasses.fields(ReinforceConfig) if f.metadata.get("identity")]
-
-
-def check_temperature(value: Any, field: str = "temperature") -> float:
-    """A finite positive temperature as a float, else a :class:`ConfigError` naming ``field``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{field}: expected a finite positive number, got {value!r}")
-    return float(value)
 
 
 def _check_int(name: str, value: Any, *, minimum: int) -> None:
