@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..augment import AugmentationPolicy, Params, normalize, to_rgb_uint8
-from ..errors import ConfigError
+from ..errors import ConfigError, OutOfRangeError
 from ..format import (
     ROW_INDEX,
     TOPK_IDS,
@@ -154,7 +154,9 @@ class ReinforcedTransform:
     ) -> torch.Tensor:
         """Exact ``uint8 (3, r, r)`` pixels of stored augmentation ``aug_index`` of ``row`` (mixing included)."""
         if not 0 <= int(aug_index) < self.num_augmentations:
-            raise IndexError(f"aug_index {aug_index} out of range for {self.num_augmentations} stored augmentations")
+            raise OutOfRangeError(
+                f"aug_index {aug_index} out of range for {self.num_augmentations} stored augmentations"
+            )
         resolution = int(resolution or self.resolution)
         interpolation = interpolation or self.interpolation
         params = self._params(row, aug_index)
