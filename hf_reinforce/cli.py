@@ -1,22 +1,35 @@
 """The ``hf-reinforce`` command line (also ``python -m hf_reinforce``): reinforce, estimate, push, show.
 
 ``reinforce`` works under ``accelerate launch -m hf_reinforce reinforce ...`` and ``torchrun -m hf_reinforce
-reinforce ...``: shards are spread over the processes and only the main process prints the summary. User errors
-(a missing column, a bad policy, a missing dataset) exit with status 2 and a one-line message.
+reinforce ...``: shards are spread over the processes and only the main process prints the summary.
+
+The ``reinforce``/``estimate`` options are built from ``ReinforceConfig``'s fields and their metadata (help, group,
+``cli`` overrides), so a new config field is on the command line with no edit here. User errors (a
+:class:`~hf_reinforce.errors.ReinforceError` such as a missing column or a bad policy, or a missing file or
+dataset) exit with status 2 and a one-line message; any other exception is a bug and shows its traceback
+(``--debug`` shows the traceback of user errors too).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections.abc
+import dataclasses
 import json
 import os
 import sys
-from collections.abc import Sequence
+import types
+import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
+
+from .config import GROUPS, ReinforceConfig
+from .errors import ConfigError, NotFoundError, ReinforceError
 
 PROG = "hf-reinforce"
-USER_ERRORS = (ValueError, FileNotFoundError)
+USER_ERRORS = (ReinforceError, FileNotFoundError)
+"""Exceptions reported as one line with exit status 2; anything else is a bug and keeps its traceback."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,7 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except USER_ERRORS as error:
-        print(f"{PROG} {args.command}: error: {error}", file=sys.stderr)
+        if args.debug:
+            raise
+        print(f"{PROG} {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
@@ -45,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ._version import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of every error, user errors included"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     reinforce = commands.add_parser(
@@ -100,9 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _pass_arguments() -> argparse.ArgumentParser:
-    """Arguments shared by ``reinforce`` and ``estimate``: the dataset and the ReinforceConfig fields."""
+    """Arguments shared by ``reinforce`` and ``estimate``: the dataset to load, then one per ReinforceConfig field."""
     p = argparse.ArgumentParser(add_help=False)
-    data = p.add_argument_group("dataset")
+    groups = {name: p.add_argument_group(name) for name in GROUPS}
+    data = groups["dataset"]
     data.add_argument(
         "dataset",
         help="Hub dataset id, local dataset folder/files for datasets.load_dataset, "
@@ -112,72 +131,83 @@ def _pass_arguments() -> argparse.ArgumentParser:
     data.add_argument("--split", default="train", help="split to reinforce (default: train)")
     data.add_argument("--revision", help="dataset revision on the Hub (recorded in the config)")
     data.add_argument("--max-rows", type=int, help="only the first N rows (for trying things out)")
-    data.add_argument("--image-column", default="image", help="image column (default: image)")
-    labels = data.add_mutually_exclusive_group()
-    labels.add_argument("--label-column", default="label", help="label column (default: label)")
-    labels.add_argument(
-        "--no-label-column",
-        dest="label_column",
+    add_config_arguments(p, groups=groups)
+    return p
+
+
+def add_config_arguments(
+    parser: argparse.ArgumentParser,
+    config_class: type = ReinforceConfig,
+    *,
+    groups: Mapping[str, Any] | None = None,
+) -> None:
+    """One option per field of ``config_class`` (a ``ReinforceConfig`` or a dataclass subclass of it), from the
+    fields' metadata: flag ``--name-with-dashes``, type from the annotation (``int``/``float``/``str``; ``bool``
+    → a switch; ``X | None`` → default ``None``, plus ``--no-name`` where the default is not ``None``; anything
+    else is read as a string for the config to parse), ``help`` and ``group`` from the metadata, and ``cli``
+    metadata overriding these argparse keywords (``cli=None``: not on the command line)."""
+    groups = dict(groups or {})
+    hints = typing.get_type_hints(config_class)
+    for field in dataclasses.fields(config_class):
+        if "cli" in field.metadata and field.metadata["cli"] is None:
+            continue
+        group = field.metadata.get("group", "reinforcement")
+        if group not in groups:
+            groups[group] = parser.add_argument_group(group)
+        _add_field(groups[group], field, hints[field.name])
+
+
+def _add_field(group: Any, field: dataclasses.Field, hint: Any) -> None:
+    """The option (and for an optional field with a default, its ``--no-`` form) of one config field."""
+    flag = "--" + field.name.replace("_", "-")
+    help_text = field.metadata.get("help", "")
+    default = None if field.default is dataclasses.MISSING else field.default
+    optional, kind = _scalar_type(hint)
+    if kind is bool:
+        action = "store_false" if default else "store_true"
+        flag = "--no-" + field.name.replace("_", "-") if default else flag
+        group.add_argument(flag, dest=field.name, action=action, help=help_text, **(field.metadata.get("cli") or {}))
+        return
+    kwargs: dict[str, Any] = {"dest": field.name, "type": kind, "default": default, "help": help_text}
+    if typing.get_origin(hint) in (list, tuple, Sequence, collections.abc.Sequence):
+        kwargs["nargs"] = "+"
+    if default is not None:
+        kwargs["help"] = f"{help_text} (default: {default})"
+    kwargs.update(field.metadata.get("cli") or {})
+    if not (optional and default is not None):
+        group.add_argument(flag, **kwargs)
+        return
+    either = group.add_mutually_exclusive_group()
+    either.add_argument(flag, **kwargs)
+    either.add_argument(
+        "--no-" + field.name.replace("_", "-"),
+        dest=field.name,
         action="store_const",
         const=None,
-        help="the dataset has no labels (classes come from the teachers)",
+        help=field.metadata.get("none_help", f"no {field.name.replace('_', ' ')}"),
     )
-    data.add_argument("--key-column", help="column kept as a join key with --reinforcement-only")
 
-    run = p.add_argument_group("reinforcement")
-    run.add_argument(
-        "--teachers",
-        nargs="+",
-        required=True,
-        metavar="SPEC",
-        help="teacher specs: timm:<arch>[@weights], timm/<hub id>[@revision], hf:<repo|folder>[@revision]",
-    )
-    run.add_argument(
-        "--policy",
-        default="rrc+ra+re",
-        help="preset (rrc, rrc+mix, rrc+ra+re, rrc+mix+ra+re), a JSON policy, or a .json file (default: rrc+ra+re)",
-    )
-    run.add_argument("--num-augmentations", type=int, default=400, help="augmentations per row, N (default: 400)")
-    run.add_argument("--top-k", type=int, default=10, help="classes stored per augmentation, K (default: 10)")
-    run.add_argument("--seed", type=int, default=0, help="augmentation seed (default: 0)")
-    run.add_argument(
-        "--resolution",
-        type=int,
-        default=224,
-        help="teacher resolution where a teacher's config has none (default: 224)",
-    )
-    run.add_argument("--temperature", type=float, default=1.0, help="softmax temperature of the teachers")
-    run.add_argument("--num-classes", type=int, help="number of classes (default: from a ClassLabel label column)")
-    run.add_argument("--trust-remote-code", action="store_true", help="allow custom code of hf: teachers")
 
-    pace = p.add_argument_group("execution")
-    pace.add_argument("--rows-per-shard", type=int, default=2048, help="rows per parquet shard (default: 2048)")
-    pace.add_argument("--rows-per-block", type=int, default=16, help="rows rendered together (default: 16)")
-    pace.add_argument(
-        "--augmentations-per-step",
-        type=int,
-        default=16,
-        help="augmentations per row in one teacher batch (default: 16)",
-    )
-    pace.add_argument("--teacher-batch-size", type=int, help="micro-batch of one teacher forward")
-    pace.add_argument(
-        "--num-workers",
-        type=int,
-        help="CPU processes that decode and render views while the teachers run (0: in the main process; "
-        "default: the cores per process less one)",
-    )
-    pace.add_argument("--skip-bad-images", action="store_true", help="record and skip rows whose image fails to decode")
-    pace.add_argument(
-        "--reinforcement-only",
-        action="store_true",
-        help="write only row_index (+ --key-column) and the reinforcement columns, not the images",
-    )
-    pace.add_argument(
-        "--device",
-        help="teacher device, e.g. cuda:0 or cpu (default: cuda when available; "
-        "each process's own under accelerate/torchrun)",
-    )
-    return p
+def _scalar_type(hint: Any) -> tuple[bool, type]:
+    """(whether ``None`` is allowed, the command-line type) of an annotation; non-scalar types are read as ``str``."""
+    args = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is Union else ()
+    optional = type(None) in args
+    rest = [a for a in args if a is not type(None)] if args else [hint]
+    kind = rest[0] if len(rest) == 1 and rest[0] in (int, float, str, bool) else str
+    return optional, kind
+
+
+def config_from_args(args: argparse.Namespace, config_class: type = ReinforceConfig) -> Any:
+    """The ``config_class`` instance the parsed options describe (fields not on the command line keep their
+    defaults; a ``--policy`` ending in ``.json`` is read from that file)."""
+    values = {
+        field.name: getattr(args, field.name)
+        for field in dataclasses.fields(config_class)
+        if field.metadata.get("cli", {}) is not None and hasattr(args, field.name)
+    }
+    if isinstance(values.get("policy"), str):
+        values["policy"] = _policy(values["policy"])
+    return config_class(**values)
 
 
 def _calibration_arguments(parser: argparse.ArgumentParser) -> None:
@@ -201,7 +231,7 @@ def _reinforce(args: argparse.Namespace) -> int:
         return _estimate(args)
     from .runner import reinforce
 
-    config = _config(args)  # before loading: a bad argument fails before a long download
+    config = config_from_args(args)  # before loading: a bad argument fails before a long download
     out = reinforce(
         load_source(args),
         config,
@@ -222,7 +252,7 @@ def _estimate(args: argparse.Namespace) -> int:
         return 0  # one calibration is enough; the others would compete for the same machine
     from .estimation import estimate
 
-    config = _config(args)
+    config = config_from_args(args)
     result = estimate(
         load_source(args),
         config,
@@ -240,7 +270,7 @@ def _push(args: argparse.Namespace) -> int:
     from .hub import push_to_hub
 
     if not Path(args.folder).is_dir():
-        raise FileNotFoundError(f"{args.folder} is not a folder; give the output folder of `{PROG} reinforce`")
+        raise NotFoundError(f"{args.folder} is not a folder; give the output folder of `{PROG} reinforce`")
     extra = {"commit_message": args.commit_message} if args.commit_message else {}
     result = push_to_hub(args.folder, args.repo_id, private=args.private, revision=args.revision, token=None, **extra)
     print(f"pushed {args.folder} to {result if result is not None else args.repo_id}")
@@ -269,42 +299,15 @@ def load_source(args: argparse.Namespace) -> Any:
         loaded = datasets.load_from_disk(str(path))
         if isinstance(loaded, datasets.DatasetDict):
             if args.split not in loaded:
-                raise ValueError(f"split {args.split!r} is not in {args.dataset}; its splits are {list(loaded)}")
+                raise ConfigError(f"--split: {args.split!r} is not in {args.dataset}; its splits are {list(loaded)}")
             loaded = loaded[args.split]
     else:
         loaded = datasets.load_dataset(args.dataset, name=args.name, split=args.split, revision=args.revision)
     if args.max_rows is not None:
         if args.max_rows < 1:
-            raise ValueError(f"--max-rows: expected a positive integer, got {args.max_rows}")
+            raise ConfigError(f"--max-rows: expected a positive integer, got {args.max_rows}")
         loaded = loaded.select(range(min(args.max_rows, len(loaded))))
     return loaded
-
-
-def _config(args: argparse.Namespace) -> Any:
-    from .config import ReinforceConfig
-
-    return ReinforceConfig(
-        teachers=args.teachers,
-        policy=_policy(args.policy),
-        num_augmentations=args.num_augmentations,
-        top_k=args.top_k,
-        seed=args.seed,
-        resolution=args.resolution,
-        image_column=args.image_column,
-        label_column=args.label_column,
-        temperature=args.temperature,
-        num_classes=args.num_classes,
-        rows_per_block=args.rows_per_block,
-        augmentations_per_step=args.augmentations_per_step,
-        rows_per_shard=args.rows_per_shard,
-        skip_bad_images=args.skip_bad_images,
-        reinforcement_only=args.reinforcement_only,
-        key_column=args.key_column,
-        trust_remote_code=args.trust_remote_code,
-        device=args.device,
-        teacher_batch_size=args.teacher_batch_size,
-        num_workers=args.num_workers,
-    )
 
 
 def _policy(value: str) -> Any:
@@ -312,12 +315,17 @@ def _policy(value: str) -> Any:
     if value.endswith(".json"):
         path = Path(value)
         if not path.is_file():
-            raise FileNotFoundError(f"--policy: policy file {value} not found")
+            raise NotFoundError(f"--policy: policy file {value} not found")
         try:
             return json.loads(path.read_text())
         except json.JSONDecodeError as error:
-            raise ValueError(f"--policy: {value} is not valid JSON: {error}") from None
+            raise ConfigError(f"--policy: {value} is not valid JSON: {error}") from None
     return value
+
+
+def _one_line(error: BaseException) -> str:
+    """The error's message on one line (a multi-line message is joined with spaces)."""
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _split_name(split: str) -> str:

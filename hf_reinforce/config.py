@@ -1,9 +1,11 @@
 """``ReinforceConfig``: everything a user chooses about a reinforcement pass, frozen and self-describing.
 
 Each field carries metadata: ``help`` (one line, shown by the CLI), ``group`` (``dataset``, ``reinforcement`` or
-``execution``) and ``identity`` (whether the field determines the output: a rerun, a resume or a second split must
-match it). :meth:`ReinforceConfig.identity` and the command line are derived from that metadata, so a new field is
-one edit here. Vary a config with ``dataclasses.replace``; inputs are normalized (the policy parsed, teachers a
+``execution``), ``identity`` (whether the field determines the output: a rerun, a resume or a second split must
+match it) and optionally ``cli`` (argparse keywords overriding the ones the CLI derives from the annotation, or
+``None``: not on the command line) and ``none_help`` (help of the ``--no-<field>`` form of an optional field).
+:meth:`ReinforceConfig.identity` and the command line are derived from that metadata, so a new field is one edit
+here. Vary a config with ``dataclasses.replace``; inputs are normalized (the policy parsed, teachers a
 tuple) and validated at construction.
 """
 
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import Any
 from .augment import AugmentationPolicy
 from .errors import ConfigError
 from .format import SCHEMA_VERSION
+from .shared import check_temperature
 from .teachers import Teacher
 
 GROUPS = ("dataset", "reinforcement", "execution")
@@ -63,9 +65,10 @@ class ReinforceConfig:
     image_column: str = _field("image", "image column", "dataset", identity=True)
     label_column: str | None = _field(
         "label",
-        "label column (none: the dataset has no labels, classes come from the teachers)",
+        "label column",
         "dataset",
         identity=True,
+        none_help="the dataset has no labels (classes come from the teachers)",
     )
     temperature: float = _field(1.0, "softmax temperature of the teachers", "reinforcement", identity=True)
     num_classes: int | None = _field(None, "number of classes (default: from a ClassLabel label column)", "dataset")
@@ -152,13 +155,6 @@ class ReinforceConfig:
 def identity_fields() -> list[str]:
     """Names of the fields that determine a pass's output."""
     return [f.name for f in dataclasses.fields(ReinforceConfig) if f.metadata.get("identity")]
-
-
-def check_temperature(value: Any, field: str = "temperature") -> float:
-    """A finite positive temperature as a float, else a :class:`ConfigError` naming ``field``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{field}: expected a finite positive number, got {value!r}")
-    return float(value)
 
 
 def _check_int(name: str, value: Any, *, minimum: int) -> None:

@@ -35,6 +35,10 @@ class IncompleteOutputError(ReinforceError, RuntimeError):
     """A reinforced folder or split is unfinished or damaged (the message names the file)."""
 
 
+class OutOfRangeError(ReinforceError, IndexError):
+    """A row or augmentation index outside what the data holds (the message gives the valid range)."""
+
+
 class NotFoundError(ReinforceError, FileNotFoundError):
     """A local folder or file the user named does not exist."""
 
@@ -45,6 +49,7 @@ __all__ = [
     "IncompleteOutputError",
     "MissingColumnError",
     "NotFoundError",
+    "OutOfRangeError",
     "OutputConflictError",
     "ReinforceError",
     "SchemaVersionError",

@@ -217,7 +217,7 @@ def _positive(name: str, value: int | None, default: int) -> int:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
     return value
 
 

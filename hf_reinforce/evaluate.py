@@ -1,4 +1,7 @@
-"""Teacher and ensemble accuracy on a labelled split (recorded in the config and the card)."""
+"""Teacher and ensemble accuracy on a labelled split (recorded in the config and the card).
+
+Every teacher sees :func:`~hf_reinforce.shared.center_view` of each image, the same view the students are
+evaluated on (``ReinforcedTransform.evaluation``), so the card's teacher accuracy and a student's compare."""
 
 from __future__ import annotations
 
@@ -9,22 +12,14 @@ from typing import Any
 import datasets
 import torch
 
-from .augment import Q, interpolation_mode, to_rgb_uint8
-from .augment.functional import resized_crop
+from .augment import to_rgb_uint8
 from .card import write_card
 from .config import ReinforceConfig
+from .errors import ConfigError
 from .layout import CONFIG_FILE, load_config, write_json_atomic
 from .pipeline import build_ensemble, check_columns, dataset_num_classes
+from .shared import center_view
 from .teachers import Ensemble
-
-
-def center_view(image: torch.Tensor, resolution: int, interpolation: str) -> torch.Tensor:
-    """The centred largest square of ``image`` resized to ``resolution`` (the evaluation view of every teacher)."""
-    height, width = image.shape[-2:]
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    box = (top * Q // height, left * Q // width, side * Q // height, side * Q // width)
-    return resized_crop(image, box, resolution, interpolation_mode(interpolation))
 
 
 @torch.inference_mode()
@@ -42,17 +37,14 @@ def ensemble_accuracy(
             spec: torch.stack([center_view(im, spec.resolution, spec.interpolation) for im in images])
             for spec in ensemble.view_specs()
         }
-        mean = 0
-        for teacher in ensemble.teachers:
-            probs = torch.softmax(teacher.logits(views[teacher.view_spec]) / ensemble.temperature, dim=1).to(
-                ensemble.device
-            )
+        parts = ensemble.teacher_probs(views)
+        for teacher, probs in zip(ensemble.teachers, parts):
             correct[teacher.name] += int((probs.argmax(1) == labels).sum())
-            mean = mean + probs
+        mean = ensemble.average(parts)
         correct_ensemble += int((mean.argmax(1) == labels).sum())
         total += len(labels)
     if total == 0:
-        raise ValueError("the evaluation split is empty")
+        raise ConfigError("the evaluation split is empty: give a split with rows")
     return {
         "num_rows": total,
         "teachers": {name: round(c / total, 4) for name, c in correct.items()},
@@ -70,7 +62,7 @@ def evaluate_teachers(
     """Accuracy of the config's teachers and ensemble on a labelled split; with ``output_dir`` (a finished
     reinforced folder) it is recorded under ``accuracy`` in ``reinforce_config.json`` and shown in the card."""
     if config.label_column is None:
-        raise ValueError("evaluate_teachers needs labels: set label_column")
+        raise ConfigError("label_column: evaluate_teachers needs labels; set label_column to the label column")
     check_columns(dataset, config)
     ensemble = build_ensemble(config, dataset_num_classes(dataset, config), config.device)
     result = {"split": split, **ensemble_accuracy(dataset, ensemble, config.image_column, config.label_column)}

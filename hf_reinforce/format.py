@@ -84,23 +84,24 @@ def to_arrow(values: np.ndarray) -> pa.Array:
     return array
 
 
-def decode_params(row: Mapping[str, Any], policy: AugmentationPolicy) -> Params:
-    """The stored parameters of one row as typed numpy arrays (leading dimension N)."""
+def decode_params(row: Mapping[str, Any], policy: AugmentationPolicy, index: int | None = None) -> Params:
+    """The stored parameters of one row as typed numpy arrays: all N augmentations (leading dimension N), or with
+    ``index`` only augmentation ``index`` (leading dimension 1, reading just that element of each stored list)."""
     params: Params = {}
     for name, (dtype, _shape) in policy.columns.items():
         if name not in row:
             raise KeyError(f"column {name!r} of policy is missing from the row (columns: {sorted(row)})")
         value = row[name]
-        params[name] = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-        params[name] = params[name].astype(dtype, copy=False)
+        value = value.numpy() if isinstance(value, torch.Tensor) else value
+        value = value if index is None else [value[index]]
+        params[name] = np.asarray(value).astype(dtype, copy=False)
     return params
 
 
-def decode_topk(row: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(topk_ids int64 (N, K), topk_probs float32 (N, K))`` of one row."""
-    ids = torch.as_tensor(np.asarray(row[TOPK_IDS]), dtype=torch.int64)
-    probs = torch.as_tensor(np.asarray(row[TOPK_PROBS], dtype=np.float32))
-    return ids, probs
+def decode_topk(row: Mapping[str, Any], index: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(topk_ids int64, topk_probs float32)`` of one row: ``(N, K)``, or ``(K,)`` of augmentation ``index``."""
+    ids, probs = (row[TOPK_IDS], row[TOPK_PROBS]) if index is None else (row[TOPK_IDS][index], row[TOPK_PROBS][index])
+    return torch.as_tensor(np.asarray(ids), dtype=torch.int64), torch.as_tensor(np.asarray(probs, dtype=np.float32))
 
 
 def check_schema_version(version: int) -> None:

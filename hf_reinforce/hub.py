@@ -20,6 +20,7 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
 from .card import build_card, write_card
+from .errors import ConfigError, IncompleteOutputError, MissingColumnError, OutputConflictError
 from .format import ROW_INDEX, SCHEMA_VERSION, attach_config, check_schema_version, config_from_dataset
 from .layout import (
     CARD_FILE,
@@ -42,7 +43,9 @@ def save_folder(
     """Write a dataset returned by :func:`hf_reinforce.reinforce` as a Hub-layout folder (shards, config, card)."""
     config = config_from_dataset(dataset)
     if config is None:
-        raise ValueError("this dataset does not carry an hf_reinforce config: pass the dataset returned by reinforce()")
+        raise ConfigError(
+            "this dataset does not carry an hf_reinforce config: pass the dataset returned by reinforce()"
+        )
     folder = Path(folder)
     count = max(1, -(-len(dataset) // rows_per_shard))
     table = dataset.with_format("arrow")
@@ -80,7 +83,7 @@ def _merge(remote: dict[str, Any] | None, local: dict[str, Any], repo_id: str) -
     check_schema_version(remote.get("schema_version", SCHEMA_VERSION))
     differing = identity_mismatch({k: remote.get(k) for k in _IDENTITY_KEYS}, {k: local.get(k) for k in _IDENTITY_KEYS})
     if differing:
-        raise ValueError(
+        raise OutputConflictError(
             f"{repo_id} already holds a dataset reinforced with a different config (differs in: {', '.join(differing)}); "
             "push to another repo or branch (revision=...)"
         )
@@ -122,7 +125,7 @@ def push_to_hub(
             )
     folder = Path(dataset_or_folder)
     if (folder / IN_PROGRESS_FILE).exists() or not (folder / CONFIG_FILE).exists():
-        raise ValueError(
+        raise IncompleteOutputError(
             f"{folder} is not a finished reinforcement (no {CONFIG_FILE}, or a run is in progress): finish it first"
         )
     local = load_config(folder)
@@ -176,21 +179,21 @@ def attach(
     (a dict, a folder or repo id); by default the one carried by ``reinforcement``.
     """
     if ROW_INDEX not in reinforcement.column_names:
-        raise ValueError(f"reinforcement has no {ROW_INDEX!r} column (columns: {reinforcement.column_names})")
+        raise MissingColumnError(f"reinforcement has no {ROW_INDEX!r} column (columns: {reinforcement.column_names})")
     cfg = (
         config if isinstance(config, dict) else (load_config(config) if config else config_from_dataset(reinforcement))
     )
     if cfg is None:
-        raise ValueError("attach needs the reinforcement's config: pass config=<folder, repo id or dict>")
+        raise ConfigError("attach needs the reinforcement's config: pass config=<folder, repo id or dict>")
     splits = cfg.get("splits") or {"": cfg.get("source", {})}
     recorded = splits[split] if split else next(iter(splits.values()))
     if recorded.get("num_rows") is not None and recorded["num_rows"] != len(source):
-        raise ValueError(
+        raise ConfigError(
             f"source has {len(source)} rows but the reinforcement was made from {recorded['num_rows']} rows of "
             f"{recorded.get('id') or 'its source'} (split {recorded.get('split')!r}): attach the same split and revision"
         )
     if verify_fingerprint and recorded.get("fingerprint") and recorded["fingerprint"] != source._fingerprint:
-        raise ValueError(
+        raise ConfigError(
             f"source fingerprint {source._fingerprint} differs from the one reinforced ({recorded['fingerprint']}, "
             f"revision {recorded.get('revision')}): the source data changed or was loaded differently; "
             "pass verify_fingerprint=False if you are sure the rows are the same"
@@ -199,10 +202,10 @@ def attach(
     key = cfg.get("key_column")
     if key and key in reinforcement.column_names:
         if list(rows[key]) != list(reinforcement[key]):
-            raise ValueError(f"key column {key!r} of the source does not match the reinforcement's row by row")
+            raise ConfigError(f"key column {key!r} of the source does not match the reinforcement's row by row")
         reinforcement = reinforcement.remove_columns(key)
     clash = sorted(set(rows.column_names) & set(reinforcement.column_names))
     if clash:
-        raise ValueError(f"source already has columns {clash} of the reinforcement")
+        raise ConfigError(f"source already has columns {clash} of the reinforcement")
     joined = datasets.concatenate_datasets([rows.flatten_indices(), reinforcement], axis=1)
     return attach_config(joined, cfg)

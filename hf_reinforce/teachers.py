@@ -7,7 +7,6 @@ them with its own mean/std and returns float32 logits; an `Ensemble` averages th
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -16,6 +15,8 @@ import torch
 from torch import nn
 
 from .augment import normalize
+from .errors import ConfigError, NotFoundError
+from .shared import as_logits, check_temperature
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -77,14 +78,14 @@ class Teacher:
             raise TypeError(f"Teacher needs an nn.Module, got {type(self.module).__name__}")
         self.name = self.name or type(self.module).__name__
         if isinstance(self.resolution, bool) or not isinstance(self.resolution, int) or self.resolution <= 0:
-            raise ValueError(f"teacher {self.name!r}: resolution must be a positive int, got {self.resolution!r}")
+            raise ConfigError(f"teacher {self.name!r}: resolution must be a positive int, got {self.resolution!r}")
         if self.batch_size <= 0:
-            raise ValueError(f"teacher {self.name!r}: batch_size must be positive, got {self.batch_size}")
+            raise ConfigError(f"teacher {self.name!r}: batch_size must be positive, got {self.batch_size}")
         self.interpolation = _check_interpolation(self.interpolation, self.name)
         self.mean = _channel_stats(self.mean, "mean", self.name)
         self.std = _channel_stats(self.std, "std", self.name)
         if any(s <= 0 for s in self.std):
-            raise ValueError(f"teacher {self.name!r}: std must be positive, got {self.std}")
+            raise ConfigError(f"teacher {self.name!r}: std must be positive, got {self.std}")
         self.module.eval().requires_grad_(False)
         self.to(self.device)
         if self.num_outputs is None:
@@ -147,7 +148,7 @@ class Teacher:
             out = out.index_select(1, torch.tensor(self.class_mapping, device=out.device))
         bad = int((~torch.isfinite(out).all(dim=1)).sum())
         if bad:
-            raise ValueError(f"teacher {self.name!r} produced NaN/Inf logits for {bad} of {len(out)} images")
+            raise ConfigError(f"teacher {self.name!r} produced NaN/Inf logits for {bad} of {len(out)} images")
         return out
 
     def _forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -157,9 +158,9 @@ class Teacher:
         if cuda and self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cuda and self.amp):
-            out = _as_logits(self.module(x), self.name)
+            out = as_logits(self.module(x), f"teacher {self.name!r}")
         if out.ndim != 2 or out.shape[0] != x.shape[0]:
-            raise ValueError(f"teacher {self.name!r} must return logits (B, C), got {tuple(out.shape)}")
+            raise ConfigError(f"teacher {self.name!r} must return logits (B, C), got {tuple(out.shape)}")
         return out.float()
 
     def to_config(self) -> dict[str, Any]:
@@ -188,16 +189,14 @@ class Ensemble:
     def __init__(self, teachers: Sequence[Teacher], temperature: float = 1.0) -> None:
         self.teachers = list(teachers)
         if not self.teachers:
-            raise ValueError("an Ensemble needs at least one teacher")
+            raise ConfigError("teachers: an Ensemble needs at least one teacher")
         for teacher in self.teachers:
             if not isinstance(teacher, Teacher):
                 raise TypeError(f"Ensemble takes Teacher objects (see load_teacher), got {type(teacher).__name__}")
-        if not (math.isfinite(temperature) and temperature > 0):
-            raise ValueError(f"temperature must be a positive number, got {temperature}")
-        self.temperature = float(temperature)
+        self.temperature = check_temperature(temperature)
         counts = {t.name: t.num_classes for t in self.teachers}
         if len(set(counts.values())) > 1:
-            raise ValueError(f"teachers disagree on the number of classes: {counts}; use class_mapping to align them")
+            raise ConfigError(f"teachers disagree on the number of classes: {counts}; use class_mapping to align them")
 
     @property
     def num_classes(self) -> int:
@@ -214,12 +213,13 @@ class Ensemble:
         return list(dict.fromkeys(t.view_spec for t in self.teachers))
 
     @torch.inference_mode()
-    def probs(
+    def teacher_probs(
         self, views: Mapping[tuple[int, str], torch.Tensor], progress: Callable[[float], None] | None = None
-    ) -> torch.Tensor:
-        """float32 (B, C) mean of the teachers' tempered softmaxes; `views` maps each view spec to uint8 (B,3,R,R).
-        `progress` is called after every teacher micro-batch with the views done, each teacher counting 1/T."""
-        total = None
+    ) -> list[torch.Tensor]:
+        """Each teacher's float32 (B, C) tempered softmax on the ensemble's device, in teacher order; `views` maps
+        each view spec to uint8 (B, 3, R, R). `progress` is called after every teacher micro-batch with the views
+        done, each teacher counting 1/T."""
+        out: list[torch.Tensor] = []
         for teacher in self.teachers:
             if teacher.view_spec not in views:
                 raise ValueError(
@@ -229,12 +229,27 @@ class Ensemble:
             share = None if progress is None else (lambda n: progress(n / len(self.teachers)))
             probs = torch.softmax(teacher.logits(views[teacher.view_spec], share) / self.temperature, dim=1)
             probs = probs.to(self.device)
-            if total is not None and probs.shape != total.shape:
+            if out and probs.shape != out[0].shape:
                 raise ValueError(
-                    f"teacher {teacher.name!r} got a batch of {probs.shape[0]} images, other teachers {total.shape[0]}"
+                    f"teacher {teacher.name!r} got a batch of {probs.shape[0]} images, other teachers {out[0].shape[0]}"
                 )
-            total = probs if total is None else total + probs
-        return total / len(self.teachers)
+            out.append(probs)
+        return out
+
+    @torch.inference_mode()
+    def probs(
+        self, views: Mapping[tuple[int, str], torch.Tensor], progress: Callable[[float], None] | None = None
+    ) -> torch.Tensor:
+        """float32 (B, C) mean of the teachers' tempered softmaxes; `views` maps each view spec to uint8 (B,3,R,R)."""
+        return self.average(self.teacher_probs(views, progress))
+
+    @staticmethod
+    def average(teacher_probs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The ensemble's probabilities from :meth:`teacher_probs`' output (the mean, summed in teacher order)."""
+        total = teacher_probs[0]
+        for probs in teacher_probs[1:]:
+            total = total + probs
+        return total / len(teacher_probs)
 
     def to_config(self) -> dict[str, Any]:
         """JSON-able description of the ensemble: temperature and each teacher's config."""
@@ -248,17 +263,17 @@ def parse_teacher_spec(spec: str) -> TeacherSource:
             ident = spec if kind == "timm-hub" else spec[len(prefix) :]
             break
     else:
-        raise ValueError(
+        raise ConfigError(
             f"unknown teacher spec {spec!r}: expected 'timm:<arch>[@weights]', 'timm/<hub id>[@revision]' "
             "or 'hf:<repo id or folder>[@revision]' (weights: a local .safetensors/.pth/.pt/.bin file)"
         )
     ident, at, suffix = ident.rpartition("@") if "@" in ident else (ident, "", "")
     if not ident or (at and not suffix):
-        raise ValueError(f"teacher spec {spec!r} has an empty model id or an empty part after '@'")
+        raise ConfigError(f"teacher spec {spec!r} has an empty model id or an empty part after '@'")
     weights = suffix if suffix.lower().endswith(WEIGHT_SUFFIXES) else None
     revision = suffix if at and weights is None else None
     if revision and (kind == "timm" or os.path.isdir(ident)):
-        raise ValueError(f"teacher {spec!r}: '@{revision}' is not a weights file (expected one of {WEIGHT_SUFFIXES})")
+        raise ConfigError(f"teacher {spec!r}: '@{revision}' is not a weights file (expected one of {WEIGHT_SUFFIXES})")
     return TeacherSource(kind, ident, revision, weights)
 
 
@@ -294,7 +309,7 @@ def load_teacher(
     if num_classes is not None and teacher.num_classes != num_classes:
         hint = "" if class_mapping is not None else "; pass class_mapping to map dataset classes to teacher logits"
         what = "class_mapping of teacher" if class_mapping is not None else "teacher"
-        raise ValueError(
+        raise ConfigError(
             f"{what} {teacher.name!r} gives {teacher.num_classes} classes but the dataset has {num_classes}{hint}"
         )
     return teacher
@@ -310,6 +325,8 @@ def _load_timm(name: str, source: TeacherSource, head: int | None, default_resol
         model_name = f"hf-hub:{source.id}@{source.revision}"
     else:
         model_name = source.id
+        if not timm.is_model(model_name):
+            raise ConfigError(f"teacher {name!r}: timm has no architecture {model_name!r} (see timm.list_models())")
     hub_weights = source.kind == "timm-hub" and source.weights is None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_INIT_SEED)  # random-init teachers are the same in every process and run
@@ -340,7 +357,7 @@ def _load_hf(name: str, source: TeacherSource, trust_remote_code: bool, default_
     try:
         processor = AutoImageProcessor.from_pretrained(source.id, **kwargs)
     except OSError as e:
-        raise ValueError(
+        raise ConfigError(
             f"teacher {name!r} has no image processor config (preprocessor_config.json) to read its "
             f"resolution/mean/std from; add one or wrap the model in hfr.Teacher(...): {e}"
         ) from e
@@ -366,8 +383,14 @@ def _load_hf(name: str, source: TeacherSource, trust_remote_code: bool, default_
 def _hub_commit(repo_id: str, revision: str | None) -> str:
     """The commit `revision` of Hub model `repo_id` points to (asked from the Hub, or from the cache offline)."""
     from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
-    return HfApi().resolve_revision(repo_id, revision=revision).resolved
+    try:
+        return HfApi().resolve_revision(repo_id, revision=revision).resolved
+    except (RepositoryNotFoundError, RevisionNotFoundError) as e:
+        raise NotFoundError(
+            f"teacher model {repo_id!r} (revision {revision or 'main'}) not found on the Hub: {e}"
+        ) from e
 
 
 def _load_weights(model: nn.Module, path: str, name: str) -> None:
@@ -375,11 +398,11 @@ def _load_weights(model: nn.Module, path: str, name: str) -> None:
     from timm.models import load_state_dict
 
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"teacher {name!r}: weights file {path!r} not found")
+        raise NotFoundError(f"teacher {name!r}: weights file {path!r} not found")
     try:
         state = load_state_dict(path, weights_only=True)
     except RuntimeError as e:
-        raise ValueError(
+        raise ConfigError(
             f"teacher {name!r}: cannot load {path!r} as safetensors or a weights-only torch checkpoint "
             f"(arbitrary pickles are refused; re-save it as a plain state dict or .safetensors): {e}"
         ) from e
@@ -387,9 +410,9 @@ def _load_weights(model: nn.Module, path: str, name: str) -> None:
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as e:
-        raise ValueError(f"teacher {name!r}: weights in {path!r} do not fit the model: {e}") from e
+        raise ConfigError(f"teacher {name!r}: weights in {path!r} do not fit the model: {e}") from e
     if result.missing_keys or result.unexpected_keys:
-        raise ValueError(
+        raise ConfigError(
             f"teacher {name!r}: weights in {path!r} do not match the model: "
             f"missing keys {_preview(result.missing_keys)}, unexpected keys {_preview(result.unexpected_keys)}"
         )
@@ -437,7 +460,7 @@ def _processor_normalization(processor: Any) -> tuple[tuple[float, ...], tuple[f
 def _square(height: int, width: int, name: str) -> int:
     """The side of a square input size; non-square sizes are an error."""
     if height != width:
-        raise ValueError(
+        raise ConfigError(
             f"teacher {name!r} expects non-square {height}x{width} inputs; "
             "wrap it in hfr.Teacher with a square resolution"
         )
@@ -457,7 +480,7 @@ def _channel_stats(values: Sequence[float], what: str, name: str) -> tuple[float
     """Three per-channel floats (mean or std)."""
     values = tuple(float(v) for v in values)
     if len(values) != 3:
-        raise ValueError(f"teacher {name!r}: {what} needs 3 values (RGB), got {values}")
+        raise ConfigError(f"teacher {name!r}: {what} needs 3 values (RGB), got {values}")
     return values
 
 
@@ -465,23 +488,13 @@ def _mapping_indices(mapping: Sequence[int] | Mapping[int, int], num_outputs: in
     """Teacher logit index per dataset class from a sequence or a complete {dataset class: teacher index} dict."""
     if isinstance(mapping, Mapping):
         if sorted(mapping) != list(range(len(mapping))):
-            raise ValueError(
+            raise ConfigError(
                 f"class_mapping of teacher {name!r} must have keys 0..{len(mapping) - 1} (the dataset classes)"
             )
         mapping = [mapping[c] for c in range(len(mapping))]
     indices = tuple(int(i) for i in mapping)
     if not indices:
-        raise ValueError(f"class_mapping of teacher {name!r} is empty")
+        raise ConfigError(f"class_mapping of teacher {name!r} is empty")
     if not all(0 <= i < num_outputs for i in indices):
-        raise ValueError(f"class_mapping of teacher {name!r} has indices outside its {num_outputs} outputs")
+        raise ConfigError(f"class_mapping of teacher {name!r} has indices outside its {num_outputs} outputs")
     return indices
-
-
-def _as_logits(output: Any, name: str) -> torch.Tensor:
-    """The logits tensor of a model output (a tensor, or an object / dict with `logits`)."""
-    if isinstance(output, torch.Tensor):
-        return output
-    logits = output.get("logits") if isinstance(output, Mapping) else getattr(output, "logits", None)
-    if not isinstance(logits, torch.Tensor):
-        raise TypeError(f"teacher {name!r} returned {type(output).__name__}; expected a logits tensor or `.logits`")
-    return logits

@@ -14,6 +14,7 @@ import PIL.ImageFont
 import torch
 
 from .distill import ReinforcedTransform
+from .errors import ConfigError, OutOfRangeError
 from .format import TOPK_IDS, TOPK_PROBS, config_from_dataset
 from .layout import load_config, load_reinforced
 
@@ -27,7 +28,9 @@ def _load(
     if isinstance(source, datasets.Dataset):
         config = config_from_dataset(source)
         if config is None:
-            raise ValueError("this dataset does not carry its reinforcement config: pass its folder or repo id instead")
+            raise ConfigError(
+                "this dataset does not carry its reinforcement config: pass its folder or repo id instead"
+            )
         return source, config
     config = load_config(source, revision=revision)
     return load_reinforced(source, split=split, revision=revision), config
@@ -68,7 +71,7 @@ def show(
     """Write a PNG of the first ``num`` stored augmentations of ``row`` (replayed exactly) with their top-3 classes."""
     dataset, config = _load(source, split, revision)
     if not 0 <= row < len(dataset):
-        raise IndexError(f"row {row} out of range: the {split!r} split has {len(dataset)} rows")
+        raise OutOfRangeError(f"row {row} out of range: the {split!r} split has {len(dataset)} rows")
     transform = ReinforcedTransform(config, dataset=dataset if config_mixes(config) else None, resolution=resolution)
     example = dataset.with_format(None)[row]
     count = min(num, transform.num_augmentations)

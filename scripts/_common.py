@@ -28,6 +28,7 @@ from torchvision.transforms.v2 import functional as TF
 
 import hf_reinforce as hfr
 from hf_reinforce.augment import interpolation_mode, normalize
+from hf_reinforce.shared import center_view
 
 Batch = Mapping[str, torch.Tensor]
 LossFn = Callable[[nn.Module, Batch], torch.Tensor]
@@ -127,14 +128,9 @@ class AugmentTransform:
 def eval_pixels(
     dataset: datasets.Dataset, resolution: int, interpolation: str, image_column: str = "image"
 ) -> torch.Tensor:
-    """uint8 ``(N, 3, r, r)``: every whole image resized, the plain evaluation view (as ``ReinforcedTransform.evaluation``)."""
-    mode = interpolation_mode(interpolation)
-    return torch.stack(
-        [
-            TF.resize(hfr.to_rgb_uint8(im), [resolution, resolution], interpolation=mode, antialias=True)
-            for im in dataset[image_column]
-        ]
-    )
+    """uint8 ``(N, 3, r, r)``: the one evaluation view (the centred largest square resized, as for the teachers'
+    accuracy and ``ReinforcedTransform.evaluation``) of every image."""
+    return torch.stack([center_view(hfr.to_rgb_uint8(im), resolution, interpolation) for im in dataset[image_column]])
 
 
 def loader(

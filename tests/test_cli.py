@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import re
@@ -16,8 +18,9 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from hf_reinforce.cli import main
+from hf_reinforce.cli import add_config_arguments, build_parser, config_from_args, main
 from hf_reinforce.config import ReinforceConfig
+from hf_reinforce.errors import ConfigError, NotFoundError
 from hf_reinforce.estimation import Estimate, estimate
 
 ROWS, N, K = 40, 4, 3
@@ -257,3 +260,102 @@ def test_push_and_show_call_their_modules(
     assert main(["show", "user/plus"]) == 0
     assert calls[-1] == ("show", ("user/plus",), {})
     assert "grid.png" in capsys.readouterr().out
+
+
+def _config_actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    return {option: action for action in parser._actions for option in action.option_strings}
+
+
+def test_every_config_field_with_cli_metadata_is_an_option_with_its_help() -> None:
+    actions = _config_actions(build_parser()._subparsers._group_actions[0].choices["reinforce"])
+    for field in dataclasses.fields(ReinforceConfig):
+        flag = "--" + field.name.replace("_", "-")
+        if field.metadata.get("cli", {}) is None:
+            assert flag not in actions
+            continue
+        assert flag in actions, flag
+        assert actions[flag].dest == field.name
+        assert actions[flag].help.startswith(field.metadata["help"])
+    assert actions["--no-label-column"].const is None and actions["--num-workers"].type is int
+
+
+def test_a_new_config_field_is_on_the_command_line_without_a_cli_edit() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Extended(ReinforceConfig):
+        warmup_steps: int = dataclasses.field(default=5, metadata={"help": "steps to warm up", "group": "execution"})
+        sharpen: bool = dataclasses.field(default=False, metadata={"help": "sharpen views", "group": "dataset"})
+        tag: str | None = dataclasses.field(default=None, metadata={"help": "a tag", "group": "extra"})
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, Extended)
+    assert "steps to warm up (default: 5)" in " ".join(parser.format_help().split())
+    args = parser.parse_args(["--teachers", "timm:a", "--warmup-steps", "7", "--sharpen", "--no-label-column"])
+    config = config_from_args(args, Extended)
+    assert isinstance(config, Extended) and (config.warmup_steps, config.sharpen, config.tag) == (7, True, None)
+    assert config.label_column is None and config.teachers == ("timm:a",)
+    defaults = config_from_args(parser.parse_args(["--teachers", "timm:a"]), Extended)
+    assert defaults == Extended(teachers=["timm:a"])
+
+
+def test_cli_config_matches_the_api_config(tmp_path: Path) -> None:
+    args = build_parser().parse_args(["estimate", "data", *PASS_ARGS, "--temperature", "2", "--num-workers", "0"])
+    expected = ReinforceConfig(
+        teachers=TEACHERS,
+        num_augmentations=N,
+        top_k=K,
+        resolution=64,
+        rows_per_shard=16,
+        rows_per_block=8,
+        augmentations_per_step=2,
+        seed=3,
+        temperature=2.0,
+        num_workers=0,
+    )
+    assert config_from_args(args) == expected
+
+
+def test_internal_errors_keep_their_traceback(
+    mnist_folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only user errors become one line with exit 2: a bug anywhere else propagates with its traceback."""
+    import hf_reinforce.estimation
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(hf_reinforce.estimation, "estimate", broken)
+    with pytest.raises(ZeroDivisionError):
+        main(["estimate", str(mnist_folder), "--teachers", "timm:test_resnet"])
+    result = subprocess.run(
+        [sys.executable, "-m", "hf_reinforce", "push", "folder-that-is-not-there", "user/plus"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("hf-reinforce push: error: folder-that-is-not-there is not a folder")
+
+
+def test_debug_shows_the_traceback_of_user_errors(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match="is not a folder"):
+        main(["--debug", "push", str(tmp_path / "absent"), "user/plus"])
+    with pytest.raises(ConfigError, match="top_k: expected a positive integer"):
+        main(["--debug", "estimate", "data", "--teachers", "timm:test_resnet", "--top-k", "0"])
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--max-rows", "0"], r"--max-rows: expected a positive integer, got 0"),
+        (["--temperature", "inf"], r"temperature: expected a finite positive number, got inf"),
+        (["--teachers", "resnet18"], r"unknown teacher spec 'resnet18'"),
+        (["--calibration-rows", "0"], r"calibration_rows: expected a positive integer"),
+    ],
+)
+def test_more_user_errors_exit_2_on_one_line(
+    mnist_folder: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    assert main(["estimate", str(mnist_folder), "--teachers", "timm:test_resnet", *extra]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"hf-reinforce estimate: error: " + message + r".*\n", err), err

@@ -16,6 +16,9 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from ..errors import ConfigError
+from ..shared import check_temperature
+
 REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -28,13 +31,14 @@ class LossParts(NamedTuple):
 
 
 def check_hyperparameters(temperature: float, ce_weight: float, label_smoothing: float) -> None:
-    """Raise ValueError for a temperature ≤ 0 or a weight/smoothing outside [0, 1]."""
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    """Raise :class:`~hf_reinforce.errors.ConfigError` (a ValueError) for a temperature that is not finite and
+    positive (:func:`~hf_reinforce.shared.check_temperature`, the rule of the teachers' temperature too) or a
+    weight/smoothing outside [0, 1]."""
+    check_temperature(temperature)
     if not 0.0 <= ce_weight <= 1.0:
-        raise ValueError(f"ce_weight must be in [0, 1], got {ce_weight}")
+        raise ConfigError(f"ce_weight: expected a number in [0, 1], got {ce_weight}")
     if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+        raise ConfigError(f"label_smoothing: expected a number in [0, 1], got {label_smoothing}")
 
 
 def expand_topk(topk_ids: torch.Tensor, topk_probs: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -87,7 +91,7 @@ def distillation_loss_parts(
     """``(1 - ce_weight) * KD + ce_weight * CE`` and its parts; see :func:`distillation_loss`."""
     check_hyperparameters(temperature, ce_weight, label_smoothing)
     if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        raise ConfigError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
     if student_logits.ndim != 2:
         raise ValueError(f"student_logits must be (batch, num_classes), got shape {tuple(student_logits.shape)}")
     batch, num_classes = student_logits.shape

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any, Protocol
 
 import torch
@@ -18,6 +17,8 @@ from transformers import (
 )
 from transformers.modeling_outputs import ImageClassifierOutput
 
+from ..errors import ConfigError
+from ..shared import as_logits
 from .collate import DistillationCollator, unpack_labels
 from .loss import LossParts, check_hyperparameters, distillation_loss_parts
 
@@ -28,15 +29,6 @@ class EpochTransform(Protocol):
     """What the callback needs from a transform: ``set_epoch`` picks the stored augmentation cycle."""
 
     def set_epoch(self, epoch: int) -> None: ...
-
-
-def student_logits(outputs: Any) -> torch.Tensor:
-    """Logits from a model output: a ``ModelOutput``/dict with ``logits``, a tuple (logits first) or a tensor."""
-    if isinstance(outputs, torch.Tensor):
-        return outputs
-    if isinstance(outputs, Mapping):
-        return outputs["logits"]
-    return outputs[0]
 
 
 class DistillationLoss:
@@ -68,7 +60,7 @@ class DistillationLoss:
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor:
         """Loss of one micro-batch, normalized by the accumulated batch's sample count."""
-        logits = student_logits(outputs)
+        logits = as_logits(outputs, "the student")
         if labels.ndim == 1:
             count = labels.ne(-100).sum() if num_items_in_batch is None else num_items_in_batch
             return F.cross_entropy(logits.float(), labels.long(), reduction="sum") / count
@@ -141,13 +133,13 @@ class DistillationCallback(TrainerCallback):
     ):
         """Check the arguments and start counting epochs where the (possibly resumed) state is."""
         if args.remove_unused_columns:
-            raise ValueError(
+            raise ConfigError(
                 "remove_unused_columns=True drops the raw columns the transform reads before it runs: set "
                 "TrainingArguments(remove_unused_columns=False), or pass DistillationCallback in "
                 "Trainer(callbacks=[...]) so it can set it"
             )
         if args.dataloader_persistent_workers and args.dataloader_num_workers > 0:
-            raise ValueError(
+            raise ConfigError(
                 "dataloader_persistent_workers=True keeps worker copies of the transform, so set_epoch never "
                 "reaches them and every epoch would replay the same augmentations; set it to False"
             )

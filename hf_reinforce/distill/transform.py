@@ -5,7 +5,7 @@ permutation of ``0..N-1`` seeded by (seed, i, c) and uses its element ``e % N``,
 used once before any repeats. Rendering goes through the same ``AugmentationPolicy.render`` as the teachers'
 inputs, so at the teachers' resolution and interpolation the pixels are identical.
 
-Only ``augment`` and ``format`` are imported here: training code never loads teacher code.
+Only ``augment``, ``format``, ``layout`` and ``shared`` are imported here: training code never loads teacher code.
 """
 
 from __future__ import annotations
@@ -18,8 +18,18 @@ import numpy as np
 import torch
 
 from ..augment import AugmentationPolicy, Params, normalize, to_rgb_uint8
-from ..format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, check_schema_version, config_from_dataset
+from ..errors import ConfigError, OutOfRangeError
+from ..format import (
+    ROW_INDEX,
+    TOPK_IDS,
+    TOPK_PROBS,
+    check_schema_version,
+    config_from_dataset,
+    decode_params,
+    decode_topk,
+)
 from ..layout import load_config
+from ..shared import center_view
 
 
 def augmentation_index(seed: int, row: int, epoch: int, num_augmentations: int) -> int:
@@ -83,7 +93,7 @@ class ReinforcedTransform:
         """
         config = kwargs.pop("config", None) or config_from_dataset(dataset)
         if config is None:
-            raise ValueError(
+            raise ConfigError(
                 "this dataset does not carry its reinforcement config (load_dataset drops it): use "
                 "ReinforcedTransform.from_pretrained(<repo id or folder>, dataset=...) or from_dataset(ds, config=...)"
             )
@@ -101,9 +111,9 @@ class ReinforcedTransform:
         import datasets
 
         if dataset is None:
-            raise ValueError("this policy mixes rows (MixUp/CutMix): pass dataset= so partner rows can be fetched")
+            raise ConfigError("this policy mixes rows (MixUp/CutMix): pass dataset= so partner rows can be fetched")
         if isinstance(dataset, datasets.IterableDataset):
-            raise ValueError(
+            raise ConfigError(
                 "mixing policies (MixUp/CutMix) need random access to partner rows, which a streaming dataset cannot "
                 "give: load it without streaming=True"
             )
@@ -124,15 +134,13 @@ class ReinforcedTransform:
 
     def _params(self, row: Mapping[str, Any], j: int) -> Params:
         """Parameters of stored augmentation ``j`` only, as a one-augmentation ``Params``."""
-        out: Params = {}
-        for name, (dtype, _shape) in self.policy.columns.items():
-            if name not in row:
-                raise KeyError(
-                    f"row has no column {name!r} (columns: {sorted(row)}); with transformers.Trainer set "
-                    "remove_unused_columns=False or use DistillationCallback/DistillationTrainer"
-                )
-            out[name] = np.asarray([row[name][j]], dtype=dtype)
-        return out
+        try:
+            return decode_params(row, self.policy, index=j)
+        except KeyError as error:
+            raise KeyError(
+                f"{error.args[0]}; with transformers.Trainer set remove_unused_columns=False or use "
+                "DistillationCallback/DistillationTrainer"
+            ) from None
 
     def _partner_row(self, row_index: int) -> Mapping[str, Any]:
         if self._positions is None:
@@ -146,7 +154,9 @@ class ReinforcedTransform:
     ) -> torch.Tensor:
         """Exact ``uint8 (3, r, r)`` pixels of stored augmentation ``aug_index`` of ``row`` (mixing included)."""
         if not 0 <= int(aug_index) < self.num_augmentations:
-            raise IndexError(f"aug_index {aug_index} out of range for {self.num_augmentations} stored augmentations")
+            raise OutOfRangeError(
+                f"aug_index {aug_index} out of range for {self.num_augmentations} stored augmentations"
+            )
         resolution = int(resolution or self.resolution)
         interpolation = interpolation or self.interpolation
         params = self._params(row, aug_index)
@@ -173,11 +183,8 @@ class ReinforcedTransform:
                 "transformers.Trainer set remove_unused_columns=False or use DistillationCallback/DistillationTrainer"
             )
         j = self.augmentation_index(int(row[ROW_INDEX]))
-        out = {
-            "pixel_values": normalize(self.replay(row, j), self.mean, self.std),
-            TOPK_IDS: torch.as_tensor(np.asarray(row[TOPK_IDS][j]), dtype=torch.int64),
-            TOPK_PROBS: torch.as_tensor(np.asarray(row[TOPK_PROBS][j], dtype=np.float32)),
-        }
+        ids, probs = decode_topk(row, index=j)
+        out = {"pixel_values": normalize(self.replay(row, j), self.mean, self.std), TOPK_IDS: ids, TOPK_PROBS: probs}
         if self.label_column and self.label_column in row:
             out["labels"] = int(row[self.label_column])
         return out
@@ -197,14 +204,12 @@ class ReinforcedTransform:
         return ReplayDataset(dataset, self)
 
     def evaluation(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list]:
-        """Plain evaluation transform for unreinforced rows: the whole image resized, normalized like training."""
-        from ..augment.functional import Q, interpolation_mode, resized_crop
-
+        """Plain evaluation transform for unreinforced rows: the centred largest square resized
+        (:func:`~hf_reinforce.shared.center_view`, the view the teachers' accuracy is measured on), normalized like
+        training."""
         out: dict[str, list] = {"pixel_values": [], "labels": []}
         for k, value in enumerate(batch[self.image_column]):
-            pixels = resized_crop(
-                to_rgb_uint8(value), (0, 0, Q, Q), self.resolution, interpolation_mode(self.interpolation)
-            )
+            pixels = center_view(to_rgb_uint8(value), self.resolution, self.interpolation)
             out["pixel_values"].append(normalize(pixels, self.mean, self.std))
             if self.label_column in batch:
                 out["labels"].append(int(batch[self.label_column][k]))

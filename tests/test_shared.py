@@ -1,0 +1,125 @@
+"""One of each: the evaluation view, logits extraction, temperature validation, ensemble averaging and row decoding
+are each one function, used by the teacher side and the student side alike."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from transformers.modeling_outputs import ImageClassifierOutput
+
+import hf_reinforce as hfr
+from hf_reinforce.config import ReinforceConfig
+from hf_reinforce.distill.loss import check_hyperparameters
+from hf_reinforce.errors import ConfigError
+from hf_reinforce.format import TOPK_IDS, TOPK_PROBS, decode_params, decode_topk
+from hf_reinforce.shared import as_logits, center_view, check_temperature
+from hf_reinforce.teachers import Ensemble, Teacher
+
+
+class Flat(nn.Module):
+    def __init__(self, resolution: int, classes: int, seed: int) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.fc = nn.Linear(3 * resolution * resolution, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1))
+
+
+def _transform(resolution: int = 24) -> hfr.ReinforcedTransform:
+    config = {
+        "policy": hfr.AugmentationPolicy.parse("rrc").to_dict(),
+        "num_augmentations": 2,
+        "resolution": resolution,
+        "teachers": [{"interpolation": "bicubic", "mean": [0.5] * 3, "std": [0.25] * 3}],
+    }
+    return hfr.ReinforcedTransform(config)
+
+
+def test_students_are_evaluated_on_the_teachers_view_of_non_square_photos(photos: list[torch.Tensor]) -> None:
+    transform = _transform()
+    out = transform.evaluation({"image": photos, "label": [3, 4]})
+    assert out["labels"] == [3, 4]
+    for photo, pixels in zip(photos, out["pixel_values"]):
+        assert photo.shape[-2] != photo.shape[-1]
+        expected = hfr.augment.normalize(center_view(photo, 24, "bicubic"), (0.5,) * 3, (0.25,) * 3)
+        torch.testing.assert_close(pixels, expected, rtol=0, atol=0)
+
+
+def test_center_view_keeps_the_middle_square(photos: list[torch.Tensor]) -> None:
+    photo = photos[0]  # 427 × 640
+    side, left = 427, (640 - 427) // 2
+    middle = center_view(photo[:, :, left : left + side], 32, "bilinear")
+    torch.testing.assert_close(center_view(photo, 32, "bilinear").float(), middle.float(), rtol=0, atol=1.0)
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        "tensor",
+        "model_output",
+        "dict",
+        "tuple",
+    ],
+)
+def test_as_logits_reads_every_output_form(output: str) -> None:
+    logits = torch.randn(2, 5)
+    value = {
+        "tensor": logits,
+        "model_output": ImageClassifierOutput(logits=logits),
+        "dict": {"logits": logits, "hidden": None},
+        "tuple": (logits, torch.zeros(1)),
+    }[output]
+    assert as_logits(value) is logits
+    with pytest.raises(TypeError, match="'student' returned str"):
+        as_logits("nope", "'student'")
+
+
+@pytest.mark.parametrize("value", [0, -1.0, math.inf, math.nan, True, "1"])
+def test_one_temperature_rule_everywhere(value: object) -> None:
+    teacher = Teacher(Flat(8, 4, 0), resolution=8, name="flat")
+    for check in (
+        lambda: check_temperature(value),
+        lambda: Ensemble([teacher], temperature=value),
+        lambda: check_hyperparameters(value, 0.0, 0.0),
+        lambda: hfr.distillation_loss(torch.randn(2, 4), torch.tensor([[0], [1]]), torch.ones(2, 1), temperature=value),
+        lambda: ReinforceConfig(teachers=["timm:test_resnet"], temperature=value),
+    ):
+        with pytest.raises(ConfigError, match="temperature: expected a finite positive number"):
+            check()
+    assert check_temperature(2) == 2.0 and Ensemble([teacher], temperature=0.5).temperature == 0.5
+
+
+def test_ensemble_probs_is_the_average_of_teacher_probs() -> None:
+    teachers = [Teacher(Flat(8, 4, seed), resolution=8, name=f"t{seed}") for seed in range(3)]
+    ensemble = Ensemble(teachers, temperature=2.0)
+    views = {(8, "bilinear"): torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)}
+    parts = ensemble.teacher_probs(views)
+    assert len(parts) == 3
+    for teacher, probs in zip(teachers, parts):
+        torch.testing.assert_close(probs, torch.softmax(teacher.logits(views[(8, "bilinear")]) / 2.0, dim=1))
+    torch.testing.assert_close(ensemble.probs(views), sum(parts) / 3, rtol=0, atol=1e-7)
+    assert torch.equal(ensemble.probs(views), Ensemble.average(parts))
+
+
+def test_decode_row_whole_or_one_augmentation() -> None:
+    policy = hfr.AugmentationPolicy.parse("rrc")
+    rng = np.random.default_rng(0)
+    row = {name: rng.integers(0, 100, (3, *shape)).tolist() for name, (_dtype, shape) in policy.columns.items()}
+    row[TOPK_IDS] = [[2, 0], [1, 3], [0, 1]]
+    row[TOPK_PROBS] = [[0.5, 0.25], [0.75, 0.125], [0.5, 0.5]]
+    whole = decode_params(row, policy)
+    for j in range(3):
+        one = decode_params(row, policy, index=j)
+        for name, (dtype, _shape) in policy.columns.items():
+            assert one[name].dtype == np.dtype(dtype) and one[name].shape[0] == 1
+            np.testing.assert_array_equal(one[name][0], whole[name][j])
+        ids, probs = decode_topk(row, index=j)
+        assert ids.dtype == torch.int64 and probs.dtype == torch.float32
+        assert torch.equal(ids, decode_topk(row)[0][j]) and torch.equal(probs, decode_topk(row)[1][j])
+    with pytest.raises(KeyError, match="remove_unused_columns"):
+        _transform()._params({}, 0)
