@@ -16,7 +16,7 @@ from torch import nn
 import hf_reinforce as hfr
 from hf_reinforce.augment import normalize
 from hf_reinforce.distill import augmentation_index
-from hf_reinforce.format import load_reinforced
+from hf_reinforce.layout import load_reinforced
 
 N = 6
 
