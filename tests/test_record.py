@@ -204,7 +204,7 @@ def test_card_renders_from_a_source_checkout_without_install(folder, tmp_path):
     code = (
         "import sys, hf_reinforce.card as card, hf_reinforce.layout as layout\n"
         "assert card.__file__.startswith(sys.argv[2]), card.__file__\n"
-        "print(card.build_card(layout.load_config(sys.argv[1])).content[:40])\n"
+        "print(card.build_card(layout.load_config(sys.argv[1])).text.strip().splitlines()[0])\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code, str(folder), str(checkout)],
@@ -214,4 +214,4 @@ def test_card_renders_from_a_source_checkout_without_install(folder, tmp_path):
         text=True,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "hf_reinforce" in result.stdout
+    assert result.stdout.startswith("# local/mnist (reinforced)")
