@@ -52,7 +52,7 @@ OUTPUT_KEYS = (
 """Keys that must match for a rerun or resume of one split (``ReinforceConfig.identity()`` with the teachers as
 loaded): everything that determines the bytes of its shards."""
 
-SOURCE_KEYS = ("num_rows", "fingerprint")
+SOURCE_KEYS = ("fingerprint", "num_rows")
 """Keys of a split's source that a resume of that split must match."""
 
 
