@@ -47,6 +47,7 @@ from .format import SCHEMA_VERSION, reinforce_features
 from .hub import attach, push_to_hub, save_folder
 from .layout import load_config, load_reinforced
 from .pipeline import ReinforcePass
+from .record import RunRecord, SplitRecord, TeacherRecord, record_from_dataset
 from .runner import reinforce
 from .teachers import Ensemble, Teacher, load_teacher
 from .visualize import show
@@ -91,8 +92,11 @@ __all__ = [
     "ReinforceError",
     "ReinforcePass",
     "ReinforcedTransform",
+    "RunRecord",
     "SchemaVersionError",
+    "SplitRecord",
     "Teacher",
+    "TeacherRecord",
     "TimmStudent",
     "__version__",
     "attach",
@@ -104,6 +108,7 @@ __all__ = [
     "load_reinforced",
     "load_teacher",
     "push_to_hub",
+    "record_from_dataset",
     "reinforce",
     "reinforce_features",
     "save_folder",

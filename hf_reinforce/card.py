@@ -1,6 +1,8 @@
-"""The reinforced dataset card: ``DatasetCard.from_template`` over ``dataset_cards/reinforced_dataset_card.md``.
+"""The reinforced dataset card: ``DatasetCard.from_template`` over the packaged ``templates/reinforced_dataset_card.md``.
 
-The card's YAML carries the full config under ``hf_reinforce`` plus the standard Hub fields (license, task,
+The template is read through ``importlib.resources``, so a source checkout works without installing (the top-level
+``dataset_cards/`` folder holds a symlink to the same file). The card's YAML carries the full run record under
+``hf_reinforce`` plus the standard Hub fields (license, task,
 tags, ``configs`` with one data-file pattern per split); the body explains every column.
 """
 
@@ -15,7 +17,9 @@ from huggingface_hub import DatasetCard, DatasetCardData
 from .augment import RAND_AUGMENT_OPS
 from .format import TOPK_IDS, TOPK_PROBS
 from .layout import CARD_FILE
+from .record import RunRecord
 
+TEMPLATE_DIR = "templates"
 TEMPLATE = "reinforced_dataset_card.md"
 TAGS = ["dataset-reinforcement", "knowledge-distillation", "hf-reinforce"]
 
@@ -33,67 +37,56 @@ _MEANINGS = {
 }
 
 
-def _template_path() -> str:
-    return str(resources.files("hf_reinforce.dataset_cards") / TEMPLATE)
-
-
-def _column_rows(config: dict[str, Any]) -> list[dict[str, str]]:
-    from .augment import AugmentationPolicy
-
-    policy = AugmentationPolicy.from_dict(config["policy"])
-    n, k = config["num_augmentations"], config["top_k"]
-    id_type = "int16" if config["num_classes"] <= 32767 else "int32"
+def _column_rows(record: RunRecord) -> list[dict[str, str]]:
+    n, k = record.num_augmentations, record.top_k
     rows = [
         {"name": name, "type": f"{dtype}[{n}{''.join(f'×{s}' for s in shape)}]", "meaning": _MEANINGS[name]}
-        for name, (dtype, shape) in policy.columns.items()
+        for name, (dtype, shape) in record.policy.columns.items()
     ]
-    rows.append({"name": TOPK_IDS, "type": f"{id_type}[{n}×{k}]", "meaning": _MEANINGS[TOPK_IDS]})
+    rows.append({"name": TOPK_IDS, "type": f"{record.topk_id_dtype}[{n}×{k}]", "meaning": _MEANINGS[TOPK_IDS]})
     rows.append({"name": TOPK_PROBS, "type": f"float16[{n}×{k}]", "meaning": _MEANINGS[TOPK_PROBS]})
     return rows
 
 
-def _policy_name(policy: dict[str, Any]) -> str:
-    names = [op["op"] for op in policy["ops"] if op["op"] != "flip"]
-    return "+".join(names) or "none"
-
-
 def build_card(
-    config: dict[str, Any], *, repo_id: str | None = None, license: str | None = None, pretty_name: str | None = None
+    record: RunRecord, *, repo_id: str | None = None, license: str | None = None, pretty_name: str | None = None
 ) -> DatasetCard:
-    """Render the card of a reinforced dataset from its full config (``reinforce_config.json``)."""
-    splits = config.get("splits", {})
-    source = next(iter(splits.values()), {})
-    source_id = source.get("id")
+    """Render the card of a reinforced dataset from its run record (``reinforce_config.json``)."""
+    data = record.to_dict()
+    splits = data.get("splits") or {}
+    source = record.split()
+    source_id = source.id if source is not None else None
     card_data = DatasetCardData(
-        license=license or config.get("license"),
+        license=license or record.license,
         task_categories=["image-classification"],
         tags=TAGS,
         pretty_name=pretty_name or (f"{source_id} (reinforced)" if source_id else "Reinforced dataset"),
         configs=[{"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*"} for s in splits]}],
-        hf_reinforce=config,
+        hf_reinforce=data,
     )
-    accuracies = config.get("accuracy") or {}
-    teachers = [dict(t, accuracy=accuracies.get("teachers", {}).get(t["name"], "")) for t in config["teachers"]]
-    return DatasetCard.from_template(
-        card_data,
-        template_path=_template_path(),
-        repo_id=repo_id or "<user>/<repo>",
-        source_id=source_id,
-        teachers=teachers,
-        has_accuracy=bool(accuracies),
-        ensemble_accuracy=accuracies.get("ensemble"),
-        num_augmentations=config["num_augmentations"],
-        top_k=config["top_k"],
-        policy_name=_policy_name(config["policy"]),
-        columns=_column_rows(config),
-        ra_ops=", ".join(RAND_AUGMENT_OPS),
-        splits=splits,
-        schema_version=config["schema_version"],
-        reinforcement_only=config.get("reinforcement_only", False),
-        key_column=config.get("key_column"),
-    )
+    accuracies = record.accuracy or {}
+    teachers = [dict(t, accuracy=accuracies.get("teachers", {}).get(t["name"], "")) for t in data["teachers"]]
+    with resources.as_file(resources.files(__package__) / TEMPLATE_DIR / TEMPLATE) as template:
+        return DatasetCard.from_template(
+            card_data,
+            template_path=str(template),
+            repo_id=repo_id or "<user>/<repo>",
+            source_id=source_id,
+            teachers=teachers,
+            has_accuracy=bool(accuracies),
+            ensemble_accuracy=accuracies.get("ensemble"),
+            num_augmentations=record.num_augmentations,
+            top_k=record.top_k,
+            policy_name=record.policy_name,
+            columns=_column_rows(record),
+            ra_ops=", ".join(RAND_AUGMENT_OPS),
+            splits=splits,
+            schema_version=record.schema_version,
+            reinforcement_only=record.reinforcement_only,
+            key_column=record.key_column,
+        )
 
 
-def write_card(output_dir: Path, config: dict[str, Any], **kwargs: Any) -> None:
+def write_card(output_dir: Path, record: RunRecord, **kwargs: Any) -> None:
     """Write ``README.md`` (the card) into a reinforced output folder."""
-    build_card(config, **kwargs).save(str(Path(output_dir) / CARD_FILE))
+    build_card(record, **kwargs).save(str(Path(output_dir) / CARD_FILE))

@@ -339,19 +339,18 @@ def _is_main_process() -> bool:
 
 
 def _print_summary(output_dir: Path, split: str, rows: int) -> None:
-    from .layout import CONFIG_FILE
+    from .layout import load_config
 
-    config = json.loads((output_dir / CONFIG_FILE).read_text())
-    stats = config.get("splits", {}).get(split, {})
+    stats = load_config(output_dir).split(split)
     print(f"reinforced {rows:,} rows of split {split!r} into {output_dir}")
-    if stats:
+    if stats is not None and stats.num_shards is not None:
         print(
-            f"  {stats['num_shards']} shard(s), {stats['num_bytes']:,} bytes, "
-            f"{stats['bytes_per_augmentation']} B per stored augmentation"
+            f"  {stats.num_shards} shard(s), {stats.num_bytes:,} bytes, "
+            f"{stats.bytes_per_augmentation} B per stored augmentation"
         )
-        if stats.get("skipped_rows"):
+        if stats.skipped_rows:
             print(
-                f"  skipped {len(stats['skipped_rows'])} row(s) whose image failed to decode: {stats['skipped_rows'][:20]}"
+                f"  skipped {len(stats.skipped_rows)} row(s) whose image failed to decode: {list(stats.skipped_rows[:20])}"
             )
 
 

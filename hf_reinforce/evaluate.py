@@ -16,7 +16,7 @@ from .augment import to_rgb_uint8
 from .card import write_card
 from .config import ReinforceConfig
 from .errors import ConfigError
-from .layout import CONFIG_FILE, load_config, write_json_atomic
+from .layout import CONFIG_FILE, load_config, write_record
 from .pipeline import build_ensemble, check_columns, dataset_num_classes
 from .shared import center_view
 from .teachers import Ensemble
@@ -67,8 +67,7 @@ def evaluate_teachers(
     ensemble = build_ensemble(config, dataset_num_classes(dataset, config), config.device)
     result = {"split": split, **ensemble_accuracy(dataset, ensemble, config.image_column, config.label_column)}
     if output_dir is not None:
-        stored = load_config(Path(output_dir))
-        stored["accuracy"] = result
-        write_json_atomic(stored, Path(output_dir) / CONFIG_FILE)
+        stored = load_config(Path(output_dir)).replace(accuracy=result)
+        write_record(stored, Path(output_dir) / CONFIG_FILE)
         write_card(Path(output_dir), stored)
     return result

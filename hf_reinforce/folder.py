@@ -22,25 +22,24 @@ import torch
 from datasets.table import embed_table_storage
 
 from .card import write_card
-from .config import ReinforceConfig, jsonable
+from .config import ReinforceConfig
 from .errors import OutputConflictError
-from .format import attach_config
 from .layout import (
     CONFIG_FILE,
     IN_PROGRESS_FILE,
     SHARD_TEMP_PREFIX,
-    identity_mismatch,
     num_shards,
-    read_json,
+    read_record,
     remove_outputs,
     remove_temp_files,
     shard_path,
     shard_rows,
-    write_json_atomic,
     write_parquet_atomic,
+    write_record,
 )
 from .pipeline import ReinforcePass
 from .progress import quiet_datasets, views_bar
+from .record import RunRecord, attach_record
 
 SKIPPED_KEY = b"hf_reinforce_skipped_rows"
 
@@ -65,20 +64,18 @@ def _process_state(device: str | None) -> Any:
     return state
 
 
-def _claim(output_dir: Path, run: dict[str, Any], config: ReinforceConfig, split: str, overwrite: bool) -> None:
-    """Refuse a folder holding another config or another source for ``split`` (unless ``overwrite``), clear the
-    temp files of a killed run and record this run as in progress."""
-    identity = jsonable({k: run[k] for k in config.identity()})  # teachers as loaded, not just their names
-    source = {k: run["source"][k] for k in ("num_rows", "fingerprint")}
+def _claim(output_dir: Path, run: RunRecord, split: str, overwrite: bool) -> None:
+    """Refuse a folder holding another reinforcement, or another config or source for ``split`` (unless
+    ``overwrite``), clear the temp files of a killed run and record this run as in progress.
+
+    A rerun or resume of ``split`` must match everything that determines its bytes (``same_output``); another split
+    in the folder only the reinforcement (``same_reinforcement``: it may be reinforcement-only beside a full one)."""
     for name in (CONFIG_FILE, IN_PROGRESS_FILE):
-        existing = read_json(output_dir / name)
+        existing = read_record(output_dir / name)
         if existing is None:
             continue
-        differing = identity_mismatch({k: existing.get(k) for k in identity}, identity)
-        old_source = existing.get("splits", {}).get(split) if name == CONFIG_FILE else existing.get("source")
-        if old_source and old_source.get("split") == split:
-            old = {k: old_source.get(k) for k in source}
-            differing += [f"source.{k}" for k in identity_mismatch(old, source)]
+        same_split = existing.split(split) is not None
+        differing = existing.output_differences(run, split) if same_split else existing.reinforcement_differences(run)
         if differing and not overwrite:
             raise OutputConflictError(
                 f"{output_dir} holds the output of a different reinforcement config or source dataset (differs in: "
@@ -88,7 +85,7 @@ def _claim(output_dir: Path, run: dict[str, Any], config: ReinforceConfig, split
             remove_outputs(output_dir)
             break
     remove_temp_files(output_dir)
-    write_json_atomic(run, output_dir / IN_PROGRESS_FILE)
+    write_record(run, output_dir / IN_PROGRESS_FILE)
 
 
 def _shard_batches(table: pa.Table, rows: int) -> Any:
@@ -115,7 +112,7 @@ def reinforce_to_folder(
     record = run.record(split, source_id, source_revision)
     output_dir.mkdir(parents=True, exist_ok=True)
     if state.is_main_process:
-        _claim(output_dir, record, config, split, overwrite)
+        _claim(output_dir, record, split, overwrite)
     state.wait_for_everyone()
 
     n, count = len(dataset), num_shards(len(dataset), config.rows_per_shard)
@@ -152,11 +149,11 @@ def reinforce_to_folder(
     files = [str(shard_path(output_dir, split, s, count)) for s in range(count)]
     with contextlib.nullcontext() if progress else quiet_datasets():
         loaded = datasets.load_dataset("parquet", data_files={split: files}, split=split)
-    return attach_config(loaded, read_json(output_dir / CONFIG_FILE))
+    return attach_record(loaded, read_record(output_dir / CONFIG_FILE))
 
 
-def _finalize(output_dir: Path, run: dict[str, Any], split: str, num_shards: int, config: ReinforceConfig) -> None:
-    """Check every shard exists, then write the config (with per-split statistics) and the card."""
+def _finalize(output_dir: Path, run: RunRecord, split: str, num_shards: int, config: ReinforceConfig) -> None:
+    """Check every shard exists, then write the record (with per-split statistics) and the card."""
     paths = [shard_path(output_dir, split, s, num_shards) for s in range(num_shards)]
     missing = [p.name for p in paths if not p.exists()]
     if missing:
@@ -169,19 +166,17 @@ def _finalize(output_dir: Path, run: dict[str, Any], split: str, num_shards: int
         meta = pq.read_metadata(path)
         rows += meta.num_rows
         skipped += json.loads((meta.schema.to_arrow_schema().metadata or {}).get(SKIPPED_KEY, b"[]"))
-    size = sum(p.stat().st_size for p in paths)
-    previous = read_json(output_dir / CONFIG_FILE) or {}
-    splits = dict(previous.get("splits", {}))
-    splits[split] = {
-        **run["source"],
-        "num_rows_written": rows,
-        "num_shards": num_shards,
-        "skipped_rows": sorted(skipped),
-        "num_bytes": size,
-        "bytes_per_augmentation": round(size / max(rows * config.num_augmentations, 1), 2),
-    }
-    final = {k: v for k, v in run.items() if k != "source"}
-    final["splits"] = splits
-    write_json_atomic(final, output_dir / CONFIG_FILE)
+    stats = run.source.with_stats(
+        num_rows_written=rows,
+        num_shards=num_shards,
+        skipped_rows=skipped,
+        num_bytes=sum(p.stat().st_size for p in paths),
+        num_augmentations=config.num_augmentations,
+    )
+    previous = read_record(output_dir / CONFIG_FILE)
+    splits = dict((previous.splits if previous is not None else None) or {})
+    splits[split] = stats
+    final = run.replace(source=None, splits=splits)
+    write_record(final, output_dir / CONFIG_FILE)
     write_card(output_dir, final)
     (output_dir / IN_PROGRESS_FILE).unlink(missing_ok=True)

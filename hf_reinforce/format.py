@@ -9,7 +9,6 @@ New columns per row (N = augmentations, K = top-k), all fixed-shape typed lists:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,7 +24,6 @@ SCHEMA_VERSION = 1
 ROW_INDEX = "row_index"
 TOPK_IDS = "topk_ids"
 TOPK_PROBS = "topk_probs"
-CONFIG_MARKER = "hf_reinforce config: "
 
 PARQUET_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
@@ -111,16 +109,3 @@ def check_schema_version(version: int) -> None:
             f"this data uses hf_reinforce schema version {version}, but the installed hf_reinforce reads up to "
             f"version {SCHEMA_VERSION}: upgrade hf_reinforce (pip install -U hf-reinforce)"
         )
-
-
-def attach_config(dataset: Any, config: Mapping[str, Any]) -> Any:
-    """Record ``config`` in ``dataset.info.description`` (it survives ``map``/``select``/``shuffle``); returns it."""
-    dataset.info.description = f"Reinforced with hf_reinforce. {CONFIG_MARKER}{json.dumps(config, sort_keys=True)}"
-    return dataset
-
-
-def config_from_dataset(dataset: Any) -> dict[str, Any] | None:
-    """The reinforcement config that :func:`attach_config` recorded in a dataset's ``info``, if any."""
-    description = getattr(getattr(dataset, "info", None), "description", None) or ""
-    at = description.find(CONFIG_MARKER)
-    return json.loads(description[at + len(CONFIG_MARKER) :]) if at >= 0 else None

@@ -9,9 +9,11 @@ Tokens come from huggingface_hub's usual sources and are never printed or writte
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,78 +23,73 @@ from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, 
 
 from .card import build_card, write_card
 from .errors import ConfigError, IncompleteOutputError, MissingColumnError, OutputConflictError
-from .format import ROW_INDEX, SCHEMA_VERSION, attach_config, check_schema_version, config_from_dataset
+from .format import ROW_INDEX
 from .layout import (
     CARD_FILE,
     CONFIG_FILE,
     DATA_DIR,
     IN_PROGRESS_FILE,
-    identity_mismatch,
     load_config,
+    num_shards,
     shard_path,
-    write_json_atomic,
     write_parquet_atomic,
+    write_record,
 )
-
-_IDENTITY_KEYS = ("schema_version", "policy", "num_augmentations", "top_k", "seed", "temperature", "teachers")
+from .record import RunRecord, SplitRecord, attach_record, record_from_dataset
 
 
 def save_folder(
     dataset: datasets.Dataset, folder: str | os.PathLike, *, split: str = "train", rows_per_shard: int = 2048
 ) -> Path:
-    """Write a dataset returned by :func:`hf_reinforce.reinforce` as a Hub-layout folder (shards, config, card)."""
-    config = config_from_dataset(dataset)
-    if config is None:
-        raise ConfigError(
-            "this dataset does not carry an hf_reinforce config: pass the dataset returned by reinforce()"
-        )
+    """Write a dataset returned by :func:`hf_reinforce.reinforce` as a Hub-layout folder (shards, record, card)."""
+    record = record_from_dataset(dataset)
+    if record is None:
+        raise ConfigError("this dataset does not carry an hf_reinforce config: pass the dataset returned by reinforce()")
     folder = Path(folder)
-    count = max(1, -(-len(dataset) // rows_per_shard))
+    count = num_shards(len(dataset), rows_per_shard)
     table = dataset.with_format("arrow")
     from datasets.table import embed_table_storage
 
     for s in range(count):
         part = embed_table_storage(table[s * rows_per_shard : (s + 1) * rows_per_shard])
         write_parquet_atomic(part.to_batches(), part.schema, shard_path(folder, split, s, count))
-    source = dict(config.pop("source", {}), split=split)
-    size = sum(shard_path(folder, split, s, count).stat().st_size for s in range(count))
-    source.update(
+    source = dataclasses.replace(record.source, split=split) if record.source else SplitRecord(split=split)
+    stats = source.with_stats(
         num_rows_written=len(dataset),
         num_shards=count,
-        skipped_rows=source.get("skipped_rows", []),
-        num_bytes=size,
-        bytes_per_augmentation=round(size / max(len(dataset) * config["num_augmentations"], 1), 2),
+        skipped_rows=list(source.skipped_rows or []),
+        num_bytes=sum(shard_path(folder, split, s, count).stat().st_size for s in range(count)),
+        num_augmentations=record.num_augmentations,
     )
-    config["splits"] = {split: source}
-    write_json_atomic(config, folder / CONFIG_FILE)
-    write_card(folder, config)
+    final = record.replace(source=None, splits={split: stats})
+    write_record(final, folder / CONFIG_FILE)
+    write_card(folder, final)
     return folder
 
 
-def _remote_config(api: HfApi, repo_id: str, revision: str | None) -> dict[str, Any] | None:
+def _remote_record(api: HfApi, repo_id: str, revision: str | None) -> RunRecord | None:
     try:
         return load_config(repo_id, revision=revision, token=api.token)
     except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError):
         return None
 
 
-def _merge(remote: dict[str, Any] | None, local: dict[str, Any], repo_id: str) -> dict[str, Any]:
-    """The local config with the remote repo's other splits kept; refuse a repo reinforced differently."""
+def _merge(remote: RunRecord | None, local: RunRecord, repo_id: str) -> RunRecord:
+    """The local record with the remote repo's other splits kept; refuse a repo reinforced differently
+    (:meth:`RunRecord.reinforcement_differences`: a reinforcement-only split may join a full one)."""
     if remote is None:
         return local
-    check_schema_version(remote.get("schema_version", SCHEMA_VERSION))
-    differing = identity_mismatch({k: remote.get(k) for k in _IDENTITY_KEYS}, {k: local.get(k) for k in _IDENTITY_KEYS})
+    differing = remote.reinforcement_differences(local)
     if differing:
         raise OutputConflictError(
             f"{repo_id} already holds a dataset reinforced with a different config (differs in: {', '.join(differing)}); "
             "push to another repo or branch (revision=...)"
         )
-    merged = dict(local)
-    merged["splits"] = {**remote.get("splits", {}), **local.get("splits", {})}
-    for key in ("accuracy", "license"):
-        if key in remote and key not in local:
-            merged[key] = remote[key]
-    return merged
+    return local.replace(
+        splits={**(remote.splits or {}), **(local.splits or {})},
+        accuracy=local.accuracy if local.accuracy is not None else remote.accuracy,
+        license=local.license if local.license is not None else remote.license,
+    )
 
 
 def push_to_hub(
@@ -133,12 +130,12 @@ def push_to_hub(
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
     if revision is not None:
         api.create_branch(repo_id, repo_type="dataset", branch=revision, exist_ok=True)
-    merged = _merge(_remote_config(api, repo_id, revision), local, repo_id)
+    merged = _merge(_remote_record(api, repo_id, revision), local, repo_id)
     if license:
-        merged["license"] = license
+        merged = merged.replace(license=license)
     shards = sorted((folder / DATA_DIR).glob("*.parquet"))
     uploads = {f"{DATA_DIR}/{p.name}" for p in shards}
-    pushed_splits = tuple(f"{DATA_DIR}/{s}-" for s in local.get("splits", {}))
+    pushed_splits = tuple(f"{DATA_DIR}/{s}-" for s in local.splits or {})
     stale = [
         f
         for f in api.list_repo_files(repo_id, repo_type="dataset", revision=revision)
@@ -149,7 +146,8 @@ def push_to_hub(
         *(CommitOperationAdd(path_in_repo=f"{DATA_DIR}/{p.name}", path_or_fileobj=str(p)) for p in shards),
         *(CommitOperationDelete(path_in_repo=f) for f in stale),
         CommitOperationAdd(
-            path_in_repo=CONFIG_FILE, path_or_fileobj=(json.dumps(merged, indent=2, sort_keys=True) + "\n").encode()
+            path_in_repo=CONFIG_FILE,
+            path_or_fileobj=(json.dumps(merged.to_dict(), indent=2, sort_keys=True) + "\n").encode(),
         ),
         CommitOperationAdd(path_in_repo=CARD_FILE, path_or_fileobj=str(card).encode()),
     ]
@@ -159,7 +157,7 @@ def push_to_hub(
         repo_type="dataset",
         revision=revision,
         commit_message=commit_message
-        or f"Upload reinforced split(s) {', '.join(local.get('splits', {}))} with hf_reinforce",
+        or f"Upload reinforced split(s) {', '.join(local.splits or {})} with hf_reinforce",
     )
     return str(info.commit_url)
 
@@ -168,38 +166,33 @@ def attach(
     reinforcement: datasets.Dataset,
     source: datasets.Dataset,
     *,
-    config: dict[str, Any] | str | os.PathLike | None = None,
+    config: RunRecord | Mapping[str, Any] | str | os.PathLike | None = None,
     split: str | None = None,
     verify_fingerprint: bool = True,
 ) -> datasets.Dataset:
     """Join a reinforcement-only dataset (``row_index`` + reinforcement columns) back onto its source rows.
 
     Checks the source's row count and — where recorded — its fingerprint and key column against the
-    reinforcement's config, with an error naming what differs. ``config`` is the reinforcement's config
-    (a dict, a folder or repo id); by default the one carried by ``reinforcement``.
+    reinforcement's run record, with an error naming what differs. ``config`` is the reinforcement's record
+    (a :class:`RunRecord`, its JSON dict, a folder or repo id); by default the one carried by ``reinforcement``.
     """
     if ROW_INDEX not in reinforcement.column_names:
         raise MissingColumnError(f"reinforcement has no {ROW_INDEX!r} column (columns: {reinforcement.column_names})")
-    cfg = (
-        config if isinstance(config, dict) else (load_config(config) if config else config_from_dataset(reinforcement))
-    )
-    if cfg is None:
-        raise ConfigError("attach needs the reinforcement's config: pass config=<folder, repo id or dict>")
-    splits = cfg.get("splits") or {"": cfg.get("source", {})}
-    recorded = splits[split] if split else next(iter(splits.values()))
-    if recorded.get("num_rows") is not None and recorded["num_rows"] != len(source):
+    record = _attach_record(reinforcement, config)
+    recorded = record.split(split) or SplitRecord()
+    if recorded.num_rows is not None and recorded.num_rows != len(source):
         raise ConfigError(
-            f"source has {len(source)} rows but the reinforcement was made from {recorded['num_rows']} rows of "
-            f"{recorded.get('id') or 'its source'} (split {recorded.get('split')!r}): attach the same split and revision"
+            f"source has {len(source)} rows but the reinforcement was made from {recorded.num_rows} rows of "
+            f"{recorded.id or 'its source'} (split {recorded.split!r}): attach the same split and revision"
         )
-    if verify_fingerprint and recorded.get("fingerprint") and recorded["fingerprint"] != source._fingerprint:
+    if verify_fingerprint and recorded.fingerprint and recorded.fingerprint != source._fingerprint:
         raise ConfigError(
-            f"source fingerprint {source._fingerprint} differs from the one reinforced ({recorded['fingerprint']}, "
-            f"revision {recorded.get('revision')}): the source data changed or was loaded differently; "
+            f"source fingerprint {source._fingerprint} differs from the one reinforced ({recorded.fingerprint}, "
+            f"revision {recorded.revision}): the source data changed or was loaded differently; "
             "pass verify_fingerprint=False if you are sure the rows are the same"
         )
     rows = source.select(list(reinforcement[ROW_INDEX]))
-    key = cfg.get("key_column")
+    key = record.key_column
     if key and key in reinforcement.column_names:
         if list(rows[key]) != list(reinforcement[key]):
             raise ConfigError(f"key column {key!r} of the source does not match the reinforcement's row by row")
@@ -208,4 +201,16 @@ def attach(
     if clash:
         raise ConfigError(f"source already has columns {clash} of the reinforcement")
     joined = datasets.concatenate_datasets([rows.flatten_indices(), reinforcement], axis=1)
-    return attach_config(joined, cfg)
+    joined.info.description = source.info.description  # the user's, not twice over
+    return attach_record(joined, record)
+
+
+def _attach_record(reinforcement: datasets.Dataset, config: Any) -> RunRecord:
+    if isinstance(config, RunRecord):
+        return config
+    if isinstance(config, Mapping):
+        return RunRecord.from_dict(config)
+    record = load_config(config) if config else record_from_dataset(reinforcement)
+    if record is None:
+        raise ValueError("attach needs the reinforcement's config: pass config=<folder, repo id or dict>")
+    return record

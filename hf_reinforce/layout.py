@@ -22,7 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import NotFoundError
-from .format import PARQUET_OPTIONS, SCHEMA_VERSION, check_schema_version
+from .format import PARQUET_OPTIONS, check_schema_version
+from .record import RunRecord
 
 CONFIG_FILE = "reinforce_config.json"
 CARD_FILE = "README.md"
@@ -84,12 +85,6 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def identity_mismatch(existing: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """Keys of the run identity whose values differ between an existing output and a new run."""
-    keys = sorted(set(existing) | set(new))
-    return [k for k in keys if existing.get(k) != new.get(k)]
-
-
 def remove_outputs(output_dir: Path) -> None:
     """Delete what a reinforcement pass writes (shards, config, card, in-progress file); other files stay."""
     for path in (output_dir / DATA_DIR).glob("*.parquet"):
@@ -108,10 +103,11 @@ def remove_temp_files(output_dir: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def load_config(
+def load_config_json(
     repo_or_folder: str | os.PathLike, *, revision: str | None = None, token: str | bool | None = None
 ) -> dict[str, Any]:
-    """The ``reinforce_config.json`` of a reinforced dataset: a local folder, a path to the file, or a Hub repo."""
+    """The raw JSON of ``reinforce_config.json`` (a local folder, a path to the file, or a Hub repo), its schema
+    version checked; :func:`load_config` reads it as a :class:`~hf_reinforce.record.RunRecord`."""
     path = Path(repo_or_folder)
     if path.is_dir():
         path = path / CONFIG_FILE
@@ -123,9 +119,29 @@ def load_config(
         path = Path(
             hf_hub_download(str(repo_or_folder), CONFIG_FILE, repo_type="dataset", revision=revision, token=token)
         )
-    config = json.loads(path.read_text())
-    check_schema_version(config.get("schema_version", SCHEMA_VERSION))
-    return config
+    data = json.loads(path.read_text())
+    if isinstance(data, dict) and "schema_version" in data:
+        check_schema_version(data["schema_version"])
+    return data
+
+
+def load_config(
+    repo_or_folder: str | os.PathLike, *, revision: str | None = None, token: str | bool | None = None
+) -> RunRecord:
+    """The run record (``reinforce_config.json``) of a reinforced dataset: a local folder, a path to the file, or
+    a Hub repo; read and checked once."""
+    return RunRecord.from_dict(load_config_json(repo_or_folder, revision=revision, token=token))
+
+
+def read_record(path: Path) -> RunRecord | None:
+    """The run record in the JSON file ``path``, or ``None`` when the file does not exist."""
+    data = read_json(path)
+    return None if data is None else RunRecord.from_dict(data)
+
+
+def write_record(record: RunRecord, path: Path) -> None:
+    """Write ``record`` as JSON to ``path`` atomically."""
+    write_json_atomic(record.to_dict(), path)
 
 
 def load_reinforced(

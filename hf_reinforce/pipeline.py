@@ -27,9 +27,10 @@ from datasets import ClassLabel, Features, Image, Value
 
 from ._version import __version__
 from .augment import Params
-from .config import ReinforceConfig
+from .config import ReinforceConfig, jsonable
 from .errors import BadImageError, ConfigError, MissingColumnError
 from .format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, encode_topk, reinforce_features, to_arrow, topk_id_dtype
+from .record import RunRecord
 from .rendering import BlockGeometry, BlockRenderer, RenderedChunk, render_tasks, task_order
 from .teachers import Ensemble, load_teacher
 
@@ -98,11 +99,11 @@ def run_record(
     split: str,
     source_id: str | None,
     source_revision: str | None,
-) -> dict[str, Any]:
-    """The full JSON record of a run: identity, teachers as loaded, source dataset and library version."""
+) -> RunRecord:
+    """The record of a run: identity, teachers as loaded, source dataset and library version."""
     info = dataset.info
     feature = dataset.features.get(config.label_column) if config.label_column else None
-    return {
+    data = {
         **config.identity(),
         "library": "hf_reinforce",
         "library_version": __version__,
@@ -119,6 +120,7 @@ def run_record(
             "fingerprint": dataset._fingerprint,
         },
     }
+    return RunRecord.from_dict(jsonable(data))
 
 
 # -- the pass ----------------------------------------------------------------------------------------------------
@@ -209,7 +211,7 @@ class ReinforcePass:
         """Classes of the stored top-k ids."""
         return self.ensemble.num_classes
 
-    def record(self, split: str, source_id: str | None = None, source_revision: str | None = None) -> dict[str, Any]:
+    def record(self, split: str, source_id: str | None = None, source_revision: str | None = None) -> RunRecord:
         """The run record of this pass for ``split`` (see :func:`run_record`)."""
         return run_record(self.dataset, self.config, self.ensemble, split, source_id, source_revision)
 

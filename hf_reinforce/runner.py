@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -9,9 +10,9 @@ import datasets
 
 from .config import ReinforceConfig
 from .folder import reinforce_to_folder
-from .format import attach_config
 from .pipeline import ReinforcePass
 from .progress import quiet_datasets, views_bar
+from .record import attach_record
 
 
 def reinforce(
@@ -51,8 +52,8 @@ def reinforce(
     with quiet_datasets(), bar:
         out = run.map(rows, run.results([rows], on_views=bar.update), cache_file_name=cache)
     record = run.record(split, source_id, source_revision)
-    record["source"]["skipped_rows"] = sorted(run.skipped)
-    return attach_config(out, record)
+    source = dataclasses.replace(record.source, skipped_rows=tuple(sorted(run.skipped)))
+    return attach_record(out, record.replace(source=source))
 
 
 __all__ = ["reinforce"]

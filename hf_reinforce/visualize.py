@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import datasets
 import numpy as np
@@ -15,25 +14,24 @@ import torch
 
 from .distill import ReinforcedTransform
 from .errors import ConfigError, OutOfRangeError
-from .format import TOPK_IDS, TOPK_PROBS, config_from_dataset
+from .format import TOPK_IDS, TOPK_PROBS
 from .layout import load_config, load_reinforced
+from .record import RunRecord, record_from_dataset
 
 CAPTION_LINES = 3
 
 
 def _load(
     source: datasets.Dataset | str | os.PathLike, split: str, revision: str | None
-) -> tuple[datasets.Dataset, dict[str, Any]]:
-    """The dataset and its reinforcement config, from a Dataset, a reinforced folder or a Hub repo."""
+) -> tuple[datasets.Dataset, RunRecord]:
+    """The dataset and its run record, from a Dataset, a reinforced folder or a Hub repo."""
     if isinstance(source, datasets.Dataset):
-        config = config_from_dataset(source)
-        if config is None:
-            raise ConfigError(
-                "this dataset does not carry its reinforcement config: pass its folder or repo id instead"
-            )
-        return source, config
-    config = load_config(source, revision=revision)
-    return load_reinforced(source, split=split, revision=revision), config
+        record = record_from_dataset(source)
+        if record is None:
+            raise ConfigError("this dataset does not carry its reinforcement config: pass its folder or repo id instead")
+        return source, record
+    record = load_config(source, revision=revision)
+    return load_reinforced(source, split=split, revision=revision), record
 
 
 def _caption(ids: list[int], probs: list[float], names: list[str] | None) -> list[str]:
@@ -69,14 +67,14 @@ def show(
     revision: str | None = None,
 ) -> Path:
     """Write a PNG of the first ``num`` stored augmentations of ``row`` (replayed exactly) with their top-3 classes."""
-    dataset, config = _load(source, split, revision)
+    dataset, record = _load(source, split, revision)
     if not 0 <= row < len(dataset):
         raise OutOfRangeError(f"row {row} out of range: the {split!r} split has {len(dataset)} rows")
-    transform = ReinforcedTransform(config, dataset=dataset if config_mixes(config) else None, resolution=resolution)
+    transform = ReinforcedTransform(record, dataset=dataset if record.mixing else None, resolution=resolution)
     example = dataset.with_format(None)[row]
     count = min(num, transform.num_augmentations)
     tiles = [transform.replay(example, j) for j in range(count)]
-    names = config.get("class_names")
+    names = record.class_names
     captions = [
         _caption(example[TOPK_IDS][j], list(np.asarray(example[TOPK_PROBS][j], np.float32)), names)
         for j in range(count)
@@ -85,8 +83,3 @@ def show(
     path.parent.mkdir(parents=True, exist_ok=True)
     render_grid(tiles, captions).save(path)
     return path
-
-
-def config_mixes(config: dict[str, Any]) -> bool:
-    """Whether the stored policy mixes rows (the transform then needs the dataset for partner rows)."""
-    return any(op["op"] == "mix" for op in config["policy"]["ops"])

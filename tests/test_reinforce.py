@@ -32,9 +32,10 @@ from torch import nn
 import hf_reinforce as hfr
 from hf_reinforce import BadImageError, ReinforceConfig, folder, reinforce
 from hf_reinforce.augment import PRESETS, AugmentationPolicy, to_rgb_uint8
-from hf_reinforce.format import SCHEMA_VERSION, config_from_dataset, decode_params
+from hf_reinforce.format import SCHEMA_VERSION, decode_params
 from hf_reinforce.layout import CONFIG_FILE, IN_PROGRESS_FILE
 from hf_reinforce.pipeline import ReinforcePass
+from hf_reinforce.record import record_from_dataset
 from hf_reinforce.teachers import Teacher
 
 WORKER = Path(__file__).with_name("reinforce_worker.py")
@@ -543,7 +544,7 @@ def test_skip_bad_images_records_the_skipped_rows(tmp_path):
     assert split["skipped_rows"] == bad and split["num_rows"] == 32 and split["num_rows_written"] == 29
     in_process = reinforce(source, config, progress=False)
     assert_same_rows(in_process, out)
-    assert config_from_dataset(in_process)["source"]["skipped_rows"] == bad
+    assert list(record_from_dataset(in_process).source.skipped_rows) == bad
     with pytest.raises(ValueError, match="skip_bad_images cannot be combined with a mixing policy"):
         make_config(policy="rrc+mix", skip_bad_images=True)
 

@@ -5,7 +5,7 @@ permutation of ``0..N-1`` seeded by (seed, i, c) and uses its element ``e % N``,
 used once before any repeats. Rendering goes through the same ``AugmentationPolicy.render`` as the teachers'
 inputs, so at the teachers' resolution and interpolation the pixels are identical.
 
-Only ``augment``, ``format``, ``layout`` and ``shared`` are imported here: training code never loads teacher code.
+Only ``augment``, ``format``, ``record``, ``layout`` and ``shared`` are imported here: training code never loads teacher code.
 """
 
 from __future__ import annotations
@@ -19,16 +19,9 @@ import torch
 
 from ..augment import AugmentationPolicy, Params, normalize, to_rgb_uint8
 from ..errors import ConfigError, OutOfRangeError
-from ..format import (
-    ROW_INDEX,
-    TOPK_IDS,
-    TOPK_PROBS,
-    check_schema_version,
-    config_from_dataset,
-    decode_params,
-    decode_topk,
-)
+from ..format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, decode_params, decode_topk
 from ..layout import load_config
+from ..record import RunRecord, record_from_dataset
 from ..shared import center_view
 
 
@@ -43,13 +36,13 @@ class ReinforcedTransform:
 
     Use with ``dataset.set_transform(transform)`` / ``with_transform``, a ``DataLoader`` with workers (it pickles),
     or ``IterableDataset.map(transform, batched=True)`` for streaming (policies without mixing). Defaults for
-    resolution, interpolation and normalization come from the stored config (the reinforcement resolution and the
-    first teacher's interpolation, mean and std).
+    resolution, interpolation and normalization come from the run record (the reinforcement resolution and the
+    first teacher's interpolation, mean and std). ``config`` is the record (a :class:`RunRecord` or its JSON dict).
     """
 
     def __init__(
         self,
-        config: Mapping[str, Any],
+        config: RunRecord | Mapping[str, Any],
         *,
         dataset: Any = None,
         resolution: int | None = None,
@@ -59,17 +52,17 @@ class ReinforcedTransform:
         seed: int = 0,
         epoch: int = 0,
     ) -> None:
-        check_schema_version(config.get("schema_version", 1))
-        self.config = dict(config)
-        self.policy = AugmentationPolicy.from_dict(config["policy"])
-        teacher = (config.get("teachers") or [{}])[0]
-        self.num_augmentations = int(config["num_augmentations"])
-        self.resolution = int(resolution or config.get("resolution") or teacher.get("resolution") or 224)
-        self.interpolation = interpolation or teacher.get("interpolation") or self.policy.interpolation
-        self.mean = tuple(mean or teacher.get("mean") or (0.485, 0.456, 0.406))
-        self.std = tuple(std or teacher.get("std") or (0.229, 0.224, 0.225))
-        self.image_column = config.get("image_column", "image")
-        self.label_column = config.get("label_column", "label")
+        record = config if isinstance(config, RunRecord) else RunRecord.from_dict(config)
+        self.record = record
+        self.policy: AugmentationPolicy = record.policy
+        teacher = record.teacher
+        self.num_augmentations = record.num_augmentations
+        self.resolution = int(resolution or record.resolution)
+        self.interpolation = interpolation or teacher.interpolation
+        self.mean = tuple(mean or teacher.mean)
+        self.std = tuple(std or teacher.std)
+        self.image_column = record.image_column
+        self.label_column = record.label_column
         self.seed = int(seed)
         self.epoch = int(epoch)
         self._partners = None
@@ -77,12 +70,17 @@ class ReinforcedTransform:
         if self.policy.mixing is not None:
             self._attach_partners(dataset)
 
+    @property
+    def config(self) -> dict[str, Any]:
+        """The run record's JSON (``reinforce_config.json``)."""
+        return self.record.to_dict()
+
     # -- construction -----------------------------------------------------------------------------------------
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any] | str | Path, **kwargs: Any) -> ReinforcedTransform:
-        """From a config dict or a path to ``reinforce_config.json`` (or the folder holding it)."""
-        return cls(config if isinstance(config, Mapping) else load_config(config), **kwargs)
+    def from_config(cls, config: RunRecord | Mapping[str, Any] | str | Path, **kwargs: Any) -> ReinforcedTransform:
+        """From a run record, its JSON dict, or a path to ``reinforce_config.json`` (or the folder holding it)."""
+        return cls(config if isinstance(config, (RunRecord, Mapping)) else load_config(config), **kwargs)
 
     @classmethod
     def from_dataset(cls, dataset: Any, **kwargs: Any) -> ReinforcedTransform:
@@ -91,7 +89,7 @@ class ReinforcedTransform:
         Datasets loaded with ``load_dataset`` do not carry it: use :meth:`from_pretrained` with the repo or folder,
         or pass ``config=``.
         """
-        config = kwargs.pop("config", None) or config_from_dataset(dataset)
+        config = kwargs.pop("config", None) or record_from_dataset(dataset)
         if config is None:
             raise ConfigError(
                 "this dataset does not carry its reinforcement config (load_dataset drops it): use "
@@ -219,7 +217,7 @@ class ReinforcedTransform:
 
     def __repr__(self) -> str:
         return (
-            f"ReinforcedTransform(policy={[op['op'] for op in self.config['policy']['ops']]}, "
+            f"ReinforcedTransform(policy={self.record.policy_name!r}, "
             f"N={self.num_augmentations}, resolution={self.resolution}, interpolation={self.interpolation!r}, "
             f"epoch={self.epoch})"
         )
