@@ -23,7 +23,7 @@ from datasets.table import embed_table_storage
 
 from .card import write_card
 from .config import ReinforceConfig
-from .errors import OutputConflictError
+from .errors import IncompleteOutputError, OutputConflictError
 from .layout import (
     CONFIG_FILE,
     IN_PROGRESS_FILE,
@@ -157,7 +157,7 @@ def _finalize(output_dir: Path, run: RunRecord, split: str, num_shards: int, con
     paths = [shard_path(output_dir, split, s, num_shards) for s in range(num_shards)]
     missing = [p.name for p in paths if not p.exists()]
     if missing:
-        raise RuntimeError(
+        raise IncompleteOutputError(
             f"reinforcement of split {split!r} is incomplete, missing shards: {missing}; rerun to resume"
         )
     skipped: list[int] = []

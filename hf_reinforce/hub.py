@@ -212,5 +212,5 @@ def _attach_record(reinforcement: datasets.Dataset, config: Any) -> RunRecord:
         return RunRecord.from_dict(config)
     record = load_config(config) if config else record_from_dataset(reinforcement)
     if record is None:
-        raise ValueError("attach needs the reinforcement's config: pass config=<folder, repo id or dict>")
+        raise ConfigError("attach needs the reinforcement's config: pass config=<folder, repo id or dict>")
     return record
