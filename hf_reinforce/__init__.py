@@ -12,7 +12,24 @@ import sys
 import types
 from typing import Any
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """The installed distribution's version; in a source tree that is not installed, pyproject.toml's (the only
+    place the version is written)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hf-reinforce")
+    except PackageNotFoundError:
+        import re
+        from pathlib import Path
+
+        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        found = re.search(r'(?m)^version\s*=\s*"([^"]+)"', pyproject.read_text()) if pyproject.is_file() else None
+        return found.group(1) if found else "0+unknown"
+
+
+__version__ = _version()
 
 _EXPORTS = {
     "AugmentationPolicy": "augment",
