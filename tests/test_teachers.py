@@ -9,10 +9,10 @@ import safetensors.torch
 import timm
 import torch
 import transformers
-from sklearn.datasets import load_sample_images
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
+from hf_reinforce import testing
 from hf_reinforce.teachers import Ensemble, Teacher, ViewSpec, load_teacher, parse_teacher_spec
 
 FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -20,7 +20,7 @@ FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 def photos(resolution: int) -> torch.Tensor:
     """The two sklearn sample photos as uint8 (2, 3, R, R)."""
-    images = torch.stack([torch.from_numpy(im.copy()).permute(2, 0, 1) for im in load_sample_images().images])
+    images = torch.stack(testing.photo_tensors())
     return TF.resize(images, [resolution, resolution], antialias=True)
 
 
@@ -54,8 +54,7 @@ class NaNModel(Linear):
 
 def tiny_timm(arch: str = "test_resnet", classes: int = 7) -> nn.Module:
     """A random timm model whose weights differ from a fresh instance."""
-    torch.manual_seed(123)
-    return timm.create_model(arch, pretrained=False, num_classes=classes).eval()
+    return testing.tiny_timm(arch, classes, seed=123)
 
 
 def save_tiny_hf(folder, kind: str) -> nn.Module:
