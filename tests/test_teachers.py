@@ -6,7 +6,6 @@ import os
 import huggingface_hub
 import pytest
 import safetensors.torch
-import timm
 import torch
 import transformers
 from torch import nn
@@ -212,7 +211,9 @@ def test_hf_normalization_matches_the_image_processor():
 
 def test_hub_teachers_pin_and_record_the_commit(tmp_path, offline_hub_cache):
     source = tiny_timm(classes=4)
-    timm.models.save_for_hf(source, tmp_path / "timm-repo", safe_serialization=True)
+    from timm.models._hub import save_for_hf  # exported as timm.models.save_for_hf only in recent timm
+
+    save_for_hf(source, tmp_path / "timm-repo", safe_serialization=True)
     offline_hub_cache("timm/test_resnet.tiny", tmp_path / "timm-repo")
     teacher = load_teacher("timm/test_resnet.tiny", num_classes=4, device="cpu")
     assert teacher.to_config()["revision"] == FAKE_COMMIT
