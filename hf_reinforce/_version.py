@@ -1,10 +1,20 @@
-"""The installed distribution's version, single-sourced from pyproject.toml."""
+"""The version, written only in pyproject.toml: the installed distribution's, or pyproject.toml's in a source tree
+that was never installed."""
 
 from __future__ import annotations
 
+import re
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
-try:
-    __version__ = version("hf-reinforce")
-except PackageNotFoundError:  # a source checkout that was never installed
-    __version__ = "0+unknown"
+
+def _version() -> str:
+    try:
+        return version("hf-reinforce")
+    except PackageNotFoundError:
+        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        found = re.search(r'(?m)^version\s*=\s*"([^"]+)"', pyproject.read_text()) if pyproject.is_file() else None
+        return found.group(1) if found else "0+unknown"
+
+
+__version__ = _version()

@@ -44,7 +44,9 @@ def save_folder(
     """Write a dataset returned by :func:`hf_reinforce.reinforce` as a Hub-layout folder (shards, record, card)."""
     record = record_from_dataset(dataset)
     if record is None:
-        raise ConfigError("this dataset does not carry an hf_reinforce config: pass the dataset returned by reinforce()")
+        raise ConfigError(
+            "this dataset does not carry an hf_reinforce config: pass the dataset returned by reinforce()"
+        )
     folder = Path(folder)
     count = num_shards(len(dataset), rows_per_shard)
     table = dataset.with_format("arrow")

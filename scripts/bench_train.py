@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as common
 
 import hf_reinforce as hfr
+from hf_reinforce import testing
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     threads = common.set_threads(args.num_workers, args.threads)
     datasets.disable_progress_bars()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    train = common.mnist_splits(args.rows, 0, size=args.resolution)["train"]
+    train = testing.mnist_dataset(args.rows, size=args.resolution)
     teachers = common.load_teachers([f"timm:{arch}" for arch in args.teachers], 10, args.resolution)
     ensemble = hfr.Ensemble(teachers)
     config = hfr.ReinforceConfig(

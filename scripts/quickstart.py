@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as common
 
 import hf_reinforce as hfr
+from hf_reinforce import testing
 
 TEACHER_POLICY = {"ops": [{"op": "rrc", "scale": [0.5, 1.0]}]}
 """Teachers are fine-tuned with mild augmentation (no flip: digits): the stored views are the hard ones."""
@@ -92,7 +93,7 @@ def load_data(args: argparse.Namespace, source: Path) -> tuple[datasets.Dataset,
     """(train, test) with ``image`` / ``label`` columns; offline MNIST is also saved to ``source`` as a dataset
     folder (``train.parquet``, ``test.parquet``) that ``load_dataset`` and the CLI read."""
     if args.dataset is None:
-        splits = common.mnist_splits(300, 100) if args.quick else common.mnist_splits()
+        splits = testing.mnist_splits(300, 100) if args.quick else testing.mnist_splits()
         source.mkdir(parents=True, exist_ok=True)
         for name, split in splits.items():
             split.to_parquet(str(source / f"{name}.parquet"))

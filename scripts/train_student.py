@@ -43,8 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     device = "cuda" if torch.cuda.is_available() else "cpu"
 
-    # data_dir="data": datasets caches a local folder whose card lists configs by its name alone, not by its files.
-    train = load_dataset(args.dataset, data_dir="data", split="train")
+    train = hfr.load_reinforced(args.dataset, split="train")  # a reinforced folder or Hub repo
     config = hfr.load_config(args.dataset)  # reinforce_config.json: policy, N, top-k, classes, teachers
     model = timm.create_model(args.student, num_classes=config["num_classes"]).to(device)
     data = timm.data.resolve_model_data_config(model)  # the student's own normalization

@@ -156,12 +156,10 @@ def _client_patches(endpoint: str, home: Path) -> list[tuple[Any, str, Any]]:
     import huggingface_hub.hf_api as ha
     import huggingface_hub.utils._http as hh
 
-    origin = hh._url_origin(endpoint)
-    return [
+    patches = [
         (hc, "ENDPOINT", endpoint),
         (hc, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}"),
         (hc, "HF_URL_HOSTS", hc.HF_URL_HOSTS | {urlsplit(endpoint).hostname}),
-        (hh, "_HUB_ORIGINS", hh._HUB_ORIGINS | {origin}),
         (ha.api, "endpoint", endpoint),  # the HfApi() behind `huggingface_hub.upload_file` & co, built at import
         (hc, "HF_HUB_OFFLINE", False),
         (hc, "HF_HUB_DISABLE_XET", True),
@@ -184,6 +182,9 @@ def _client_patches(endpoint: str, home: Path) -> list[tuple[Any, str, Any]]:
         (dc, "DOWNLOADED_DATASETS_PATH", home / "datasets" / "downloads"),
         (dc, "EXTRACTED_DATASETS_PATH", home / "datasets" / "downloads" / "extracted"),
     ]
+    if hasattr(hh, "_HUB_ORIGINS"):  # huggingface_hub >= 2.2 follows redirects only to these origins
+        patches.append((hh, "_HUB_ORIGINS", hh._HUB_ORIGINS | {hh._url_origin(endpoint)}))
+    return patches
 
 
 @contextmanager

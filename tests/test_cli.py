@@ -15,13 +15,13 @@ from pathlib import Path
 
 import datasets
 import numpy as np
-import PIL.Image
 import pytest
 
 from hf_reinforce.cli import add_config_arguments, build_parser, config_from_args, main
 from hf_reinforce.config import ReinforceConfig
 from hf_reinforce.errors import ConfigError, NotFoundError
 from hf_reinforce.estimation import Estimate, estimate
+from hf_reinforce.testing import mnist_dataset
 
 ROWS, N, K = 40, 4, 3
 TEACHERS = ["timm:test_resnet", "timm:test_vit"]
@@ -46,17 +46,9 @@ PASS_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def mnist_folder(tmp_path_factory: pytest.TempPathFactory, mnist: tuple[np.ndarray, np.ndarray]) -> Path:
+def mnist_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """40 shuffled real MNIST digits saved with ``save_to_disk`` (Image + ClassLabel features)."""
-    images, labels = mnist
-    order = np.random.default_rng(0).permutation(len(images))[:ROWS]
-    features = datasets.Features(
-        {"image": datasets.Image(), "label": datasets.ClassLabel(names=[str(d) for d in range(10)])}
-    )
-    ds = datasets.Dataset.from_dict(
-        {"image": [PIL.Image.fromarray(images[i]) for i in order], "label": [int(labels[i]) for i in order]},
-        features=features,
-    )
+    ds = mnist_dataset(ROWS)
     path = tmp_path_factory.mktemp("mnist") / "mnist40"
     ds.save_to_disk(str(path))
     return path

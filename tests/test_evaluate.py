@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import PIL.Image
 import pytest
 import torch
-from datasets import ClassLabel, Dataset, Features, Image
+from datasets import Dataset
 from huggingface_hub import DatasetCard
 from torch import nn
 
 import hf_reinforce as hfr
 from hf_reinforce.evaluate import center_view, evaluate_teachers
+from hf_reinforce.testing import mnist_dataset
 
 
 class Constant(nn.Module):
@@ -28,13 +28,8 @@ class Constant(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def digits_ds(mnist) -> Dataset:
-    x, y = mnist
-    idx = np.random.default_rng(2).permutation(len(x))[:60]
-    return Dataset.from_dict(
-        {"image": [PIL.Image.fromarray(x[i]) for i in idx], "label": [int(y[i]) for i in idx]},
-        features=Features({"image": Image(), "label": ClassLabel(num_classes=10)}),
-    )
+def digits_ds() -> Dataset:
+    return mnist_dataset(60, seed=2)
 
 
 def test_accuracy_of_teachers_and_ensemble(digits_ds, tmp_path):

@@ -21,23 +21,7 @@ from hf_reinforce.format import (
     reinforce_features,
     topk_id_dtype,
 )
-
-
-def simulated_rows(policy, n_rows, n_aug, k, num_classes, *, seed=0, height=375, width=500):
-    """Rows of parameters and an ImageNet-like ensemble's top-k: peaked around a few classes per image."""
-    g = torch.Generator().manual_seed(seed)
-    features = reinforce_features(policy, n_aug, k, num_classes)
-    rows = {name: [] for name in features}
-    for i in range(n_rows):
-        base = torch.randn(num_classes, generator=g) * 1.5
-        base[torch.randint(num_classes, (3,), generator=g)] += torch.tensor([7.0, 5.0, 4.0])
-        probs = torch.softmax(base + torch.randn(n_aug, num_classes, generator=g), -1)
-        ids, values = encode_topk(probs, k, num_classes)
-        for name, value in policy.sample(seed, i, n_aug, height, width, num_rows=n_rows).items():
-            rows[name].append(value)
-        rows["topk_ids"].append(ids)
-        rows["topk_probs"].append(values)
-    return datasets.Dataset.from_dict({k: [v.tolist() for v in vs] for k, vs in rows.items()}, features=features)
+from hf_reinforce.testing import simulated_rows
 
 
 @pytest.mark.parametrize("preset", PRESETS)

@@ -5,31 +5,20 @@ from __future__ import annotations
 import json
 
 import datasets
-import numpy as np
-import PIL.Image
 import pytest
 import torch
-from datasets import ClassLabel, Dataset, Features, Image, Value
 from huggingface_hub import DatasetCard
 from huggingface_hub.errors import HfHubHTTPError
 
 import hf_reinforce as hfr
+from hf_reinforce.testing import mnist_dataset
 
 N, K = 4, 3
 
 
 @pytest.fixture(scope="module")
-def source(mnist) -> datasets.DatasetDict:
-    x, y = mnist
-    idx = np.random.default_rng(1).permutation(len(x))[:40]
-    ds = Dataset.from_dict(
-        {
-            "image": [PIL.Image.fromarray(x[i]) for i in idx],
-            "label": [int(y[i]) for i in idx],
-            "id": [f"mnist-{i}" for i in idx],
-        },
-        features=Features({"image": Image(), "label": ClassLabel(num_classes=10), "id": Value("string")}),
-    )
+def source() -> datasets.DatasetDict:
+    ds = mnist_dataset(40, seed=1, key_column="id")
     return ds.train_test_split(test_size=8, seed=0)
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from hf_reinforce.augment import to_rgb_uint8
+from hf_reinforce.testing import photo_arrays
 
 
 def _encode(image: PIL.Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
@@ -20,9 +21,7 @@ def _encode(image: PIL.Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
 
 @pytest.fixture(scope="module")
 def photo() -> PIL.Image.Image:
-    from sklearn.datasets import load_sample_images
-
-    return PIL.Image.fromarray(load_sample_images().images[0][:120, :160])
+    return PIL.Image.fromarray(photo_arrays()[0][:120, :160])
 
 
 def test_rgb_photo_is_unchanged(photo):

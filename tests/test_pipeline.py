@@ -8,13 +8,14 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reinforce_worker import make_config, mnist_dataset
 
 import hf_reinforce as hfr
 from hf_reinforce.format import decode_params
 from hf_reinforce.pipeline import ReinforcePass
 from hf_reinforce.rendering import BlockGeometry, task_order
 from hf_reinforce.teachers import Teacher
+from hf_reinforce.testing import mnist_dataset
+from hf_reinforce.testing import tiny_config as make_config
 
 
 @pytest.fixture(autouse=True)

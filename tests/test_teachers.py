@@ -6,13 +6,12 @@ import os
 import huggingface_hub
 import pytest
 import safetensors.torch
-import timm
 import torch
 import transformers
-from sklearn.datasets import load_sample_images
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
+from hf_reinforce import testing
 from hf_reinforce.teachers import Ensemble, Teacher, ViewSpec, load_teacher, parse_teacher_spec
 
 FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -20,7 +19,7 @@ FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 def photos(resolution: int) -> torch.Tensor:
     """The two sklearn sample photos as uint8 (2, 3, R, R)."""
-    images = torch.stack([torch.from_numpy(im.copy()).permute(2, 0, 1) for im in load_sample_images().images])
+    images = torch.stack(testing.photo_tensors())
     return TF.resize(images, [resolution, resolution], antialias=True)
 
 
@@ -54,8 +53,7 @@ class NaNModel(Linear):
 
 def tiny_timm(arch: str = "test_resnet", classes: int = 7) -> nn.Module:
     """A random timm model whose weights differ from a fresh instance."""
-    torch.manual_seed(123)
-    return timm.create_model(arch, pretrained=False, num_classes=classes).eval()
+    return testing.tiny_timm(arch, classes, seed=123)
 
 
 def save_tiny_hf(folder, kind: str) -> nn.Module:
@@ -213,7 +211,9 @@ def test_hf_normalization_matches_the_image_processor():
 
 def test_hub_teachers_pin_and_record_the_commit(tmp_path, offline_hub_cache):
     source = tiny_timm(classes=4)
-    timm.models.save_for_hf(source, tmp_path / "timm-repo", safe_serialization=True)
+    from timm.models._hub import save_for_hf  # exported as timm.models.save_for_hf only in recent timm
+
+    save_for_hf(source, tmp_path / "timm-repo", safe_serialization=True)
     offline_hub_cache("timm/test_resnet.tiny", tmp_path / "timm-repo")
     teacher = load_teacher("timm/test_resnet.tiny", num_classes=4, device="cpu")
     assert teacher.to_config()["revision"] == FAKE_COMMIT

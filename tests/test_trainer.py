@@ -10,8 +10,6 @@ import timm
 import torch
 import torchvision.transforms.v2.functional as TF
 from datasets import Dataset, Features, Image, List, Value
-from PIL import Image as PILImage
-from sklearn.datasets import load_digits
 from transformers import (
     ResNetConfig,
     ResNetForImageClassification,
@@ -20,6 +18,7 @@ from transformers import (
     TrainingArguments,
 )
 
+from hf_reinforce import testing
 from hf_reinforce.distill import (
     DistillationCallback,
     DistillationCollator,
@@ -77,14 +76,11 @@ def eval_transform(batch: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def digits() -> Dataset:
-    """16 real 8×8 digits upscaled to 24×24 RGB, with stored top-k of 3 synthetic teacher augmentations."""
-    data = load_digits()
+    """16 real 8×8 digits upscaled to 24×24, with stored top-k of 3 synthetic teacher augmentations."""
     rows = 16
-    images = [
-        PILImage.fromarray((pixels * 255 / 16).astype(np.uint8)).resize((24, 24)).convert("RGB")
-        for pixels in data.images[:rows]
-    ]
-    labels = data.target[:rows].astype(np.int64)
+    source = testing.digits_dataset(rows, size=24, resample="bicubic")
+    images = source["image"]
+    labels = np.asarray(source["label"], dtype=np.int64)
     rng = np.random.default_rng(0)
     logits = rng.normal(scale=2.0, size=(rows, NUM_AUGMENTATIONS, NUM_CLASSES))
     logits[np.arange(rows), :, labels] += 3.0

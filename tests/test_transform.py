@@ -5,10 +5,9 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
-import PIL.Image
 import pytest
 import torch
-from datasets import ClassLabel, Dataset, Features, Image
+from datasets import Dataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -17,6 +16,7 @@ import hf_reinforce as hfr
 from hf_reinforce.augment import normalize
 from hf_reinforce.distill import augmentation_index
 from hf_reinforce.layout import load_reinforced
+from hf_reinforce.testing import mnist_dataset
 
 N = 6
 
@@ -38,13 +38,8 @@ class Recorder(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def mnist_ds(mnist) -> Dataset:
-    x, y = mnist
-    idx = np.random.default_rng(0).permutation(len(x))[:32]
-    return Dataset.from_dict(
-        {"image": [PIL.Image.fromarray(x[i]) for i in idx], "label": [int(y[i]) for i in idx]},
-        features=Features({"image": Image(), "label": ClassLabel(num_classes=10)}),
-    )
+def mnist_ds() -> Dataset:
+    return mnist_dataset(32)
 
 
 def _reinforce(ds: Dataset, policy: str, teacher: hfr.Teacher | str = "timm:test_resnet", **kwargs) -> Dataset:
