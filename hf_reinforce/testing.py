@@ -238,3 +238,61 @@ def simulated_rows(
         columns["topk_ids"].append(ids)
         columns["topk_probs"].append(values)
     return datasets.Dataset.from_dict({k: [v.tolist() for v in vs] for k, vs in columns.items()}, features=features)
+
+
+# -- run records -----------------------------------------------------------------------------------------------------
+
+
+def run_record(
+    policy: str = "rrc",
+    *,
+    num_augmentations: int = 2,
+    top_k: int = 2,
+    num_classes: int = 10,
+    resolution: int = 32,
+    interpolation: str = "bilinear",
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5),
+    std: tuple[float, ...] = (0.25, 0.25, 0.25),
+    **fields: Any,
+) -> hfr.RunRecord:
+    """A complete run record as a pass over one teacher with this preprocessing would write it (without running
+    one): for transform and loss tests that need a record but no reinforced data. ``fields`` override top-level keys."""
+    teacher = {
+        "name": "teacher",
+        "source": "module",
+        "id": "teacher",
+        "revision": None,
+        "weights": None,
+        "resolution": resolution,
+        "interpolation": interpolation,
+        "mean": list(mean),
+        "std": list(std),
+        "num_classes": num_classes,
+        "num_outputs": num_classes,
+        "class_mapping": None,
+    }
+    data: dict[str, Any] = {
+        "schema_version": hfr.SCHEMA_VERSION,
+        "policy": hfr.AugmentationPolicy.parse(policy).to_dict(),
+        "num_augmentations": num_augmentations,
+        "top_k": top_k,
+        "seed": 0,
+        "temperature": 1.0,
+        "num_classes": num_classes,
+        "resolution": resolution,
+        "image_column": "image",
+        "label_column": "label",
+        "class_mappings": None,
+        "rows_per_block": 16,
+        "augmentations_per_step": 16,
+        "rows_per_shard": 2048,
+        "skip_bad_images": False,
+        "reinforcement_only": False,
+        "key_column": None,
+        "library": "hf_reinforce",
+        "library_version": hfr.__version__,
+        "teachers": [teacher],
+        "class_names": None,
+        **fields,
+    }
+    return hfr.RunRecord.from_dict(data)

@@ -205,7 +205,7 @@ def three_modes(
         ),
         Mode(
             "(b) reinforced",
-            f"KD from stored top-{transform.config['top_k']}",
+            f"KD from stored top-{transform.record.top_k}",
             loader(reinforced, transform, batch_size, num_workers, collate=hfr.DistillationCollator(pack=False)),
             reinforced_loss,
             transform.set_epoch,

@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
 
     train = hfr.load_reinforced(args.dataset, split="train")  # a reinforced folder or Hub repo
-    config = hfr.load_config(args.dataset)  # reinforce_config.json: policy, N, top-k, classes, teachers
-    model = timm.create_model(args.student, num_classes=config["num_classes"]).to(device)
+    record = hfr.load_config(args.dataset)  # reinforce_config.json as a RunRecord: policy, N, top-k, classes, teachers
+    model = timm.create_model(args.student, num_classes=record.num_classes).to(device)
     data = timm.data.resolve_model_data_config(model)  # the student's own normalization
     transform = hfr.ReinforcedTransform.from_pretrained(
         args.dataset, resolution=args.resolution, mean=data["mean"], std=data["std"]

@@ -20,13 +20,14 @@ from hf_reinforce.config import identity_fields
 from hf_reinforce.errors import ConfigError, OutputConflictError, SchemaVersionError
 from hf_reinforce.layout import CONFIG_FILE, IN_PROGRESS_FILE, load_config_json
 from hf_reinforce.record import OUTPUT_KEYS, REINFORCEMENT_KEYS, RunRecord, record_from_dataset, user_description
+from hf_reinforce.testing import mnist_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def source(mnist) -> datasets.DatasetDict:
-    x, y = mnist
+def source() -> datasets.DatasetDict:
+    x, y = mnist_arrays()
     ds = Dataset.from_dict(
         {
             "image": [PIL.Image.fromarray(x[i]) for i in range(24)],

@@ -18,6 +18,7 @@ from hf_reinforce.errors import ConfigError
 from hf_reinforce.format import TOPK_IDS, TOPK_PROBS, decode_params, decode_topk
 from hf_reinforce.shared import as_logits, center_view, check_temperature
 from hf_reinforce.teachers import Ensemble, Teacher
+from hf_reinforce.testing import run_record
 
 
 class Flat(nn.Module):
@@ -31,13 +32,7 @@ class Flat(nn.Module):
 
 
 def _transform(resolution: int = 24) -> hfr.ReinforcedTransform:
-    config = {
-        "policy": hfr.AugmentationPolicy.parse("rrc").to_dict(),
-        "num_augmentations": 2,
-        "resolution": resolution,
-        "teachers": [{"interpolation": "bicubic", "mean": [0.5] * 3, "std": [0.25] * 3}],
-    }
-    return hfr.ReinforcedTransform(config)
+    return hfr.ReinforcedTransform(run_record("rrc", resolution=resolution, interpolation="bicubic"))
 
 
 def test_students_are_evaluated_on_the_teachers_view_of_non_square_photos(photos: list[torch.Tensor]) -> None:
