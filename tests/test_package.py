@@ -98,3 +98,38 @@ def test_version_of_an_uninstalled_source_tree_is_read_from_pyproject(monkeypatc
 
     monkeypatch.setattr(_version, "version", not_installed)
     assert _version._version() == _pyproject_version()
+
+
+def _internal_imports() -> dict[str, set[tuple[str, str]]]:
+    """module → {(imported module, imported name)} for every relative import inside the package."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "hf_reinforce"
+    out: dict[str, set[tuple[str, str]]] = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        package = ".".join(parts[:-1])
+        edges = out.setdefault(module, set())
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+                edges.update((target, alias.name) for alias in node.names)
+    return out
+
+
+def test_imports_point_down_without_cycles_or_private_names():
+    imports = _internal_imports()
+    private = [(m, t, n) for m, edges in imports.items() for t, n in edges if n.startswith("_") and n != "__version__"]
+    assert not private, f"modules import another module's private names: {private}"
+    graph = {m: {t if t in imports else f"{t}.{n}" for t, n in edges} & set(imports) for m, edges in imports.items()}
+    packages = {"hf_reinforce", "hf_reinforce.augment", "hf_reinforce.distill"}
+    graph = {m: {t for t in ts if not (t in packages and m.startswith(t))} for m, ts in graph.items()}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(t == goal or (t not in seen and not seen.add(t) and reaches(t, goal, seen)) for t in graph[start])
+
+    cycles = sorted(m for m in graph if m not in packages and reaches(m, m, set()))
+    assert not cycles, f"modules in an import cycle: {cycles}"
