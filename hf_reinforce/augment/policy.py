@@ -35,23 +35,26 @@ _FULL_IMAGE = (0, 0, AF.Q, AF.Q)
 
 @dataclass(frozen=True)
 class AugmentationPolicy:
-    """Ordered ops: an optional RandomResizedCrop first (else the whole image is resized), an optional mix last."""
+    """Ordered ops (an optional RandomResizedCrop first, else the whole image is resized), then an optional mix."""
 
     ops: tuple[Op, ...]
+    mix: MixUpCutMix | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ops", tuple(self.ops))
-        names = [getattr(op, "name", type(op).__name__) for op in self.ops]
         for op in self.ops:
+            if isinstance(op, MixUpCutMix):
+                raise ValueError("policy.ops: MixUpCutMix is not an op; pass it as AugmentationPolicy(ops, mix=...)")
             if not isinstance(op, Op):
                 raise ValueError(f"policy.ops: expected augmentation ops, got {type(op).__name__}")
+        if self.mix is not None and not isinstance(self.mix, MixUpCutMix):
+            raise ValueError(f"policy.mix: expected a MixUpCutMix or None, got {type(self.mix).__name__}")
+        names = [op.name for op in self.ops]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"policy.ops: each op may appear once, repeated: {duplicates}")
         if "rrc" in names and names[0] != "rrc":
             raise ValueError("policy.ops: rrc must be the first op")
-        if "mix" in names and names[-1] != "mix":
-            raise ValueError("policy.ops: mix must be the last op")
 
     # -- construction and serialization ------------------------------------------------------------------------
 
@@ -72,28 +75,21 @@ class AugmentationPolicy:
             ops.append(RandAugment())
         if "re" in tokens:
             ops.append(RandomErasing())
-        if "mix" in tokens:
-            ops.append(MixUpCutMix())
-        return cls(tuple(ops))
+        return cls(tuple(ops), MixUpCutMix() if "mix" in tokens else None)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AugmentationPolicy:
         """Inverse of :meth:`to_dict`; unknown ops or fields raise ``ValueError`` naming them."""
         if not isinstance(data, Mapping) or not isinstance(data.get("ops"), list):
             raise ValueError("policy: expected a mapping with a list under 'ops'")
-        ops = []
-        for i, spec in enumerate(data["ops"]):
-            spec = dict(spec)
-            kind = spec.pop("op", None)
-            if kind not in OPS:
-                raise ValueError(f"policy.ops[{i}].op: unknown op {kind!r}; expected one of {sorted(OPS)}")
-            op_cls = OPS[kind]
-            fields = set(op_cls.__dataclass_fields__)
-            extra = sorted(set(spec) - fields)
-            if extra:
-                raise ValueError(f"policy.ops[{i}] ({kind}): unknown field(s) {extra}; known: {sorted(fields)}")
-            ops.append(op_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}))
-        return cls(tuple(ops))
+        specs = [_from_spec(i, spec) for i, spec in enumerate(data["ops"])]
+        mixes = [i for i, spec in enumerate(specs) if isinstance(spec, MixUpCutMix)]
+        if len(mixes) > 1:
+            raise ValueError("policy.ops: each op may appear once, repeated: ['mix']")
+        if mixes and mixes[0] != len(specs) - 1:
+            raise ValueError("policy.ops: mix must be the last op")
+        mix = specs.pop() if mixes else None
+        return cls(tuple(specs), mix)
 
     @classmethod
     def parse(cls, spec: str | Mapping[str, Any] | AugmentationPolicy) -> AugmentationPolicy:
@@ -109,8 +105,8 @@ class AugmentationPolicy:
         raise ValueError(f"policy: expected a preset name, dict, JSON or AugmentationPolicy, got {type(spec).__name__}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Every constant of every op, JSON-serializable."""
-        return {"ops": [op.to_dict() for op in self.ops]}
+        """Every constant of every op, JSON-serializable; the mix, if any, is the last element of ``ops``."""
+        return {"ops": [op.to_dict() for op in self._stages]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -119,21 +115,21 @@ class AugmentationPolicy:
 
     @property
     def columns(self) -> Columns:
-        """Stored parameter columns: name → (dtype, per-augmentation shape), in op order."""
+        """Stored parameter columns: name → (dtype, per-augmentation shape), in op order, the mix's last."""
         out: Columns = {}
-        for op in self.ops:
-            out.update(op.columns)
+        for stage in self._stages:
+            out.update(stage.columns)
         return out
 
     @property
     def mixing(self) -> MixUpCutMix | None:
-        """The MixUp/CutMix op, if the policy mixes rows."""
-        last = self.ops[-1] if self.ops else None
-        return last if isinstance(last, MixUpCutMix) else None
+        """The MixUp/CutMix, if the policy mixes rows (the same as :attr:`mix`)."""
+        return self.mix
 
     @property
-    def _base_ops(self) -> tuple[Op, ...]:
-        return self.ops[:-1] if self.mixing else self.ops
+    def _stages(self) -> tuple[Op | MixUpCutMix, ...]:
+        """The ops, then the mix: the order of the JSON list, of the columns and of the samplers' seeds."""
+        return (*self.ops, self.mix) if self.mix is not None else self.ops
 
     @property
     def _crops(self) -> bool:
@@ -158,7 +154,7 @@ class AugmentationPolicy:
             raise ValueError("num_rows is required to sample a mixing policy")
         block = mixing.block(row, num_rows) if mixing is not None else (row, row + 1)
         params: Params = {}
-        for position, op in enumerate(self.ops):
+        for position, op in enumerate(self._stages):
 
             def rng(sub: int, _p: int = position) -> np.random.Generator:
                 return np.random.default_rng([seed, row, _p, sub])
@@ -172,13 +168,7 @@ class AugmentationPolicy:
         self, image: torch.Tensor, params: Params, j: int, resolution: int, interpolation: str | None = None
     ) -> torch.Tensor:
         """Augmentation ``j`` of ``image`` (``uint8 (3, H, W)``) without mixing, at ``resolution × resolution``."""
-        p = {name: values[j] for name, values in params.items()}
-        out = image
-        if not self._crops:
-            out = AF.resized_crop(out, _FULL_IMAGE, resolution, AF.interpolation_mode(interpolation or "bilinear"))
-        for op in self._base_ops:
-            out = op.apply(out, p, resolution, interpolation)
-        return out
+        return self._render_views([image], [params], [j], resolution, interpolation)[0]
 
     def render_many(
         self,
@@ -188,15 +178,71 @@ class AugmentationPolicy:
         resolution: int,
         interpolation: str | None = None,
     ) -> torch.Tensor:
-        """Augmentations ``indices`` of one decoded image, stacked ``uint8 (len(indices), 3, r, r)``."""
-        return torch.stack([self.render(image, params, int(j), resolution, interpolation) for j in indices])
+        """Augmentations ``indices`` of one decoded image, unmixed, stacked ``uint8 (len(indices), 3, r, r)``."""
+        return self._render_views([image], [params], indices, resolution, interpolation)
+
+    def render_block(
+        self,
+        images: Sequence[torch.Tensor],
+        params: Sequence[Params],
+        indices: Sequence[int],
+        resolution: int,
+        interpolation: str | None = None,
+        rows: Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """Augmentations ``indices`` of every image, mixed: ``uint8 (len(images) * len(indices), 3, r, r)``, row-major.
+
+        ``images`` are decoded ``uint8 (3, H, W)`` tensors (sizes may differ), ``params`` their sampled parameters
+        and ``rows`` their global row indices (default ``0..len(images)-1``); a mixing policy mixes each view with
+        the same augmentation of its partner row, which must be one of ``rows`` (render whole mixing blocks).
+        """
+        views = self._render_views(images, params, indices, resolution, interpolation)
+        if self.mix is None:
+            return views
+        block = _gather(params, [int(j) for j in indices], self.mix.columns)
+        return self.mix.mix_block(views, block, range(len(images)) if rows is None else rows, len(indices))
+
+    def _render_views(
+        self,
+        images: Sequence[torch.Tensor],
+        params: Sequence[Params],
+        indices: Sequence[int],
+        resolution: int,
+        interpolation: str | None,
+    ) -> torch.Tensor:
+        """Unmixed views, row-major: the first stage per image, then each later op once on the whole batch."""
+        js = [int(j) for j in indices]
+        if not images or not js:
+            device = images[0].device if images else None
+            return torch.empty((0, 3, resolution, resolution), dtype=torch.uint8, device=device)
+        columns = {name: spec for op in self.ops for name, spec in op.columns.items()}
+        block, n = _gather(params, js, columns), len(js)
+        views = torch.cat(
+            [
+                self._first_stage(
+                    image, {k: v[i * n : (i + 1) * n] for k, v in block.items()}, n, resolution, interpolation
+                )
+                for i, image in enumerate(images)
+            ]
+        )
+        for op in self.ops[1:] if self._crops else self.ops:
+            views = op.apply(views, block, resolution, interpolation)
+        return views
+
+    def _first_stage(
+        self, image: torch.Tensor, params: Params, n: int, resolution: int, interpolation: str | None
+    ) -> torch.Tensor:
+        """``n`` views of one image at the output resolution: its recorded crops, or the whole image resized once."""
+        if self._crops:
+            return self.ops[0].apply(image.expand(n, -1, -1, -1), params, resolution, interpolation)
+        mode = AF.interpolation_mode(interpolation or "bilinear")
+        return AF.resized_crop(image, _FULL_IMAGE, resolution, mode).expand(n, -1, -1, -1)
 
     def mix_rendered(self, own: torch.Tensor, partner: torch.Tensor, params: Params, j: int) -> torch.Tensor:
         """Apply the recorded mix of augmentation ``j`` to rendered ``own`` and ``partner`` images."""
-        mixing = self.mixing
-        if mixing is None or int(params["aug_mix_partner"][j]) < 0:
+        if self.mix is None or int(params["aug_mix_partner"][j]) < 0:
             return own
-        return mixing.mix(own, partner, {name: values[j] for name, values in params.items()})
+        return self.mix.mix(own, partner, {name: values[j] for name, values in params.items()})
 
     def replay(
         self,
@@ -219,3 +265,22 @@ class AugmentationPolicy:
             )
         partner = self.render(partner_image, partner_params, j, resolution, interpolation)
         return self.mix_rendered(own, partner, params, j)
+
+
+def _from_spec(i: int, spec: Mapping[str, Any]) -> Op | MixUpCutMix:
+    """One element of a policy's JSON ``ops`` list → the op (or the mix) it describes."""
+    spec = dict(spec)
+    kind = spec.pop("op", None)
+    kinds = {**OPS, MixUpCutMix.name: MixUpCutMix}
+    if kind not in kinds:
+        raise ValueError(f"policy.ops[{i}].op: unknown op {kind!r}; expected one of {sorted(kinds)}")
+    fields = set(kinds[kind].__dataclass_fields__)
+    extra = sorted(set(spec) - fields)
+    if extra:
+        raise ValueError(f"policy.ops[{i}] ({kind}): unknown field(s) {extra}; known: {sorted(fields)}")
+    return kinds[kind](**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
+
+
+def _gather(params: Sequence[Params], js: list[int], columns: Mapping[str, Any]) -> Params:
+    """The columns of augmentations ``js`` of every row, concatenated row-major (leading dim ``len(params) * len(js)``)."""
+    return {name: np.concatenate([np.asarray(p[name])[js] for p in params]) for name in columns}
