@@ -192,10 +192,13 @@ def test_render_block_equals_oracle_on_real_photos_and_digits(photos, digits, pr
     assert torch.equal(out, oracle_block(policy, images, params, range(6), resolution))
 
 
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
 @pytest.mark.parametrize("op", RAND_AUGMENT_OPS)
-def test_each_rand_augment_op_at_every_sign_and_several_magnitudes_equals_torchvision(photos, op):
+def test_each_rand_augment_op_at_every_sign_and_several_magnitudes_equals_torchvision(photos, op, mode):
     """Each op applied to a block where views drew different magnitudes and signs (batched where the code batches)."""
-    ra = RandAugment(num_ops=2, ops=(op,))
+    ra = RandAugment(
+        num_ops=2, ops=(op,), interpolation=mode, fill=(124, 116, 104) if mode == "bilinear" else (9, 0, 255)
+    )
     policy = AugmentationPolicy((RandomResizedCrop(), ra))
     bins = [0, 1, 5, 9, 17, 30, -1, -5, -9, -30, 9, 9, -9, 30, 0, 17] if ra_signed(op) else [0, 1, 5, 9, 17, 30, 9, 30]
     images = [_crop(photos[0], 97, 131), _crop(photos[1], 64, 50)]
@@ -204,7 +207,7 @@ def test_each_rand_augment_op_at_every_sign_and_several_magnitudes_equals_torchv
         p = policy.sample(3, row, len(bins), *image.shape[1:])
         p["aug_ra_mag"] = np.array([[b, bins[-1 - t]] for t, b in enumerate(bins)], dtype=np.int8)
         params.append(p)
-    for res in (3, 40):
+    for res in (3, 40, 224):
         out = policy.render_block(images, params, range(len(bins)), res, rows=[0, 1])
         assert torch.equal(out, oracle_block(policy, images, params, range(len(bins)), res))
 

@@ -8,16 +8,18 @@ reproduces the teacher's pixels exactly on the same device. Pixel work goes thro
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.functional import grid_sample
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
-from torchvision.transforms.v2.functional._geometry import _do_native_uint8_resize_on_cpu
+from torchvision.transforms.v2.functional import _geometry
 
 Q = 65535  # fixed-point scale of normalized coordinates and mixing weights
 
@@ -79,7 +81,7 @@ def _native_uint8_kernel(interpolation: InterpolationMode) -> Any:
         InterpolationMode.BILINEAR: torch._C._nn._upsample_bilinear2d_aa,
         InterpolationMode.BICUBIC: torch._C._nn._upsample_bicubic2d_aa,
     }
-    return kernels.get(interpolation) if _do_native_uint8_resize_on_cpu(interpolation) else None
+    return kernels.get(interpolation) if _geometry._do_native_uint8_resize_on_cpu(interpolation) else None
 
 
 def _resize_uint8_cpu(crop: torch.Tensor, resolution: int, interpolation: InterpolationMode) -> torch.Tensor:
@@ -104,10 +106,7 @@ def horizontal_flip(images: torch.Tensor, flips: Sequence[bool]) -> torch.Tensor
     index = np.flatnonzero(np.asarray(flips, dtype=bool))
     if len(index) == len(images):
         return F.horizontal_flip(images)
-    if len(index):
-        rows = torch.from_numpy(index)
-        images[rows] = F.horizontal_flip(images[rows])
-    return images
+    return _put(images, index, F.horizontal_flip(_take(images, index))) if len(index) else images
 
 
 @lru_cache(maxsize=64)
@@ -150,28 +149,98 @@ def rand_augment(
             op = RAND_AUGMENT_OPS[op_id]
             if op != "Identity":
                 magnitude = rand_augment_magnitude(op, signed_bin, num_bins, height, width)
-                images = _apply_to(images, np.flatnonzero(group == g), augmenter, op, magnitude, interpolation)
+                images = _rand_augment_views(images, np.flatnonzero(group.reshape(-1) == g), augmenter, op, magnitude)
     return images
 
 
-def _apply_to(
-    images: torch.Tensor,
-    index: np.ndarray,
-    augmenter: v2.RandAugment,
-    op: str,
-    magnitude: float,
-    mode: InterpolationMode,
+_CHUNK_VALUES = 2**19
+"""At most this many values (3 views at 224 px) per photometric op call; geometric ops, which sample in float32,
+take a quarter. Per view at 224 px, colour on 4 views at once costs 0.33 ms, alone 0.67 ms; a cached-grid
+rotation alone 0.56 ms, on 4 views at once 1.46 ms (cache misses). At 32 px batching helps to any size."""
+
+
+def _rand_augment_views(
+    images: torch.Tensor, index: np.ndarray, augmenter: v2.RandAugment, op: str, magnitude: float
 ) -> torch.Tensor:
-    """torchvision's RandAugment op on the views ``index`` of ``images`` (written back in place unless all views)."""
-    if len(index) == len(images):
+    """Apply one op to the views ``index`` of ``images``, in cache-sized chunks, written back in place."""
+    limit = _CHUNK_VALUES // 4 if op in _GEOMETRIC_OPS else _CHUNK_VALUES
+    if len(index) == len(images) and images.numel() <= limit:
+        return _rand_augment_op(images, augmenter, op, magnitude)
+    for chunk in np.array_split(index, -(-len(index) * images[0].numel() // limit)):
+        _put(images, chunk, _rand_augment_op(_take(images, chunk), augmenter, op, magnitude))
+    return images
+
+
+def _take(images: torch.Tensor, index: np.ndarray) -> torch.Tensor:
+    """The views ``index`` of ``images`` (``index_select``: 4× faster than advanced indexing, measured at 224 px)."""
+    return images.index_select(0, torch.as_tensor(index, device=images.device))
+
+
+def _put(images: torch.Tensor, index: np.ndarray, views: torch.Tensor) -> torch.Tensor:
+    """Write ``views`` into ``images`` at ``index`` (one copy per view: 3.5× faster than ``images[index] = views``)."""
+    for b, view in zip(index.tolist(), views):
+        images[b].copy_(view)
+    return images
+
+
+_GEOMETRIC_OPS = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
+
+
+def _rand_augment_op(images: torch.Tensor, augmenter: v2.RandAugment, op: str, magnitude: float) -> torch.Tensor:
+    """torchvision's RandAugment ``op`` on a batch; geometric ops on CPU reuse a cached sampling grid and mask."""
+    mode = augmenter.interpolation
+    cached = _grid(op, magnitude, *images.shape[-2:], mode) if images.device.type == "cpu" else None
+    if cached is None:
         return augmenter._apply_image_or_video_transform(
             images, op, magnitude, interpolation=mode, fill=augmenter._fill
         )
-    rows = torch.from_numpy(index)
-    images[rows] = augmenter._apply_image_or_video_transform(
-        images[rows], op, magnitude, interpolation=mode, fill=augmenter._fill
+    grid, mask = cached
+    out = grid_sample(
+        images.to(torch.float32), grid.expand(len(images), -1, -1, -1), mode.value, "zeros", align_corners=False
     )
-    return images
+    fill = torch.tensor([float(v) for v in augmenter.fill], dtype=torch.float32).view(1, -1, 1, 1)
+    if mode == InterpolationMode.NEAREST:
+        out = torch.where(mask.expand_as(out) < 0.5, fill.expand_as(out), out)
+    else:
+        out = out.sub_(fill).mul_(mask.expand_as(out)).add_(fill)
+    return out.round_().to(images.dtype)
+
+
+@lru_cache(maxsize=64)
+def _grid(
+    op: str, magnitude: float, height: int, width: int, mode: InterpolationMode
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """torchvision's sampling grid for geometric RandAugment ``op`` on ``height × width`` CPU images, and the fill
+    mask its ``_apply_grid_transform`` samples as a fourth channel; None where torchvision builds no grid.
+
+    torchvision's own steps, cached: at 224 px building the grid costs 1.4 ms and the mask channel (a concatenated
+    copy and a 4th sampled channel) 0.4 ms, against 0.56 ms for the rest of the op (measured). The oracle tests
+    check every op, sign and mode against torchvision bit for bit.
+    """
+    matrix = _affine_matrix(op, magnitude, height, width)
+    if matrix is None:
+        return None
+    theta = torch.tensor(matrix, dtype=torch.float32).reshape(1, 2, 3)
+    grid = _geometry._affine_grid(theta, w=width, h=height, ow=width, oh=height)
+    ones = torch.ones((1, 1, height, width), dtype=torch.float32)
+    return grid, grid_sample(ones, grid, mode.value, "zeros", align_corners=False)
+
+
+def _affine_matrix(op: str, magnitude: float, height: int, width: int) -> list[float] | None:
+    """The inverse affine matrix of torchvision's ``affine_image``/``rotate_image`` for RandAugment's ``op``, with
+    the arguments its ``_apply_image_or_video_transform`` passes (the oracle tests pin every op and sign)."""
+    inverse = _geometry._get_inverse_affine_matrix
+    if op == "Rotate":
+        angle = magnitude % 360
+        return None if angle in (0, 90, 180, 270) else inverse([0.0, 0.0], -angle, [0.0, 0.0], 1.0, [0.0, 0.0])
+    if op in ("ShearX", "ShearY"):
+        shear = math.degrees(math.atan(magnitude))
+        center = [0.0 - width * 0.5, 0.0 - height * 0.5]  # center=[0, 0], moved to the image-centred frame
+        return inverse(center, 0.0, [0.0, 0.0], 1.0, [shear, 0.0] if op == "ShearX" else [0.0, shear])
+    if op in ("TranslateX", "TranslateY"):
+        shift = float(int(magnitude))
+        return inverse([0.0, 0.0], 0.0, [shift, 0.0] if op == "TranslateX" else [0.0, shift], 1.0, [0.0, 0.0])
+    return None
 
 
 def erase(images: torch.Tensor, boxes: np.ndarray, fill: tuple[int, int, int]) -> torch.Tensor:
