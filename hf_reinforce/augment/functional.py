@@ -65,7 +65,30 @@ def resized_crop(
     image: torch.Tensor, box: Sequence[int], resolution: int, interpolation: InterpolationMode
 ) -> torch.Tensor:
     """Crop the normalized ``box`` out of ``image`` and resize it to ``resolution × resolution`` (antialiased)."""
-    top, left, h, w = box_to_pixels(box, image.shape[-2], image.shape[-1])
+    return _resized_crop(image, box_to_pixels(box, image.shape[-2], image.shape[-1]), resolution, interpolation)
+
+
+def resized_crops(
+    images: torch.Tensor, boxes: Sequence[Sequence[int]], resolution: int, interpolation: InterpolationMode
+) -> torch.Tensor:
+    """:func:`resized_crop` of each view of ``images`` (``(B, 3, H, W)``) with its box: ``(B, 3, r, r)``.
+
+    Views of one expanded image (stride 0, the policy's first stage) are cropped from one channels-last copy when
+    the crops cover more pixels than the image: torch's uint8 antialiased kernel packs its input channels-last
+    itself, and resizes a channels-last crop bit for bit the same, 1.5–3× faster at 224 px (measured).
+    """
+    height, width = images.shape[-2:]
+    pixels = [box_to_pixels(box, height, width) for box in boxes]
+    sources: Sequence[torch.Tensor] = images
+    if images.stride(0) == 0 and sum(h * w for _, _, h, w in pixels) > height * width:
+        sources = [images[0].permute(1, 2, 0).contiguous().permute(2, 0, 1)] * len(images)
+    return torch.stack([_resized_crop(image, box, resolution, interpolation) for image, box in zip(sources, pixels)])
+
+
+def _resized_crop(
+    image: torch.Tensor, box: tuple[int, int, int, int], resolution: int, interpolation: InterpolationMode
+) -> torch.Tensor:
+    top, left, h, w = box
     if resolution == 1:  # torch's uint8 antialiased kernel fails an internal assert for 1×1 outputs: resample in float
         out = F.resized_crop(image.float(), top, left, h, w, [1, 1], interpolation=interpolation, antialias=True)
         return out.round_().clamp_(0, 255).to(image.dtype)
@@ -315,4 +338,5 @@ __all__ = [
     "rand_augment",
     "rand_augment_magnitude",
     "resized_crop",
+    "resized_crops",
 ]

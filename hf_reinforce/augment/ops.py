@@ -116,8 +116,9 @@ class RandomResizedCrop(Op):
         self, images: torch.Tensor, params: Mapping[str, np.ndarray], resolution: int, interpolation: Any
     ) -> torch.Tensor:
         mode = AF.interpolation_mode(interpolation or self.interpolation)
-        boxes = np.asarray(params["aug_rrc"]).reshape(len(images), 4).tolist()
-        return torch.stack([AF.resized_crop(image, box, resolution, mode) for image, box in zip(images, boxes)])
+        return AF.resized_crops(
+            images, np.asarray(params["aug_rrc"]).reshape(len(images), 4).tolist(), resolution, mode
+        )
 
 
 @dataclass(frozen=True)
