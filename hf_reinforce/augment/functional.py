@@ -137,6 +137,7 @@ def _rand_augment(interpolation: InterpolationMode, fill: tuple[int, ...]) -> v2
     return v2.RandAugment(interpolation=interpolation, fill=list(fill))
 
 
+@lru_cache(maxsize=4096)
 def rand_augment_magnitude(op: str, signed_bin: int, num_bins: int, height: int, width: int) -> float:
     """Magnitude of RandAugment op ``op`` at bin ``|signed_bin|``, negated when ``signed_bin < 0`` (torchvision's space)."""
     magnitudes_fn, signed = v2.RandAugment._AUGMENTATION_SPACE[op]

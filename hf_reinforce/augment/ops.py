@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from torchvision.transforms import v2
 
 from . import functional as AF
 from . import sampling
@@ -89,6 +90,10 @@ class Op(abc.ABC):
         May write into ``images`` (the policy passes a buffer it owns).
         """
 
+    @abc.abstractmethod
+    def to_torchvision(self, resolution: int, interpolation: Any) -> v2.Transform:
+        """The torchvision v2 transform that draws this op's augmentation on the fly, with the same constants."""
+
 
 @dataclass(frozen=True)
 class RandomResizedCrop(Op):
@@ -116,9 +121,12 @@ class RandomResizedCrop(Op):
         self, images: torch.Tensor, params: Mapping[str, np.ndarray], resolution: int, interpolation: Any
     ) -> torch.Tensor:
         mode = AF.interpolation_mode(interpolation or self.interpolation)
-        return AF.resized_crops(
-            images, np.asarray(params["aug_rrc"]).reshape(len(images), 4).tolist(), resolution, mode
-        )
+        boxes = np.asarray(params["aug_rrc"]).reshape(len(images), 4).tolist()
+        return AF.resized_crops(images, boxes, resolution, mode)
+
+    def to_torchvision(self, resolution: int, interpolation: Any) -> v2.Transform:
+        mode = AF.interpolation_mode(interpolation or self.interpolation)
+        return v2.RandomResizedCrop(resolution, self.scale, self.ratio, interpolation=mode, antialias=True)
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,9 @@ class HorizontalFlip(Op):
         self, images: torch.Tensor, params: Mapping[str, np.ndarray], resolution: int, interpolation: Any
     ) -> torch.Tensor:
         return AF.horizontal_flip(images, np.asarray(params["aug_flip"]).reshape(len(images)))
+
+    def to_torchvision(self, resolution: int, interpolation: Any) -> v2.Transform:
+        return v2.RandomHorizontalFlip(self.p)
 
 
 @dataclass(frozen=True)
@@ -199,6 +210,16 @@ class RandAugment(Op):
             images, params["aug_ra_op"], params["aug_ra_mag"], self.num_magnitude_bins, mode, tuple(self.fill)
         )
 
+    def to_torchvision(self, resolution: int, interpolation: Any) -> v2.Transform:
+        if self.magnitude_std:
+            raise ValueError(f"ra.magnitude_std: torchvision's RandAugment has none, got {self.magnitude_std}; use 0")
+        if tuple(self.ops) != AF.RAND_AUGMENT_OPS:
+            raise ValueError(
+                f"ra.ops: torchvision's RandAugment draws from all its ops, got {list(self.ops)}; omit ops"
+            )
+        mode = AF.interpolation_mode(self.interpolation, "ra.interpolation", AF.GRID_INTERPOLATIONS)
+        return v2.RandAugment(self.num_ops, self.magnitude, self.num_magnitude_bins, mode, fill=list(self.fill))
+
 
 @dataclass(frozen=True)
 class RandomErasing(Op):
@@ -228,6 +249,9 @@ class RandomErasing(Op):
         self, images: torch.Tensor, params: Mapping[str, np.ndarray], resolution: int, interpolation: Any
     ) -> torch.Tensor:
         return AF.erase(images, params["aug_re"], tuple(self.fill))
+
+    def to_torchvision(self, resolution: int, interpolation: Any) -> v2.Transform:
+        return v2.RandomErasing(self.p, self.scale, self.ratio, value=list(self.fill))
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torchvision.transforms import v2
 
 from . import functional as AF
 from .ops import (
@@ -107,6 +108,24 @@ class AugmentationPolicy:
     def to_dict(self) -> dict[str, Any]:
         """Every constant of every op, JSON-serializable; the mix, if any, is the last element of ``ops``."""
         return {"ops": [op.to_dict() for op in self._stages]}
+
+    def to_torchvision(self, resolution: int, interpolation: str | None = None) -> v2.Compose:
+        """torchvision v2 transforms drawing, on the fly, from this policy's distribution with its constants (for
+        baselines trained with the same augmentation): RandomResizedCrop (or Resize), flip, RandAugment, erasing.
+
+        ``interpolation`` overrides the crop's, as in :meth:`render`. A mixing policy raises ``ValueError``:
+        MixUp/CutMix mixes pairs of rows, which a per-image transform cannot express.
+        """
+        if self.mix is not None:
+            raise ValueError(
+                "policy.mix: MixUp/CutMix mixes pairs of rows and has no per-image torchvision transform; "
+                "use the policy without mix (and torchvision's v2.MixUp/v2.CutMix on batches if you want one)"
+            )
+        steps = [op.to_torchvision(resolution, interpolation) for op in self.ops]
+        if not self._crops:
+            mode = AF.interpolation_mode(interpolation or "bilinear")
+            steps.insert(0, v2.Resize((resolution, resolution), interpolation=mode, antialias=True))
+        return v2.Compose(steps)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
