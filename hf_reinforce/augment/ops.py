@@ -299,7 +299,8 @@ class MixUpCutMix:
 
     def mix(self, own: torch.Tensor, partner: torch.Tensor, params: Mapping[str, Any]) -> torch.Tensor:
         """Mix rendered view ``own`` with the partner's rendered view by one augmentation's recorded parameters."""
-        return AF.mix(own[None].clone(), partner[None], [params["aug_mix_lam"]], [params["aug_mix_box"]])[0]
+        pair = torch.stack([own, partner])
+        return AF.mix_views(pair, [0], [1], [params["aug_mix_lam"]], [params["aug_mix_box"]])[0]
 
     def mix_block(
         self, views: torch.Tensor, params: Mapping[str, np.ndarray], rows: Sequence[int], n: int
@@ -311,8 +312,6 @@ class MixUpCutMix:
         """
         partners = np.asarray(params["aug_mix_partner"]).reshape(len(views))
         mixed = np.flatnonzero(partners >= 0)
-        if not len(mixed):
-            return views
         position = {int(row): k for k, row in enumerate(rows)}
         missing = sorted({p for p in partners[mixed].tolist() if p not in position})
         if missing:
@@ -320,12 +319,10 @@ class MixUpCutMix:
                 f"rows: views mix with partner rows {missing[:5]}, which are not in the block {list(rows)[:3]}...; "
                 f"render whole mixing blocks of {self.block_size} rows"
             )
-        index = torch.from_numpy(mixed)
-        source = torch.tensor([position[p] * n + i % n for i, p in zip(mixed.tolist(), partners[mixed].tolist())])
+        source = [position[p] * n + i % n for i, p in zip(mixed.tolist(), partners[mixed].tolist())]
         lams = np.asarray(params["aug_mix_lam"]).reshape(len(views))[mixed]
         boxes = np.asarray(params["aug_mix_box"]).reshape(len(views), 4)[mixed]
-        views[index] = AF.mix(views[index], views[source], lams, boxes)  # both gathered before any write
-        return views
+        return AF.mix_views(views, mixed, source, lams, boxes)
 
     def block(self, row: int, num_rows: int) -> tuple[int, int]:
         """The fixed block ``[start, stop)`` of rows a partner of ``row`` is drawn from."""
