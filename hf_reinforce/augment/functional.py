@@ -1,9 +1,11 @@
 """Pure functions that apply *given* augmentation parameters to ``uint8`` image tensors.
 
-Generation (teacher inputs) and replay (student inputs) both call these functions, so a stored augmentation
-reproduces the teacher's pixels exactly on the same device. Pixel work goes through
-``torchvision.transforms.v2.functional``. Boxes are stored normalized to ``[0, 65535]`` (see
-:func:`box_to_pixels`) so they replay at any image size or output resolution.
+Generation (teacher inputs) and replay (student inputs) both call these functions, on batches of views (one
+view is a batch of one), so a stored augmentation reproduces the teacher's pixels exactly on the same device.
+Pixel work is torchvision's: through ``torchvision.transforms.v2.functional``, or, on CPU where v2's per-call
+work costs more than the pixels, torchvision's own steps with its kernels (the uint8 antialiased resize, the
+affine sampling grid); the tests hold every such path bit-identical to a per-view v2 reference. Boxes are stored
+normalized to ``[0, 65535]`` (see :func:`box_to_pixels`) so they replay at any image size or output resolution.
 """
 
 from __future__ import annotations

@@ -168,10 +168,9 @@ class AugmentationPolicy:
         """
         if seed < 0 or row < 0:
             raise ValueError(f"seed and row must be >= 0, got seed={seed}, row={row}")
-        mixing = self.mixing
-        if mixing is not None and num_rows is None:
+        if self.mix is not None and num_rows is None:
             raise ValueError("num_rows is required to sample a mixing policy")
-        block = mixing.block(row, num_rows) if mixing is not None else (row, row + 1)
+        block = self.mix.block(row, num_rows) if self.mix is not None else (row, row + 1)
         params: Params = {}
         for position, op in enumerate(self._stages):
 
@@ -275,7 +274,7 @@ class AugmentationPolicy:
     ) -> torch.Tensor:
         """The exact ``uint8`` pixels of stored augmentation ``j`` (mixing policies need the partner row)."""
         own = self.render(image, params, j, resolution, interpolation)
-        if self.mixing is None or int(params["aug_mix_partner"][j]) < 0:
+        if self.mix is None or int(params["aug_mix_partner"][j]) < 0:
             return own
         if partner_image is None or partner_params is None:
             raise ValueError(
