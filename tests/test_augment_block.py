@@ -177,9 +177,11 @@ def test_render_block_equals_per_view_oracle(
     images = _images(kind, count, size, seed, photos, digits)
     rows, images, params = _block(policy, seed, start, count, images, n + 2)
     js = list(range(seed % 3, seed % 3 + n))
+    before = [image.clone() for image in images]
     out = policy.render_block(images, params, js, res, interpolation, rows=rows)
     assert out.dtype == torch.uint8 and out.shape == (len(images) * n, 3, res, res)
     assert torch.equal(out, oracle_block(policy, images, params, js, res, interpolation, rows))
+    assert all(torch.equal(a, b) for a, b in zip(images, before)), "rendering must not write into the inputs"
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -242,3 +244,19 @@ def test_oracle_equals_render_per_view(photos):
         params = policy.sample(11, 2, 5, *photos[1].shape[1:], num_rows=4)
         for j in range(5):
             assert torch.equal(policy.render(photos[1], params, j, 48), oracle_view(policy, photos[1], params, j, 48))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("preset", PRESETS)
+def test_render_block_on_gpu_equals_replay_on_gpu(photos, preset):
+    """On a GPU the block path falls back to torchvision's calls; generation == replay holds per device."""
+    policy = AugmentationPolicy.parse(preset)
+    images = [_crop(photos[i % 2], 200 + 7 * i, 300 - 11 * i).cuda() for i in range(3)]
+    params = [policy.sample(2, row, 6, *im.shape[1:], num_rows=3) for row, im in enumerate(images)]
+    out = policy.render_block(images, params, range(6), 64, rows=[0, 1, 2])
+    for k, p in enumerate(params):
+        for j in range(6):
+            partner = int(p["aug_mix_partner"][j]) if policy.mix is not None else -1
+            other = partner if partner >= 0 else k
+            expected = policy.replay(images[k], p, j, 64, partner_image=images[other], partner_params=params[other])
+            assert torch.equal(out[k * 6 + j], expected)
