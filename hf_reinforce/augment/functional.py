@@ -113,7 +113,7 @@ def _resize_uint8_cpu(crop: torch.Tensor, resolution: int, interpolation: Interp
     """``F.resize(crop, [r, r], antialias=True)`` for ``uint8`` CPU images, minus v2's dispatch layers.
 
     The same steps as torchvision's ``resize_image`` (same-size shortcut, the channels-last restride, the kernel);
-    skipping the dispatch saves about 25 µs per view (measured at 32 px).
+    skipping the dispatch saves 12 µs of 43 per view (measured, 28×28 crop to 32 px).
     """
     channels, height, width = crop.shape[-3:]
     if (height, width) == (resolution, resolution):
