@@ -71,20 +71,53 @@ def resized_crop(
 
 
 def resized_crops(
-    images: torch.Tensor, boxes: Sequence[Sequence[int]], resolution: int, interpolation: InterpolationMode
+    images: Sequence[torch.Tensor], boxes: Sequence[Sequence[int]], resolution: int, interpolation: InterpolationMode
 ) -> torch.Tensor:
-    """:func:`resized_crop` of each view of ``images`` (``(B, 3, H, W)``) with its box: ``(B, 3, r, r)``.
+    """:func:`resized_crop` of each ``images[b]`` (``(3, H_b, W_b)``, repeated for views of one image) with
+    ``boxes[b]``: ``(B, 3, r, r)``.
 
-    Views of one expanded image (stride 0, the policy's first stage) are cropped from one channels-last copy when
-    the crops cover more pixels than the image: torch's uint8 antialiased kernel packs its input channels-last
-    itself, and resizes a channels-last crop bit for bit the same, 1.5–3× faster at 224 px (measured).
+    On torch's uint8 antialiased CPU kernel, bit for bit the same as one call per view, faster (measured):
+    an image whose crops cover more pixels than it has is cropped from one channels-last copy (the kernel packs
+    its input channels-last itself; 1.5–3× faster at 224 px), and crops of equal size are resized in one call
+    (4 µs per view instead of 24 at 32 px).
     """
-    height, width = images.shape[-2:]
-    pixels = [box_to_pixels(box, height, width) for box in boxes]
-    sources: Sequence[torch.Tensor] = images
-    if images.stride(0) == 0 and sum(h * w for _, _, h, w in pixels) > height * width:
-        sources = [images[0].permute(1, 2, 0).contiguous().permute(2, 0, 1)] * len(images)
-    return torch.stack([_resized_crop(image, box, resolution, interpolation) for image, box in zip(sources, pixels)])
+    pixels = [box_to_pixels(box, *image.shape[-2:]) for image, box in zip(images, boxes)]
+    sources = _channels_last_sources(images, pixels)
+    first = images[0]
+    out = torch.empty((len(images), first.shape[-3], resolution, resolution), dtype=first.dtype, device=first.device)
+    batched = resolution > 1 and first.dtype == torch.uint8 and first.device.type == "cpu"
+    for (h, w), views in _by_size(pixels).items():
+        if batched and len(views) > 1 and _native_uint8_kernel(interpolation):
+            crops = torch.stack([sources[b].permute(1, 2, 0)[t : t + h, x : x + w] for b, (t, x, _, _) in views])
+            resized = _resize_uint8_cpu(crops.permute(0, 3, 1, 2), resolution, interpolation)
+            _put(out, np.array([b for b, _ in views]), resized)
+        else:
+            for b, box in views:
+                out[b] = _resized_crop(sources[b], box, resolution, interpolation)
+    return out
+
+
+def _channels_last_sources(
+    images: Sequence[torch.Tensor], pixels: Sequence[tuple[int, int, int, int]]
+) -> list[torch.Tensor]:
+    """``images`` with each one whose crops cover more pixels than it has replaced by one channels-last copy."""
+    covered: dict[int, int] = {}
+    for image, (_, _, h, w) in zip(images, pixels):
+        covered[id(image)] = covered.get(id(image), 0) + h * w
+    copies: dict[int, torch.Tensor] = {}
+    for image in images:
+        if id(image) not in copies:
+            many = covered[id(image)] > image.shape[-2] * image.shape[-1]
+            copies[id(image)] = image.permute(1, 2, 0).contiguous().permute(2, 0, 1) if many else image
+    return [copies[id(image)] for image in images]
+
+
+def _by_size(pixels: Sequence[tuple[int, int, int, int]]) -> dict[tuple[int, int], list[tuple[int, tuple]]]:
+    """Pixel boxes grouped by their ``(height, width)``, each as ``(view, box)``."""
+    groups: dict[tuple[int, int], list[tuple[int, tuple]]] = {}
+    for b, box in enumerate(pixels):
+        groups.setdefault(box[2:], []).append((b, box))
+    return groups
 
 
 def _resized_crop(

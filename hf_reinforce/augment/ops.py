@@ -87,7 +87,8 @@ class Op(abc.ABC):
     ) -> torch.Tensor:
         """Views ``(B, 3, H, W)`` with their recorded parameters (leading dimension ``B``) → rendered views.
 
-        May write into ``images`` (the policy passes a buffer it owns).
+        May write into ``images`` (the policy passes a buffer it owns). A policy's first op, the crop, gets instead
+        a sequence of ``B`` source images ``(3, H_b, W_b)``, one per view (a row's views repeat its image).
         """
 
     @abc.abstractmethod
@@ -118,11 +119,15 @@ class RandomResizedCrop(Op):
         return {"aug_rrc": sampling.sample_resized_crop(u, ctx.height, ctx.width, self.scale, self.ratio)}
 
     def apply(
-        self, images: torch.Tensor, params: Mapping[str, np.ndarray], resolution: int, interpolation: Any
+        self,
+        images: torch.Tensor | Sequence[torch.Tensor],
+        params: Mapping[str, np.ndarray],
+        resolution: int,
+        interpolation: Any,
     ) -> torch.Tensor:
         mode = AF.interpolation_mode(interpolation or self.interpolation)
         boxes = np.asarray(params["aug_rrc"]).reshape(len(images), 4).tolist()
-        return AF.resized_crops(images, boxes, resolution, mode)
+        return AF.resized_crops(list(images), boxes, resolution, mode)
 
     def to_torchvision(self, resolution: int, interpolation: Any) -> v2.Transform:
         mode = AF.interpolation_mode(interpolation or self.interpolation)

@@ -228,33 +228,27 @@ class AugmentationPolicy:
         resolution: int,
         interpolation: str | None,
     ) -> torch.Tensor:
-        """Unmixed views, row-major: the first stage per image, then each later op once on the whole batch."""
+        """Unmixed views, row-major: the crop (or resize) of every view, then each later op once on the whole batch."""
         js = [int(j) for j in indices]
         if not images or not js:
             device = images[0].device if images else None
             return torch.empty((0, 3, resolution, resolution), dtype=torch.uint8, device=device)
         columns = {name: spec for op in self.ops for name, spec in op.columns.items()}
         block, n = _gather(params, js, columns), len(js)
-        views = torch.cat(
-            [
-                self._first_stage(
-                    image, {k: v[i * n : (i + 1) * n] for k, v in block.items()}, n, resolution, interpolation
-                )
-                for i, image in enumerate(images)
-            ]
-        )
+        if self._crops:  # the crop gets each view's source image (a row's views share it)
+            views = self.ops[0].apply([image for image in images for _ in js], block, resolution, interpolation)
+        else:
+            views = torch.cat(
+                [self._resize(image, resolution, interpolation).expand(n, -1, -1, -1) for image in images]
+            )
         for op in self.ops[1:] if self._crops else self.ops:
             views = op.apply(views, block, resolution, interpolation)
         return views
 
-    def _first_stage(
-        self, image: torch.Tensor, params: Params, n: int, resolution: int, interpolation: str | None
-    ) -> torch.Tensor:
-        """``n`` views of one image at the output resolution: its recorded crops, or the whole image resized once."""
-        if self._crops:
-            return self.ops[0].apply(image.expand(n, -1, -1, -1), params, resolution, interpolation)
-        mode = AF.interpolation_mode(interpolation or "bilinear")
-        return AF.resized_crop(image, _FULL_IMAGE, resolution, mode).expand(n, -1, -1, -1)
+    @staticmethod
+    def _resize(image: torch.Tensor, resolution: int, interpolation: str | None) -> torch.Tensor:
+        """The whole image at ``resolution × resolution``: the first stage of a policy without a crop."""
+        return AF.resized_crop(image, _FULL_IMAGE, resolution, AF.interpolation_mode(interpolation or "bilinear"))
 
     def mix_rendered(self, own: torch.Tensor, partner: torch.Tensor, params: Params, j: int) -> torch.Tensor:
         """Apply the recorded mix of augmentation ``j`` to rendered ``own`` and ``partner`` images."""
