@@ -218,6 +218,16 @@ def ra_signed(op: str) -> bool:
     return v2.RandAugment._AUGMENTATION_SPACE[op][1]
 
 
+@pytest.mark.parametrize("preset", ["rrc+ra+re", "rrc+mix+ra+re"])
+def test_render_block_equals_oracle_for_views_larger_than_an_op_chunk(photos, preset):
+    """At 600 px one view holds more values than a chunk of a batched op: each view still goes through once."""
+    policy = AugmentationPolicy.parse(preset)
+    params = [policy.sample(5, row, 4, *photos[row].shape[1:], num_rows=2) for row in range(2)]
+    params[0]["aug_ra_op"][:] = RAND_AUGMENT_OPS.index("Rotate")  # a group of 4 views, each over the chunk size
+    out = policy.render_block(photos, params, range(4), 600, rows=[0, 1])
+    assert torch.equal(out, oracle_block(policy, photos, params, range(4), 600))
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(policy=policies, seed=st.integers(0, 2**31), n=st.integers(1, 8), res=st.sampled_from([5, 32]))
 def test_render_block_equals_stacked_replay(photos, policy, seed, n, res):

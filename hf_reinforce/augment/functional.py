@@ -232,7 +232,7 @@ def _rand_augment_views(
 
 def _chunks(index: np.ndarray, values_per_view: int, limit: int) -> list[np.ndarray]:
     """``index`` split into about equal runs of at most ``limit`` values (at least one view each)."""
-    return np.array_split(index, -(-len(index) * values_per_view // limit)) if len(index) else []
+    return np.array_split(index, min(len(index), -(-len(index) * values_per_view // limit))) if len(index) else []
 
 
 def _take(images: torch.Tensor, index: np.ndarray) -> torch.Tensor:
