@@ -182,6 +182,8 @@ def test_render_block_equals_per_view_oracle(
     assert out.dtype == torch.uint8 and out.shape == (len(images) * n, 3, res, res)
     assert torch.equal(out, oracle_block(policy, images, params, js, res, interpolation, rows))
     assert all(torch.equal(a, b) for a, b in zip(images, before)), "rendering must not write into the inputs"
+    hwc_backed = [image.permute(1, 2, 0).contiguous().permute(2, 0, 1) for image in images]  # as decoders give them
+    assert torch.equal(policy.render_block(hwc_backed, params, js, res, interpolation, rows=rows), out)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
