@@ -202,14 +202,20 @@ def rand_augment(
     op_ids, signed_bins = np.asarray(op_ids).reshape(len(images), -1), np.asarray(signed_bins).reshape(len(images), -1)
     height, width = images.shape[-2:]
     for step in range(op_ids.shape[1]):
-        drawn = np.stack([op_ids[:, step], signed_bins[:, step]], axis=1).astype(np.int64)
-        choices, group = np.unique(drawn, axis=0, return_inverse=True)
-        for g, (op_id, signed_bin) in enumerate(choices.tolist()):
+        for (op_id, signed_bin), index in _same_draws(op_ids[:, step].tolist(), signed_bins[:, step].tolist()).items():
             op = RAND_AUGMENT_OPS[op_id]
             if op != "Identity":
                 magnitude = rand_augment_magnitude(op, signed_bin, num_bins, height, width)
-                images = _rand_augment_views(images, np.flatnonzero(group.reshape(-1) == g), augmenter, op, magnitude)
+                images = _rand_augment_views(images, np.array(index), augmenter, op, magnitude)
     return images
+
+
+def _same_draws(op_ids: list[int], signed_bins: list[int]) -> dict[tuple[int, int], list[int]]:
+    """Views grouped by their drawn (op, signed bin) (a dict: ``np.unique(axis=0)`` costs 0.1 ms per call)."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for b, draw in enumerate(zip(op_ids, signed_bins)):
+        groups.setdefault(draw, []).append(b)
+    return groups
 
 
 _CHUNK_VALUES = 2**19
@@ -262,12 +268,18 @@ def _rand_augment_op(images: torch.Tensor, augmenter: v2.RandAugment, op: str, m
     out = grid_sample(
         images.to(torch.float32), grid.expand(len(images), -1, -1, -1), mode.value, "zeros", align_corners=False
     )
-    fill = torch.tensor([float(v) for v in augmenter.fill], dtype=torch.float32).view(1, -1, 1, 1)
+    fill = _fill_tensor(tuple(augmenter.fill), torch.float32)
     if mode == InterpolationMode.NEAREST:
         out = torch.where(mask.expand_as(out) < 0.5, fill.expand_as(out), out)
     else:
         out = out.sub_(fill).mul_(mask.expand_as(out)).add_(fill)
     return out.round_().to(images.dtype)
+
+
+@lru_cache(maxsize=16)
+def _fill_tensor(fill: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """``fill`` as a CPU ``(1, C, 1, 1)`` tensor (built once: ``torch.tensor`` costs 2–3 µs per call at 32 px)."""
+    return torch.tensor([float(v) for v in fill], dtype=dtype).view(1, -1, 1, 1)
 
 
 @lru_cache(maxsize=64)
@@ -310,7 +322,7 @@ def _affine_matrix(op: str, magnitude: float, height: int, width: int) -> list[f
 def erase(images: torch.Tensor, boxes: np.ndarray, fill: tuple[int, int, int]) -> torch.Tensor:
     """Fill the normalized ``boxes[b]`` of view ``b`` of ``images`` (``(B, 3, H, W)``, in place) with the colour
     ``fill``; an all-zero box erases nothing."""
-    value = torch.tensor(fill, dtype=images.dtype, device=images.device).view(-1, 1, 1)
+    value = _fill_tensor(tuple(fill), images.dtype).view(-1, 1, 1).to(images.device)
     height, width = images.shape[-2:]
     for b, box in enumerate(np.asarray(boxes).reshape(len(images), 4).tolist()):
         if box[2] and box[3]:
