@@ -304,8 +304,7 @@ class MixUpCutMix:
 
     def mix(self, own: torch.Tensor, partner: torch.Tensor, params: Mapping[str, Any]) -> torch.Tensor:
         """Mix rendered view ``own`` with the partner's rendered view by one augmentation's recorded parameters."""
-        pair = torch.stack([own, partner])
-        return AF.mix_views(pair, [0], [1], [params["aug_mix_lam"]], [params["aug_mix_box"]])[0]
+        return AF.mix(own, partner, params["aug_mix_lam"], params["aug_mix_box"])
 
     def mix_block(
         self, views: torch.Tensor, params: Mapping[str, np.ndarray], rows: Sequence[int], n: int
