@@ -16,16 +16,13 @@ import torch
 from torch import nn
 
 from .augment import normalize
+from .augment.functional import IMAGENET_MEAN, IMAGENET_STD, interpolation_mode
 from .errors import ConfigError, NotFoundError
 from .shared import as_logits, check_temperature
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 _WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")
 RANDOM_INIT_SEED = 0
-_PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
 
 
 class ViewSpec(NamedTuple):
@@ -469,12 +466,8 @@ def _square(height: int, width: int, name: str) -> int:
 
 
 def _check_interpolation(value: Any, name: str) -> str:
-    """An interpolation name from a string, torchvision InterpolationMode or PIL resample code."""
-    value = getattr(value, "value", value)
-    value = _PIL_RESAMPLE.get(value, value) if isinstance(value, int) else value
-    if value not in INTERPOLATIONS:
-        raise ValueError(f"teacher {name!r}: unsupported interpolation {value!r}; use one of {INTERPOLATIONS}")
-    return value
+    """An interpolation name from a string, torchvision InterpolationMode or PIL resample code (augment's rule)."""
+    return interpolation_mode(value, f"teacher {name!r}: interpolation").value
 
 
 def _channel_stats(values: Sequence[float], what: str, name: str) -> tuple[float, ...]:

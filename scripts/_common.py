@@ -37,38 +37,9 @@ LossFn = Callable[[nn.Module, Batch], torch.Tensor]
 
 
 def standard_augmentation(policy: hfr.AugmentationPolicy | str, resolution: int, interpolation: str) -> v2.Compose:
-    """torchvision v2 transforms drawing, on the fly, from the same distribution as ``policy``'s stored augmentations.
-
-    RandomResizedCrop (resized with ``interpolation``, like the replay), flip, RandAugment and RandomErasing take
-    the policy's constants; the ops are the torchvision ones the stored augmentations are rendered with.
-    """
-    policy = hfr.AugmentationPolicy.parse(policy)
-    steps: list[v2.Transform] = []
-    mode = interpolation_mode(interpolation)
-    if not isinstance(policy.ops[0] if policy.ops else None, hfr.RandomResizedCrop):
-        steps.append(v2.Resize((resolution, resolution), interpolation=mode, antialias=True))
-    for op in policy.ops:
-        if isinstance(op, hfr.RandomResizedCrop):
-            steps.append(v2.RandomResizedCrop(resolution, op.scale, op.ratio, interpolation=mode, antialias=True))
-        elif isinstance(op, hfr.HorizontalFlip):
-            steps.append(v2.RandomHorizontalFlip(op.p))
-        elif isinstance(op, hfr.RandAugment):
-            if op.magnitude_std or tuple(op.ops) != tuple(v2.RandAugment._AUGMENTATION_SPACE):
-                raise ValueError("standard_augmentation: torchvision's RandAugment has no magnitude_std or op subset")
-            steps.append(
-                v2.RandAugment(
-                    op.num_ops,
-                    op.magnitude,
-                    op.num_magnitude_bins,
-                    interpolation=interpolation_mode(op.interpolation),
-                    fill=list(op.fill),
-                )
-            )
-        elif isinstance(op, hfr.RandomErasing):
-            steps.append(v2.RandomErasing(op.p, op.scale, op.ratio, value=list(op.fill)))
-        else:
-            raise NotImplementedError(f"standard_augmentation: no per-image on-the-fly equivalent for op {op.name!r}")
-    return v2.Compose(steps)
+    """torchvision v2 transforms drawing, on the fly, from the same distribution as ``policy``'s stored augmentations
+    (the crop resized with ``interpolation``, like the replay): ``AugmentationPolicy.to_torchvision``."""
+    return hfr.AugmentationPolicy.parse(policy).to_torchvision(resolution, interpolation)
 
 
 @dataclasses.dataclass

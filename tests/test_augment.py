@@ -163,11 +163,11 @@ def test_rand_augment_ops_equal_torchvision_ops(photos):
     ids = ra.sample(3000, _ctx())["aug_ra_op"]
     assert set(np.unique(ids)) == set(range(len(RAND_AUGMENT_OPS)))  # every torchvision op is drawn
     rotate = RAND_AUGMENT_OPS.index("Rotate")
-    out = ra.apply(image, {"aug_ra_op": [rotate], "aug_ra_mag": [-9]}, 64, None)
+    out = ra.apply(image[None], {"aug_ra_op": [[rotate]], "aug_ra_mag": [[-9]]}, 64, None)[0]
     expected = F.rotate(image, angle=-9.0, interpolation=F.InterpolationMode.BILINEAR, fill=[124, 116, 104])
     assert torch.equal(out, expected)  # bin 9 of 31 over 0..30 degrees, negated
     posterize = RAND_AUGMENT_OPS.index("Posterize")
-    out = ra.apply(image, {"aug_ra_op": [posterize], "aug_ra_mag": [30]}, 64, None)
+    out = ra.apply(image[None], {"aug_ra_op": [[posterize]], "aug_ra_mag": [[30]]}, 64, None)[0]
     assert torch.equal(out, F.posterize(image, bits=4))
     mags = RandAugment(magnitude_std=0.5).sample(2000, _ctx())["aug_ra_mag"]
     assert len(np.unique(np.abs(mags))) > 1 and np.abs(mags).max() <= 30
@@ -180,10 +180,10 @@ def test_random_erasing_fills_box_with_constant(photos):
     assert 0.45 < applied.mean() < 0.55
     image = F.resize(photos[0], [50, 70])
     j = int(np.flatnonzero(applied)[0])
-    out = op.apply(image, {"aug_re": boxes[j]}, 50, None)
+    out = op.apply(image[None].clone(), {"aug_re": boxes[j : j + 1]}, 50, None)[0]
     t, left, h, w = box_to_pixels(boxes[j], 50, 70)
     assert (out[:, t : t + h, left : left + w] == torch.tensor([124, 116, 104], dtype=torch.uint8).view(3, 1, 1)).all()
-    assert torch.equal(op.apply(image, {"aug_re": np.zeros(4, np.uint16)}, 50, None), image)
+    assert torch.equal(op.apply(image[None].clone(), {"aug_re": np.zeros((1, 4), np.uint16)}, 50, None)[0], image)
 
 
 def _ctx():
@@ -216,8 +216,8 @@ def test_custom_policy_composition():
         (
             RandomResizedCrop(scale=(0.35, 1.0), interpolation="bicubic"),
             RandAugment(num_ops=1, ops=("Rotate", "Equalize")),
-            MixUpCutMix(block_size=4),
-        )
+        ),
+        mix=MixUpCutMix(block_size=4),
     )
     params = policy.sample(1, 2, 50, 30, 40, num_rows=9)
     assert set(params["aug_ra_op"].ravel()) <= {RAND_AUGMENT_OPS.index("Rotate"), RAND_AUGMENT_OPS.index("Equalize")}

@@ -4,15 +4,29 @@
 replay share one code path, so a stored augmentation reproduces the teacher's pixels exactly.
 """
 
-from .functional import RAND_AUGMENT_OPS, Q, box_to_pixels, interpolation_mode, normalize
+from .functional import (
+    FILL,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    RAND_AUGMENT_OPS,
+    RESIZE_INTERPOLATIONS,
+    Q,
+    box_to_pixels,
+    interpolation_mode,
+    normalize,
+)
 from .image import open_image, to_rgb_uint8
 from .ops import HorizontalFlip, MixUpCutMix, Op, RandAugment, RandomErasing, RandomResizedCrop
 from .policy import PRESETS, AugmentationPolicy, Params
 
 __all__ = [
+    "FILL",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "PRESETS",
     "Q",
     "RAND_AUGMENT_OPS",
+    "RESIZE_INTERPOLATIONS",
     "AugmentationPolicy",
     "HorizontalFlip",
     "MixUpCutMix",

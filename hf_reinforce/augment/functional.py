@@ -1,22 +1,44 @@
 """Pure functions that apply *given* augmentation parameters to ``uint8`` image tensors.
 
-Generation (teacher inputs) and replay (student inputs) both call these functions, so a stored augmentation
-reproduces the teacher's pixels exactly on the same device. Pixel work goes through
-``torchvision.transforms.v2.functional``. Boxes are stored normalized to ``[0, 65535]`` (see
-:func:`box_to_pixels`) so they replay at any image size or output resolution.
+Generation (teacher inputs) and replay (student inputs) both call these functions, on batches of views (one
+view is a batch of one), so a stored augmentation reproduces the teacher's pixels exactly on the same device.
+Pixel work is torchvision's: through ``torchvision.transforms.v2.functional``, or, on CPU where v2's per-call
+work costs more than the pixels, torchvision's own steps with its kernels (the uint8 antialiased resize, the
+affine sampling grid); the tests hold every such path bit-identical to a per-view v2 reference. Boxes are stored
+normalized to ``[0, 65535]`` (see :func:`box_to_pixels`) so they replay at any image size or output resolution.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
+import numpy as np
 import torch
+from torch.nn.functional import grid_sample
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
+from torchvision.transforms.v2.functional import _geometry
 
 Q = 65535  # fixed-point scale of normalized coordinates and mixing weights
+
+FILL: tuple[int, int, int] = (124, 116, 104)
+"""Default colour of erased pixels and of pixels RandAugment's geometric ops expose (the ImageNet mean in uint8)."""
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+RESIZE_INTERPOLATIONS: tuple[str, ...] = ("nearest", "nearest-exact", "bilinear", "bicubic")
+"""Interpolations for resizing ``uint8`` tensors with antialias on every supported torch (box and hamming fail on
+tensors; lanczos needs a newer torch than the floor)."""
+
+GRID_INTERPOLATIONS: tuple[str, ...] = ("nearest", "bilinear")
+"""Interpolations torchvision's rotate/affine (``grid_sample``) accept: RandAugment's geometric ops."""
+
+_PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}  # PIL resample codes of these modes
 
 RAND_AUGMENT_OPS: tuple[str, ...] = tuple(v2.RandAugment._AUGMENTATION_SPACE)
 """Names of torchvision's RandAugment operations, in torchvision's order; stored op ids index this tuple."""
@@ -45,16 +67,106 @@ def resized_crop(
     image: torch.Tensor, box: Sequence[int], resolution: int, interpolation: InterpolationMode
 ) -> torch.Tensor:
     """Crop the normalized ``box`` out of ``image`` and resize it to ``resolution × resolution`` (antialiased)."""
-    top, left, h, w = box_to_pixels(box, image.shape[-2], image.shape[-1])
+    return _resized_crop(image, box_to_pixels(box, image.shape[-2], image.shape[-1]), resolution, interpolation)
+
+
+def resized_crops(
+    images: Sequence[torch.Tensor], boxes: Sequence[Sequence[int]], resolution: int, interpolation: InterpolationMode
+) -> torch.Tensor:
+    """:func:`resized_crop` of each ``images[b]`` (``(3, H_b, W_b)``, repeated for views of one image) with
+    ``boxes[b]``: ``(B, 3, r, r)``.
+
+    On torch's uint8 antialiased CPU kernel, bit for bit the same as one call per view, faster (measured):
+    an image whose crops cover more pixels than it has is cropped from one channels-last copy (the kernel packs
+    its input channels-last itself; 1.5–3× faster at 224 px), and crops of equal size are resized in one call
+    (4 µs per view instead of 24 at 32 px).
+    """
+    pixels = [box_to_pixels(box, *image.shape[-2:]) for image, box in zip(images, boxes)]
+    if len(images) == 1:  # one view (replay): nothing to share
+        return _resized_crop(images[0], pixels[0], resolution, interpolation)[None]
+    sources = _channels_last_sources(images, pixels)
+    first = images[0]
+    out = torch.empty((len(images), first.shape[-3], resolution, resolution), dtype=first.dtype, device=first.device)
+    batched = resolution > 1 and first.dtype == torch.uint8 and first.device.type == "cpu"
+    for (h, w), views in _by_size(pixels).items():
+        if batched and len(views) > 1 and _native_uint8_kernel(interpolation):
+            crops = torch.stack([sources[b].permute(1, 2, 0)[t : t + h, x : x + w] for b, (t, x, _, _) in views])
+            resized = _resize_uint8_cpu(crops.permute(0, 3, 1, 2), resolution, interpolation)
+            _put(out, np.array([b for b, _ in views]), resized)
+        else:
+            for b, box in views:
+                out[b] = _resized_crop(sources[b], box, resolution, interpolation)
+    return out
+
+
+def _channels_last_sources(
+    images: Sequence[torch.Tensor], pixels: Sequence[tuple[int, int, int, int]]
+) -> list[torch.Tensor]:
+    """``images`` with each one whose crops cover more pixels than it has replaced by one channels-last copy."""
+    covered: dict[int, int] = {}
+    for image, (_, _, h, w) in zip(images, pixels):
+        covered[id(image)] = covered.get(id(image), 0) + h * w
+    copies: dict[int, torch.Tensor] = {}
+    for image in images:
+        if id(image) not in copies:
+            many = covered[id(image)] > image.shape[-2] * image.shape[-1]
+            copies[id(image)] = image.permute(1, 2, 0).contiguous().permute(2, 0, 1) if many else image
+    return [copies[id(image)] for image in images]
+
+
+def _by_size(pixels: Sequence[tuple[int, int, int, int]]) -> dict[tuple[int, int], list[tuple[int, tuple]]]:
+    """Pixel boxes grouped by their ``(height, width)``, each as ``(view, box)``."""
+    groups: dict[tuple[int, int], list[tuple[int, tuple]]] = {}
+    for b, box in enumerate(pixels):
+        groups.setdefault(box[2:], []).append((b, box))
+    return groups
+
+
+def _resized_crop(
+    image: torch.Tensor, box: tuple[int, int, int, int], resolution: int, interpolation: InterpolationMode
+) -> torch.Tensor:
+    top, left, h, w = box
     if resolution == 1:  # torch's uint8 antialiased kernel fails an internal assert for 1×1 outputs: resample in float
         out = F.resized_crop(image.float(), top, left, h, w, [1, 1], interpolation=interpolation, antialias=True)
         return out.round_().clamp_(0, 255).to(image.dtype)
+    if image.dtype == torch.uint8 and image.device.type == "cpu" and _native_uint8_kernel(interpolation):
+        return _resize_uint8_cpu(image[..., top : top + h, left : left + w], resolution, interpolation)
     return F.resized_crop(image, top, left, h, w, [resolution, resolution], interpolation=interpolation, antialias=True)
 
 
-def horizontal_flip(image: torch.Tensor, flip: bool) -> torch.Tensor:
-    """Mirror ``image`` left-right when ``flip`` is true."""
-    return F.horizontal_flip(image) if flip else image
+@lru_cache(maxsize=8)
+def _native_uint8_kernel(interpolation: InterpolationMode) -> Any:
+    """torch's antialiased ``uint8`` CPU kernel that ``F.resize`` uses for ``interpolation``, or None (float path)."""
+    kernels = {
+        InterpolationMode.BILINEAR: torch._C._nn._upsample_bilinear2d_aa,
+        InterpolationMode.BICUBIC: torch._C._nn._upsample_bicubic2d_aa,
+    }
+    return kernels.get(interpolation) if _geometry._do_native_uint8_resize_on_cpu(interpolation) else None
+
+
+def _resize_uint8_cpu(crop: torch.Tensor, resolution: int, interpolation: InterpolationMode) -> torch.Tensor:
+    """``F.resize(crop, [r, r], antialias=True)`` for ``uint8`` CPU images, minus v2's dispatch layers.
+
+    The same steps as torchvision's ``resize_image`` (same-size shortcut, the channels-last restride, the kernel);
+    skipping the dispatch saves 12 µs of 43 per view (measured, 28×28 crop to 32 px).
+    """
+    channels, height, width = crop.shape[-3:]
+    if (height, width) == (resolution, resolution):
+        return crop
+    batch = crop.reshape(-1, channels, height, width)
+    strides = batch.stride()
+    if batch.is_contiguous(memory_format=torch.channels_last) and batch.shape[0] == 1 and crop.numel() != strides[0]:
+        batch = batch.as_strided((1, channels, height, width), [crop.numel(), *strides[1:]])
+    out = _native_uint8_kernel(interpolation)(batch, [resolution, resolution], False, None)
+    return out.reshape(crop.shape[:-2] + (resolution, resolution))
+
+
+def horizontal_flip(images: torch.Tensor, flips: Sequence[bool]) -> torch.Tensor:
+    """Mirror left-right the views ``b`` of ``images`` (``(B, 3, H, W)``) where ``flips[b]`` is true."""
+    index = np.flatnonzero(np.asarray(flips, dtype=bool))
+    if len(index) == len(images):
+        return F.horizontal_flip(images)
+    return _put(images, index, F.horizontal_flip(_take(images, index))) if len(index) else images
 
 
 @lru_cache(maxsize=64)
@@ -62,6 +174,7 @@ def _rand_augment(interpolation: InterpolationMode, fill: tuple[int, ...]) -> v2
     return v2.RandAugment(interpolation=interpolation, fill=list(fill))
 
 
+@lru_cache(maxsize=4096)
 def rand_augment_magnitude(op: str, signed_bin: int, num_bins: int, height: int, width: int) -> float:
     """Magnitude of RandAugment op ``op`` at bin ``|signed_bin|``, negated when ``signed_bin < 0`` (torchvision's space)."""
     magnitudes_fn, signed = v2.RandAugment._AUGMENTATION_SPACE[op]
@@ -73,39 +186,155 @@ def rand_augment_magnitude(op: str, signed_bin: int, num_bins: int, height: int,
 
 
 def rand_augment(
-    image: torch.Tensor,
-    op_ids: Sequence[int],
-    signed_bins: Sequence[int],
+    images: torch.Tensor,
+    op_ids: np.ndarray,
+    signed_bins: np.ndarray,
     num_bins: int,
     interpolation: InterpolationMode,
     fill: tuple[int, int, int],
 ) -> torch.Tensor:
-    """Apply RandAugment ops ``op_ids`` (indices into :data:`RAND_AUGMENT_OPS`) with signed magnitude bins, in order.
+    """Apply to view ``b`` of ``images`` (``(B, 3, H, W)``) the RandAugment ops ``op_ids[b]`` (indices into
+    :data:`RAND_AUGMENT_OPS`) with signed magnitude bins ``signed_bins[b]``, in order.
 
-    The op implementations are torchvision's own RandAugment operations, driven with recorded choices.
+    The op implementations are torchvision's own RandAugment operations, driven with recorded choices. At each
+    step, the views that drew the same op and bin go through one call on their stacked batch: torchvision's ops
+    treat a batch image by image (the tests check every op against one-view calls, bit for bit).
     """
     augmenter = _rand_augment(interpolation, tuple(fill))
-    height, width = image.shape[-2:]
-    for op_id, signed_bin in zip(op_ids, signed_bins):
-        op = RAND_AUGMENT_OPS[int(op_id)]
-        magnitude = rand_augment_magnitude(op, int(signed_bin), num_bins, height, width)
-        image = augmenter._apply_image_or_video_transform(
-            image, op, magnitude, interpolation=interpolation, fill=augmenter._fill
+    op_ids, signed_bins = np.asarray(op_ids).reshape(len(images), -1), np.asarray(signed_bins).reshape(len(images), -1)
+    height, width = images.shape[-2:]
+    for step in range(op_ids.shape[1]):
+        for (op_id, signed_bin), index in _same_draws(op_ids[:, step].tolist(), signed_bins[:, step].tolist()).items():
+            op = RAND_AUGMENT_OPS[op_id]
+            if op != "Identity":
+                magnitude = rand_augment_magnitude(op, signed_bin, num_bins, height, width)
+                images = _rand_augment_views(images, np.array(index), augmenter, op, magnitude)
+    return images
+
+
+def _same_draws(op_ids: list[int], signed_bins: list[int]) -> dict[tuple[int, int], list[int]]:
+    """Views grouped by their drawn (op, signed bin) (a dict: ``np.unique(axis=0)`` costs 0.1 ms per call)."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for b, draw in enumerate(zip(op_ids, signed_bins)):
+        groups.setdefault(draw, []).append(b)
+    return groups
+
+
+_CHUNK_VALUES = 2**19
+"""At most this many values (3 views at 224 px) per photometric op call; geometric ops, which sample in float32,
+take a quarter. Per view at 224 px, colour on 4 views at once costs 0.33 ms, alone 0.67 ms; a cached-grid
+rotation alone 0.56 ms, on 4 views at once 1.46 ms (cache misses). At 32 px batching helps to any size."""
+
+
+def _rand_augment_views(
+    images: torch.Tensor, index: np.ndarray, augmenter: v2.RandAugment, op: str, magnitude: float
+) -> torch.Tensor:
+    """Apply one op to the views ``index`` of ``images``, in cache-sized chunks, written back in place."""
+    limit = _CHUNK_VALUES // 4 if op in _GEOMETRIC_OPS else _CHUNK_VALUES
+    if len(index) == len(images) and images.numel() <= limit:
+        return _rand_augment_op(images, augmenter, op, magnitude)
+    for chunk in _chunks(index, images[0].numel(), limit):
+        _put(images, chunk, _rand_augment_op(_take(images, chunk), augmenter, op, magnitude))
+    return images
+
+
+def _chunks(index: np.ndarray, values_per_view: int, limit: int) -> list[np.ndarray]:
+    """``index`` split into about equal runs of at most ``limit`` values (at least one view each)."""
+    return np.array_split(index, min(len(index), -(-len(index) * values_per_view // limit))) if len(index) else []
+
+
+def _take(images: torch.Tensor, index: np.ndarray) -> torch.Tensor:
+    """The views ``index`` of ``images`` (``index_select``: 4× faster than advanced indexing, measured at 224 px)."""
+    return images.index_select(0, torch.as_tensor(index, device=images.device))
+
+
+def _put(images: torch.Tensor, index: np.ndarray, views: torch.Tensor) -> torch.Tensor:
+    """Write ``views`` into ``images`` at ``index`` (one copy per view: 3.5× faster than ``images[index] = views``)."""
+    for b, view in zip(index.tolist(), views):
+        images[b].copy_(view)
+    return images
+
+
+_GEOMETRIC_OPS = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
+
+
+def _rand_augment_op(images: torch.Tensor, augmenter: v2.RandAugment, op: str, magnitude: float) -> torch.Tensor:
+    """torchvision's RandAugment ``op`` on a batch; geometric ops on CPU reuse a cached sampling grid and mask."""
+    mode = augmenter.interpolation
+    cached = _grid(op, magnitude, *images.shape[-2:], mode) if images.device.type == "cpu" else None
+    if cached is None:
+        return augmenter._apply_image_or_video_transform(
+            images, op, magnitude, interpolation=mode, fill=augmenter._fill
         )
-    return image
+    grid, mask = cached
+    out = grid_sample(
+        images.to(torch.float32), grid.expand(len(images), -1, -1, -1), mode.value, "zeros", align_corners=False
+    )
+    fill = _fill_tensor(tuple(augmenter.fill), torch.float32)
+    if mode == InterpolationMode.NEAREST:
+        out = torch.where(mask.expand_as(out) < 0.5, fill.expand_as(out), out)
+    else:
+        out = out.sub_(fill).mul_(mask.expand_as(out)).add_(fill)
+    return out.round_().to(images.dtype)
 
 
-def erase(image: torch.Tensor, box: Sequence[int], fill: tuple[int, int, int]) -> torch.Tensor:
-    """Fill the normalized ``box`` of ``image`` with the constant colour ``fill``; an all-zero box erases nothing."""
-    if int(box[2]) == 0 or int(box[3]) == 0:
-        return image
-    top, left, h, w = box_to_pixels(box, image.shape[-2], image.shape[-1])
-    value = torch.tensor(fill, dtype=image.dtype, device=image.device).view(-1, 1, 1)
-    return F.erase(image, top, left, h, w, value)
+@lru_cache(maxsize=16)
+def _fill_tensor(fill: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """``fill`` as a CPU ``(1, C, 1, 1)`` tensor (built once: ``torch.tensor`` costs 2–3 µs per call at 32 px)."""
+    return torch.tensor([float(v) for v in fill], dtype=dtype).view(1, -1, 1, 1)
+
+
+@lru_cache(maxsize=64)
+def _grid(
+    op: str, magnitude: float, height: int, width: int, mode: InterpolationMode
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """torchvision's sampling grid for geometric RandAugment ``op`` on ``height × width`` CPU images, and the fill
+    mask its ``_apply_grid_transform`` samples as a fourth channel; None where torchvision builds no grid.
+
+    torchvision's own steps, cached: at 224 px building the grid costs 1.4 ms and the mask channel (a concatenated
+    copy and a 4th sampled channel) 0.4 ms, against 0.56 ms for the rest of the op (measured). The oracle tests
+    check every op, sign and mode against torchvision bit for bit.
+    """
+    matrix = _affine_matrix(op, magnitude, height, width)
+    if matrix is None:
+        return None
+    theta = torch.tensor(matrix, dtype=torch.float32).reshape(1, 2, 3)
+    grid = _geometry._affine_grid(theta, w=width, h=height, ow=width, oh=height)
+    ones = torch.ones((1, 1, height, width), dtype=torch.float32)
+    return grid, grid_sample(ones, grid, mode.value, "zeros", align_corners=False)
+
+
+def _affine_matrix(op: str, magnitude: float, height: int, width: int) -> list[float] | None:
+    """The inverse affine matrix of torchvision's ``affine_image``/``rotate_image`` for RandAugment's ``op``, with
+    the arguments its ``_apply_image_or_video_transform`` passes (the oracle tests pin every op and sign)."""
+    inverse = _geometry._get_inverse_affine_matrix
+    if op == "Rotate":
+        angle = magnitude % 360
+        return None if angle in (0, 90, 180, 270) else inverse([0.0, 0.0], -angle, [0.0, 0.0], 1.0, [0.0, 0.0])
+    if op in ("ShearX", "ShearY"):
+        shear = math.degrees(math.atan(magnitude))
+        center = [0.0 - width * 0.5, 0.0 - height * 0.5]  # center=[0, 0], moved to the image-centred frame
+        return inverse(center, 0.0, [0.0, 0.0], 1.0, [shear, 0.0] if op == "ShearX" else [0.0, shear])
+    if op in ("TranslateX", "TranslateY"):
+        shift = float(int(magnitude))
+        return inverse([0.0, 0.0], 0.0, [shift, 0.0] if op == "TranslateX" else [0.0, shift], 1.0, [0.0, 0.0])
+    return None
+
+
+def erase(images: torch.Tensor, boxes: np.ndarray, fill: tuple[int, int, int]) -> torch.Tensor:
+    """Fill the normalized ``boxes[b]`` of view ``b`` of ``images`` (``(B, 3, H, W)``, in place) with the colour
+    ``fill``; an all-zero box erases nothing."""
+    value = _fill_tensor(tuple(fill), images.dtype).view(-1, 1, 1).to(images.device)
+    height, width = images.shape[-2:]
+    for b, box in enumerate(np.asarray(boxes).reshape(len(images), 4).tolist()):
+        if box[2] and box[3]:
+            top, left, h, w = box_to_pixels(box, height, width)
+            images[b, :, top : top + h, left : left + w] = value
+    return images
 
 
 def mix(own: torch.Tensor, partner: torch.Tensor, lam: int, box: Sequence[int]) -> torch.Tensor:
-    """MixUp/CutMix of two equally sized ``uint8`` images.
+    """MixUp/CutMix of two equally sized ``uint8`` views.
 
     ``lam`` (units of 1/65535) weights ``own`` in a per-pixel blend (MixUp; 65535 keeps ``own``), then the
     normalized ``box`` is pasted from ``partner`` (CutMix; an all-zero box pastes nothing).
@@ -122,33 +351,62 @@ def mix(own: torch.Tensor, partner: torch.Tensor, lam: int, box: Sequence[int]) 
     return out
 
 
+def mix_views(
+    views: torch.Tensor, index: Sequence[int], source: Sequence[int], lams: Sequence[int], boxes: np.ndarray
+) -> torch.Tensor:
+    """:func:`mix`, in place, of view ``index[i]`` of ``views`` with view ``source[i]``, both as they were before
+    any mixing, by ``lams[i]`` and ``boxes[i]``.
+
+    One view at a time: a batched blend with a ``(B, 1, 1, 1)`` weight tensor saved 0.02 ms per mixed view at
+    32 px and nothing at 224 px (measured), not worth a second code path next to replay's.
+    """
+    index, source = np.asarray(index, dtype=np.int64).reshape(-1), np.asarray(source, dtype=np.int64).reshape(-1)
+    own, partner = _take(views, index), _take(views, source)
+    for i, (lam, box) in enumerate(
+        zip(np.asarray(lams).reshape(-1).tolist(), np.asarray(boxes).reshape(-1, 4).tolist())
+    ):
+        own[i] = mix(own[i], partner[i], lam, box)
+    return _put(views, index, own)
+
+
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """``uint8`` images → float32 ``(x / 255 - mean) / std``: the one place pixels leave ``uint8`` (teachers and students)."""
     return F.normalize(F.to_dtype(images, torch.float32, scale=True), list(mean), list(std))
 
 
-def interpolation_mode(name: str | InterpolationMode) -> InterpolationMode:
-    """Parse an interpolation name (``"bilinear"``, ``"bicubic"``, ``"nearest"``, ...) into an ``InterpolationMode``."""
-    if isinstance(name, InterpolationMode):
-        return name
-    try:
-        return InterpolationMode(str(name).lower())
-    except ValueError:
-        valid = ", ".join(m.value for m in InterpolationMode)
-        raise ValueError(f"interpolation: unknown mode {name!r}; expected one of {valid}") from None
+def interpolation_mode(
+    name: str | int | InterpolationMode, field: str = "interpolation", allowed: Sequence[str] = RESIZE_INTERPOLATIONS
+) -> InterpolationMode:
+    """The one interpolation rule: a name, ``InterpolationMode`` or PIL resample code, if ``allowed`` (by default
+    the modes that resize ``uint8`` tensors with antialias); ``field`` names the setting in the error."""
+    value = getattr(name, "value", name)
+    value = _PIL_RESAMPLE.get(value, value) if isinstance(value, int) else str(value).lower()
+    if value not in allowed:
+        raise ValueError(
+            f"{field}: unsupported interpolation {name!r}; expected one of {', '.join(allowed)} "
+            "(the modes torchvision resamples uint8 image tensors with)"
+        )
+    return InterpolationMode(value)
 
 
 __all__ = [
+    "FILL",
+    "GRID_INTERPOLATIONS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "Q",
     "RAND_AUGMENT_OPS",
     "RAND_AUGMENT_SIGNED",
+    "RESIZE_INTERPOLATIONS",
     "box_to_pixels",
     "erase",
     "horizontal_flip",
     "interpolation_mode",
     "mix",
+    "mix_views",
     "normalize",
     "rand_augment",
     "rand_augment_magnitude",
     "resized_crop",
+    "resized_crops",
 ]

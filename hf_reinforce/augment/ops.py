@@ -2,18 +2,22 @@
 
 An op is a frozen dataclass. ``columns`` names its stored parameter columns with their dtype and per-augmentation
 shape; ``sample`` draws parameters for ``n`` augmentations of one row from generators seeded by
-(seed, row, op position); ``apply`` renders one augmentation from its recorded parameters.
+(seed, row, op position); ``apply`` renders a batch of views from their recorded parameters (one view is a batch
+of one, so generation and replay run the same code). MixUp/CutMix is not an op: it needs a partner row, so
+``MixUpCutMix`` has ``mix`` instead of ``apply`` and a policy holds it apart from its ops.
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from torchvision.transforms import v2
 
 from . import functional as AF
 from . import sampling
@@ -49,31 +53,47 @@ def _check_fill(op: str, value: tuple[int, ...]) -> None:
         raise ValueError(f"{op}.fill: expected three integers in [0, 255], got {value!r}")
 
 
+def _to_dict(spec: Any) -> dict[str, Any]:
+    """All constants of an op (or of the mix), JSON-serializable, with its ``op`` name."""
+    out: dict[str, Any] = {"op": spec.name}
+    for f in dataclasses.fields(spec):
+        value = getattr(spec, f.name)
+        out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
 @dataclass(frozen=True)
-class Op:
-    """Base class: JSON round trip and the interface every op implements."""
+class Op(abc.ABC):
+    """Base class of augmentation ops: JSON round trip and the interface every op implements."""
 
     name: ClassVar[str]
 
     def to_dict(self) -> dict[str, Any]:
         """All constants of the op, JSON-serializable, with its ``op`` name."""
-        out: dict[str, Any] = {"op": self.name}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = list(value) if isinstance(value, tuple) else value
-        return out
+        return _to_dict(self)
 
     @property
+    @abc.abstractmethod
     def columns(self) -> Columns:
-        raise NotImplementedError
+        """Stored parameter columns: name → (dtype, per-augmentation shape)."""
 
+    @abc.abstractmethod
     def sample(self, n: int, ctx: SampleContext) -> dict[str, np.ndarray]:
-        raise NotImplementedError
+        """Parameters of ``n`` augmentations of one row, each array with leading dimension ``n``."""
 
+    @abc.abstractmethod
     def apply(
-        self, image: torch.Tensor, params: Mapping[str, Any], resolution: int, interpolation: Any
+        self, images: torch.Tensor, params: Mapping[str, np.ndarray], resolution: int, interpolation: Any
     ) -> torch.Tensor:
-        raise NotImplementedError
+        """Views ``(B, 3, H, W)`` with their recorded parameters (leading dimension ``B``) → rendered views.
+
+        May write into ``images`` (the policy passes a buffer it owns). A policy's first op, the crop, gets instead
+        a sequence of ``B`` source images ``(3, H_b, W_b)``, one per view (a row's views repeat its image).
+        """
+
+    @abc.abstractmethod
+    def to_torchvision(self, resolution: int, interpolation: Any) -> v2.Transform:
+        """The torchvision v2 transform that draws this op's augmentation on the fly, with the same constants."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +108,7 @@ class RandomResizedCrop(Op):
     def __post_init__(self) -> None:
         _check_range(self.name, "scale", self.scale, 0.0, 1.0)
         _check_range(self.name, "ratio", self.ratio, 0.0, None)
-        AF.interpolation_mode(self.interpolation)
+        AF.interpolation_mode(self.interpolation, "rrc.interpolation")
 
     @property
     def columns(self) -> Columns:
@@ -99,10 +119,19 @@ class RandomResizedCrop(Op):
         return {"aug_rrc": sampling.sample_resized_crop(u, ctx.height, ctx.width, self.scale, self.ratio)}
 
     def apply(
-        self, image: torch.Tensor, params: Mapping[str, Any], resolution: int, interpolation: Any
+        self,
+        images: torch.Tensor | Sequence[torch.Tensor],
+        params: Mapping[str, np.ndarray],
+        resolution: int,
+        interpolation: Any,
     ) -> torch.Tensor:
         mode = AF.interpolation_mode(interpolation or self.interpolation)
-        return AF.resized_crop(image, params["aug_rrc"], resolution, mode)
+        boxes = np.asarray(params["aug_rrc"]).reshape(len(images), 4).tolist()
+        return AF.resized_crops(list(images), boxes, resolution, mode)
+
+    def to_torchvision(self, resolution: int, interpolation: Any) -> v2.Transform:
+        mode = AF.interpolation_mode(interpolation or self.interpolation)
+        return v2.RandomResizedCrop(resolution, self.scale, self.ratio, interpolation=mode, antialias=True)
 
 
 @dataclass(frozen=True)
@@ -123,9 +152,12 @@ class HorizontalFlip(Op):
         return {"aug_flip": sampling.sample_flip(ctx.rng(0).random((n, 1)), self.p)}
 
     def apply(
-        self, image: torch.Tensor, params: Mapping[str, Any], resolution: int, interpolation: Any
+        self, images: torch.Tensor, params: Mapping[str, np.ndarray], resolution: int, interpolation: Any
     ) -> torch.Tensor:
-        return AF.horizontal_flip(image, bool(params["aug_flip"]))
+        return AF.horizontal_flip(images, np.asarray(params["aug_flip"]).reshape(len(images)))
+
+    def to_torchvision(self, resolution: int, interpolation: Any) -> v2.Transform:
+        return v2.RandomHorizontalFlip(self.p)
 
 
 @dataclass(frozen=True)
@@ -143,7 +175,7 @@ class RandAugment(Op):
     magnitude_std: float = 0.0
     ops: tuple[str, ...] = AF.RAND_AUGMENT_OPS
     interpolation: str = "bilinear"
-    fill: tuple[int, int, int] = (124, 116, 104)
+    fill: tuple[int, int, int] = AF.FILL
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_ops, int) or not 1 <= self.num_ops <= 16:
@@ -159,7 +191,7 @@ class RandAugment(Op):
         unknown = [op for op in self.ops if op not in AF.RAND_AUGMENT_OPS]
         if unknown or not self.ops:
             raise ValueError(f"ra.ops: unknown ops {unknown}; choose from {list(AF.RAND_AUGMENT_OPS)}")
-        AF.interpolation_mode(self.interpolation)
+        AF.interpolation_mode(self.interpolation, "ra.interpolation", AF.GRID_INTERPOLATIONS)
         _check_fill(self.name, self.fill)
 
     @property
@@ -176,12 +208,22 @@ class RandAugment(Op):
         return {"aug_ra_op": global_ids[local], "aug_ra_mag": mags}
 
     def apply(
-        self, image: torch.Tensor, params: Mapping[str, Any], resolution: int, interpolation: Any
+        self, images: torch.Tensor, params: Mapping[str, np.ndarray], resolution: int, interpolation: Any
     ) -> torch.Tensor:
-        mode = AF.interpolation_mode(self.interpolation)
+        mode = AF.interpolation_mode(self.interpolation, "ra.interpolation", AF.GRID_INTERPOLATIONS)
         return AF.rand_augment(
-            image, params["aug_ra_op"], params["aug_ra_mag"], self.num_magnitude_bins, mode, tuple(self.fill)
+            images, params["aug_ra_op"], params["aug_ra_mag"], self.num_magnitude_bins, mode, tuple(self.fill)
         )
+
+    def to_torchvision(self, resolution: int, interpolation: Any) -> v2.Transform:
+        if self.magnitude_std:
+            raise ValueError(f"ra.magnitude_std: torchvision's RandAugment has none, got {self.magnitude_std}; use 0")
+        if tuple(self.ops) != AF.RAND_AUGMENT_OPS:
+            raise ValueError(
+                f"ra.ops: torchvision's RandAugment draws from all its ops, got {list(self.ops)}; omit ops"
+            )
+        mode = AF.interpolation_mode(self.interpolation, "ra.interpolation", AF.GRID_INTERPOLATIONS)
+        return v2.RandAugment(self.num_ops, self.magnitude, self.num_magnitude_bins, mode, fill=list(self.fill))
 
 
 @dataclass(frozen=True)
@@ -192,7 +234,7 @@ class RandomErasing(Op):
     p: float = 0.25
     scale: tuple[float, float] = (0.02, 0.33)
     ratio: tuple[float, float] = (0.3, 3.3)
-    fill: tuple[int, int, int] = (124, 116, 104)
+    fill: tuple[int, int, int] = AF.FILL
 
     def __post_init__(self) -> None:
         _check_prob(self.name, "p", self.p)
@@ -209,18 +251,22 @@ class RandomErasing(Op):
         return {"aug_re": sampling.sample_erasing(u, self.p, self.scale, self.ratio)}
 
     def apply(
-        self, image: torch.Tensor, params: Mapping[str, Any], resolution: int, interpolation: Any
+        self, images: torch.Tensor, params: Mapping[str, np.ndarray], resolution: int, interpolation: Any
     ) -> torch.Tensor:
-        return AF.erase(image, params["aug_re"], tuple(self.fill))
+        return AF.erase(images, params["aug_re"], tuple(self.fill))
+
+    def to_torchvision(self, resolution: int, interpolation: Any) -> v2.Transform:
+        return v2.RandomErasing(self.p, self.scale, self.ratio, value=list(self.fill))
 
 
 @dataclass(frozen=True)
-class MixUpCutMix(Op):
+class MixUpCutMix:
     """timm-style MixUp/CutMix with a partner row from the same fixed block of ``block_size`` neighbouring rows.
 
     With probability ``prob`` an augmentation is mixed: CutMix (box from Beta(``cutmix_alpha``)) with
     probability ``switch_prob``, else MixUp (weight from Beta(``mixup_alpha``)). The partner contributes its
-    own stored augmentation with the same index, so replay needs only the partner row. Always the last op.
+    own stored augmentation with the same index, so replay needs only the partner row. Not an :class:`Op`: a
+    policy applies it after its ops, and stores it as the last element of its JSON ``ops`` list.
     """
 
     name: ClassVar[str] = "mix"
@@ -252,14 +298,35 @@ class MixUpCutMix(Op):
         )
         return {"aug_mix_partner": partner, "aug_mix_lam": lam, "aug_mix_box": box}
 
-    def apply(
-        self, image: torch.Tensor, params: Mapping[str, Any], resolution: int, interpolation: Any
-    ) -> torch.Tensor:
-        raise TypeError("mix needs a partner image: use AugmentationPolicy.replay/render_block")
+    def to_dict(self) -> dict[str, Any]:
+        """All constants of the mix, JSON-serializable, with its ``op`` name (``"mix"``)."""
+        return _to_dict(self)
 
     def mix(self, own: torch.Tensor, partner: torch.Tensor, params: Mapping[str, Any]) -> torch.Tensor:
-        """Mix ``own`` with the partner's rendered augmentation according to the recorded parameters."""
+        """Mix rendered view ``own`` with the partner's rendered view by one augmentation's recorded parameters."""
         return AF.mix(own, partner, params["aug_mix_lam"], params["aug_mix_box"])
+
+    def mix_block(
+        self, views: torch.Tensor, params: Mapping[str, np.ndarray], rows: Sequence[int], n: int
+    ) -> torch.Tensor:
+        """Mix, in place, the unmixed views of a block (``len(rows) * n``, row-major) with their partners' views.
+
+        ``params`` holds the block's mix columns (leading dimension ``len(rows) * n``); every partner must be one of
+        ``rows``, which a whole mixing block guarantees.
+        """
+        partners = np.asarray(params["aug_mix_partner"]).reshape(len(views))
+        mixed = np.flatnonzero(partners >= 0)
+        position = {int(row): k for k, row in enumerate(rows)}
+        missing = sorted({p for p in partners[mixed].tolist() if p not in position})
+        if missing:
+            raise ValueError(
+                f"rows: views mix with partner rows {missing[:5]}, which are not in the block {list(rows)[:3]}...; "
+                f"render whole mixing blocks of {self.block_size} rows"
+            )
+        source = [position[p] * n + i % n for i, p in zip(mixed.tolist(), partners[mixed].tolist())]
+        lams = np.asarray(params["aug_mix_lam"]).reshape(len(views))[mixed]
+        boxes = np.asarray(params["aug_mix_box"]).reshape(len(views), 4)[mixed]
+        return AF.mix_views(views, mixed, source, lams, boxes)
 
     def block(self, row: int, num_rows: int) -> tuple[int, int]:
         """The fixed block ``[start, stop)`` of rows a partner of ``row`` is drawn from."""
@@ -267,6 +334,4 @@ class MixUpCutMix(Op):
         return start, min(start + self.block_size, num_rows)
 
 
-OPS: dict[str, type[Op]] = {
-    op.name: op for op in (RandomResizedCrop, HorizontalFlip, RandAugment, RandomErasing, MixUpCutMix)
-}
+OPS: dict[str, type[Op]] = {op.name: op for op in (RandomResizedCrop, HorizontalFlip, RandAugment, RandomErasing)}
