@@ -28,7 +28,7 @@ import torch
 
 from .config import ReinforceConfig
 from .errors import BadImageError, ConfigError
-from .format import PARQUET_OPTIONS
+from .format import parquet_options
 from .pipeline import PassStats, ReinforcePass, reinforce_columns, undecoded
 from .progress import quiet_datasets
 
@@ -209,7 +209,7 @@ def _calibrate(run: ReinforcePass, tmp: Path, name: str) -> Path:
     with quiet_datasets():
         mapped = run.map(rows, run.results([rows]), cache_file_name=tmp / f"{name}.arrow")
     path = tmp / f"{name}.parquet"
-    pq.write_table(mapped.data.table, path, **PARQUET_OPTIONS)
+    pq.write_table(mapped.data.table, path, **parquet_options(mapped.data.table.schema))
     return path
 
 

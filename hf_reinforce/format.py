@@ -33,7 +33,35 @@ PARQUET_OPTIONS: dict[str, Any] = {
     "write_statistics": False,
 }
 """Options for ``pyarrow.parquet.ParquetWriter``, chosen by measurement (README "Format"): zstd-19 without
-dictionaries, and byte-stream-split float16 probabilities, which puts their exponents side by side."""
+dictionaries, and byte-stream-split float16 probabilities, which puts their exponents side by side. Use
+:func:`parquet_options` for a table that also holds source columns."""
+
+
+def parquet_options(schema: pa.Schema) -> dict[str, Any]:
+    """:data:`PARQUET_OPTIONS` for ``schema``: level 19 for the reinforcement columns (``row_index``, ``aug_*``,
+    ``topk_*``), zstd's default level for the source columns kept beside them. Images are compressed already: on
+    real JPEG rows level 19 cost 22 CPU-ms per row (1.4 ms per stored view at N=16) to save 5 % (measured)."""
+    levels = {
+        leaf: 19
+        for field in schema
+        if is_reinforcement_column(field.name)
+        for leaf in _parquet_leaves(field.name, field.type)
+    }
+    return {**PARQUET_OPTIONS, "compression_level": levels}
+
+
+def is_reinforcement_column(name: str) -> bool:
+    """Whether a column is one a pass adds (``row_index``, ``aug_*``, ``topk_ids``, ``topk_probs``)."""
+    return name in (ROW_INDEX, TOPK_IDS, TOPK_PROBS) or name.startswith("aug_")
+
+
+def _parquet_leaves(path: str, type_: pa.DataType) -> list[str]:
+    """Parquet column paths of the leaves of an Arrow field (lists become ``<path>.list.element``)."""
+    if pa.types.is_struct(type_):
+        return [leaf for f in type_ for leaf in _parquet_leaves(f"{path}.{f.name}", f.type)]
+    if pa.types.is_list(type_) or pa.types.is_large_list(type_) or pa.types.is_fixed_size_list(type_):
+        return _parquet_leaves(f"{path}.list.element", type_.value_type)
+    return [path]
 
 
 def topk_id_dtype(num_classes: int) -> str:

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import NotFoundError
-from .format import PARQUET_OPTIONS, check_schema_version
+from .format import check_schema_version, parquet_options
 from .record import RunRecord
 
 CONFIG_FILE = "reinforce_config.json"
@@ -62,7 +62,7 @@ def write_parquet_atomic(batches: Iterable[pa.RecordBatch], schema: pa.Schema, p
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = str(path.with_name(f".{path.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}"))
     try:
-        with pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS) as writer:
+        with pq.ParquetWriter(tmp, schema, **parquet_options(schema)) as writer:
             for batch in batches:
                 writer.write_batch(batch)
         os.replace(tmp, path)

@@ -133,8 +133,6 @@ class BlockRenderer(torch.utils.data.Dataset):
             spec: self.policy.render_block(
                 decoded.images, decoded.params, indices, spec.resolution, spec.interpolation, rows=decoded.rows
             )
-            if decoded.rows
-            else torch.empty(0, 3, spec.resolution, spec.resolution, dtype=torch.uint8)
             for spec in self.view_specs
         }
         first = chunk == 0

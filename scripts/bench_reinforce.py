@@ -6,7 +6,7 @@
 Every measurement runs the real folder pass (``hfr.reinforce(ds, config, output_dir)``: decoding, sampling,
 rendering in worker processes, teachers, top-k, Arrow and parquet writing) in a fresh subprocess, on real images
 stored like a real dataset: MNIST digits (28×28 PNG, rendered at 32 px) and the two scikit-learn photos (427×640
-JPEG, rendered at 224 px), policy ``rrc+ra+re``, N=16, K=10.
+JPEG, each row rolled by its index so every row's bytes differ, rendered at 224 px), policy ``rrc+ra+re``, N=16, K=10.
 
 1. **Free-teacher CPU-ms per view** (DESIGN goal ≤ 0.2 at 32 px, ≤ 2.0 at 224 px): a teacher that returns zeros,
    so all CPU time is the pass's own; counted over the main process and its render workers (``getrusage`` of the
@@ -44,13 +44,18 @@ N, K, BLOCK = 16, 10, 16
 def build_dataset(kind: str, rows: int, path: Path) -> None:
     """``rows`` real images as encoded bytes in an ``Image`` column: ``digits`` (MNIST PNG) or ``photos`` (JPEG)."""
     import datasets
+    import numpy as np
     import PIL.Image
 
     from hf_reinforce import testing
 
-    if kind == "photos":
-        photos = [testing.encode_image(PIL.Image.fromarray(a), "JPEG", quality=90) for a in testing.photo_arrays()]
-        images, labels = [photos[i % 2] for i in range(rows)], [i % 2 for i in range(rows)]
+    if kind == "photos":  # distinct bytes per row (each photo rolled by i pixels), as a real dataset stores them
+        photos = testing.photo_arrays()
+        images = [
+            testing.encode_image(PIL.Image.fromarray(np.roll(photos[i % 2], i, axis=1)), "JPEG", quality=90)
+            for i in range(rows)
+        ]
+        labels = [i % 2 for i in range(rows)]
         dataset = datasets.Dataset.from_dict({"image": images, "label": labels}, features=testing.DIGIT_FEATURES)
     else:
         dataset = testing.mnist_dataset(rows)  # shuffled real digits, PNG bytes

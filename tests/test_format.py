@@ -81,3 +81,43 @@ def test_newer_schema_is_refused_naming_both_versions():
 def test_decode_params_names_missing_column():
     with pytest.raises(KeyError, match="aug_re"):
         decode_params({"aug_rrc": [[0, 0, 1, 1]], "aug_flip": [True]}, AugmentationPolicy.parse("rrc+re"))
+
+
+def test_parquet_options_compress_reinforcement_columns_hard_and_source_columns_fast():
+    import pyarrow as pa
+
+    from hf_reinforce.format import parquet_options
+
+    schema = pa.schema(
+        [
+            ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+            ("label", pa.int64()),
+            ("row_index", pa.int64()),
+            ("aug_rrc", pa.list_(pa.list_(pa.uint16(), 4), 8)),
+            ("topk_ids", pa.list_(pa.list_(pa.int16(), 3), 8)),
+            ("topk_probs", pa.list_(pa.list_(pa.float16(), 3), 8)),
+        ]
+    )
+    levels = parquet_options(schema)["compression_level"]
+    assert levels == {
+        "row_index": 19,
+        "aug_rrc.list.element.list.element": 19,
+        "topk_ids.list.element.list.element": 19,
+        "topk_probs.list.element.list.element": 19,
+    }
+    table = pa.Table.from_pylist(
+        [
+            {
+                "image": {"bytes": b"x", "path": None},
+                "label": 1,
+                "row_index": 0,
+                "aug_rrc": [[1, 2, 3, 4]] * 8,
+                "topk_ids": [[1, 2, 3]] * 8,
+                "topk_probs": [[0.5, 0.25, 0.125]] * 8,
+            }
+        ],
+        schema=schema,
+    )
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer, **parquet_options(schema))  # pyarrow accepts every leaf path
+    assert pq.read_table(pa.BufferReader(buffer.getvalue())).equals(table)
