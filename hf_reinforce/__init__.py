@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import distill
 from ._version import __version__
 from .augment import (
     PRESETS,
@@ -55,15 +56,11 @@ from .visualize import show
 if TYPE_CHECKING:
     from .distill.trainer import DistillationCallback, DistillationLoss, DistillationTrainer, TimmStudent
 
-_TRAINER_EXPORTS = ("DistillationCallback", "DistillationLoss", "DistillationTrainer", "TimmStudent")
-
 
 def __getattr__(name: str) -> Any:
-    """Import the transformers integration on first use."""
-    if name in _TRAINER_EXPORTS:
-        from .distill import trainer
-
-        return getattr(trainer, name)
+    """The transformers integration, imported on first use (by ``distill``)."""
+    if name in distill.TRAINER_EXPORTS:
+        return getattr(distill, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -185,4 +185,4 @@ def jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
 
 
-__all__ = ["ReinforceConfig", "check_temperature", "default_num_workers", "identity_fields", "jsonable"]
+__all__ = ["ReinforceConfig", "default_num_workers", "identity_fields", "jsonable"]

@@ -5,7 +5,7 @@ from .loss import LossParts, distillation_loss, distillation_loss_parts, expand_
 from .transform import ReinforcedTransform, augmentation_index
 
 # transformers.trainer takes seconds to import; plain-PyTorch training should not pay for it.
-_TRAINER_EXPORTS = (
+TRAINER_EXPORTS = (
     "DistillationCallback",
     "DistillationLoss",
     "DistillationTrainer",
@@ -15,7 +15,7 @@ _TRAINER_EXPORTS = (
 
 def __getattr__(name: str):
     """Import the transformers integration on first use."""
-    if name in _TRAINER_EXPORTS:
+    if name in TRAINER_EXPORTS:
         from . import trainer
 
         return getattr(trainer, name)
