@@ -27,6 +27,7 @@ from datasets import ClassLabel, Features, Image, Value
 
 from ._version import __version__
 from .augment import Params
+from .augment.functional import single_thread
 from .config import ReinforceConfig, jsonable
 from .errors import BadImageError, ConfigError, MissingColumnError
 from .format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, encode_topk, reinforce_features, to_arrow, topk_id_dtype
@@ -270,7 +271,8 @@ class ReinforcePass:
             return
         start = time.perf_counter()
         probs = self.ensemble.probs(chunk.views, on_views)
-        ids, values = encode_topk(probs, self.config.top_k, self.num_classes)
+        with single_thread():  # a few small ops: across threads they only spin (workers share the cores)
+            ids, values = encode_topk(probs, self.config.top_k, self.num_classes)
         shape = (len(chunk.rows), len(chunk.indices), -1)
         js = slice(chunk.indices.start, chunk.indices.stop)
         assert entry.ids is not None and entry.probs is not None  # chunk 0 of a block arrives first (same worker)

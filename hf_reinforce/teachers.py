@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from .augment import normalize
-from .augment.functional import IMAGENET_MEAN, IMAGENET_STD, interpolation_mode
+from .augment.functional import IMAGENET_MEAN, IMAGENET_STD, interpolation_mode, single_thread
 from .errors import ConfigError, NotFoundError
 from .shared import as_logits, check_temperature
 
@@ -70,6 +71,8 @@ class Teacher:
     amp: bool = True
     channels_last: bool = True
     source: TeacherSource | None = None
+    _buffers: dict[int, torch.Tensor] = dataclasses.field(default_factory=dict, init=False, repr=False)
+    """Per thread, the reused float32 CPU buffer of normalized micro-batches (see :meth:`_normalized`)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.module, nn.Module):
@@ -119,13 +122,25 @@ class Teacher:
             self.module.to(memory_format=torch.channels_last)
         return self
 
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, 3, H, W) -> float32 (x / 255 - mean) / std, on the images' device."""
+    def normalize(self, images: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 (B, 3, H, W) -> float32 (x / 255 - mean) / std, on the images' device (into ``out`` if given)."""
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(
                 f"teacher {self.name!r} expects uint8 images (B, 3, H, W), got {images.dtype} {tuple(images.shape)}"
             )
-        return normalize(images, self.mean, self.std)
+        return normalize(images, self.mean, self.std, out=out)
+
+    def _normalized(self, images: torch.Tensor) -> torch.Tensor:
+        """The normalized micro-batch: on CPU with one thread (an elementwise pass: more threads only spin at its
+        barrier when render workers share the cores) into a buffer reused across micro-batches (fresh pages for
+        each 64-view batch at 224 px cost 0.24 CPU-ms per view, measured); elsewhere a new tensor."""
+        if images.device.type != "cpu":
+            return self.normalize(images)
+        buffer = self._buffers.get(threading.get_ident())
+        if buffer is None or buffer.numel() < images.numel():
+            buffer = self._buffers[threading.get_ident()] = torch.empty(images.numel(), dtype=torch.float32)
+        with single_thread():
+            return self.normalize(images, out=buffer[: images.numel()].view(images.shape))
 
     @torch.inference_mode()
     def logits(self, images: torch.Tensor, progress: Callable[[int], None] | None = None) -> torch.Tensor:
@@ -151,7 +166,7 @@ class Teacher:
 
     def _forward(self, images: torch.Tensor) -> torch.Tensor:
         """Raw float32 logits of one micro-batch (call under inference mode)."""
-        x = self.normalize(images.to(self.device, non_blocking=True))
+        x = self._normalized(images.to(self.device, non_blocking=True))
         cuda = x.device.type == "cuda"
         if cuda and self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -159,6 +174,8 @@ class Teacher:
             out = as_logits(self.module(x), f"teacher {self.name!r}")
         if out.ndim != 2 or out.shape[0] != x.shape[0]:
             raise ConfigError(f"teacher {self.name!r} must return logits (B, C), got {tuple(out.shape)}")
+        if out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+            out = out.clone()  # logits that view the input must outlive the reused input buffer
         return out.float()
 
     def to_config(self) -> dict[str, Any]:
