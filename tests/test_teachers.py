@@ -264,6 +264,9 @@ def test_micro_batches_share_one_input_buffer_without_mixing_their_outputs():
         assert torch.equal(teacher.logits(images[:3]), expected[:3])
     out = torch.empty(6, 3, 12, 12)
     assert teacher.normalize(images, out=out) is out and torch.equal(out, teacher.normalize(images))
+    large = torch.cat([photos(224), photos(224).flip(-1), photos(224).roll(9, -2)])  # filled in slices
+    out = torch.empty(6, 3, 224, 224)
+    assert teacher.normalize(large, out=out) is out and torch.equal(out, teacher.normalize(large))
 
 
 def test_module_teacher_takes_logits_of_transformers_outputs(tmp_path):
