@@ -156,10 +156,11 @@ class Teacher:
             outputs.append(self._forward(chunk))
             if progress is not None:
                 progress(len(chunk))
-        out = torch.cat(outputs)
-        if self.class_mapping is not None:
-            out = out.index_select(1, torch.tensor(self.class_mapping, device=out.device))
-        bad = int((~torch.isfinite(out).all(dim=1)).sum())
+        with single_thread():  # small ops: across threads they only wait for a thread rendering needs
+            out = torch.cat(outputs)
+            if self.class_mapping is not None:
+                out = out.index_select(1, torch.tensor(self.class_mapping, device=out.device))
+            bad = int((~torch.isfinite(out).all(dim=1)).sum())
         if bad:
             raise ConfigError(f"teacher {self.name!r} produced NaN/Inf logits for {bad} of {len(out)} images")
         return out
@@ -242,8 +243,9 @@ class Ensemble:
                     f"the ensemble needs {[tuple(v) for v in self.view_specs()]}"
                 )
             share = None if progress is None else (lambda n: progress(n / len(self.teachers)))
-            probs = torch.softmax(teacher.logits(views[teacher.view_spec], share) / self.temperature, dim=1)
-            probs = probs.to(self.device)
+            logits = teacher.logits(views[teacher.view_spec], share)
+            with single_thread():  # (B, C): a (256, 10) softmax took 26 ms on 2 threads beside a worker (loaded)
+                probs = torch.softmax(logits / self.temperature, dim=1).to(self.device)
             if out and probs.shape != out[0].shape:
                 raise ValueError(
                     f"teacher {teacher.name!r} got a batch of {probs.shape[0]} images, other teachers {out[0].shape[0]}"
@@ -256,7 +258,9 @@ class Ensemble:
         self, views: Mapping[tuple[int, str], torch.Tensor], progress: Callable[[float], None] | None = None
     ) -> torch.Tensor:
         """float32 (B, C) mean of the teachers' tempered softmaxes; `views` maps each view spec to uint8 (B,3,R,R)."""
-        return self.average(self.teacher_probs(views, progress))
+        probs = self.teacher_probs(views, progress)
+        with single_thread():
+            return self.average(probs)
 
     @staticmethod
     def average(teacher_probs: Sequence[torch.Tensor]) -> torch.Tensor:
