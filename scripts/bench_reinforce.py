@@ -217,7 +217,7 @@ class Bench:
         return [self.baseline, None] if self.baseline else [None]
 
     def label(self, code: str | None) -> str:
-        return "" if not self.baseline else ("baseline " if code else "this code ")
+        return "" if not self.baseline else ("baseline" if code else "this code")
 
     def marginal(self, job: dict[str, Any], small: str, large: str, code: str | None) -> tuple[dict, dict]:
         """One run over ``small`` rows and one over ``large`` rows (the ``bare`` forward timed in the small run)."""
