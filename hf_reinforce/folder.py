@@ -113,6 +113,8 @@ def reinforce_to_folder(
     output_dir.mkdir(parents=True, exist_ok=True)
     if state.is_main_process:
         _claim(output_dir, record, split, overwrite)
+        if progress:
+            print(run.ensemble.describe())
     state.wait_for_everyone()
 
     n, count = len(dataset), num_shards(len(dataset), config.rows_per_shard)
