@@ -406,10 +406,10 @@ def spec_with_options(spec: str, **options: Any) -> str:
     """``spec`` with preprocessing options appended (the inverse of :func:`split_spec_options`), e.g.
     ``spec_with_options("timm:resnet18@w.safetensors", resolution=32, mean=(0.5,) * 3)``."""
     base, given = split_spec_options(spec)
-    given.update({k: check_preprocessing(k, v, f"teacher {spec!r}: option {k!r}") for k, v in options.items()})
-    for key in given:
+    for key in options:
         if key not in PREPROCESSING_KEYS:
             raise ConfigError(f"teacher {spec!r}: unknown option {key!r}; options are {list(PREPROCESSING_KEYS)}")
+    given.update({k: check_preprocessing(k, v, f"teacher {spec!r}: option {k!r}") for k, v in options.items()})
     text = {k: ",".join(map(repr, given[k])) if k in ("mean", "std") else str(given[k]) for k in given}  # exact
     return base + ("?" + "&".join(f"{k}={text[k]}" for k in PREPROCESSING_KEYS if k in text) if text else "")
 

@@ -115,6 +115,11 @@ def test_bad_spec_options_name_the_teacher_and_the_key(options, message):
     assert f"teacher {spec!r}: {message}" in str(error.value)
 
 
+def test_spec_with_options_refuses_unknown_keys():
+    with pytest.raises(ConfigError, match=r"teacher 'timm:a': unknown option 'size'; options are \['resolution'"):
+        hfr.spec_with_options("timm:a", size=32)
+
+
 def test_config_preprocessing_fields_are_validated_and_on_the_command_line():
     with pytest.raises(ConfigError, match="std: expected 3 positive numbers"):
         hfr.ReinforceConfig(teachers=["timm:a"], std=(0.2, 0.0, 0.2))
