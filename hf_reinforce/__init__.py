@@ -50,7 +50,7 @@ from .layout import load_config, load_reinforced
 from .pipeline import ReinforcePass
 from .record import RunRecord, SplitRecord, TeacherRecord, record_from_dataset
 from .runner import reinforce
-from .teachers import Ensemble, Teacher, load_teacher
+from .teachers import Ensemble, Preprocessing, Teacher, load_teacher, spec_with_options
 from .visualize import show
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ __all__ = [
     "MixUpCutMix",
     "NotFoundError",
     "OutputConflictError",
+    "Preprocessing",
     "RandAugment",
     "RandomErasing",
     "RandomResizedCrop",
@@ -110,5 +111,6 @@ __all__ = [
     "reinforce_features",
     "save_folder",
     "show",
+    "spec_with_options",
     "to_rgb_uint8",
 ]

@@ -16,7 +16,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 from .augment import RAND_AUGMENT_OPS
 from .format import TOPK_IDS, TOPK_PROBS
-from .layout import CARD_FILE
+from .layout import BYTES_PER_AUGMENTATION, CARD_FILE
 from .record import RunRecord
 
 TEMPLATE_DIR = "templates"
@@ -81,6 +81,7 @@ def build_card(
             columns=_column_rows(record),
             ra_ops=", ".join(RAND_AUGMENT_OPS),
             splits=splits,
+            bytes_per_augmentation_label=BYTES_PER_AUGMENTATION,
             schema_version=record.schema_version,
             reinforcement_only=record.reinforcement_only,
             key_column=record.key_column,

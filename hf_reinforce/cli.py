@@ -339,14 +339,15 @@ def _is_main_process() -> bool:
 
 
 def _print_summary(output_dir: Path, split: str, rows: int) -> None:
-    from .layout import load_config
+    from .layout import BYTES_PER_AUGMENTATION, load_config
 
     stats = load_config(output_dir).split(split)
     print(f"reinforced {rows:,} rows of split {split!r} into {output_dir}")
     if stats is not None and stats.num_shards is not None:
+        per_row = f" ({stats.num_bytes / stats.num_rows_written:,.0f} per row)" if stats.num_rows_written else ""
+        print(f"  {stats.num_shards} shard(s), {stats.num_bytes:,} bytes in all{per_row}")
         print(
-            f"  {stats.num_shards} shard(s), {stats.num_bytes:,} bytes, "
-            f"{stats.bytes_per_augmentation} B per stored augmentation"
+            f"  {BYTES_PER_AUGMENTATION}: {stats.bytes_per_augmentation} B (images and other source columns excluded)"
         )
         if stats.skipped_rows:
             print(

@@ -6,6 +6,7 @@ evaluated on (``ReinforcedTransform.evaluation``), so the card's teacher accurac
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,25 @@ def ensemble_accuracy(
     }
 
 
+NEAR_CHANCE = 1.5
+"""An ensemble accuracy below ``NEAR_CHANCE / num_classes`` is reported as near chance."""
+
+
+def warn_near_chance(accuracy: float, ensemble: Ensemble) -> None:
+    """Warn when the ensemble scores near chance: almost always the wrong preprocessing (resolution,
+    interpolation, mean/std) or the wrong classes, and a pass with it would store noise."""
+    chance = 1.0 / ensemble.num_classes
+    if accuracy < NEAR_CHANCE * chance:
+        warnings.warn(
+            f"the teacher ensemble scores {accuracy:.1%} on this split, near chance ({chance:.1%} for "
+            f"{ensemble.num_classes} classes): check each teacher's preprocessing against how it was trained "
+            f"(a timm:<arch> checkpoint sees ReinforceConfig's resolution/interpolation/mean/std, or the options in "
+            f"its spec, e.g. 'timm:resnet18@ckpt.safetensors?resolution=32&mean=0.13,0.13,0.13&std=0.31,0.31,0.31') "
+            f"and its classes (num_classes, class_mappings).\n{ensemble.describe()}",
+            stacklevel=3,
+        )
+
+
 def evaluate_teachers(
     dataset: datasets.Dataset,
     config: ReinforceConfig,
@@ -66,6 +86,7 @@ def evaluate_teachers(
     check_columns(dataset, config)
     ensemble = build_ensemble(config, dataset_num_classes(dataset, config), config.device)
     result = {"split": split, **ensemble_accuracy(dataset, ensemble, config.image_column, config.label_column)}
+    warn_near_chance(result["ensemble"], ensemble)
     if output_dir is not None:
         stored = load_config(Path(output_dir)).replace(accuracy=result)
         write_record(stored, Path(output_dir) / CONFIG_FILE)

@@ -28,6 +28,7 @@ from .layout import (
     CONFIG_FILE,
     IN_PROGRESS_FILE,
     SHARD_TEMP_PREFIX,
+    bytes_per_stored_augmentation,
     num_shards,
     read_record,
     remove_outputs,
@@ -113,6 +114,8 @@ def reinforce_to_folder(
     output_dir.mkdir(parents=True, exist_ok=True)
     if state.is_main_process:
         _claim(output_dir, record, split, overwrite)
+        if progress:
+            print(run.ensemble.describe())
     state.wait_for_everyone()
 
     n, count = len(dataset), num_shards(len(dataset), config.rows_per_shard)
@@ -171,7 +174,7 @@ def _finalize(output_dir: Path, run: RunRecord, split: str, num_shards: int, con
         num_shards=num_shards,
         skipped_rows=skipped,
         num_bytes=sum(p.stat().st_size for p in paths),
-        num_augmentations=config.num_augmentations,
+        bytes_per_augmentation=bytes_per_stored_augmentation(paths, config.num_augmentations),
     )
     previous = read_record(output_dir / CONFIG_FILE)
     splits = dict((previous.splits if previous is not None else None) or {})

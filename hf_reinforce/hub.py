@@ -29,6 +29,7 @@ from .layout import (
     CONFIG_FILE,
     DATA_DIR,
     IN_PROGRESS_FILE,
+    bytes_per_stored_augmentation,
     load_config,
     num_shards,
     shard_path,
@@ -56,12 +57,13 @@ def save_folder(
         part = embed_table_storage(table[s * rows_per_shard : (s + 1) * rows_per_shard])
         write_parquet_atomic(part.to_batches(), part.schema, shard_path(folder, split, s, count))
     source = dataclasses.replace(record.source, split=split) if record.source else SplitRecord(split=split)
+    paths = [shard_path(folder, split, s, count) for s in range(count)]
     stats = source.with_stats(
         num_rows_written=len(dataset),
         num_shards=count,
         skipped_rows=list(source.skipped_rows or []),
-        num_bytes=sum(shard_path(folder, split, s, count).stat().st_size for s in range(count)),
-        num_augmentations=record.num_augmentations,
+        num_bytes=sum(path.stat().st_size for path in paths),
+        bytes_per_augmentation=bytes_per_stored_augmentation(paths, record.num_augmentations),
     )
     final = record.replace(source=None, splits={split: stats})
     write_record(final, folder / CONFIG_FILE)

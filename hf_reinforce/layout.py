@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import NotFoundError
-from .format import check_schema_version, parquet_options
+from .format import check_schema_version, is_reinforcement_column, parquet_options
 from .record import RunRecord
 
 CONFIG_FILE = "reinforce_config.json"
@@ -51,6 +51,29 @@ def num_shards(num_rows: int, rows_per_shard: int) -> int:
 def shard_rows(index: int, rows_per_shard: int, num_rows: int) -> range:
     """The source rows shard ``index`` holds: ``[index * rows_per_shard, (index + 1) * rows_per_shard)``, clipped."""
     return range(index * rows_per_shard, min(num_rows, (index + 1) * rows_per_shard))
+
+
+BYTES_PER_AUGMENTATION = "reinforcement bytes per stored augmentation"
+"""The one name of :func:`bytes_per_stored_augmentation`'s figure, as the CLI, the card and ``estimate`` print it."""
+
+
+def bytes_per_stored_augmentation(paths: Iterable[str | os.PathLike], num_augmentations: int) -> float:
+    """Reinforcement bytes per stored augmentation: the compressed bytes of the reinforcement columns
+    (``row_index``, ``aug_*``, ``topk_*``) in the parquet column chunks of ``paths``, over rows × N. Images and other
+    source columns, parquet footers and file metadata do not count (total bytes per row, images included, is the
+    split's ``num_bytes / num_rows_written``). The one definition behind the run record's ``bytes_per_augmentation``,
+    the CLI summary, the card, ``estimate``, README and ``scripts/bench_storage.py``."""
+    total, rows = 0, 0
+    for path in paths:
+        meta = pq.read_metadata(path)
+        rows += meta.num_rows
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            for c in range(group.num_columns):
+                chunk = group.column(c)
+                if is_reinforcement_column(chunk.path_in_schema.split(".")[0]):
+                    total += chunk.total_compressed_size
+    return total / max(rows * num_augmentations, 1)
 
 
 def write_parquet_atomic(batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: Path) -> int:

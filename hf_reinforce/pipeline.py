@@ -76,7 +76,7 @@ def build_ensemble(config: ReinforceConfig, num_classes: int | None, device: str
             num_classes=num_classes,
             class_mapping=mappings.get(key),
             trust_remote_code=config.trust_remote_code,
-            default_resolution=config.resolution,
+            preprocessing=config.preprocessing,
         )
         if config.teacher_batch_size:
             teacher = dataclasses.replace(teacher, batch_size=config.teacher_batch_size)

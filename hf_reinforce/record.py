@@ -151,10 +151,17 @@ class SplitRecord:
         return {**out, **self.extra}
 
     def with_stats(
-        self, *, num_rows_written: int, num_shards: int, skipped_rows: list[int], num_bytes: int, num_augmentations: int
+        self,
+        *,
+        num_rows_written: int,
+        num_shards: int,
+        skipped_rows: list[int],
+        num_bytes: int,
+        bytes_per_augmentation: float,
     ) -> SplitRecord:
-        """This split once written: rows, shards, skipped rows, bytes and bytes per stored augmentation."""
-        per_augmentation = round(num_bytes / max(num_rows_written * num_augmentations, 1), 2)
+        """This split once written: rows, shards, skipped rows, bytes of its files and reinforcement bytes per stored
+        augmentation (``layout.bytes_per_stored_augmentation``, the one definition)."""
+        per_augmentation = round(bytes_per_augmentation, 2)
         return dataclasses.replace(
             self,
             num_rows_written=num_rows_written,

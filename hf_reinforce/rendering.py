@@ -13,7 +13,6 @@ in the calling process.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .augment import AugmentationPolicy, Params, to_rgb_uint8
+from .shared import single_thread
 from .teachers import ViewSpec
 
 Task = tuple[int, int]
@@ -224,16 +224,4 @@ def _render_here(renderer: BlockRenderer, tasks: Sequence[Task]) -> Iterator[Ren
         yield item
 
 
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Render with one torch thread: small-image ops cost several times more CPU across threads (measured: 2.6 vs
-    14.9 CPU-ms per rrc+ra+re view); pixels are identical either way. Workers run with one thread already."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-__all__ = ["BlockGeometry", "BlockRenderer", "RenderedChunk", "render_tasks", "single_thread", "task_order"]
+__all__ = ["BlockGeometry", "BlockRenderer", "RenderedChunk", "render_tasks", "task_order"]

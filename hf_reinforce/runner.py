@@ -45,6 +45,8 @@ def reinforce(
             source_revision=source_revision,
         )
     run = ReinforcePass(dataset, config)
+    if progress:
+        print(run.ensemble.describe())
     cache = Path(datasets.config.HF_DATASETS_CACHE) / "hf_reinforce" / f"{run.fingerprint}.arrow"
     cache.parent.mkdir(parents=True, exist_ok=True)
     rows = range(len(dataset))

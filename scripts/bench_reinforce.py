@@ -77,12 +77,8 @@ def _teachers(job: dict[str, Any]) -> list[Any]:
 
     if job["teacher"] == "free":
         return [hfr.Teacher(FreeModule(), resolution=job["resolution"], name="free", num_outputs=10)]
-    teacher = hfr.load_teacher(job["teacher"], num_classes=10, device=job["device"])
-    if job.get("resolution"):
-        import dataclasses
-
-        teacher = dataclasses.replace(teacher, resolution=job["resolution"])
-    return [teacher]
+    preprocessing = hfr.Preprocessing(resolution=job["resolution"])  # timm:<arch> teachers see the given resolution
+    return [hfr.load_teacher(job["teacher"], num_classes=10, device=job["device"], preprocessing=preprocessing)]
 
 
 def _cpu() -> float:
@@ -209,7 +205,7 @@ def cpu_benchmarks(scratch: str, rows: int) -> None:
     half = {key: Path(scratch, key + "-half") for key in ("photos", "photos4")}
     build_dataset("photos", rows // 2, half["photos"])
     build_dataset("photos", 2 * rows, half["photos4"])
-    for spec, res in (("timm:resnet18", 224), ("timm:test_resnet", None)):
+    for spec, res in (("timm:resnet18", 224), ("timm:test_resnet", 160)):
         job = {**base, "teacher": spec, "resolution": res, "workers": 1, "rows_per_shard": 64}
         small = run_job({**job, "data": str(half["photos"]), "bare": True})
         large = run_job({**job, "data": str(half["photos4"])})

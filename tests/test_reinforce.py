@@ -32,7 +32,7 @@ import hf_reinforce as hfr
 from hf_reinforce import BadImageError, ReinforceConfig, folder, reinforce
 from hf_reinforce.augment import PRESETS, AugmentationPolicy, to_rgb_uint8
 from hf_reinforce.format import SCHEMA_VERSION, decode_params
-from hf_reinforce.layout import CONFIG_FILE, IN_PROGRESS_FILE
+from hf_reinforce.layout import CONFIG_FILE, IN_PROGRESS_FILE, bytes_per_stored_augmentation
 from hf_reinforce.pipeline import ReinforcePass
 from hf_reinforce.record import record_from_dataset
 from hf_reinforce.teachers import Teacher
@@ -296,7 +296,7 @@ def test_folder_output_loads_with_features_config_and_card(tmp_path):
     out_dir = tmp_path / "mnist-plus"
     train = mnist_dataset(40).cast_column("image", datasets.Image(mode="RGB"))  # the feature is kept as it is
     test = mnist_dataset(56).select(range(40, 56))
-    teachers = ["timm:test_resnet", tiny_teachers()[1]]  # a spec string (its own 160 px resolution) and a module
+    teachers = ["timm:test_resnet", tiny_teachers()[1]]  # a spec string (the config's preprocessing) and a module
     config = make_config(teachers=teachers, policy="rrc+ra+re", num_augmentations=2, rows_per_shard=32)
     returned = reinforce(train, config, out_dir, progress=False, source_id="ylecun/mnist", source_revision="abc123")
     reinforce(test, config, out_dir, split="test", progress=False, source_id="ylecun/mnist")
@@ -337,14 +337,15 @@ def test_folder_output_loads_with_features_config_and_card(tmp_path):
         "timm:test_resnet",
         "timm",
         "test_resnet",
-        160,
+        32,
     )
-    timm_cfg = timm.create_model("test_resnet").pretrained_cfg  # the teacher's own preprocessing
+    # random init: no known training preprocessing, so the config's (not timm's pretrained_cfg: 160 px, mean 0.5)
     assert (resnet["interpolation"], resnet["mean"], resnet["std"]) == (
-        "bilinear",
-        list(timm_cfg["mean"]),
-        list(timm_cfg["std"]),
+        config.interpolation,
+        list(config.mean),
+        list(config.std),
     )
+    assert timm.create_model("test_resnet").pretrained_cfg["mean"] != config.mean
     assert (vit["name"], vit["resolution"], vit["interpolation"], vit["mean"], vit["std"]) == (
         "tiny-vit",
         48,
@@ -364,7 +365,9 @@ def test_folder_output_loads_with_features_config_and_card(tmp_path):
     assert splits["train"]["skipped_rows"] == [] and splits["train"]["split"] == "train"
     sizes = sum(p.stat().st_size for p in (out_dir / "data").glob("train-*.parquet"))
     assert splits["train"]["num_bytes"] == sizes
-    assert splits["train"]["bytes_per_augmentation"] == round(sizes / 80, 2)
+    shards = sorted((out_dir / "data").glob("train-*.parquet"))
+    assert splits["train"]["bytes_per_augmentation"] == round(bytes_per_stored_augmentation(shards, 2), 2)
+    assert splits["train"]["bytes_per_augmentation"] < sizes / 80  # the images are not counted
 
     card = DatasetCard.load(out_dir / "README.md")
     assert card.data.to_dict()["hf_reinforce"] == written

@@ -12,7 +12,7 @@ from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
 from hf_reinforce import testing
-from hf_reinforce.teachers import Ensemble, Teacher, ViewSpec, load_teacher, parse_teacher_spec
+from hf_reinforce.teachers import Ensemble, Preprocessing, Teacher, ViewSpec, load_teacher, parse_teacher_spec
 
 FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -120,16 +120,18 @@ def test_parse_teacher_spec():
         parse_teacher_spec("timm:resnet18@main")
 
 
-def test_timm_random_uses_its_pretrained_cfg_and_is_deterministic():
-    teacher = load_teacher("timm:test_vit", device="cpu")
-    assert teacher.view_spec == ViewSpec(160, "bicubic")
-    assert teacher.mean == (0.5, 0.5, 0.5) and teacher.std == (0.5, 0.5, 0.5)
+def test_timm_random_uses_the_given_preprocessing_not_timms_and_is_deterministic():
+    preprocessing = Preprocessing(resolution=48, interpolation="bicubic", mean=(0.1, 0.2, 0.3), std=(0.4, 0.5, 0.6))
+    teacher = load_teacher("timm:test_vit", device="cpu", num_classes=7, preprocessing=preprocessing)
+    assert teacher.view_spec == ViewSpec(48, "bicubic")  # not timm's pretrained_cfg (160 px, mean 0.5)
+    assert teacher.mean == (0.1, 0.2, 0.3) and teacher.std == (0.4, 0.5, 0.6)
     assert not teacher.module.training
-    images = photos(160)
+    images = photos(48)
     logits = teacher.logits(images)
-    assert logits.dtype == torch.float32 and logits.shape == (2, 1000)
+    assert logits.dtype == torch.float32 and logits.shape == (2, 7)
     assert torch.equal(logits, teacher.logits(images))
-    assert load_teacher("timm:test_resnet", num_classes=10).num_classes == 10  # random head sized to the dataset
+    default = load_teacher("timm:test_resnet", num_classes=10)  # random head sized to the dataset
+    assert default.num_classes == 10 and default.view_spec == ViewSpec(224, "bilinear")
 
 
 @pytest.mark.parametrize("fmt, prefix", [("safetensors", ""), ("pth", ""), ("pth", "module."), ("pth", "model.")])
@@ -228,6 +230,18 @@ def test_hub_teachers_pin_and_record_the_commit(tmp_path, offline_hub_cache):
     offline_hub_cache("org/tiny-vit", tmp_path / "hf-repo")
     config = load_teacher("hf:org/tiny-vit").to_config()
     assert (config["id"], config["revision"], config["resolution"]) == ("org/tiny-vit", FAKE_COMMIT, 32)
+
+
+def test_pretrained_hub_teachers_keep_their_own_preprocessing(tmp_path, offline_hub_cache):
+    from timm.models._hub import save_for_hf
+
+    save_for_hf(tiny_timm("test_vit", classes=4), tmp_path / "repo", safe_serialization=True)
+    offline_hub_cache("timm/test_vit.tiny", tmp_path / "repo")
+    odd = Preprocessing(resolution=40, interpolation="nearest", mean=(0.1,) * 3, std=(0.2,) * 3)
+    teacher = load_teacher("timm/test_vit.tiny", num_classes=4, preprocessing=odd)
+    assert (teacher.resolution, teacher.interpolation, teacher.mean) == (160, "bicubic", (0.5, 0.5, 0.5))
+    override = load_teacher("timm/test_vit.tiny?resolution=48", num_classes=4, preprocessing=odd)
+    assert (override.resolution, override.interpolation) == (48, "bicubic")  # an option in the spec still applies
 
 
 def test_module_teacher_normalize_and_logits():

@@ -3,7 +3,9 @@
 Choice of augmentation: for row ``i`` in epoch ``e`` with ``N`` stored augmentations, cycle ``c = e // N`` draws a
 permutation of ``0..N-1`` seeded by (seed, i, c) and uses its element ``e % N``, so every stored augmentation is
 used once before any repeats. Rendering goes through the same ``AugmentationPolicy.render`` as the teachers'
-inputs, so at the teachers' resolution and interpolation the pixels are identical.
+inputs, so at the teachers' resolution and interpolation the pixels are identical. Pixel work runs with one torch
+thread (``shared.single_thread``), as in the pass: in the main process (``Trainer``'s default
+``dataloader_num_workers=0``) torch's default thread pool made each row 15–35× slower on a busy 2-core machine.
 
 Only ``augment``, ``format``, ``record``, ``layout`` and ``shared`` are imported here: training code never loads teacher code.
 """
@@ -22,7 +24,7 @@ from ..errors import ConfigError, OutOfRangeError
 from ..format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, decode_params, decode_topk
 from ..layout import load_config
 from ..record import RunRecord, record_from_dataset
-from ..shared import center_view
+from ..shared import center_view, single_thread
 
 
 def augmentation_index(seed: int, row: int, epoch: int, num_augmentations: int) -> int:
@@ -190,7 +192,8 @@ class ReinforcedTransform:
     def __call__(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list]:
         """Batched transform (``set_transform``): each row gets its stored augmentation for the current epoch."""
         size = len(next(iter(batch.values()), []))
-        examples = [self.example({name: values[k] for name, values in batch.items()}) for k in range(size)]
+        with single_thread():  # pixel work as in the pass; the caller's (training) thread count comes back after
+            examples = [self.example({name: values[k] for name, values in batch.items()}) for k in range(size)]
         return {key: [e[key] for e in examples] for key in (examples[0] if examples else {})}
 
     def torch_dataset(self, dataset: Any) -> ReplayDataset:
@@ -206,11 +209,12 @@ class ReinforcedTransform:
         (:func:`~hf_reinforce.shared.center_view`, the view the teachers' accuracy is measured on), normalized like
         training."""
         out: dict[str, list] = {"pixel_values": [], "labels": []}
-        for k, value in enumerate(batch[self.image_column]):
-            pixels = center_view(to_rgb_uint8(value), self.resolution, self.interpolation)
-            out["pixel_values"].append(normalize(pixels, self.mean, self.std))
-            if self.label_column in batch:
-                out["labels"].append(int(batch[self.label_column][k]))
+        with single_thread():
+            for k, value in enumerate(batch[self.image_column]):
+                pixels = center_view(to_rgb_uint8(value), self.resolution, self.interpolation)
+                out["pixel_values"].append(normalize(pixels, self.mean, self.std))
+                if self.label_column in batch:
+                    out["labels"].append(int(batch[self.label_column][k]))
         if not out["labels"]:
             del out["labels"]
         return out
@@ -260,4 +264,6 @@ class ReplayDataset(torch.utils.data.Dataset):
         return len(self.rows)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.transform.example(arrow_row(self.rows, int(index)))
+        row = arrow_row(self.rows, int(index))
+        with single_thread():
+            return self.transform.example(row)
