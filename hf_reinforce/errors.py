@@ -43,9 +43,14 @@ class NotFoundError(ReinforceError, FileNotFoundError):
     """A local folder or file the user named does not exist."""
 
 
+class HubError(ReinforceError, OSError):
+    """The Hub refused a request (401: no or bad token, 403: no rights) or could not be reached."""
+
+
 __all__ = [
     "BadImageError",
     "ConfigError",
+    "HubError",
     "IncompleteOutputError",
     "MissingColumnError",
     "NotFoundError",

@@ -9,10 +9,23 @@ from pathlib import Path
 import datasets
 
 from .config import ReinforceConfig
+from .errors import OutputConflictError
 from .folder import reinforce_to_folder
 from .pipeline import ReinforcePass
 from .progress import quiet_datasets, views_bar
 from .record import attach_record
+
+
+def writable_folder(output_dir: str | os.PathLike) -> Path:
+    """``output_dir`` as a Path, refused with :class:`OutputConflictError` when it (or the first of its parents that
+    exists) is a file: the folder is created when missing, but never in place of a file."""
+    path = Path(output_dir)
+    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise OutputConflictError(
+            f"output_dir {output_dir} cannot be a folder: {existing} is a file; give a folder path (created if missing)"
+        )
+    return path
 
 
 def reinforce(
@@ -37,7 +50,7 @@ def reinforce(
         return reinforce_to_folder(
             dataset,
             config,
-            Path(output_dir),
+            writable_folder(output_dir),
             split=split,
             overwrite=overwrite,
             progress=progress,

@@ -17,7 +17,7 @@ from torch import nn
 
 from .augment import normalize
 from .augment.functional import IMAGENET_MEAN, IMAGENET_STD, interpolation_mode
-from .errors import ConfigError, NotFoundError
+from .errors import ConfigError, HubError, NotFoundError
 from .shared import as_logits, check_temperature
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
@@ -381,7 +381,7 @@ def _load_hf(name: str, source: TeacherSource, trust_remote_code: bool, default_
 def _hub_commit(repo_id: str, revision: str | None) -> str:
     """The commit `revision` of Hub model `repo_id` points to (asked from the Hub, or from the cache offline)."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError, RevisionResolutionError
 
     try:
         return HfApi().resolve_revision(repo_id, revision=revision).resolved
@@ -389,6 +389,8 @@ def _hub_commit(repo_id: str, revision: str | None) -> str:
         raise NotFoundError(
             f"teacher model {repo_id!r} (revision {revision or 'main'}) not found on the Hub: {e}"
         ) from e
+    except RevisionResolutionError as e:  # no network and nothing cached
+        raise HubError(f"teacher model {repo_id!r}: {e}") from e
 
 
 def _load_weights(model: nn.Module, path: str, name: str) -> None:
