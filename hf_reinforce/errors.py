@@ -23,6 +23,10 @@ class BadImageError(ReinforceError, ValueError):
     """An image that cannot be decoded, named by row index and column."""
 
 
+class BadLabelError(ReinforceError, ValueError):
+    """A label outside the classes, named by row index and column."""
+
+
 class SchemaVersionError(ReinforceError, ValueError):
     """Reinforced data written by a newer schema than this library reads."""
 
@@ -49,6 +53,7 @@ class HubError(ReinforceError, OSError):
 
 __all__ = [
     "BadImageError",
+    "BadLabelError",
     "ConfigError",
     "HubError",
     "IncompleteOutputError",

@@ -45,6 +45,7 @@ from .layout import (
     write_record,
 )
 from .record import RunRecord, SplitRecord, attach_record, record_from_dataset
+from .shared import check_split
 
 
 def save_folder(
@@ -225,6 +226,8 @@ def attach(
     reinforcement's run record, with an error naming what differs. ``config`` is the reinforcement's record
     (a :class:`RunRecord`, its JSON dict, a folder or repo id); by default the one carried by ``reinforcement``.
     """
+    check_split(reinforcement, "attach (reinforcement)")
+    check_split(source, "attach (source)")
     if ROW_INDEX not in reinforcement.column_names:
         raise MissingColumnError(f"reinforcement has no {ROW_INDEX!r} column (columns: {reinforcement.column_names})")
     record = _attach_record(reinforcement, config)

@@ -193,7 +193,11 @@ def load_reinforced(
             present = sorted(split_names(path))
             raise NotFoundError(
                 f"{path} has no shards of split {split!r} under {DATA_DIR}/; "
-                + (f"its splits are {present}: pass split=... (CLI: --split)" if present else "it holds no reinforced split")
+                + (
+                    f"its splits are {present}: pass split=... (CLI: --split)"
+                    if present
+                    else "it holds no reinforced split"
+                )
             )
         return datasets.load_dataset("parquet", data_files={split: files}, split=split, **kwargs)
     return datasets.load_dataset(str(repo_or_folder), split=split, revision=revision, **kwargs)

@@ -11,7 +11,7 @@ import datasets
 from .config import ReinforceConfig
 from .errors import OutputConflictError
 from .folder import reinforce_to_folder
-from .pipeline import ReinforcePass
+from .pipeline import ReinforcePass, check_some_rows_kept
 from .progress import quiet_datasets, views_bar
 from .record import attach_record
 
@@ -64,6 +64,7 @@ def reinforce(
     bar = views_bar(len(dataset) * config.num_augmentations, "reinforce", enabled=progress)
     with quiet_datasets(), bar:
         out = run.map(rows, run.results([rows], on_views=bar.update), cache_file_name=cache)
+    check_some_rows_kept(len(out), run.skipped)
     record = run.record(split, source_id, source_revision)
     source = dataclasses.replace(record.source, skipped_rows=tuple(sorted(run.skipped)))
     return attach_record(out, record.replace(source=source))

@@ -410,12 +410,30 @@ def _load_weights(model: nn.Module, path: str, name: str) -> None:
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as e:
-        raise ConfigError(f"teacher {name!r}: weights in {path!r} do not fit the model: {e}") from e
+        raise ConfigError(
+            f"teacher {name!r}: weights in {path!r} do not fit the model{_head_hint(model, state, name)}: {e}"
+        ) from e
     if result.missing_keys or result.unexpected_keys:
         raise ConfigError(
             f"teacher {name!r}: weights in {path!r} do not match the model: "
             f"missing keys {_preview(result.missing_keys)}, unexpected keys {_preview(result.unexpected_keys)}"
         )
+
+
+def _head_hint(model: nn.Module, state: Mapping[str, Any], name: str) -> str:
+    """When the checkpoint's classifier has another number of outputs than the model's: how to align the classes."""
+    get_classifier = getattr(model, "get_classifier", None)
+    head = get_classifier() if callable(get_classifier) else None
+    weight = getattr(head, "weight", None)
+    key = next((k for k, p in model.named_parameters() if weight is not None and p is weight), None)
+    stored = state.get(key) if key else None
+    if stored is None or weight is None or tuple(stored.shape) == tuple(weight.shape):
+        return ""
+    return (
+        f" (its classifier has {stored.shape[0]} outputs, the model {weight.shape[0]}: the checkpoint was trained on "
+        f"other classes than the dataset's; map each dataset class to one of its outputs with "
+        f"ReinforceConfig(class_mappings={{{name!r}: [...]}}), or give num_classes= if the dataset's count is wrong)"
+    )
 
 
 def _strip_prefixes(state: Mapping[str, Any], model_keys: Iterable[str]) -> dict[str, Any]:

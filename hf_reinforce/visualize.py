@@ -17,6 +17,7 @@ from .errors import ConfigError, OutOfRangeError
 from .format import TOPK_IDS, TOPK_PROBS
 from .layout import load_config, load_reinforced
 from .record import RunRecord, record_from_dataset
+from .shared import check_split
 
 CAPTION_LINES = 3
 
@@ -25,6 +26,8 @@ def _load(
     source: datasets.Dataset | str | os.PathLike, split: str, revision: str | None
 ) -> tuple[datasets.Dataset, RunRecord]:
     """The dataset and its run record, from a Dataset, a reinforced folder or a Hub repo."""
+    if not isinstance(source, (str, os.PathLike)):
+        check_split(source, "show")
     if isinstance(source, datasets.Dataset):
         record = record_from_dataset(source)
         if record is None:
@@ -69,9 +72,13 @@ def show(
     revision: str | None = None,
 ) -> Path:
     """Write a PNG of the first ``num`` stored augmentations of ``row`` (replayed exactly) with their top-3 classes."""
+    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+        raise ConfigError(f"num: expected a positive number of augmentations to show, got {num!r}")
     dataset, record = _load(source, split, revision)
     if not 0 <= row < len(dataset):
-        raise OutOfRangeError(f"row {row} out of range: the {split!r} split has {len(dataset)} rows")
+        raise OutOfRangeError(
+            f"row {row} out of range: the {split!r} split has {len(dataset)} rows (0 to {len(dataset) - 1})"
+        )
     transform = ReinforcedTransform(record, dataset=dataset if record.mixing else None, resolution=resolution)
     example = dataset.with_format(None)[row]
     count = min(num, transform.num_augmentations)

@@ -23,7 +23,7 @@ from ..errors import ConfigError, OutOfRangeError
 from ..format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, decode_params, decode_topk
 from ..layout import load_config
 from ..record import RunRecord, record_from_dataset
-from ..shared import center_view
+from ..shared import center_view, check_split
 
 
 def check_index(value: Any, name: str, size: int | None = None) -> int:
@@ -107,6 +107,7 @@ class ReinforcedTransform:
         Datasets loaded with ``load_dataset`` do not carry it: use :meth:`from_pretrained` with the repo or folder,
         or pass ``config=``.
         """
+        check_split(dataset, "ReinforcedTransform.from_dataset", streaming=True)
         config = kwargs.pop("config", None) or record_from_dataset(dataset)
         if config is None:
             raise ConfigError(
@@ -128,6 +129,7 @@ class ReinforcedTransform:
 
         if dataset is None:
             raise ConfigError("this policy mixes rows (MixUp/CutMix): pass dataset= so partner rows can be fetched")
+        check_split(dataset, "ReinforcedTransform(dataset=...)", streaming=True)
         if isinstance(dataset, datasets.IterableDataset):
             raise ConfigError(
                 "mixing policies (MixUp/CutMix) need random access to partner rows, which a streaming dataset cannot "
@@ -261,6 +263,7 @@ class ReinforcedTransform:
         Equivalent to ``dataset.with_transform(self)``, but ``set_transform`` first converts *all* N stored
         augmentations of a row to Python lists; this reads one (measured in README: flat in N).
         """
+        check_split(dataset, "torch_dataset")
         return ReplayDataset(dataset, self)
 
     def evaluation(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list]:
