@@ -305,7 +305,12 @@ def load_teacher(
     if class_mapping is not None:
         teacher = dataclasses.replace(teacher, class_mapping=class_mapping)
     if num_classes is not None and teacher.num_classes != num_classes:
-        hint = "" if class_mapping is not None else "; pass class_mapping to map dataset classes to teacher logits"
+        hint = (
+            ""
+            if class_mapping is not None
+            else "; map each dataset class to a teacher logit with ReinforceConfig(class_mappings={teacher: [...]}) "
+            "(load_teacher: class_mapping=)"
+        )
         what = "class_mapping of teacher" if class_mapping is not None else "teacher"
         raise ConfigError(
             f"{what} {teacher.name!r} gives {teacher.num_classes} classes but the dataset has {num_classes}{hint}"
@@ -407,12 +412,11 @@ def _load_weights(model: nn.Module, path: str, name: str) -> None:
             f"(arbitrary pickles are refused; re-save it as a plain state dict or .safetensors): {e}"
         ) from e
     state = _strip_prefixes(state, model.state_dict().keys())
+    _fit_head_to_checkpoint(model, state)
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as e:
-        raise ConfigError(
-            f"teacher {name!r}: weights in {path!r} do not fit the model{_head_hint(model, state, name)}: {e}"
-        ) from e
+        raise ConfigError(f"teacher {name!r}: weights in {path!r} do not fit the model: {e}") from e
     if result.missing_keys or result.unexpected_keys:
         raise ConfigError(
             f"teacher {name!r}: weights in {path!r} do not match the model: "
@@ -420,20 +424,16 @@ def _load_weights(model: nn.Module, path: str, name: str) -> None:
         )
 
 
-def _head_hint(model: nn.Module, state: Mapping[str, Any], name: str) -> str:
-    """When the checkpoint's classifier has another number of outputs than the model's: how to align the classes."""
-    get_classifier = getattr(model, "get_classifier", None)
-    head = get_classifier() if callable(get_classifier) else None
-    weight = getattr(head, "weight", None)
+def _fit_head_to_checkpoint(model: nn.Module, state: Mapping[str, Any]) -> None:
+    """Give a timm model the classifier size of the checkpoint (the checkpoint says how many classes the teacher
+    knows; :func:`load_teacher` then compares that count with the dataset's and asks for ``class_mapping``)."""
+    get_classifier, reset = getattr(model, "get_classifier", None), getattr(model, "reset_classifier", None)
+    weight = getattr(get_classifier(), "weight", None) if callable(get_classifier) and callable(reset) else None
     key = next((k for k, p in model.named_parameters() if weight is not None and p is weight), None)
     stored = state.get(key) if key else None
-    if stored is None or weight is None or tuple(stored.shape) == tuple(weight.shape):
-        return ""
-    return (
-        f" (its classifier has {stored.shape[0]} outputs, the model {weight.shape[0]}: the checkpoint was trained on "
-        f"other classes than the dataset's; map each dataset class to one of its outputs with "
-        f"ReinforceConfig(class_mappings={{{name!r}: [...]}}), or give num_classes= if the dataset's count is wrong)"
-    )
+    if stored is not None and stored.ndim == 2 and stored.shape[0] != weight.shape[0]:
+        with torch.random.fork_rng(devices=[]):  # the new head is overwritten; keep the caller's RNG untouched
+            reset(int(stored.shape[0]))
 
 
 def _strip_prefixes(state: Mapping[str, Any], model_keys: Iterable[str]) -> dict[str, Any]:

@@ -297,13 +297,21 @@ def test_packed_batches_in_a_plain_loop_say_pack_false(plus):
         hfr.DistillationCollator(pack=False)([plus[0]])
 
 
-def test_a_checkpoint_with_another_head_mentions_class_mappings(mnist, tmp_path):
+def test_a_checkpoint_with_another_head_mentions_class_mappings_and_they_work(mnist, tmp_path):
     from safetensors.torch import save_file
 
-    save_file(timm.create_model("test_resnet", num_classes=7).state_dict(), str(tmp_path / "c7.safetensors"))
+    torch.manual_seed(1)
+    checkpoint = timm.create_model("test_resnet", num_classes=7).eval()
+    save_file(checkpoint.state_dict(), str(tmp_path / "c7.safetensors"))
     spec = f"timm:test_resnet@{tmp_path / 'c7.safetensors'}"
-    with pytest.raises(ConfigError, match=r"classifier has 7 outputs, the model 10.*class_mappings"):
+    with pytest.raises(ConfigError, match=r"gives 7 classes but the dataset has 10; .*class_mappings=\{"):
         hfr.reinforce(mnist, _config(teachers=[spec]), progress=False)
+    mapping = [0, 1, 2, 3, 4, 5, 6, 6, 6, 6]
+    teacher = hfr.load_teacher(spec, num_classes=10, class_mapping=mapping)
+    images = torch.rand(2, 3, teacher.resolution, teacher.resolution)
+    with torch.no_grad():
+        assert torch.allclose(teacher.module(images), checkpoint(images))  # the checkpoint's own 7-way head
+    assert hfr.reinforce(mnist, _config(teachers=[spec], class_mappings={spec: mapping}), progress=False)
 
 
 def test_a_dataset_dict_suggests_one_split(mnist, plus, tmp_path):
