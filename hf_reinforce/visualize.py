@@ -13,7 +13,7 @@ import PIL.ImageFont
 import torch
 
 from .distill import ReinforcedTransform
-from .errors import ConfigError, OutOfRangeError
+from .errors import ConfigError, NotFoundError, OutOfRangeError
 from .format import TOPK_IDS, TOPK_PROBS
 from .layout import load_config, load_reinforced
 from .record import RunRecord, record_from_dataset
@@ -36,6 +36,8 @@ def _load(
             )
         return source, record
     record = load_config(source, revision=revision)
+    if record.splits and split not in record.splits:  # a Hub repo too: say which splits exist before loading
+        raise NotFoundError(f"{source} has no split {split!r}; its splits are {sorted(record.splits)} (pass --split)")
     return load_reinforced(source, split=split, revision=revision), record
 
 

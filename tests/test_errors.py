@@ -146,6 +146,12 @@ def test_output_dir_that_is_a_file_is_one_line(mnist, tmp_path, capsys):
 def test_show_row_out_of_range_and_a_folder_without_train(validation_folder, tmp_path, capsys):
     assert main(["show", str(validation_folder), "--output", str(tmp_path / "g.png")]) == 2
     assert "its splits are ['validation']" in _one_line(capsys, "show")
+    (validation_folder / "data" / "validation-00000-of-00002.parquet").rename(validation_folder / "moved")
+    try:  # the shards alone say the same when the config lists no splits
+        with pytest.raises(NotFoundError, match=r"its splits are \['validation'\]"):
+            hfr.load_reinforced(validation_folder)
+    finally:
+        (validation_folder / "moved").rename(validation_folder / "data" / "validation-00000-of-00002.parquet")
     for row in ("16", "-1"):
         args = ["show", str(validation_folder), "--split", "validation", "--row", row, "--output", str(tmp_path / "g")]
         assert main(args) == 2
@@ -165,6 +171,10 @@ def test_push_refusals_are_one_line(hub_server, validation_folder, capsys, monke
     hub_server.fail("POST", "/commit/", 404, message="Repository not found")  # e.g. deleted while uploading
     assert main(["push", str(validation_folder), hub_server.repo_id("gone")]) == 2
     assert "not found on the Hub (404)" in _one_line(capsys, "push")
+    repo_id = hub_server.repo_id("val-only")
+    hfr.push_to_hub(validation_folder, repo_id)
+    assert main(["show", repo_id]) == 2  # a Hub repo without the split: the same message, from its config
+    assert "its splits are ['validation']" in _one_line(capsys, "show")
 
 
 def test_internal_errors_still_have_tracebacks(mnist, monkeypatch):
