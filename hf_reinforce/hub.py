@@ -17,7 +17,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 import datasets
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
@@ -46,6 +46,8 @@ from .layout import (
 )
 from .record import RunRecord, SplitRecord, attach_record, record_from_dataset
 from .shared import check_split
+
+P = ParamSpec("P")
 
 
 def save_folder(
@@ -130,13 +132,14 @@ def hub_errors(repo_id: str) -> Iterator[None]:
         raise
 
 
-def _with_hub_errors(push: Callable[..., str]) -> Callable[..., str]:
-    """``push`` with the Hub's refusals turned into actionable errors (:func:`hub_errors`)."""
+def _with_hub_errors(push: Callable[P, str]) -> Callable[P, str]:
+    """``push(dataset_or_folder, repo_id, ...)`` with the Hub's refusals turned into actionable errors
+    (:func:`hub_errors`); the signature is kept for type checkers."""
 
     @functools.wraps(push)
-    def wrapper(dataset_or_folder: Any, repo_id: str, **kwargs: Any) -> str:
-        with hub_errors(repo_id):
-            return push(dataset_or_folder, repo_id, **kwargs)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> str:
+        with hub_errors(str(args[1] if len(args) > 1 else kwargs["repo_id"])):
+            return push(*args, **kwargs)
 
     return wrapper
 

@@ -50,7 +50,8 @@ def augmentation_index(seed: int, row: int, epoch: int, num_augmentations: int) 
 class ReinforcedTransform:
     """``datasets`` transform: rows → ``pixel_values``, ``labels``, ``topk_ids``, ``topk_probs`` of one stored augmentation.
 
-    Use with ``dataset.set_transform(transform)`` / ``with_transform``, a ``DataLoader`` with workers (it pickles),
+    Use with ``dataset.set_transform(transform)`` / ``with_transform``, a ``DataLoader`` with workers (it pickles;
+    persistent workers follow ``set_epoch`` too: the epoch is in shared memory),
     or ``IterableDataset.map(transform, batched=True)`` for streaming (policies without mixing). Defaults for
     resolution, interpolation and normalization come from the run record (the reinforcement resolution and the
     first teacher's interpolation, mean and std). ``config`` is the record (a :class:`RunRecord` or its JSON dict).
