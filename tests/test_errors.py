@@ -295,6 +295,34 @@ def test_distillation_trainer_does_not_warn_about_remove_unused_columns(plus, tm
     assert args.remove_unused_columns is False
 
 
+def test_distillation_trainer_with_persistent_workers_replays_each_epoch(plus, tmp_path):
+    """Through the Trainer: with 1 persistent worker, epoch e's batches hold the top-k of epoch e's augmentations."""
+    transform = hfr.ReinforcedTransform.from_dataset(plus)
+    seen: list[torch.Tensor] = []
+
+    class Recording(hfr.DistillationTrainer):
+        def training_step(self, model, inputs, *args, **kwargs):
+            seen.append(inputs["labels"].detach().cpu())
+            return super().training_step(model, inputs, *args, **kwargs)
+
+    student = hfr.TimmStudent(timm.create_model("test_resnet", pretrained=False, num_classes=10))
+    args = _args(
+        tmp_path,
+        max_steps=-1,
+        num_train_epochs=2,
+        per_device_train_batch_size=8,
+        dataloader_num_workers=1,
+        dataloader_persistent_workers=True,
+    )
+    Recording(student, args, transform=transform, train_dataset=plus.with_transform(transform)).train()
+    for epoch in range(2):
+        got = sorted(map(tuple, torch.cat(seen[2 * epoch : 2 * epoch + 2])[:, : 1 + K].long().tolist()))
+        expected = sorted(
+            (row["label"], *row["topk_ids"][transform.augmentation_index(row["row_index"], epoch)]) for row in plus
+        )
+        assert got == expected, epoch
+
+
 def test_packed_batches_in_a_plain_loop_say_pack_false(plus):
     transform = hfr.ReinforcedTransform.from_dataset(plus)
     loader = torch.utils.data.DataLoader(
