@@ -75,6 +75,7 @@ def build_card(
             teachers=teachers,
             has_accuracy=bool(accuracies),
             ensemble_accuracy=accuracies.get("ensemble"),
+            accuracy_split=accuracies.get("split", "validation"),
             num_augmentations=record.num_augmentations,
             top_k=record.top_k,
             policy_name=record.policy_name,

@@ -31,6 +31,7 @@ from .format import parquet_options
 from .layout import BYTES_PER_AUGMENTATION, bytes_per_stored_augmentation
 from .pipeline import PassStats, ReinforcePass, undecoded
 from .progress import quiet_datasets
+from .shared import check_split
 
 
 @dataclass
@@ -119,8 +120,7 @@ def estimate(
     so the teachers see batches of the real shape; one untimed warm-up run of the same shape goes first.
     Nothing is written outside a temporary folder.
     """
-    if not isinstance(dataset, datasets.Dataset):
-        raise TypeError(f"estimate() takes a datasets.Dataset, got {type(dataset).__name__}")
+    check_split(dataset, "estimate()")
     if not isinstance(num_processes, int) or isinstance(num_processes, bool) or num_processes < 1:
         raise ConfigError(f"num_processes: expected a positive integer, got {num_processes!r}")
     n = len(dataset)

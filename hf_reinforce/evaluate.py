@@ -18,8 +18,8 @@ from .card import write_card
 from .config import ReinforceConfig
 from .errors import ConfigError
 from .layout import CONFIG_FILE, load_config, write_record
-from .pipeline import build_ensemble, check_columns, dataset_num_classes
-from .shared import center_view
+from .pipeline import build_ensemble, check_columns, dataset_num_classes, undecoded
+from .shared import center_view, check_split
 from .teachers import Ensemble
 
 
@@ -30,7 +30,7 @@ def ensemble_accuracy(
     """Top-1 accuracy of each teacher and of the ensemble's mean probabilities on ``dataset``."""
     correct = {t.name: 0 for t in ensemble.teachers}
     correct_ensemble, total = 0, 0
-    rows = dataset.select_columns([image_column, label_column]).cast_column(image_column, datasets.Image(decode=False))
+    rows, _ = undecoded(dataset.select_columns([image_column, label_column]), image_column)
     for batch in rows.iter(batch_size=batch_size):
         images = [to_rgb_uint8(value) for value in batch[image_column]]
         labels = torch.as_tensor(batch[label_column], device=ensemble.device)
@@ -77,10 +77,15 @@ def evaluate_teachers(
     config: ReinforceConfig,
     *,
     output_dir: str | os.PathLike | None = None,
-    split: str = "validation",
+    split: str | None = None,
 ) -> dict[str, Any]:
     """Accuracy of the config's teachers and ensemble on a labelled split; with ``output_dir`` (a finished
-    reinforced folder) it is recorded under ``accuracy`` in ``reinforce_config.json`` and shown in the card."""
+    reinforced folder) it is recorded under ``accuracy`` in ``reinforce_config.json`` and shown in the card.
+    ``split`` names the split in the result (default: the dataset's own ``split``, e.g. ``test``)."""
+    check_split(dataset, "evaluate_teachers")
+    split = split or (str(dataset.split) if dataset.split is not None else None)
+    if split is None:
+        raise ConfigError("split: this dataset does not know its split name; pass split='test' (or its name)")
     if config.label_column is None:
         raise ConfigError("label_column: evaluate_teachers needs labels; set label_column to the label column")
     check_columns(dataset, config)

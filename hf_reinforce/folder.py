@@ -38,7 +38,7 @@ from .layout import (
     write_parquet_atomic,
     write_record,
 )
-from .pipeline import ReinforcePass
+from .pipeline import ReinforcePass, check_some_rows_kept
 from .progress import quiet_datasets, views_bar
 from .record import RunRecord, attach_record
 
@@ -169,6 +169,7 @@ def _finalize(output_dir: Path, run: RunRecord, split: str, num_shards: int, con
         meta = pq.read_metadata(path)
         rows += meta.num_rows
         skipped += json.loads((meta.schema.to_arrow_schema().metadata or {}).get(SKIPPED_KEY, b"[]"))
+    check_some_rows_kept(rows, skipped)  # before the config: the folder must not look finished
     stats = run.source.with_stats(
         num_rows_written=rows,
         num_shards=num_shards,

@@ -9,20 +9,29 @@ Tokens come from huggingface_hub's usual sources and are never printed or writte
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 import datasets
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
-from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
 from .card import build_card, write_card
-from .errors import ConfigError, IncompleteOutputError, MissingColumnError, OutputConflictError
+from .errors import (
+    ConfigError,
+    HubError,
+    IncompleteOutputError,
+    MissingColumnError,
+    NotFoundError,
+    OutputConflictError,
+)
 from .format import ROW_INDEX
 from .layout import (
     CARD_FILE,
@@ -37,6 +46,9 @@ from .layout import (
     write_record,
 )
 from .record import RunRecord, SplitRecord, attach_record, record_from_dataset
+from .shared import check_split
+
+P = ParamSpec("P")
 
 
 def save_folder(
@@ -96,6 +108,45 @@ def _merge(remote: RunRecord | None, local: RunRecord, repo_id: str) -> RunRecor
     )
 
 
+@contextlib.contextmanager
+def hub_errors(repo_id: str) -> Iterator[None]:
+    """Turn the Hub's refusals into errors a user can act on: 401/403 → :class:`HubError`, 404 →
+    :class:`NotFoundError`, each naming the repo and the fix; other HTTP errors pass through unchanged."""
+    try:
+        yield
+    except HfHubHTTPError as error:
+        status = getattr(error.response, "status_code", None)
+        server = str(error).splitlines()[0]
+        if status == 401:
+            raise HubError(
+                f"the Hub refused the token for {repo_id} (401: missing, invalid or expired): log in with "
+                f"`hf auth login` or set HF_TOKEN to a token with write access ({server})"
+            ) from error
+        if status == 403:
+            raise HubError(
+                f"no rights to write to {repo_id} (403): push to your own namespace or an organization you can write "
+                f"to, with a token that has write permission ({server})"
+            ) from error
+        if status == 404:
+            raise NotFoundError(
+                f"{repo_id} or its branch was not found on the Hub (404): check the repo id and --revision ({server})"
+            ) from error
+        raise
+
+
+def _with_hub_errors(push: Callable[P, str]) -> Callable[P, str]:
+    """``push(dataset_or_folder, repo_id, ...)`` with the Hub's refusals turned into actionable errors
+    (:func:`hub_errors`); the signature is kept for type checkers."""
+
+    @functools.wraps(push)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> str:
+        with hub_errors(str(args[1] if len(args) > 1 else kwargs["repo_id"])):
+            return push(*args, **kwargs)
+
+    return wrapper
+
+
+@_with_hub_errors
 def push_to_hub(
     dataset_or_folder: datasets.Dataset | str | os.PathLike,
     repo_id: str,
@@ -131,7 +182,7 @@ def push_to_hub(
         )
     local = load_config(folder)
     api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    repo_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id
     if revision is not None:
         api.create_branch(repo_id, repo_type="dataset", branch=revision, exist_ok=True)
     merged = _merge(_remote_record(api, repo_id, revision), local, repo_id)
@@ -180,6 +231,8 @@ def attach(
     reinforcement's run record, with an error naming what differs. ``config`` is the reinforcement's record
     (a :class:`RunRecord`, its JSON dict, a folder or repo id); by default the one carried by ``reinforcement``.
     """
+    check_split(reinforcement, "attach (reinforcement)")
+    check_split(source, "attach (source)")
     if ROW_INDEX not in reinforcement.column_names:
         raise MissingColumnError(f"reinforcement has no {ROW_INDEX!r} column (columns: {reinforcement.column_names})")
     record = _attach_record(reinforcement, config)

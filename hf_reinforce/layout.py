@@ -38,6 +38,11 @@ def shard_path(output_dir: str | os.PathLike, split: str, index: int, count: int
     return Path(output_dir) / DATA_DIR / f"{split}-{index:05d}-of-{count:05d}.parquet"
 
 
+def split_names(output_dir: str | os.PathLike) -> set[str]:
+    """The splits that have shard files under ``data/`` (``<split>-XXXXX-of-YYYYY.parquet``)."""
+    return {p.name.rsplit("-", 3)[0] for p in (Path(output_dir) / DATA_DIR).glob("*-*-of-*.parquet")}
+
+
 def shard_glob(split: str) -> str:
     """Glob of a split's shard files under ``data/``."""
     return f"{split}-*.parquet"
@@ -126,17 +131,44 @@ def remove_temp_files(output_dir: Path) -> None:
             path.unlink(missing_ok=True)
 
 
+def local_folder(repo_or_folder: str | os.PathLike, *, bare_names: bool = True) -> Path | None:
+    """The local path ``repo_or_folder`` names, or ``None`` when it is a Hub repo id; a local path that does not
+    exist raises :class:`~hf_reinforce.errors.NotFoundError` ("no such folder") at once, so it is never sent to the Hub.
+
+    Local: a ``Path`` object, anything that exists here, ``.``/``..``/``~``-relative or absolute paths, ``a/b...``
+    whose first component is a folder here, and a name without ``/`` (a reinforced repo id always has a namespace;
+    ``bare_names=False`` sends such names to the Hub, for source datasets like ``mnist``). Everything else
+    (``user/repo``) is a Hub repo id. The one rule for every entry point that takes "a folder or a repo".
+    """
+    text = os.fspath(repo_or_folder)
+    path = Path(text).expanduser()
+    first = text.split("/", 1)[0]
+    local = (
+        isinstance(repo_or_folder, os.PathLike)
+        or path.exists()
+        or text.startswith((".", "/", "~"))
+        or os.path.isabs(text)
+        or (bare_names and "/" not in text.strip("/"))
+        or Path(first).is_dir()
+    )
+    if not local:
+        return None
+    if not path.exists():
+        raise NotFoundError(f"no such folder: {text} (a local path; Hub repo ids look like user/name)")
+    return path
+
+
 def load_config_json(
     repo_or_folder: str | os.PathLike, *, revision: str | None = None, token: str | bool | None = None
 ) -> dict[str, Any]:
     """The raw JSON of ``reinforce_config.json`` (a local folder, a path to the file, or a Hub repo), its schema
     version checked; :func:`load_config` reads it as a :class:`~hf_reinforce.record.RunRecord`."""
-    path = Path(repo_or_folder)
-    if path.is_dir():
-        path = path / CONFIG_FILE
-    if not path.is_file():
-        if Path(repo_or_folder).exists() or str(repo_or_folder).startswith((".", "/")):
+    path = local_folder(repo_or_folder)
+    if path is not None:
+        path = path / CONFIG_FILE if path.is_dir() else path
+        if not path.is_file():
             raise NotFoundError(f"{repo_or_folder} has no {CONFIG_FILE}: is it a finished hf_reinforce output folder?")
+    else:
         from huggingface_hub import hf_hub_download
 
         path = Path(
@@ -177,10 +209,18 @@ def load_reinforced(
     """
     import datasets
 
-    path = Path(repo_or_folder)
-    if path.is_dir():
+    path = local_folder(repo_or_folder)
+    if path is not None:
         files = sorted(str(p.resolve()) for p in (path / DATA_DIR).glob(shard_glob(split)))
         if not files:
-            raise NotFoundError(f"{path} has no shards of split {split!r} under {DATA_DIR}/")
+            present = sorted(split_names(path))
+            raise NotFoundError(
+                f"{path} has no shards of split {split!r} under {DATA_DIR}/; "
+                + (
+                    f"its splits are {present}: pass split=... (CLI: --split)"
+                    if present
+                    else "it holds no reinforced split"
+                )
+            )
         return datasets.load_dataset("parquet", data_files={split: files}, split=split, **kwargs)
     return datasets.load_dataset(str(repo_or_folder), split=split, revision=revision, **kwargs)

@@ -72,4 +72,22 @@ def single_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-__all__ = ["as_logits", "center_view", "check_temperature", "single_thread"]
+def check_split(dataset: Any, what: str, *, streaming: bool = False) -> None:
+    """Refuse anything but one split where ``what`` needs one: a ``DatasetDict`` gets a :class:`ConfigError`
+    suggesting ``ds["<split>"]``; any other type but ``datasets.Dataset`` (or ``IterableDataset`` with
+    ``streaming``) a ``TypeError``."""
+    import datasets
+
+    if isinstance(dataset, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+        splits = list(dataset)
+        first = splits[0] if splits else "train"
+        raise ConfigError(
+            f"{what} takes one split, got a {type(dataset).__name__} with splits {splits}: pass ds[{first!r}]"
+        )
+    kinds = (datasets.Dataset, datasets.IterableDataset) if streaming else (datasets.Dataset,)
+    if not isinstance(dataset, kinds):
+        names = " or ".join(f"datasets.{kind.__name__}" for kind in kinds)
+        raise TypeError(f"{what} takes a {names}, got {type(dataset).__name__}")
+
+
+__all__ = ["as_logits", "center_view", "check_split", "check_temperature", "single_thread"]

@@ -17,7 +17,7 @@ from torch import nn
 
 from .augment import normalize
 from .augment.functional import IMAGENET_MEAN, IMAGENET_STD, interpolation_mode
-from .errors import ConfigError, NotFoundError
+from .errors import ConfigError, HubError, NotFoundError
 from .shared import as_logits, check_temperature
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
@@ -369,7 +369,12 @@ def load_teacher(
     if class_mapping is not None:
         teacher = dataclasses.replace(teacher, class_mapping=class_mapping)
     if num_classes is not None and teacher.num_classes != num_classes:
-        hint = "" if class_mapping is not None else "; pass class_mapping to map dataset classes to teacher logits"
+        hint = (
+            ""
+            if class_mapping is not None
+            else "; map each dataset class to a teacher logit with ReinforceConfig(class_mappings={teacher: [...]}) "
+            "(load_teacher: class_mapping=)"
+        )
         what = "class_mapping of teacher" if class_mapping is not None else "teacher"
         raise ConfigError(
             f"{what} {teacher.name!r} gives {teacher.num_classes} classes but the dataset has {num_classes}{hint}"
@@ -425,17 +430,6 @@ def _check_head(name: str, source: TeacherSource, head: int | None, class_mappin
         )
 
 
-def _fit_head(model: nn.Module, state: Mapping[str, Any]) -> None:
-    """Resize a timm model's classifier to the class count of the checkpoint ``state`` (its classifier weight's
-    rows), so a checkpoint fixes the head size when the dataset does not."""
-    classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
-    names = [n for n, m in model.named_modules() if m is classifier and n]
-    weight = state.get(f"{names[0]}.weight") if names else None
-    if weight is not None and weight.ndim == 2 and weight.shape[0] != model.num_classes:
-        with torch.random.fork_rng(devices=[]):  # the new head is overwritten by the checkpoint: keep the global RNG
-            model.reset_classifier(int(weight.shape[0]))
-
-
 def _load_timm(name: str, source: TeacherSource, head: int | None, preprocessing: Preprocessing) -> Teacher:
     """A timm model (random init, Hub pretrained and/or local weights): a Hub model with its pretrained_cfg
     preprocessing, a `timm:<arch>` model (no known training preprocessing) with `preprocessing`."""
@@ -454,7 +448,7 @@ def _load_timm(name: str, source: TeacherSource, head: int | None, preprocessing
         torch.manual_seed(RANDOM_INIT_SEED)  # random-init teachers are the same in every process and run
         model = timm.create_model(model_name, pretrained=hub_weights, num_classes=None if hub_weights else head)
     if source.weights:
-        _load_weights(model, source.weights, name, resize_head=head is None)
+        _load_weights(model, source.weights, name)
     if source.kind == "timm":
         return Teacher(model, **preprocessing.to_dict(), name=name, num_outputs=model.num_classes, source=source)
     size = preprocessing.resolution
@@ -508,7 +502,7 @@ def _load_hf(name: str, source: TeacherSource, trust_remote_code: bool, default_
 def _hub_commit(repo_id: str, revision: str | None) -> str:
     """The commit `revision` of Hub model `repo_id` points to (asked from the Hub, or from the cache offline)."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError, RevisionResolutionError
 
     try:
         return HfApi().resolve_revision(repo_id, revision=revision).resolved
@@ -516,11 +510,13 @@ def _hub_commit(repo_id: str, revision: str | None) -> str:
         raise NotFoundError(
             f"teacher model {repo_id!r} (revision {revision or 'main'}) not found on the Hub: {e}"
         ) from e
+    except RevisionResolutionError as e:  # no network and nothing cached
+        raise HubError(f"teacher model {repo_id!r}: {e}") from e
 
 
-def _load_weights(model: nn.Module, path: str, name: str, *, resize_head: bool = False) -> None:
+def _load_weights(model: nn.Module, path: str, name: str) -> None:
     """Load a safetensors / weights-only torch checkpoint into `model`, tolerating wrapper prefixes; strict keys.
-    With `resize_head` a timm model's classifier first takes the checkpoint's class count (see `_fit_head`)."""
+    A timm model's classifier first takes the checkpoint's class count (see `_fit_head_to_checkpoint`)."""
     from timm.models import load_state_dict
 
     if not os.path.isfile(path):
@@ -533,8 +529,7 @@ def _load_weights(model: nn.Module, path: str, name: str, *, resize_head: bool =
             f"(arbitrary pickles are refused; re-save it as a plain state dict or .safetensors): {e}"
         ) from e
     state = _strip_prefixes(state, model.state_dict().keys())
-    if resize_head:
-        _fit_head(model, state)
+    _fit_head_to_checkpoint(model, state)
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as e:
@@ -544,6 +539,18 @@ def _load_weights(model: nn.Module, path: str, name: str, *, resize_head: bool =
             f"teacher {name!r}: weights in {path!r} do not match the model: "
             f"missing keys {_preview(result.missing_keys)}, unexpected keys {_preview(result.unexpected_keys)}"
         )
+
+
+def _fit_head_to_checkpoint(model: nn.Module, state: Mapping[str, Any]) -> None:
+    """Give a timm model the classifier size of the checkpoint (the checkpoint says how many classes the teacher
+    knows; :func:`load_teacher` then compares that count with the dataset's and asks for ``class_mapping``)."""
+    get_classifier, reset = getattr(model, "get_classifier", None), getattr(model, "reset_classifier", None)
+    weight = getattr(get_classifier(), "weight", None) if callable(get_classifier) and callable(reset) else None
+    key = next((k for k, p in model.named_parameters() if weight is not None and p is weight), None)
+    stored = state.get(key) if key else None
+    if stored is not None and stored.ndim == 2 and stored.shape[0] != weight.shape[0]:
+        with torch.random.fork_rng(devices=[]):  # the new head is overwritten; keep the caller's RNG untouched
+            reset(int(stored.shape[0]))
 
 
 def _strip_prefixes(state: Mapping[str, Any], model_keys: Iterable[str]) -> dict[str, Any]:

@@ -15,10 +15,11 @@ import PIL.ImageFont
 import torch
 
 from .distill import ReinforcedTransform
-from .errors import ConfigError, OutOfRangeError
+from .errors import ConfigError, NotFoundError, OutOfRangeError
 from .format import ROW_INDEX, TOPK_IDS, TOPK_PROBS
 from .layout import load_config, load_reinforced
 from .record import RunRecord, record_from_dataset
+from .shared import check_split
 
 CAPTION_LINES = 3
 
@@ -38,6 +39,8 @@ def _load(
 ) -> tuple[datasets.Dataset, RunRecord]:
     """The dataset and its run record, from a Dataset (its own record, else ``config``), a reinforced folder or a
     Hub repo."""
+    if not isinstance(source, (str, os.PathLike)):
+        check_split(source, "show")
     if isinstance(config, (str, os.PathLike)):
         config = load_config(config, revision=revision)
     if isinstance(source, datasets.Dataset):
@@ -49,6 +52,8 @@ def _load(
             )
         return source, record
     record = config or load_config(source, revision=revision)
+    if record.splits and split not in record.splits:  # a Hub repo too: say which splits exist before loading
+        raise NotFoundError(f"{source} has no split {split!r}; its splits are {sorted(record.splits)} (pass --split)")
     return load_reinforced(source, split=split, revision=revision), record
 
 
@@ -115,9 +120,13 @@ def show(
     under a title with the row, its true label and class name. ``source`` is a reinforced folder, a Hub repo or a
     ``datasets.Dataset``: one returned by ``reinforce`` carries its record, one from ``load_dataset`` /
     ``load_reinforced`` needs ``config=`` (its folder, repo id or :class:`RunRecord`)."""
+    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+        raise ConfigError(f"num: expected a positive number of augmentations to show, got {num!r}")
     dataset, record = _load(source, split, revision, config)
     if not 0 <= row < len(dataset):
-        raise OutOfRangeError(f"row {row} out of range: the {split!r} split has {len(dataset)} rows")
+        raise OutOfRangeError(
+            f"row {row} out of range: the {split!r} split has {len(dataset)} rows (0 to {len(dataset) - 1})"
+        )
     transform = ReinforcedTransform(record, dataset=dataset if record.mixing else None, resolution=resolution)
     example = dataset.with_format(None)[row]
     indices = list(range(min(num, transform.num_augmentations)))  # which stored augmentations to draw
