@@ -23,19 +23,21 @@ from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, 
 
 from .card import build_card, write_card
 from .errors import ConfigError, IncompleteOutputError, MissingColumnError, OutputConflictError
+from .evidence import check_library_folder
 from .format import ROW_INDEX
 from .layout import (
     CARD_FILE,
     CONFIG_FILE,
     DATA_DIR,
-    IN_PROGRESS_FILE,
+    file_sha256,
     load_config,
     num_shards,
     shard_path,
+    verified_shards,
     write_parquet_atomic,
     write_record,
 )
-from .record import RunRecord, SplitRecord, attach_record, record_from_dataset
+from .record import RunRecord, ShardRecord, SplitRecord, attach_record, record_from_dataset
 
 
 def save_folder(
@@ -48,20 +50,23 @@ def save_folder(
             "this dataset does not carry an hf_reinforce config: pass the dataset returned by reinforce()"
         )
     folder = Path(folder)
+    check_library_folder(folder)
     count = num_shards(len(dataset), rows_per_shard)
     table = dataset.with_format("arrow")
     from datasets.table import embed_table_storage
 
+    source = dataclasses.replace(record.source, split=split) if record.source else SplitRecord(split=split)
+    skipped = sorted(source.skipped_rows or [])
+    shards = []
     for s in range(count):
         part = embed_table_storage(table[s * rows_per_shard : (s + 1) * rows_per_shard])
-        write_parquet_atomic(part.to_batches(), part.schema, shard_path(folder, split, s, count))
-    source = dataclasses.replace(record.source, split=split) if record.source else SplitRecord(split=split)
-    stats = source.with_stats(
-        num_rows_written=len(dataset),
-        num_shards=count,
-        skipped_rows=list(source.skipped_rows or []),
-        num_bytes=sum(shard_path(folder, split, s, count).stat().st_size for s in range(count)),
-        num_augmentations=record.num_augmentations,
+        path = shard_path(folder, split, s, count)
+        size = write_parquet_atomic(part.to_batches(), part.schema, path)
+        rows = (s * rows_per_shard, min(len(dataset), (s + 1) * rows_per_shard))
+        # rows of the returned dataset (its source is not at hand): no source hash, as nothing resumes it
+        shards.append(ShardRecord(path.name, rows, part.num_rows, size, file_sha256(path), None))
+    stats = dataclasses.replace(
+        source.with_stats(shards, num_augmentations=record.num_augmentations), skipped_rows=tuple(skipped)
     )
     final = record.replace(source=None, splits={split: stats})
     write_record(final, folder / CONFIG_FILE)
@@ -123,11 +128,13 @@ def push_to_hub(
                 license=license,
             )
     folder = Path(dataset_or_folder)
-    if (folder / IN_PROGRESS_FILE).exists() or not (folder / CONFIG_FILE).exists():
+    if not (folder / CONFIG_FILE).exists():
         raise IncompleteOutputError(
-            f"{folder} is not a finished reinforcement (no {CONFIG_FILE}, or a run is in progress): finish it first"
+            f"{folder} is not a finished reinforcement (no {CONFIG_FILE}: a run is unfinished, or it is not an "
+            "hf_reinforce folder): finish it first"
         )
     local = load_config(folder)
+    shards = [path for split_name in local.splits or {} for path in verified_shards(folder, split_name)]
     api = HfApi(token=token)
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
     if revision is not None:
@@ -135,7 +142,6 @@ def push_to_hub(
     merged = _merge(_remote_record(api, repo_id, revision), local, repo_id)
     if license:
         merged = merged.replace(license=license)
-    shards = sorted((folder / DATA_DIR).glob("*.parquet"))
     uploads = {f"{DATA_DIR}/{p.name}" for p in shards}
     pushed_splits = tuple(f"{DATA_DIR}/{s}-" for s in local.splits or {})
     stale = [

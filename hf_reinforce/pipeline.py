@@ -103,14 +103,19 @@ def run_record(
     """The record of a run: identity, teachers as loaded, source dataset and library version."""
     info = dataset.info
     feature = dataset.features.get(config.label_column) if config.label_column else None
+    teachers = ensemble.to_config()["teachers"]
+    public = {spec if isinstance(spec, str) else spec.name: t["name"] for spec, t in zip(config.teachers, teachers)}
     data = {
         **config.identity(),
+        "class_mappings": {public.get(k, k): v for k, v in config.class_mappings.items()}
+        if config.class_mappings
+        else config.class_mappings,
         "library": "hf_reinforce",
         "library_version": __version__,
         "resolution": config.resolution,
         "num_classes": ensemble.num_classes,
         "class_names": list(feature.names) if isinstance(feature, ClassLabel) else None,
-        "teachers": ensemble.to_config()["teachers"],
+        "teachers": teachers,
         "source": {
             "id": source_id or info.dataset_name,
             "config": info.config_name,
