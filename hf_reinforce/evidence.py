@@ -23,7 +23,7 @@ from typing import Any
 import datasets
 from datasets.table import embed_table_storage
 
-from .errors import IncompleteOutputError, OutputConflictError
+from .errors import ConfigError, IncompleteOutputError, OutputConflictError
 from .layout import (
     CONFIG_FILE,
     IGNORED_FILES,
@@ -63,9 +63,13 @@ class Progress:
 
 
 def read_progress(output_dir: Path, split: str) -> Progress | None:
-    """The progress record of ``split``, or ``None`` when it has none."""
-    data = read_json(progress_path(output_dir, split))
-    return None if data is None else Progress.from_dict(data)
+    """The progress record of ``split``, or ``None`` when it has none or it cannot be read: an unreadable record
+    proves nothing, so the split's shards are recomputed (and ``load_reinforced`` still refuses the split)."""
+    try:
+        data = read_json(progress_path(output_dir, split))
+        return None if data is None else Progress.from_dict(data)
+    except (ConfigError, KeyError, TypeError):
+        return None
 
 
 def write_progress(output_dir: Path, progress: Progress) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import IncompleteOutputError, NotFoundError
+from .errors import ConfigError, IncompleteOutputError, NotFoundError
 from .format import check_schema_version, parquet_options
 from .record import RunRecord, ShardRecord
 
@@ -134,8 +134,19 @@ def write_json_atomic(data: Mapping[str, Any], path: Path) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``, or ``None`` when the file does not exist."""
-    return json.loads(path.read_text()) if path.exists() else None
+    """The JSON object in ``path``, or ``None`` when the file does not exist; a file that is not a JSON object is
+    a :class:`~hf_reinforce.errors.ConfigError` naming it."""
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(
+            f"{path} is not valid JSON ({error}): restore it, or delete it to redo what it recorded"
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} holds {type(data).__name__}, not a JSON object: restore it or delete it")
+    return data
 
 
 def remove_temp_files(output_dir: Path, split: str) -> None:
@@ -180,7 +191,10 @@ def load_config(
 def read_record(path: Path) -> RunRecord | None:
     """The run record in the JSON file ``path``, or ``None`` when the file does not exist."""
     data = read_json(path)
-    return None if data is None else RunRecord.from_dict(data)
+    try:
+        return None if data is None else RunRecord.from_dict(data)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
 
 
 def write_record(record: RunRecord, path: Path) -> None:
@@ -203,7 +217,8 @@ def verified_shards(output_dir: str | os.PathLike, split: str) -> list[Path]:
             f"{folder} has no {CONFIG_FILE}: it is not a finished hf_reinforce folder (a pass is unfinished, or the "
             "config was deleted); rerun the reinforce command to finish it"
         )
-    record = load_config(folder)
+    record = read_record(folder / CONFIG_FILE)
+    assert record is not None
     stats = (record.splits or {}).get(split)
     if stats is None:
         raise IncompleteOutputError(

@@ -263,6 +263,23 @@ def test_a_shard_file_no_record_lists_is_never_trusted(source, reference, tmp_pa
     assert_same_rows(resumed, reference)
 
 
+def test_a_corrupt_progress_record_proves_nothing_and_a_corrupt_config_is_named(
+    source, reference, tmp_path, monkeypatch
+):
+    out = tmp_path / "out"
+    interrupted_run(monkeypatch, source, make_config(), out)
+    progress_path(out, "train").write_text('{"split": "train", "run": {"trunc')
+    with pytest.raises(IncompleteOutputError, match="unfinished"):
+        load_reinforced(out)
+    computed = count_maps(monkeypatch)
+    assert_same_rows(reinforce(source, make_config(), out, progress=False), reference)
+    assert computed == [range(0, 16), range(16, 32)]
+
+    (out / CONFIG_FILE).write_text('{"schema_version": 1, "top')
+    with pytest.raises(hfr.ConfigError, match=f"{CONFIG_FILE} is not valid JSON"):
+        reinforce(source, make_config(), out, progress=False)
+
+
 # -- changed inputs ------------------------------------------------------------------------------------------------------
 
 
