@@ -24,7 +24,7 @@ import torch
 
 import hf_reinforce as hfr
 from hf_reinforce import IncompleteOutputError, OutputConflictError, folder, reinforce
-from hf_reinforce.evidence import split_lock
+from hf_reinforce.evidence import source_rows_sha256, split_lock
 from hf_reinforce.layout import (
     CONFIG_FILE,
     DATA_DIR,
@@ -349,6 +349,38 @@ def test_a_source_whose_fingerprint_changes_still_resumes(source, reference, tmp
     changed = source.map(lambda row, i: {"label": (row["label"] + (i == 3)) % 10}, with_indices=True)
     with pytest.raises(OutputConflictError, match=r"source rows 0\.\.15"):
         reinforce(changed, make_config(), out, progress=False)
+
+
+def test_the_source_rows_hash_sees_one_bit_and_not_the_chunking():
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (24, 6, 5, 3), dtype=np.uint8)
+    features = datasets.Features(
+        {
+            "image": datasets.Array3D((6, 5, 3), "uint8"),
+            "label": datasets.Value("int64"),
+            "emb": datasets.List(datasets.Value("float32")),
+            "note": datasets.Value("string"),
+        }
+    )
+
+    def build(pixels, notes=None):
+        data = {"image": pixels, "label": list(range(24)), "emb": [[0.5] * (i % 3) for i in range(24)]}
+        return datasets.Dataset.from_dict({**data, "note": notes or ["a"] * 24}, features=features)
+
+    columns = ["image", "label", "emb", "note"]
+    ds = build(pixels)
+    digest = source_rows_sha256(ds, range(4, 20), columns)
+    rechunked = datasets.concatenate_datasets([ds.select(range(9)), ds.select(range(9, 24))])
+    assert source_rows_sha256(rechunked, range(4, 20), columns) == digest
+    assert source_rows_sha256(ds.select(range(24)), range(4, 20), columns) == digest  # an indices mapping
+    flipped = pixels.copy()
+    flipped[19, 5, 4, 2] ^= 1
+    assert source_rows_sha256(build(flipped), range(4, 20), columns) != digest
+    assert source_rows_sha256(build(flipped), range(0, 19), columns) == source_rows_sha256(ds, range(0, 19), columns)
+    assert source_rows_sha256(build(pixels, ["a"] * 23 + [None]), range(4, 24), columns) != source_rows_sha256(
+        ds, range(4, 24), columns
+    )
+    assert source_rows_sha256(ds, range(4, 20), ["image"]) != source_rows_sha256(ds, range(4, 20), ["label"])
 
 
 # -- incomplete splits and two passes at once --------------------------------------------------------------------------
