@@ -128,17 +128,18 @@ def _replace_folder(output_dir: Path, run: RunRecord, split: str) -> None:
     for name in sorted(splits):
         for path in split_shard_files(output_dir, name):
             path.unlink()
+        remove_temp_files(output_dir, name)
 
 
 def _claim(
     output_dir: Path, run: RunRecord, split: str, overwrite: bool, source_sha256: Callable[[ShardRecord], str]
-) -> list[ShardRecord]:
-    """Decide, from the folder's records, what of ``split`` is finished; record this run as in progress (before
-    any shard is written) and return the shards it keeps.
+) -> None:
+    """Decide, from the folder's records, which shards of ``split`` are finished and record this run as in
+    progress with them, before any shard is written.
 
-    A shard is kept only when the config or the progress record lists it, its file matches its size and sha256,
-    and the source rows it was made from hash the same today (else OutputConflictError: the source changed). A
-    folder of another config is refused unless ``overwrite`` (then :func:`_replace_folder`)."""
+    A shard is kept only when the config or the progress record lists it with its source hash (``save_folder``
+    records none), its file matches its size and sha256, and the source rows it was made from hash the same today. A folder of another config, or whose kept shards were
+    made from other source rows, is refused unless ``overwrite`` (then :func:`_replace_folder`)."""
     with folder_lock(output_dir):
         conflicts = _conflicts(output_dir, run, split)
         if conflicts and not overwrite:
@@ -147,25 +148,25 @@ def _claim(
                 f"({'; '.join(conflicts)}); use another output_dir or pass overwrite=True (CLI: --overwrite) "
                 "to replace it"
             )
-        if conflicts:
-            _replace_folder(output_dir, run, split)
-            return []
         config, progress = read_record(output_dir / CONFIG_FILE), read_progress(output_dir, split)
         finished = (config.splits or {}).get(split) if config is not None else None
         candidates = {s.file: s for s in ((finished.shards or ()) if finished is not None else ())}
         candidates.update({s.file: s for s in (progress.shards if progress is not None else ())})
-        kept = [s for s in candidates.values() if shard_problem(output_dir, s) is None]
-        for shard in kept:
-            if source_sha256(shard) != shard.source_sha256:
-                raise OutputConflictError(
-                    f"source rows {shard.rows[0]}..{shard.rows[1] - 1} of split {split!r} changed since "
-                    f"{output_dir / DATA_DIR / shard.file} was made from them (their content hash differs); "
-                    "reinforce the source it was made from, or pass overwrite=True to redo the folder"
-                )
+        intact = [s for s in candidates.values() if s.source_sha256 and shard_problem(output_dir, s) is None]
+        kept = [] if conflicts else intact
+        changed = next((s for s in kept if source_sha256(s) != s.source_sha256), None)
+        if changed is not None and not overwrite:
+            raise OutputConflictError(
+                f"source rows {changed.rows[0]}..{changed.rows[1] - 1} of split {split!r} changed since "
+                f"{output_dir / DATA_DIR / changed.file} was made from them (their content hash differs); "
+                "reinforce the source it was made from, or pass overwrite=True (CLI: --overwrite) to redo the folder"
+            )
+        if conflicts or changed is not None:
+            _replace_folder(output_dir, run, split)
+            return
         remove_temp_files(output_dir, split)
         write_progress(output_dir, Progress(split, run, tuple(sorted(kept, key=lambda s: s.file))))
         (output_dir / LEGACY_IN_PROGRESS_FILE).unlink(missing_ok=True)
-        return kept
 
 
 def _shard_batches(table: pa.Table, rows: int) -> Any:

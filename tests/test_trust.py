@@ -333,6 +333,9 @@ def test_an_image_rewritten_in_place_with_its_mtime_kept_is_seen(tmp_path):
     os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     with pytest.raises(OutputConflictError, match=r"source rows \d+\.\.\d+ of split 'train' changed"):
         reinforce(load(), config, out, progress=False)
+    redone = reinforce(load(), config, out, overwrite=True, progress=False)
+    expected = reinforce(load(), config, progress=False)  # its images are paths; the folder's are embedded
+    assert_same_rows(redone.remove_columns("image"), expected.remove_columns("image"))
 
 
 def test_a_source_whose_fingerprint_changes_still_resumes(source, reference, tmp_path, monkeypatch):
@@ -402,6 +405,20 @@ def test_a_split_being_written_is_not_written_twice(source, tmp_path):
     with split_lock(out, "train"):
         with pytest.raises(OutputConflictError, match="being written by another process"):
             reinforce(source, make_config(), out, progress=False)
+
+
+def test_an_overwrite_never_deletes_a_split_another_process_is_writing(finished, source, monkeypatch):
+    record = folder.record_shard
+    with monkeypatch.context() as patched:
+        patched.setattr(folder, "record_shard", lambda *a: (_ for _ in ()).throw(Interrupted))
+        with pytest.raises(Interrupted):
+            reinforce(source.select(range(16)), make_config(), finished, split="test", progress=False)
+    assert folder.record_shard is record and progress_path(finished, "test").exists()
+    before = listing(finished / DATA_DIR)
+    with split_lock(finished, "test"):  # stands for the other process
+        with pytest.raises(OutputConflictError, match=r"split\(s\) \['test'\] are being written"):
+            reinforce(source, make_config(seed=1), finished, overwrite=True, progress=False)
+    assert listing(finished / DATA_DIR) == before
 
 
 @pytest.mark.slow
