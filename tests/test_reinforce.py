@@ -370,6 +370,10 @@ def test_folder_output_loads_with_features_config_and_card(tmp_path):
     assert splits["train"]["bytes_per_augmentation"] == round(sizes / 80, 2)
 
     card = DatasetCard.load(out_dir / "README.md")
+    for stats in written["splits"].values():  # the card carries the record without the per-shard hashes
+        assert [s["file"] for s in stats.pop("shards")] == [
+            f"{stats['split']}-{i:05d}-of-{stats['num_shards']:05d}.parquet" for i in range(stats["num_shards"])
+        ]
     assert card.data.to_dict()["hf_reinforce"] == written
     assert {c["split"] for c in card.data.to_dict()["configs"][0]["data_files"]} == {"train", "test"}
     assert "topk_probs" in card.text
