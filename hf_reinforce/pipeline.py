@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -117,7 +118,7 @@ def run_record(
         "class_names": list(feature.names) if isinstance(feature, ClassLabel) else None,
         "teachers": teachers,
         "source": {
-            "id": source_id or info.dataset_name,
+            "id": _public_source_id(source_id) or info.dataset_name,
             "config": info.config_name,
             "revision": source_revision,
             "split": split,
@@ -126,6 +127,13 @@ def run_record(
         },
     }
     return RunRecord.from_dict(jsonable(data))
+
+
+def _public_source_id(source_id: str | None) -> str | None:
+    """A source given as a local folder is recorded by its folder name, never by this machine's path."""
+    if source_id and os.path.isdir(source_id):
+        return os.path.basename(os.path.normpath(source_id))
+    return source_id
 
 
 # -- the pass ----------------------------------------------------------------------------------------------------

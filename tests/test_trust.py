@@ -311,6 +311,16 @@ def test_a_retrained_checkpoint_is_a_conflict_naming_the_teacher(source, tmp_pat
         assert str(tmp_path).encode() not in data, name
 
 
+def test_a_local_source_folder_is_recorded_by_its_name(source, tmp_path):
+    local = tmp_path / "home" / "me" / "mnist-source"
+    local.mkdir(parents=True)
+    out = tmp_path / "out"
+    reinforce(source, make_config(), out, progress=False, source_id=str(local))
+    assert hfr.load_config(out).split("train").id == "mnist-source"
+    for name, data in listing(out).items():
+        assert str(tmp_path).encode() not in data, name
+
+
 def imagefolder(root: Path, rows: int) -> None:
     digits = mnist_dataset(rows).cast_column("image", datasets.Image(decode=False))
     for i, row in enumerate(digits):
