@@ -12,7 +12,6 @@ process writing a split holds that split's lock, so passes over different splits
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
@@ -129,12 +128,18 @@ def _open_lock(path: Path) -> int:
     return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
 
 
+def _flock(fd: int, *, wait: bool) -> None:
+    import fcntl  # POSIX; imported here so that reading and training code imports on any platform
+
+    fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 @contextlib.contextmanager
 def folder_lock(output_dir: Path) -> Iterator[None]:
     """Hold the folder's record lock (``.reinforce/lock``, ``flock``: released when the process dies)."""
     fd = _open_lock(folder_lock_path(output_dir))
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        _flock(fd, wait=True)
         yield
     finally:
         os.close(fd)
@@ -146,7 +151,7 @@ def split_lock(output_dir: Path, split: str) -> Iterator[None]:
     fd = _open_lock(split_lock_path(output_dir, split))
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock(fd, wait=False)
         except BlockingIOError:
             raise OutputConflictError(
                 f"split {split!r} of {output_dir} is being written by another process right now; wait for it to "
