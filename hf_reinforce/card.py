@@ -1,9 +1,9 @@
 """The reinforced dataset card: ``DatasetCard.from_template`` over the packaged ``templates/reinforced_dataset_card.md``.
 
 The template is read through ``importlib.resources``, so a source checkout works without installing (the top-level
-``dataset_cards/`` folder holds a symlink to the same file). The card's YAML carries the full run record under
-``hf_reinforce`` plus the standard Hub fields (license, task,
-tags, ``configs`` with one data-file pattern per split); the body explains every column.
+``dataset_cards/`` folder holds a symlink to the same file). The card's YAML carries the run record under
+``hf_reinforce`` (without the per-shard lists, which only ``reinforce_config.json`` holds) plus the standard Hub
+fields (license, task, tags, ``configs`` with one data-file pattern per split); the body explains every column.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ def build_card(
     """Render the card of a reinforced dataset from its run record (``reinforce_config.json``)."""
     data = record.to_dict()
     splits = data.get("splits") or {}
+    for stats in splits.values():  # the per-shard hashes live in reinforce_config.json only: the card stays small
+        stats.pop("shards", None)
     source = record.split()
     source_id = source.id if source is not None else None
     card_data = DatasetCardData(

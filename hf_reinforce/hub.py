@@ -32,20 +32,22 @@ from .errors import (
     NotFoundError,
     OutputConflictError,
 )
+from .evidence import check_library_folder
 from .format import ROW_INDEX
 from .layout import (
     CARD_FILE,
     CONFIG_FILE,
     DATA_DIR,
-    IN_PROGRESS_FILE,
     bytes_per_stored_augmentation,
+    file_sha256,
     load_config,
     num_shards,
     shard_path,
+    verified_shards,
     write_parquet_atomic,
     write_record,
 )
-from .record import RunRecord, SplitRecord, attach_record, record_from_dataset
+from .record import RunRecord, ShardRecord, SplitRecord, attach_record, record_from_dataset
 from .shared import check_split
 
 P = ParamSpec("P")
@@ -61,21 +63,25 @@ def save_folder(
             "this dataset does not carry an hf_reinforce config: pass the dataset returned by reinforce()"
         )
     folder = Path(folder)
+    check_library_folder(folder)
     count = num_shards(len(dataset), rows_per_shard)
     table = dataset.with_format("arrow")
     from datasets.table import embed_table_storage
 
+    source = dataclasses.replace(record.source, split=split) if record.source else SplitRecord(split=split)
+    skipped = sorted(source.skipped_rows or [])
+    shards = []
     for s in range(count):
         part = embed_table_storage(table[s * rows_per_shard : (s + 1) * rows_per_shard])
-        write_parquet_atomic(part.to_batches(), part.schema, shard_path(folder, split, s, count))
-    source = dataclasses.replace(record.source, split=split) if record.source else SplitRecord(split=split)
-    paths = [shard_path(folder, split, s, count) for s in range(count)]
-    stats = source.with_stats(
-        num_rows_written=len(dataset),
-        num_shards=count,
-        skipped_rows=list(source.skipped_rows or []),
-        num_bytes=sum(path.stat().st_size for path in paths),
-        bytes_per_augmentation=bytes_per_stored_augmentation(paths, record.num_augmentations),
+        path = shard_path(folder, split, s, count)
+        size = write_parquet_atomic(part.to_batches(), part.schema, path)
+        rows = (s * rows_per_shard, min(len(dataset), (s + 1) * rows_per_shard))
+        # rows of the returned dataset (its source is not at hand): no source hash, as nothing resumes it
+        shards.append(ShardRecord(path.name, rows, part.num_rows, size, file_sha256(path), None))
+    paths = [folder / DATA_DIR / shard.file for shard in shards]
+    per_augmentation = bytes_per_stored_augmentation(paths, record.num_augmentations)
+    stats = dataclasses.replace(
+        source.with_stats(shards, bytes_per_augmentation=per_augmentation), skipped_rows=tuple(skipped)
     )
     final = record.replace(source=None, splits={split: stats})
     write_record(final, folder / CONFIG_FILE)
@@ -176,11 +182,13 @@ def push_to_hub(
                 license=license,
             )
     folder = Path(dataset_or_folder)
-    if (folder / IN_PROGRESS_FILE).exists() or not (folder / CONFIG_FILE).exists():
+    if not (folder / CONFIG_FILE).exists():
         raise IncompleteOutputError(
-            f"{folder} is not a finished reinforcement (no {CONFIG_FILE}, or a run is in progress): finish it first"
+            f"{folder} is not a finished reinforcement (no {CONFIG_FILE}: a run is unfinished, or it is not an "
+            "hf_reinforce folder): finish it first"
         )
     local = load_config(folder)
+    shards = [path for split_name in local.splits or {} for path in verified_shards(folder, split_name)]
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id
     if revision is not None:
@@ -188,7 +196,6 @@ def push_to_hub(
     merged = _merge(_remote_record(api, repo_id, revision), local, repo_id)
     if license:
         merged = merged.replace(license=license)
-    shards = sorted((folder / DATA_DIR).glob("*.parquet"))
     uploads = {f"{DATA_DIR}/{p.name}" for p in shards}
     pushed_splits = tuple(f"{DATA_DIR}/{s}-" for s in local.splits or {})
     stale = [

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -132,16 +133,21 @@ def run_record(
     """The record of a run: identity, teachers as loaded, source dataset and library version."""
     info = dataset.info
     feature = dataset.features.get(config.label_column) if config.label_column else None
+    teachers = ensemble.to_config()["teachers"]
+    public = {spec if isinstance(spec, str) else spec.name: t["name"] for spec, t in zip(config.teachers, teachers)}
     data = {
         **config.identity(),
+        "class_mappings": {public.get(k, k): v for k, v in config.class_mappings.items()}
+        if config.class_mappings
+        else config.class_mappings,
         "library": "hf_reinforce",
         "library_version": __version__,
         "resolution": config.resolution,
         "num_classes": ensemble.num_classes,
         "class_names": list(feature.names) if isinstance(feature, ClassLabel) else None,
-        "teachers": ensemble.to_config()["teachers"],
+        "teachers": teachers,
         "source": {
-            "id": source_id or info.dataset_name,
+            "id": _public_source_id(source_id) or info.dataset_name,
             "config": info.config_name,
             "revision": source_revision,
             "split": split,
@@ -150,6 +156,13 @@ def run_record(
         },
     }
     return RunRecord.from_dict(jsonable(data))
+
+
+def _public_source_id(source_id: str | None) -> str | None:
+    """A source given as a local folder is recorded by its folder name, never by this machine's path."""
+    if source_id and os.path.isdir(source_id):
+        return os.path.basename(os.path.normpath(source_id))
+    return source_id
 
 
 # -- the pass ----------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ them with its own mean/std and returns float32 logits; an `Ensemble` averages th
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import pickle
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -116,6 +117,8 @@ class Teacher:
     amp: bool = True
     channels_last: bool = True
     source: TeacherSource | None = None
+    weights_sha256: str | None = dataclasses.field(default=None, repr=False)
+    """:func:`weights_sha256` of the module, computed when the Teacher is built (part of the run identity)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.module, nn.Module):
@@ -131,6 +134,8 @@ class Teacher:
         if any(s <= 0 for s in self.std):
             raise ConfigError(f"teacher {self.name!r}: std must be positive, got {self.std}")
         self.module.eval().requires_grad_(False)
+        if self.weights_sha256 is None:
+            self.weights_sha256 = weights_sha256(self.module)
         self.to(self.device)
         if self.num_outputs is None:
             zeros = torch.zeros(1, 3, self.resolution, self.resolution, dtype=torch.uint8)
@@ -212,11 +217,12 @@ class Teacher:
         module_class = type(self.module)
         source = self.source or TeacherSource("module", f"{module_class.__module__}.{module_class.__qualname__}")
         return {
-            "name": self.name,
+            "name": public_name(self.name, source),
             "source": source.kind,
-            "id": source.id,
+            "id": public_name(source.id, source),
             "revision": source.revision,
-            "weights": source.weights,
+            "weights": os.path.basename(source.weights) if source.weights else None,
+            "weights_sha256": self.weights_sha256,
             "resolution": self.resolution,
             "interpolation": self.interpolation,
             "mean": list(self.mean),
@@ -225,6 +231,28 @@ class Teacher:
             "num_outputs": self.num_outputs,
             "class_mapping": list(self.class_mapping) if self.class_mapping is not None else None,
         }
+
+
+def weights_sha256(module: nn.Module) -> str:
+    """sha256 over a module's state dict: every tensor's name, dtype, shape and bytes, in name order (the same
+    weights give the same hash on any device; about 1 s per GB)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        data = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}\n".encode())
+        digest.update(data.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def public_name(text: str, source: TeacherSource) -> str:
+    """``text`` (a teacher's name or id) with the local paths of its source reduced to their file or folder names:
+    a record or card never holds a path of the machine that wrote it (the weights are named by their hash)."""
+    paths = [source.weights] if source.weights else []
+    if source.kind == "hf" and os.path.isdir(source.id):
+        paths.append(source.id)
+    for path in paths:
+        text = text.replace(path, os.path.basename(os.path.normpath(path)))
+    return text
 
 
 class Ensemble:

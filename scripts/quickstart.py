@@ -34,6 +34,7 @@ import _common as common
 
 import hf_reinforce as hfr
 from hf_reinforce import testing
+from hf_reinforce.evidence import is_library_folder
 
 TEACHER_POLICY = {"ops": [{"op": "rrc", "scale": [0.5, 1.0]}]}
 """Teachers are fine-tuned with mild augmentation (no flip: digits): the stored views are the hard ones."""
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     train, test = load_data(args, source)
     num_classes = train.features["label"].num_classes
     print(f"data: {len(train)} train / {len(test)} test rows, {num_classes} classes; {common.machine_info()}")
-    if (out / "reinforce_config.json").exists() or (out / ".reinforce_in_progress.json").exists():
+    if out.is_dir() and is_library_folder(out):
         shutil.rmtree(out)  # a rerun recomputes everything, so the reported times are real
     elif out.exists() and any(out.iterdir()):
         sys.exit(f"{out} exists and is not a reinforced folder: choose another --output-dir")

@@ -12,7 +12,15 @@ from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
 from hf_reinforce import testing
-from hf_reinforce.teachers import Ensemble, Preprocessing, Teacher, ViewSpec, load_teacher, parse_teacher_spec
+from hf_reinforce.teachers import (
+    Ensemble,
+    Preprocessing,
+    Teacher,
+    ViewSpec,
+    load_teacher,
+    parse_teacher_spec,
+    weights_sha256,
+)
 
 FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -148,7 +156,9 @@ def test_timm_local_weights_are_loaded(tmp_path, fmt, prefix):
     with torch.no_grad():
         expected = source(hand_normalize(images, teacher.mean, teacher.std).float())
     torch.testing.assert_close(teacher.logits(images), expected, rtol=1e-4, atol=1e-4)
-    assert teacher.to_config()["weights"] == str(path)
+    recorded = teacher.to_config()  # the file's name and the weights' hash, never this machine's path
+    assert recorded["weights"] == path.name and str(tmp_path) not in json.dumps(recorded)
+    assert recorded["weights_sha256"] == weights_sha256(source) == weights_sha256(teacher.module)
 
 
 def test_weights_that_do_not_match_name_the_teacher(tmp_path):
@@ -315,3 +325,14 @@ def test_ensemble_is_mean_of_tempered_softmaxes():
         Ensemble([small, Teacher(Linear(8, 3), resolution=8)])
     config = json.loads(json.dumps(ensemble.to_config()))
     assert config["temperature"] == 2.0 and [t["name"] for t in config["teachers"]] == ["small", "large", "twin"]
+
+
+def test_weights_hash_changes_with_any_weight_and_not_with_the_device_or_the_object():
+    a, b = testing.tiny_timm(seed=0), testing.tiny_timm(seed=0)
+    assert weights_sha256(a) == weights_sha256(b) and Teacher(a, resolution=32).weights_sha256 == weights_sha256(b)
+    with torch.no_grad():
+        next(b.parameters()).view(-1)[0] += 1e-6
+    assert weights_sha256(a) != weights_sha256(b)
+    b.load_state_dict(a.state_dict())
+    assert weights_sha256(a) == weights_sha256(b)
+    assert weights_sha256(a.to(torch.bfloat16)) != weights_sha256(b)  # the dtype is part of the weights
