@@ -48,9 +48,9 @@ from .format import SCHEMA_VERSION, reinforce_features
 from .hub import attach, push_to_hub, save_folder
 from .layout import load_config, load_reinforced
 from .pipeline import ReinforcePass
-from .record import RunRecord, SplitRecord, TeacherRecord, record_from_dataset
+from .record import RunRecord, ShardRecord, SplitRecord, TeacherRecord, record_from_dataset
 from .runner import reinforce
-from .teachers import Ensemble, Teacher, load_teacher
+from .teachers import Ensemble, Preprocessing, Teacher, load_teacher, spec_with_options
 from .visualize import show
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ __all__ = [
     "MixUpCutMix",
     "NotFoundError",
     "OutputConflictError",
+    "Preprocessing",
     "RandAugment",
     "RandomErasing",
     "RandomResizedCrop",
@@ -91,6 +92,7 @@ __all__ = [
     "ReinforcedTransform",
     "RunRecord",
     "SchemaVersionError",
+    "ShardRecord",
     "SplitRecord",
     "Teacher",
     "TeacherRecord",
@@ -110,5 +112,6 @@ __all__ = [
     "reinforce_features",
     "save_folder",
     "show",
+    "spec_with_options",
     "to_rgb_uint8",
 ]

@@ -1,9 +1,9 @@
 """The reinforced dataset card: ``DatasetCard.from_template`` over the packaged ``templates/reinforced_dataset_card.md``.
 
 The template is read through ``importlib.resources``, so a source checkout works without installing (the top-level
-``dataset_cards/`` folder holds a symlink to the same file). The card's YAML carries the full run record under
-``hf_reinforce`` plus the standard Hub fields (license, task,
-tags, ``configs`` with one data-file pattern per split); the body explains every column.
+``dataset_cards/`` folder holds a symlink to the same file). The card's YAML carries the run record under
+``hf_reinforce`` (without the per-shard lists, which only ``reinforce_config.json`` holds) plus the standard Hub
+fields (license, task, tags, ``configs`` with one data-file pattern per split); the body explains every column.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 from .augment import RAND_AUGMENT_OPS
 from .format import TOPK_IDS, TOPK_PROBS
-from .layout import CARD_FILE
+from .layout import BYTES_PER_AUGMENTATION, CARD_FILE
 from .record import RunRecord
 
 TEMPLATE_DIR = "templates"
@@ -54,6 +54,8 @@ def build_card(
     """Render the card of a reinforced dataset from its run record (``reinforce_config.json``)."""
     data = record.to_dict()
     splits = data.get("splits") or {}
+    for stats in splits.values():  # the per-shard hashes live in reinforce_config.json only: the card stays small
+        stats.pop("shards", None)
     source = record.split()
     source_id = source.id if source is not None else None
     card_data = DatasetCardData(
@@ -75,12 +77,14 @@ def build_card(
             teachers=teachers,
             has_accuracy=bool(accuracies),
             ensemble_accuracy=accuracies.get("ensemble"),
+            accuracy_split=accuracies.get("split", "validation"),
             num_augmentations=record.num_augmentations,
             top_k=record.top_k,
             policy_name=record.policy_name,
             columns=_column_rows(record),
             ra_ops=", ".join(RAND_AUGMENT_OPS),
             splits=splits,
+            bytes_per_augmentation_label=BYTES_PER_AUGMENTATION,
             schema_version=record.schema_version,
             reinforcement_only=record.reinforcement_only,
             key_column=record.key_column,

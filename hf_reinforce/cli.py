@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from .config import GROUPS, ReinforceConfig
-from .errors import ConfigError, NotFoundError, ReinforceError
+from .errors import ConfigError, HubError, NotFoundError, ReinforceError
 
 PROG = "hf-reinforce"
 USER_ERRORS = (ReinforceError, FileNotFoundError)
@@ -294,15 +294,20 @@ def load_source(args: argparse.Namespace) -> Any:
     """The split to reinforce: a ``save_to_disk`` folder via ``load_from_disk``, else ``datasets.load_dataset``."""
     import datasets
 
-    path = Path(args.dataset)
-    if path.is_dir() and ((path / "state.json").exists() or (path / "dataset_dict.json").exists()):
+    from .layout import local_folder
+
+    path = local_folder(args.dataset, bare_names=False)  # a missing local folder: "no such folder", not the Hub
+    if path is not None and ((path / "state.json").exists() or (path / "dataset_dict.json").exists()):
         loaded = datasets.load_from_disk(str(path))
         if isinstance(loaded, datasets.DatasetDict):
             if args.split not in loaded:
                 raise ConfigError(f"--split: {args.split!r} is not in {args.dataset}; its splits are {list(loaded)}")
             loaded = loaded[args.split]
     else:
-        loaded = datasets.load_dataset(args.dataset, name=args.name, split=args.split, revision=args.revision)
+        try:
+            loaded = datasets.load_dataset(args.dataset, name=args.name, split=args.split, revision=args.revision)
+        except ConnectionError as error:
+            raise HubError(f"cannot load dataset {args.dataset!r}: {error}; check the network or the id") from error
     if args.max_rows is not None:
         if args.max_rows < 1:
             raise ConfigError(f"--max-rows: expected a positive integer, got {args.max_rows}")
@@ -339,14 +344,15 @@ def _is_main_process() -> bool:
 
 
 def _print_summary(output_dir: Path, split: str, rows: int) -> None:
-    from .layout import load_config
+    from .layout import BYTES_PER_AUGMENTATION, load_config
 
     stats = load_config(output_dir).split(split)
     print(f"reinforced {rows:,} rows of split {split!r} into {output_dir}")
     if stats is not None and stats.num_shards is not None:
+        per_row = f" ({stats.num_bytes / stats.num_rows_written:,.0f} per row)" if stats.num_rows_written else ""
+        print(f"  {stats.num_shards} shard(s), {stats.num_bytes:,} bytes in all{per_row}")
         print(
-            f"  {stats.num_shards} shard(s), {stats.num_bytes:,} bytes, "
-            f"{stats.bytes_per_augmentation} B per stored augmentation"
+            f"  {BYTES_PER_AUGMENTATION}: {stats.bytes_per_augmentation} B (images and other source columns excluded)"
         )
         if stats.skipped_rows:
             print(

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .augment import AugmentationPolicy
+from .augment.functional import IMAGENET_MEAN, IMAGENET_STD
 from .errors import ConfigError
 from .format import SCHEMA_VERSION
 from .shared import check_temperature
-from .teachers import Teacher
+from .teachers import Preprocessing, Teacher
 
 GROUPS = ("dataset", "reinforcement", "execution")
 
@@ -61,7 +62,27 @@ class ReinforceConfig:
     num_augmentations: int = _field(400, "augmentations stored per row, N", "reinforcement", identity=True)
     top_k: int = _field(10, "classes stored per augmentation, K", "reinforcement", identity=True)
     seed: int = _field(0, "augmentation seed", "reinforcement", identity=True)
-    resolution: int = _field(224, "teacher resolution where a teacher's config has none", "reinforcement")
+    resolution: int = _field(
+        224,
+        "resolution of timm:<arch> teachers (random or local weights) and where a Hub config has none; the students' "
+        "default",
+        "reinforcement",
+    )
+    interpolation: str = _field(
+        "bilinear", "resize interpolation of timm:<arch> teachers (random or local weights)", "reinforcement"
+    )
+    mean: Sequence[float] = _field(
+        IMAGENET_MEAN,
+        "per-channel mean of x/255 for timm:<arch> teachers (random or local weights)",
+        "reinforcement",
+        cli={"nargs": 3, "type": float, "metavar": ("R", "G", "B")},
+    )
+    std: Sequence[float] = _field(
+        IMAGENET_STD,
+        "per-channel std of x/255 for timm:<arch> teachers (random or local weights)",
+        "reinforcement",
+        cli={"nargs": 3, "type": float, "metavar": ("R", "G", "B")},
+    )
     image_column: str = _field("image", "image column", "dataset", identity=True)
     label_column: str | None = _field(
         "label",
@@ -116,6 +137,8 @@ class ReinforceConfig:
         if self.num_workers is not None:
             _check_int("num_workers", self.num_workers, minimum=0)
         check_temperature(self.temperature)
+        for name, value in self.preprocessing.to_dict().items():
+            object.__setattr__(self, name, value)  # normalized: interpolation name, mean/std as float tuples
         self._check_blocks()
 
     def _check_blocks(self) -> None:
@@ -137,6 +160,13 @@ class ReinforceConfig:
         """The parsed augmentation policy (the same object as ``policy``)."""
         assert isinstance(self.policy, AugmentationPolicy)
         return self.policy
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """What ``timm:<arch>`` teachers (random init or local weights: no known training preprocessing) see, unless
+        their spec says otherwise (``...?resolution=32&interpolation=bicubic``); pretrained Hub teachers keep theirs.
+        Not part of :meth:`identity`: the teachers' recorded preprocessing carries it wherever it has an effect."""
+        return Preprocessing(self.resolution, self.interpolation, self.mean, self.std)
 
     @property
     def workers(self) -> int:

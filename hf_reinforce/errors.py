@@ -23,6 +23,10 @@ class BadImageError(ReinforceError, ValueError):
     """An image that cannot be decoded, named by row index and column."""
 
 
+class BadLabelError(ReinforceError, ValueError):
+    """A label outside the classes, named by row index and column."""
+
+
 class SchemaVersionError(ReinforceError, ValueError):
     """Reinforced data written by a newer schema than this library reads."""
 
@@ -43,9 +47,15 @@ class NotFoundError(ReinforceError, FileNotFoundError):
     """A local folder or file the user named does not exist."""
 
 
+class HubError(ReinforceError, OSError):
+    """The Hub refused a request (401: no or bad token, 403: no rights) or could not be reached."""
+
+
 __all__ = [
     "BadImageError",
+    "BadLabelError",
     "ConfigError",
+    "HubError",
     "IncompleteOutputError",
     "MissingColumnError",
     "NotFoundError",

@@ -16,7 +16,6 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,8 +28,10 @@ import torch
 from .config import ReinforceConfig
 from .errors import BadImageError, ConfigError
 from .format import parquet_options
-from .pipeline import PassStats, ReinforcePass, reinforce_columns, undecoded
+from .layout import BYTES_PER_AUGMENTATION, bytes_per_stored_augmentation
+from .pipeline import PassStats, ReinforcePass, undecoded
 from .progress import quiet_datasets
+from .shared import check_split
 
 
 @dataclass
@@ -55,7 +56,8 @@ class Estimate:
     seconds_per_process: float
     """Estimated wall time with ``num_processes`` such devices (the busiest process, shards being whole)."""
     bytes_per_augmentation: float
-    """Parquet bytes of the reinforcement columns per stored augmentation, measured on the calibration output."""
+    """Reinforcement bytes per stored augmentation (``layout.bytes_per_stored_augmentation``, images excluded),
+    measured on the calibration output."""
     reinforcement_bytes: int
     source_bytes: int
     """Bytes of the source columns the output keeps (images as stored in the source), 0 when reinforcement-only."""
@@ -91,10 +93,8 @@ class Estimate:
         if p > 1:
             rows.append((f"estimated time, {p} devices", f"{_duration(self.seconds_per_process)} per device"))
         rows += [
-            (
-                "reinforcement columns",
-                f"{self.bytes_per_augmentation:.1f} B/augmentation → {_size(self.reinforcement_bytes)}",
-            ),
+            (BYTES_PER_AUGMENTATION, f"{self.bytes_per_augmentation:.1f} B"),
+            ("reinforcement columns", _size(self.reinforcement_bytes)),
             ("kept source columns", _size(self.source_bytes)),
             ("estimated output size", _size(self.output_bytes)),
             ("peak RSS (this process)", _size(self.peak_rss_bytes)),
@@ -120,8 +120,7 @@ def estimate(
     so the teachers see batches of the real shape; one untimed warm-up run of the same shape goes first.
     Nothing is written outside a temporary folder.
     """
-    if not isinstance(dataset, datasets.Dataset):
-        raise TypeError(f"estimate() takes a datasets.Dataset, got {type(dataset).__name__}")
+    check_split(dataset, "estimate()")
     if not isinstance(num_processes, int) or isinstance(num_processes, bool) or num_processes < 1:
         raise ConfigError(f"num_processes: expected a positive integer, got {num_processes!r}")
     n = len(dataset)
@@ -140,7 +139,7 @@ def estimate(
         path = _calibrate(timed, Path(tmp), "timed")
         elapsed = time.perf_counter() - start
         written = pq.read_metadata(path).num_rows
-        reinforcement = column_bytes(path, reinforce_columns(config))
+        per_aug = bytes_per_stored_augmentation([path], augs)
     if written == 0:
         raise BadImageError(
             f"every calibration row failed to decode (skipped rows {timed.skipped}); check the image column"
@@ -148,7 +147,6 @@ def estimate(
     stats, workers = timed.stats, config.workers
     rate = pipelined_rate(stats, elapsed, workers)
     total = n * config.num_augmentations
-    per_aug = reinforcement / (written * augs)
     busiest = _busiest_process_rows(n, config.rows_per_shard, num_processes)
     notes = [
         (
@@ -221,20 +219,6 @@ def _positive(name: str, value: int | None, default: int) -> int:
     return value
 
 
-def column_bytes(path: Path, columns: Iterable[str]) -> int:
-    """Compressed bytes of the named top-level columns in a parquet file (column chunks, without the footer)."""
-    wanted = set(columns)
-    meta = pq.read_metadata(path)
-    total = 0
-    for g in range(meta.num_row_groups):
-        group = meta.row_group(g)
-        for c in range(group.num_columns):
-            chunk = group.column(c)
-            if chunk.path_in_schema.split(".")[0] in wanted:
-                total += chunk.total_compressed_size
-    return total
-
-
 def _source_bytes(dataset: datasets.Dataset, keep: list[str], image_column: str) -> int:
     """Bytes of the kept source columns: encoded image bytes (or file sizes) as stored, Arrow sizes for the rest."""
     if not keep:
@@ -301,4 +285,4 @@ def _size(num_bytes: float) -> str:
     return f"{num_bytes / 1000**power:.2f} {' KMGT'[power]}B"
 
 
-__all__ = ["Estimate", "column_bytes", "estimate", "peak_rss_bytes"]
+__all__ = ["Estimate", "estimate", "peak_rss_bytes"]

@@ -6,6 +6,7 @@ evaluated on (``ReinforcedTransform.evaluation``), so the card's teacher accurac
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,8 @@ from .card import write_card
 from .config import ReinforceConfig
 from .errors import ConfigError
 from .layout import CONFIG_FILE, load_config, write_record
-from .pipeline import build_ensemble, check_columns, dataset_num_classes
-from .shared import center_view
+from .pipeline import build_ensemble, check_columns, dataset_num_classes, undecoded
+from .shared import center_view, check_split
 from .teachers import Ensemble
 
 
@@ -29,7 +30,7 @@ def ensemble_accuracy(
     """Top-1 accuracy of each teacher and of the ensemble's mean probabilities on ``dataset``."""
     correct = {t.name: 0 for t in ensemble.teachers}
     correct_ensemble, total = 0, 0
-    rows = dataset.select_columns([image_column, label_column]).cast_column(image_column, datasets.Image(decode=False))
+    rows, _ = undecoded(dataset.select_columns([image_column, label_column]), image_column)
     for batch in rows.iter(batch_size=batch_size):
         images = [to_rgb_uint8(value) for value in batch[image_column]]
         labels = torch.as_tensor(batch[label_column], device=ensemble.device)
@@ -52,20 +53,45 @@ def ensemble_accuracy(
     }
 
 
+NEAR_CHANCE = 1.5
+"""An ensemble accuracy below ``NEAR_CHANCE / num_classes`` is reported as near chance."""
+
+
+def warn_near_chance(accuracy: float, ensemble: Ensemble) -> None:
+    """Warn when the ensemble scores near chance: almost always the wrong preprocessing (resolution,
+    interpolation, mean/std) or the wrong classes, and a pass with it would store noise."""
+    chance = 1.0 / ensemble.num_classes
+    if accuracy < NEAR_CHANCE * chance:
+        warnings.warn(
+            f"the teacher ensemble scores {accuracy:.1%} on this split, near chance ({chance:.1%} for "
+            f"{ensemble.num_classes} classes): check each teacher's preprocessing against how it was trained "
+            f"(a timm:<arch> checkpoint sees ReinforceConfig's resolution/interpolation/mean/std, or the options in "
+            f"its spec, e.g. 'timm:resnet18@ckpt.safetensors?resolution=32&mean=0.13,0.13,0.13&std=0.31,0.31,0.31') "
+            f"and its classes (num_classes, class_mappings).\n{ensemble.describe()}",
+            stacklevel=3,
+        )
+
+
 def evaluate_teachers(
     dataset: datasets.Dataset,
     config: ReinforceConfig,
     *,
     output_dir: str | os.PathLike | None = None,
-    split: str = "validation",
+    split: str | None = None,
 ) -> dict[str, Any]:
     """Accuracy of the config's teachers and ensemble on a labelled split; with ``output_dir`` (a finished
-    reinforced folder) it is recorded under ``accuracy`` in ``reinforce_config.json`` and shown in the card."""
+    reinforced folder) it is recorded under ``accuracy`` in ``reinforce_config.json`` and shown in the card.
+    ``split`` names the split in the result (default: the dataset's own ``split``, e.g. ``test``)."""
+    check_split(dataset, "evaluate_teachers")
+    split = split or (str(dataset.split) if dataset.split is not None else None)
+    if split is None:
+        raise ConfigError("split: this dataset does not know its split name; pass split='test' (or its name)")
     if config.label_column is None:
         raise ConfigError("label_column: evaluate_teachers needs labels; set label_column to the label column")
     check_columns(dataset, config)
     ensemble = build_ensemble(config, dataset_num_classes(dataset, config), config.device)
     result = {"split": split, **ensemble_accuracy(dataset, ensemble, config.image_column, config.label_column)}
+    warn_near_chance(result["ensemble"], ensemble)
     if output_dir is not None:
         stored = load_config(Path(output_dir)).replace(accuracy=result)
         write_record(stored, Path(output_dir) / CONFIG_FILE)

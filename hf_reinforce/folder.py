@@ -2,8 +2,11 @@
 
 Shard ``s`` holds rows ``[s * rows_per_shard, (s + 1) * rows_per_shard)``; under ``accelerate launch`` process
 ``r`` of ``P`` takes shards ``r, r + P, ...`` on its own device. Each shard is mapped into a temporary Arrow file
-(memory-mapped, so memory stays flat), streamed into parquet and renamed into place. A rerun with the same config
-skips finished shards; the main process writes ``reinforce_config.json`` and the card once every shard exists.
+(memory-mapped, so memory stays flat) and streamed into parquet in a work directory of its split; the file is hashed,
+recorded in the split's progress record and only then renamed into place. What is finished is decided from those
+records (:mod:`.evidence`), never from which files exist: a rerun with the same config keeps exactly the shards a
+record lists whose file and source rows still hash the same. The main process writes ``reinforce_config.json``
+(every shard with its hashes) and the card once every shard is recorded, then removes the progress record.
 """
 
 from __future__ import annotations
@@ -12,34 +15,52 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import datasets
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from datasets.table import embed_table_storage
 
 from .card import write_card
 from .config import ReinforceConfig
 from .errors import IncompleteOutputError, OutputConflictError
+from .evidence import (
+    Progress,
+    check_library_folder,
+    folder_lock,
+    progress_splits,
+    read_progress,
+    record_shard,
+    source_rows_sha256,
+    split_busy,
+    split_lock,
+    write_progress,
+)
 from .layout import (
+    CARD_FILE,
     CONFIG_FILE,
-    IN_PROGRESS_FILE,
-    SHARD_TEMP_PREFIX,
+    DATA_DIR,
+    LEGACY_IN_PROGRESS_FILE,
+    bytes_per_stored_augmentation,
+    file_sha256,
     num_shards,
+    progress_path,
     read_record,
-    remove_outputs,
     remove_temp_files,
     shard_path,
+    shard_problem,
     shard_rows,
+    split_shard_files,
+    work_dir_prefix,
     write_parquet_atomic,
     write_record,
 )
-from .pipeline import ReinforcePass
+from .pipeline import ReinforcePass, check_some_rows_kept
 from .progress import quiet_datasets, views_bar
-from .record import RunRecord, attach_record
+from .record import RunRecord, ShardRecord, attach_record
 
 SKIPPED_KEY = b"hf_reinforce_skipped_rows"
 
@@ -64,28 +85,89 @@ def _process_state(device: str | None) -> Any:
     return state
 
 
-def _claim(output_dir: Path, run: RunRecord, split: str, overwrite: bool) -> None:
-    """Refuse a folder holding another reinforcement, or another config or source for ``split`` (unless
-    ``overwrite``), clear the temp files of a killed run and record this run as in progress.
+def _source_columns(run: ReinforcePass) -> list[str]:
+    """The source columns whose values a shard depends on: the image column and the columns it keeps."""
+    return list(dict.fromkeys([run.config.image_column, *run.keep]))
 
-    A rerun or resume of ``split`` must match everything that determines its bytes (``same_output``); another split
-    in the folder only the reinforcement (``same_reinforcement``: it may be reinforcement-only beside a full one)."""
-    for name in (CONFIG_FILE, IN_PROGRESS_FILE):
-        existing = read_record(output_dir / name)
-        if existing is None:
-            continue
-        same_split = existing.split(split) is not None
+
+def _conflicts(output_dir: Path, run: RunRecord, split: str) -> list[str]:
+    """What the folder's records say differs from ``run`` writing ``split`` (empty: it may write or resume it).
+
+    ``split`` itself (finished in the config, or in progress) must match everything that determines its bytes
+    (``output_differences``); other splits only the reinforcement (``reinforcement_differences``)."""
+    found: list[str] = []
+    config = read_record(output_dir / CONFIG_FILE)
+    records = [(name, config) for name in (config.splits or {})] if config is not None else []
+    records += [(name, p.run) for name in progress_splits(output_dir) if (p := read_progress(output_dir, name))]
+    for name, existing in records:
+        same_split = name == split
         differing = existing.output_differences(run, split) if same_split else existing.reinforcement_differences(run)
-        if differing and not overwrite:
-            raise OutputConflictError(
-                f"{output_dir} holds the output of a different reinforcement config or source dataset (differs in: "
-                f"{', '.join(differing)}); use another output_dir or pass overwrite=True (CLI: --overwrite) to replace it"
-            )
         if differing:
-            remove_outputs(output_dir)
-            break
-    remove_temp_files(output_dir)
-    write_record(run, output_dir / IN_PROGRESS_FILE)
+            detail = existing.teacher_differences(run) if "teachers" in differing else []
+            where = f"split {name!r}" + ("" if same_split else " (another split of the folder)")
+            found.append(f"{where} differs in: {', '.join(differing)}" + "".join(f"; {d}" for d in detail))
+    return found
+
+
+def _replace_folder(output_dir: Path, run: RunRecord, split: str) -> None:
+    """``overwrite``: first invalidate (this split's new progress record, then no config, card or other records),
+    then delete the shards of every split the records named. A kill at any moment leaves a folder that
+    ``load_reinforced`` and ``push_to_hub`` refuse; files the library did not name are left alone."""
+    config = read_record(output_dir / CONFIG_FILE)
+    others = [s for s in progress_splits(output_dir) if s != split]
+    busy = [s for s in others if split_busy(output_dir, s)]
+    if busy:
+        raise OutputConflictError(
+            f"cannot overwrite {output_dir}: split(s) {busy} are being written by another process right now"
+        )
+    splits = {split, *others, *((config.splits or {}) if config is not None else {})}
+    write_progress(output_dir, Progress(split, run))
+    for name in (CONFIG_FILE, CARD_FILE, LEGACY_IN_PROGRESS_FILE):
+        (output_dir / name).unlink(missing_ok=True)
+    for name in others:
+        progress_path(output_dir, name).unlink(missing_ok=True)
+    for name in sorted(splits):
+        for path in split_shard_files(output_dir, name):
+            path.unlink()
+        remove_temp_files(output_dir, name)
+
+
+def _claim(
+    output_dir: Path, run: RunRecord, split: str, overwrite: bool, source_sha256: Callable[[ShardRecord], str]
+) -> None:
+    """Decide, from the folder's records, which shards of ``split`` are finished and record this run as in
+    progress with them, before any shard is written.
+
+    A shard is kept only when the config or the progress record lists it with its source hash (``save_folder``
+    records none), its file matches its size and sha256, and the source rows it was made from hash the same today. A folder of another config, or whose kept shards were
+    made from other source rows, is refused unless ``overwrite`` (then :func:`_replace_folder`)."""
+    with folder_lock(output_dir):
+        conflicts = _conflicts(output_dir, run, split)
+        if conflicts and not overwrite:
+            raise OutputConflictError(
+                f"{output_dir} holds the output of a different reinforcement config or source dataset "
+                f"({'; '.join(conflicts)}); use another output_dir or pass overwrite=True (CLI: --overwrite) "
+                "to replace it"
+            )
+        config, progress = read_record(output_dir / CONFIG_FILE), read_progress(output_dir, split)
+        finished = (config.splits or {}).get(split) if config is not None else None
+        candidates = {s.file: s for s in ((finished.shards or ()) if finished is not None else ())}
+        candidates.update({s.file: s for s in (progress.shards if progress is not None else ())})
+        intact = [s for s in candidates.values() if s.source_sha256 and shard_problem(output_dir, s) is None]
+        kept = [] if conflicts else intact
+        changed = next((s for s in kept if source_sha256(s) != s.source_sha256), None)
+        if changed is not None and not overwrite:
+            raise OutputConflictError(
+                f"source rows {changed.rows[0]}..{changed.rows[1] - 1} of split {split!r} changed since "
+                f"{output_dir / DATA_DIR / changed.file} was made from them (their content hash differs); "
+                "reinforce the source it was made from, or pass overwrite=True (CLI: --overwrite) to redo the folder"
+            )
+        if conflicts or changed is not None:
+            _replace_folder(output_dir, run, split)
+            return
+        remove_temp_files(output_dir, split)
+        write_progress(output_dir, Progress(split, run, tuple(sorted(kept, key=lambda s: s.file))))
+        (output_dir / LEGACY_IN_PROGRESS_FILE).unlink(missing_ok=True)
 
 
 def _shard_batches(table: pa.Table, rows: int) -> Any:
@@ -110,14 +192,44 @@ def reinforce_to_folder(
     device = config.device or (state.device if state.num_processes > 1 else None)
     run = ReinforcePass(dataset, config, device=device)
     record = run.record(split, source_id, source_revision)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if state.is_main_process:
-        _claim(output_dir, record, split, overwrite)
-    state.wait_for_everyone()
+    columns = _source_columns(run)
 
-    n, count = len(dataset), num_shards(len(dataset), config.rows_per_shard)
+    def source_sha256(shard: ShardRecord) -> str:
+        return source_rows_sha256(run.prepared, range(*shard.rows), columns)
+
+    with contextlib.ExitStack() as stack:
+        if state.is_main_process:
+            check_library_folder(output_dir)
+            output_dir.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(split_lock(output_dir, split))
+            _claim(output_dir, record, split, overwrite, source_sha256)
+            if progress:
+                print(run.ensemble.describe())
+        state.wait_for_everyone()
+        files = _write_shards(run, output_dir, split, state, progress, columns)
+        state.wait_for_everyone()
+        if state.is_main_process:
+            _finalize(output_dir, record, split, files, config)
+        state.wait_for_everyone()
+    paths = [str(output_dir / DATA_DIR / name) for name in files]
+    with contextlib.nullcontext() if progress else quiet_datasets():
+        loaded = datasets.load_dataset("parquet", data_files={split: paths}, split=split)
+    return attach_record(loaded, read_record(output_dir / CONFIG_FILE))
+
+
+def _write_shards(
+    run: ReinforcePass, output_dir: Path, split: str, state: Any, progress: bool, columns: list[str]
+) -> list[str]:
+    """Compute this process's shards that the progress record does not list as finished; returns the file names
+    of every shard of the split. Each shard is written in a work directory of its split, hashed, recorded in the
+    progress record and only then renamed into place (so a shard file with its final name is always recorded)."""
+    config, n = run.config, len(run.dataset)
+    count = num_shards(n, config.rows_per_shard)
+    names = [shard_path(output_dir, split, s, count).name for s in range(count)]
+    recorded = read_progress(output_dir, split)
+    done = {s.file for s in recorded.shards} if recorded is not None else set()
     mine = range(state.process_index, count, state.num_processes)
-    todo = [s for s in mine if not shard_path(output_dir, split, s, count).exists()]
+    todo = [s for s in mine if names[s] not in done]
     if progress and len(todo) < len(mine):
         print(
             f"reinforce {split} [{state.process_index}]: resuming, {len(mine) - len(todo)} of {len(mine)} shard(s) already done"
@@ -132,51 +244,67 @@ def reinforce_to_folder(
     with bar, quiet_datasets():
         results = run.results(ranges, on_views=bar.update)
         for s, rows in zip(todo, ranges):
-            with tempfile.TemporaryDirectory(dir=output_dir, prefix=SHARD_TEMP_PREFIX) as tmp:
+            final = shard_path(output_dir, split, s, count)
+            with tempfile.TemporaryDirectory(dir=output_dir, prefix=work_dir_prefix(split)) as tmp:
+                source_sha256 = source_rows_sha256(run.prepared, rows, columns)
                 mapped = run.map(rows, results, cache_file_name=Path(tmp) / "shard.arrow", fingerprint_suffix=f"-{s}")
                 skipped = [r for r in run.skipped if r in rows]
                 table = mapped.data.table
                 metadata = {**(table.schema.metadata or {}), SKIPPED_KEY: json.dumps(skipped).encode()}
-                batches = _shard_batches(table, config.rows_per_block)
-                write_parquet_atomic(
-                    batches, table.schema.with_metadata(metadata), shard_path(output_dir, split, s, count)
+                staged = Path(tmp) / final.name
+                size = write_parquet_atomic(
+                    _shard_batches(table, config.rows_per_block), table.schema.with_metadata(metadata), staged
                 )
+                shard = ShardRecord(
+                    file=final.name,
+                    rows=(rows.start, rows.stop),
+                    num_rows=table.num_rows,
+                    num_bytes=size,
+                    sha256=file_sha256(staged),
+                    source_sha256=source_sha256,
+                    skipped_rows=tuple(skipped),
+                )
+                record_shard(output_dir, split, shard)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, final)
                 del mapped, table
-    state.wait_for_everyone()
-    if state.is_main_process:
-        _finalize(output_dir, record, split, count, config)
-    state.wait_for_everyone()
-    files = [str(shard_path(output_dir, split, s, count)) for s in range(count)]
-    with contextlib.nullcontext() if progress else quiet_datasets():
-        loaded = datasets.load_dataset("parquet", data_files={split: files}, split=split)
-    return attach_record(loaded, read_record(output_dir / CONFIG_FILE))
+    return names
 
 
-def _finalize(output_dir: Path, run: RunRecord, split: str, num_shards: int, config: ReinforceConfig) -> None:
-    """Check every shard exists, then write the record (with per-split statistics) and the card."""
-    paths = [shard_path(output_dir, split, s, num_shards) for s in range(num_shards)]
-    missing = [p.name for p in paths if not p.exists()]
-    if missing:
-        raise IncompleteOutputError(
-            f"reinforcement of split {split!r} is incomplete, missing shards: {missing}; rerun to resume"
+def _finalize(output_dir: Path, run: RunRecord, split: str, files: list[str], config: ReinforceConfig) -> None:
+    """Check the progress record lists every shard and each file matches it; then, under the folder lock, merge
+    the split (with its shard list) into the config, write the card, remove stray shard files of the split and
+    finally the progress record."""
+    with folder_lock(output_dir):
+        progress = read_progress(output_dir, split)
+        if progress is None or progress.run.output_differences(run, split):
+            raise OutputConflictError(
+                f"the progress record of split {split!r} in {output_dir} was replaced by another run while this "
+                "one was writing; nothing was finalized"
+            )
+        by_file = {s.file: s for s in progress.shards}
+        missing = [f for f in files if f not in by_file]
+        if missing:
+            raise IncompleteOutputError(
+                f"reinforcement of split {split!r} is incomplete, missing shards: {missing}; rerun to resume"
+            )
+        shards = [by_file[f] for f in files]
+        for shard in shards:
+            problem = shard_problem(output_dir, shard)
+            if problem is not None:
+                raise IncompleteOutputError(f"split {split!r} of {output_dir}: {problem}; rerun to redo it")
+        check_some_rows_kept(sum(s.num_rows for s in shards), [r for s in shards for r in s.skipped_rows])
+        paths = [output_dir / DATA_DIR / s.file for s in shards]
+        stats = run.source.with_stats(
+            shards, bytes_per_augmentation=bytes_per_stored_augmentation(paths, config.num_augmentations)
         )
-    skipped: list[int] = []
-    rows = 0
-    for path in paths:
-        meta = pq.read_metadata(path)
-        rows += meta.num_rows
-        skipped += json.loads((meta.schema.to_arrow_schema().metadata or {}).get(SKIPPED_KEY, b"[]"))
-    stats = run.source.with_stats(
-        num_rows_written=rows,
-        num_shards=num_shards,
-        skipped_rows=skipped,
-        num_bytes=sum(p.stat().st_size for p in paths),
-        num_augmentations=config.num_augmentations,
-    )
-    previous = read_record(output_dir / CONFIG_FILE)
-    splits = dict((previous.splits if previous is not None else None) or {})
-    splits[split] = stats
-    final = run.replace(source=None, splits=splits)
-    write_record(final, output_dir / CONFIG_FILE)
-    write_card(output_dir, final)
-    (output_dir / IN_PROGRESS_FILE).unlink(missing_ok=True)
+        previous = read_record(output_dir / CONFIG_FILE)
+        splits = dict((previous.splits if previous is not None else None) or {})
+        splits[split] = stats
+        final = run.replace(source=None, splits=splits)
+        write_record(final, output_dir / CONFIG_FILE)
+        write_card(output_dir, final)
+        for path in split_shard_files(output_dir, split):
+            if path.name not in files:
+                path.unlink()
+        progress_path(output_dir, split).unlink()

@@ -9,33 +9,48 @@ Tokens come from huggingface_hub's usual sources and are never printed or writte
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 import datasets
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
-from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
 from .card import build_card, write_card
-from .errors import ConfigError, IncompleteOutputError, MissingColumnError, OutputConflictError
+from .errors import (
+    ConfigError,
+    HubError,
+    IncompleteOutputError,
+    MissingColumnError,
+    NotFoundError,
+    OutputConflictError,
+)
+from .evidence import check_library_folder
 from .format import ROW_INDEX
 from .layout import (
     CARD_FILE,
     CONFIG_FILE,
     DATA_DIR,
-    IN_PROGRESS_FILE,
+    bytes_per_stored_augmentation,
+    file_sha256,
     load_config,
     num_shards,
     shard_path,
+    verified_shards,
     write_parquet_atomic,
     write_record,
 )
-from .record import RunRecord, SplitRecord, attach_record, record_from_dataset
+from .record import RunRecord, ShardRecord, SplitRecord, attach_record, record_from_dataset
+from .shared import check_split
+
+P = ParamSpec("P")
 
 
 def save_folder(
@@ -48,20 +63,25 @@ def save_folder(
             "this dataset does not carry an hf_reinforce config: pass the dataset returned by reinforce()"
         )
     folder = Path(folder)
+    check_library_folder(folder)
     count = num_shards(len(dataset), rows_per_shard)
     table = dataset.with_format("arrow")
     from datasets.table import embed_table_storage
 
+    source = dataclasses.replace(record.source, split=split) if record.source else SplitRecord(split=split)
+    skipped = sorted(source.skipped_rows or [])
+    shards = []
     for s in range(count):
         part = embed_table_storage(table[s * rows_per_shard : (s + 1) * rows_per_shard])
-        write_parquet_atomic(part.to_batches(), part.schema, shard_path(folder, split, s, count))
-    source = dataclasses.replace(record.source, split=split) if record.source else SplitRecord(split=split)
-    stats = source.with_stats(
-        num_rows_written=len(dataset),
-        num_shards=count,
-        skipped_rows=list(source.skipped_rows or []),
-        num_bytes=sum(shard_path(folder, split, s, count).stat().st_size for s in range(count)),
-        num_augmentations=record.num_augmentations,
+        path = shard_path(folder, split, s, count)
+        size = write_parquet_atomic(part.to_batches(), part.schema, path)
+        rows = (s * rows_per_shard, min(len(dataset), (s + 1) * rows_per_shard))
+        # rows of the returned dataset (its source is not at hand): no source hash, as nothing resumes it
+        shards.append(ShardRecord(path.name, rows, part.num_rows, size, file_sha256(path), None))
+    paths = [folder / DATA_DIR / shard.file for shard in shards]
+    per_augmentation = bytes_per_stored_augmentation(paths, record.num_augmentations)
+    stats = dataclasses.replace(
+        source.with_stats(shards, bytes_per_augmentation=per_augmentation), skipped_rows=tuple(skipped)
     )
     final = record.replace(source=None, splits={split: stats})
     write_record(final, folder / CONFIG_FILE)
@@ -94,6 +114,45 @@ def _merge(remote: RunRecord | None, local: RunRecord, repo_id: str) -> RunRecor
     )
 
 
+@contextlib.contextmanager
+def hub_errors(repo_id: str) -> Iterator[None]:
+    """Turn the Hub's refusals into errors a user can act on: 401/403 → :class:`HubError`, 404 →
+    :class:`NotFoundError`, each naming the repo and the fix; other HTTP errors pass through unchanged."""
+    try:
+        yield
+    except HfHubHTTPError as error:
+        status = getattr(error.response, "status_code", None)
+        server = str(error).splitlines()[0]
+        if status == 401:
+            raise HubError(
+                f"the Hub refused the token for {repo_id} (401: missing, invalid or expired): log in with "
+                f"`hf auth login` or set HF_TOKEN to a token with write access ({server})"
+            ) from error
+        if status == 403:
+            raise HubError(
+                f"no rights to write to {repo_id} (403): push to your own namespace or an organization you can write "
+                f"to, with a token that has write permission ({server})"
+            ) from error
+        if status == 404:
+            raise NotFoundError(
+                f"{repo_id} or its branch was not found on the Hub (404): check the repo id and --revision ({server})"
+            ) from error
+        raise
+
+
+def _with_hub_errors(push: Callable[P, str]) -> Callable[P, str]:
+    """``push(dataset_or_folder, repo_id, ...)`` with the Hub's refusals turned into actionable errors
+    (:func:`hub_errors`); the signature is kept for type checkers."""
+
+    @functools.wraps(push)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> str:
+        with hub_errors(str(args[1] if len(args) > 1 else kwargs["repo_id"])):
+            return push(*args, **kwargs)
+
+    return wrapper
+
+
+@_with_hub_errors
 def push_to_hub(
     dataset_or_folder: datasets.Dataset | str | os.PathLike,
     repo_id: str,
@@ -123,19 +182,20 @@ def push_to_hub(
                 license=license,
             )
     folder = Path(dataset_or_folder)
-    if (folder / IN_PROGRESS_FILE).exists() or not (folder / CONFIG_FILE).exists():
+    if not (folder / CONFIG_FILE).exists():
         raise IncompleteOutputError(
-            f"{folder} is not a finished reinforcement (no {CONFIG_FILE}, or a run is in progress): finish it first"
+            f"{folder} is not a finished reinforcement (no {CONFIG_FILE}: a run is unfinished, or it is not an "
+            "hf_reinforce folder): finish it first"
         )
     local = load_config(folder)
+    shards = [path for split_name in local.splits or {} for path in verified_shards(folder, split_name)]
     api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    repo_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id
     if revision is not None:
         api.create_branch(repo_id, repo_type="dataset", branch=revision, exist_ok=True)
     merged = _merge(_remote_record(api, repo_id, revision), local, repo_id)
     if license:
         merged = merged.replace(license=license)
-    shards = sorted((folder / DATA_DIR).glob("*.parquet"))
     uploads = {f"{DATA_DIR}/{p.name}" for p in shards}
     pushed_splits = tuple(f"{DATA_DIR}/{s}-" for s in local.splits or {})
     stale = [
@@ -178,6 +238,8 @@ def attach(
     reinforcement's run record, with an error naming what differs. ``config`` is the reinforcement's record
     (a :class:`RunRecord`, its JSON dict, a folder or repo id); by default the one carried by ``reinforcement``.
     """
+    check_split(reinforcement, "attach (reinforcement)")
+    check_split(source, "attach (source)")
     if ROW_INDEX not in reinforcement.column_names:
         raise MissingColumnError(f"reinforcement has no {ROW_INDEX!r} column (columns: {reinforcement.column_names})")
     record = _attach_record(reinforcement, config)

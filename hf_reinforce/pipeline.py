@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,12 +28,12 @@ from datasets import ClassLabel, Features, Image, Value
 
 from ._version import __version__
 from .augment import Params
-from .augment.functional import single_thread
 from .config import ReinforceConfig, jsonable
-from .errors import BadImageError, ConfigError, MissingColumnError
+from .errors import BadImageError, BadLabelError, ConfigError, MissingColumnError
 from .format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, encode_topk, reinforce_features, to_arrow, topk_id_dtype
 from .record import RunRecord
 from .rendering import BlockGeometry, BlockRenderer, RenderedChunk, render_tasks, task_order
+from .shared import check_split, single_thread
 from .teachers import Ensemble, load_teacher
 
 # -- setup -------------------------------------------------------------------------------------------------------
@@ -65,6 +66,34 @@ def dataset_num_classes(dataset: datasets.Dataset, config: ReinforceConfig) -> i
     return feature.num_classes if isinstance(feature, ClassLabel) else None
 
 
+def check_labels(dataset: datasets.Dataset, label_column: str | None, num_classes: int) -> None:
+    """Refuse integer labels outside ``[0, num_classes)`` — a ``ClassLabel``'s ``-1`` ("no label") included —
+    naming the first such row; other label types are not checked."""
+    feature = dataset.features.get(label_column) if label_column else None
+    integer = isinstance(feature, ClassLabel) or (isinstance(feature, Value) and pa.types.is_integer(feature.pa_type))
+    if not integer:
+        return
+    labels = np.asarray(dataset.select_columns([label_column]).with_format("numpy")[:][label_column])
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if len(bad):
+        row = int(bad[0])
+        raise BadLabelError(
+            f"row {row}, column {label_column!r}: label {int(labels[row])} is outside the {num_classes} classes "
+            f"[0, {num_classes - 1}] ({len(bad)} such row(s)); filter them out (a ClassLabel's -1 means no label), "
+            "or set num_classes / class_mappings to the classes the labels use"
+        )
+
+
+def check_some_rows_kept(rows_written: int, skipped: list[int]) -> None:
+    """A pass whose every row was skipped (``skip_bad_images=True``) is an error, not an empty dataset that
+    looks complete."""
+    if rows_written == 0 and skipped:
+        raise BadImageError(
+            f"every one of the {len(skipped)} rows was skipped: no image decoded (skip_bad_images=True); check the "
+            "image column and its values (rows, paths, bytes)"
+        )
+
+
 def build_ensemble(config: ReinforceConfig, num_classes: int | None, device: str | torch.device | None) -> Ensemble:
     """Load every teacher on ``device`` aligned to the dataset's classes."""
     mappings = config.class_mappings or {}
@@ -77,7 +106,7 @@ def build_ensemble(config: ReinforceConfig, num_classes: int | None, device: str
             num_classes=num_classes,
             class_mapping=mappings.get(key),
             trust_remote_code=config.trust_remote_code,
-            default_resolution=config.resolution,
+            preprocessing=config.preprocessing,
         )
         if config.teacher_batch_size:
             teacher = dataclasses.replace(teacher, batch_size=config.teacher_batch_size)
@@ -104,16 +133,21 @@ def run_record(
     """The record of a run: identity, teachers as loaded, source dataset and library version."""
     info = dataset.info
     feature = dataset.features.get(config.label_column) if config.label_column else None
+    teachers = ensemble.to_config()["teachers"]
+    public = {spec if isinstance(spec, str) else spec.name: t["name"] for spec, t in zip(config.teachers, teachers)}
     data = {
         **config.identity(),
+        "class_mappings": {public.get(k, k): v for k, v in config.class_mappings.items()}
+        if config.class_mappings
+        else config.class_mappings,
         "library": "hf_reinforce",
         "library_version": __version__,
         "resolution": config.resolution,
         "num_classes": ensemble.num_classes,
         "class_names": list(feature.names) if isinstance(feature, ClassLabel) else None,
-        "teachers": ensemble.to_config()["teachers"],
+        "teachers": teachers,
         "source": {
-            "id": source_id or info.dataset_name,
+            "id": _public_source_id(source_id) or info.dataset_name,
             "config": info.config_name,
             "revision": source_revision,
             "split": split,
@@ -122,6 +156,13 @@ def run_record(
         },
     }
     return RunRecord.from_dict(jsonable(data))
+
+
+def _public_source_id(source_id: str | None) -> str | None:
+    """A source given as a local folder is recorded by its folder name, never by this machine's path."""
+    if source_id and os.path.isdir(source_id):
+        return os.path.basename(os.path.normpath(source_id))
+    return source_id
 
 
 # -- the pass ----------------------------------------------------------------------------------------------------
@@ -180,11 +221,7 @@ class ReinforcePass:
         device: str | torch.device | None = None,
         ensemble: Ensemble | None = None,
     ) -> None:
-        if not isinstance(dataset, datasets.Dataset):
-            raise TypeError(
-                f"the pass takes a datasets.Dataset, got {type(dataset).__name__}"
-                + (": pick a split, e.g. ds['train']" if isinstance(dataset, datasets.DatasetDict) else "")
-            )
+        check_split(dataset, "reinforce")
         if len(dataset) == 0:
             raise ConfigError("the dataset has no rows: there is nothing to reinforce")
         check_columns(dataset, config)
@@ -192,6 +229,7 @@ class ReinforcePass:
         self.ensemble = ensemble or build_ensemble(
             config, dataset_num_classes(dataset, config), device or config.device
         )
+        check_labels(dataset, config.label_column, self.ensemble.num_classes)
         self.prepared, self.image_feature = undecoded(dataset, config.image_column)
         self.keep = (
             ([config.key_column] if config.key_column else []) if config.reinforcement_only else dataset.column_names
@@ -371,6 +409,8 @@ __all__ = [
     "ReinforcePass",
     "build_ensemble",
     "check_columns",
+    "check_labels",
+    "check_some_rows_kept",
     "dataset_num_classes",
     "fingerprint",
     "reinforce_columns",

@@ -52,8 +52,10 @@ OUTPUT_KEYS = (
 """Keys that must match for a rerun or resume of one split (``ReinforceConfig.identity()`` with the teachers as
 loaded): everything that determines the bytes of its shards."""
 
-SOURCE_KEYS = ("fingerprint", "num_rows")
-"""Keys of a split's source that a resume of that split must match."""
+SOURCE_KEYS = ("num_rows",)
+"""Keys of a split's source that a resume of that split must match. The ``datasets`` fingerprint is not one of them
+(it is random for some sources): the source rows a shard was made from are checked by their hash
+(:attr:`ShardRecord.source_sha256`) instead."""
 
 
 def _require(data: Mapping[str, Any], key: str, where: str) -> Any:
@@ -91,10 +93,13 @@ class TeacherRecord:
     num_classes: int
     num_outputs: int
     class_mapping: tuple[int, ...] | None
+    weights_sha256: str | None = None
+    """sha256 of the teacher's state dict as loaded (absent in records written before it was recorded)."""
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     KEYS = ("name", "source", "id", "revision", "weights", "resolution", "interpolation", "mean", "std")
     KEYS += ("num_classes", "num_outputs", "class_mapping")
+    OPTIONAL = ("weights_sha256",)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], index: int = 0) -> TeacherRecord:
@@ -105,13 +110,60 @@ class TeacherRecord:
         values["mean"], values["std"] = tuple(values["mean"]), tuple(values["std"])
         mapping = values["class_mapping"]
         values["class_mapping"] = tuple(mapping) if mapping is not None else None
-        return cls(**values, extra=_extra(data, cls.KEYS))
+        values["weights_sha256"] = data.get("weights_sha256")
+        return cls(**values, extra=_extra(data, (*cls.KEYS, *cls.OPTIONAL)))
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.KEYS}
         out["mean"], out["std"] = list(self.mean), list(self.std)
         out["class_mapping"] = list(self.class_mapping) if self.class_mapping is not None else None
+        if self.weights_sha256 is not None:
+            out["weights_sha256"] = self.weights_sha256
         return {**out, **self.extra}
+
+
+@dataclass(frozen=True)
+class ShardRecord:
+    """One finished shard as written: file name, source row range, rows written, size, and two sha256 hashes, of
+    the file's bytes and of the source rows it was made from (the columns the pass reads and keeps)."""
+
+    file: str
+    rows: tuple[int, int]
+    """``(start, stop)`` of the source rows the shard covers."""
+    num_rows: int
+    num_bytes: int
+    sha256: str
+    source_sha256: str | None
+    """``None`` for a folder written by ``save_folder`` from a dataset (never resumed, so never compared)."""
+    skipped_rows: tuple[int, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "shards.") -> ShardRecord:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where.rstrip('.')}: expected an object, got {data!r}")
+        rows = _require(data, "rows", where)
+        if not isinstance(rows, (list, tuple)) or len(rows) != 2:
+            raise ConfigError(f"{where}rows: expected [start, stop], got {rows!r}")
+        return cls(
+            file=str(_require(data, "file", where)),
+            rows=(int(rows[0]), int(rows[1])),
+            num_rows=_int(data, "num_rows", where),
+            num_bytes=_int(data, "num_bytes", where),
+            sha256=str(_require(data, "sha256", where)),
+            source_sha256=data.get("source_sha256"),
+            skipped_rows=tuple(data.get("skipped_rows") or ()),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "rows": list(self.rows),
+            "num_rows": self.num_rows,
+            "num_bytes": self.num_bytes,
+            "sha256": self.sha256,
+            "source_sha256": self.source_sha256,
+            "skipped_rows": list(self.skipped_rows),
+        }
 
 
 @dataclass(frozen=True)
@@ -129,10 +181,12 @@ class SplitRecord:
     skipped_rows: tuple[int, ...] | None = None
     num_bytes: int | None = None
     bytes_per_augmentation: float | None = None
+    shards: tuple[ShardRecord, ...] | None = None
+    """Every shard of the finished split, in order (absent in folders written before shards were recorded)."""
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     SOURCE = ("id", "config", "revision", "split", "num_rows", "fingerprint")
-    STATS = ("num_rows_written", "num_shards", "skipped_rows", "num_bytes", "bytes_per_augmentation")
+    STATS = ("num_rows_written", "num_shards", "skipped_rows", "num_bytes", "bytes_per_augmentation", "shards")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "source.") -> SplitRecord:
@@ -141,6 +195,11 @@ class SplitRecord:
         values = {k: data.get(k) for k in (*cls.SOURCE, *cls.STATS)}
         if values["skipped_rows"] is not None:
             values["skipped_rows"] = tuple(values["skipped_rows"])
+        if values["shards"] is not None:
+            shards = values["shards"]
+            if not isinstance(shards, list):
+                raise ConfigError(f"{where}shards: expected a list of shard records, got {shards!r}")
+            values["shards"] = tuple(ShardRecord.from_dict(v, f"{where}shards[{i}].") for i, v in enumerate(shards))
         return cls(**values, extra=_extra(data, (*cls.SOURCE, *cls.STATS)))
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,20 +207,23 @@ class SplitRecord:
         out.update({k: getattr(self, k) for k in self.STATS if getattr(self, k) is not None})
         if self.skipped_rows is not None:
             out["skipped_rows"] = list(self.skipped_rows)
+        if self.shards is not None:
+            out["shards"] = [s.to_dict() for s in self.shards]
         return {**out, **self.extra}
 
-    def with_stats(
-        self, *, num_rows_written: int, num_shards: int, skipped_rows: list[int], num_bytes: int, num_augmentations: int
-    ) -> SplitRecord:
-        """This split once written: rows, shards, skipped rows, bytes and bytes per stored augmentation."""
-        per_augmentation = round(num_bytes / max(num_rows_written * num_augmentations, 1), 2)
+    def with_stats(self, shards: list[ShardRecord], *, bytes_per_augmentation: float) -> SplitRecord:
+        """This split once written as ``shards``: rows, shards, skipped rows, bytes of its files, and reinforcement
+        bytes per stored augmentation (``layout.bytes_per_stored_augmentation``, the one definition)."""
+        num_rows_written, num_bytes = sum(s.num_rows for s in shards), sum(s.num_bytes for s in shards)
+        per_augmentation = round(bytes_per_augmentation, 2)
         return dataclasses.replace(
             self,
             num_rows_written=num_rows_written,
-            num_shards=num_shards,
-            skipped_rows=tuple(sorted(skipped_rows)),
+            num_shards=len(shards),
+            skipped_rows=tuple(sorted(r for s in shards for r in s.skipped_rows)),
             num_bytes=num_bytes,
             bytes_per_augmentation=per_augmentation,
+            shards=tuple(shards),
         )
 
 
@@ -311,6 +373,18 @@ class RunRecord:
         mine, theirs = self.to_dict(), other.to_dict()
         return sorted(k for k in keys if mine.get(k) != theirs.get(k))
 
+    def teacher_differences(self, other: RunRecord) -> list[str]:
+        """Per teacher, what differs between the teachers of this record and ``other``'s (``name: keys``)."""
+        if len(self.teachers) != len(other.teachers):
+            return [f"{len(self.teachers)} teacher(s) vs {len(other.teachers)}"]
+        out = []
+        for mine, theirs in zip(self.teachers, other.teachers):
+            a, b = mine.to_dict(), theirs.to_dict()
+            keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+            if keys:
+                out.append(f"teacher {theirs.name!r}: {', '.join(keys)}")
+        return out
+
     def reinforcement_differences(self, other: RunRecord) -> list[str]:
         """What differs for two splits to live in one dataset (empty: they may)."""
         return self.differs_from(other, REINFORCEMENT_KEYS)
@@ -381,6 +455,7 @@ __all__ = [
     "user_description",
     "REINFORCEMENT_KEYS",
     "RunRecord",
+    "ShardRecord",
     "SplitRecord",
     "TeacherRecord",
 ]

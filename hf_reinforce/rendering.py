@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .augment import AugmentationPolicy, Params, to_rgb_uint8
-from .augment.functional import single_thread
+from .shared import single_thread
 from .teachers import ViewSpec
 
 Task = tuple[int, int]

@@ -9,10 +9,23 @@ from pathlib import Path
 import datasets
 
 from .config import ReinforceConfig
+from .errors import OutputConflictError
 from .folder import reinforce_to_folder
-from .pipeline import ReinforcePass
+from .pipeline import ReinforcePass, check_some_rows_kept
 from .progress import quiet_datasets, views_bar
 from .record import attach_record
+
+
+def writable_folder(output_dir: str | os.PathLike) -> Path:
+    """``output_dir`` as a Path, refused with :class:`OutputConflictError` when it (or the first of its parents that
+    exists) is a file: the folder is created when missing, but never in place of a file."""
+    path = Path(output_dir)
+    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise OutputConflictError(
+            f"output_dir {output_dir} cannot be a folder: {existing} is a file; give a folder path (created if missing)"
+        )
+    return path
 
 
 def reinforce(
@@ -37,7 +50,7 @@ def reinforce(
         return reinforce_to_folder(
             dataset,
             config,
-            Path(output_dir),
+            writable_folder(output_dir),
             split=split,
             overwrite=overwrite,
             progress=progress,
@@ -45,12 +58,15 @@ def reinforce(
             source_revision=source_revision,
         )
     run = ReinforcePass(dataset, config)
+    if progress:
+        print(run.ensemble.describe())
     cache = Path(datasets.config.HF_DATASETS_CACHE) / "hf_reinforce" / f"{run.fingerprint}.arrow"
     cache.parent.mkdir(parents=True, exist_ok=True)
     rows = range(len(dataset))
     bar = views_bar(len(dataset) * config.num_augmentations, "reinforce", enabled=progress)
     with quiet_datasets(), bar:
         out = run.map(rows, run.results([rows], on_views=bar.update), cache_file_name=cache)
+    check_some_rows_kept(len(out), run.skipped)
     record = run.record(split, source_id, source_revision)
     source = dataclasses.replace(record.source, skipped_rows=tuple(sorted(run.skipped)))
     return attach_record(out, record.replace(source=source))

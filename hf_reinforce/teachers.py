@@ -7,6 +7,7 @@ them with its own mean/std and returns float32 logits; an `Ensemble` averages th
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import pickle
 import threading
@@ -17,9 +18,9 @@ import torch
 from torch import nn
 
 from .augment import normalize
-from .augment.functional import IMAGENET_MEAN, IMAGENET_STD, interpolation_mode, single_thread
-from .errors import ConfigError, NotFoundError
-from .shared import as_logits, check_temperature
+from .augment.functional import IMAGENET_MEAN, IMAGENET_STD, interpolation_mode
+from .errors import ConfigError, HubError, NotFoundError
+from .shared import as_logits, check_temperature, single_thread
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 _WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")
@@ -41,6 +42,52 @@ class TeacherSource:
     id: str
     revision: str | None = None
     weights: str | None = None
+
+
+PREPROCESSING_KEYS = ("resolution", "interpolation", "mean", "std")
+"""What a teacher's input preprocessing consists of; also the option names of a spec string (``...?resolution=32``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    """How a teacher sees an image: square side in pixels, resize interpolation, and per-channel mean and std of
+    ``x / 255``. The default for `timm:<arch>` teachers (random init or a local checkpoint), whose training
+    preprocessing nothing records; ``ReinforceConfig.preprocessing`` gives the config's."""
+
+    resolution: int = 224
+    interpolation: str = "bilinear"
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        for key in PREPROCESSING_KEYS:
+            object.__setattr__(self, key, check_preprocessing(key, getattr(self, key), key))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The four values as keyword arguments of :class:`Teacher`."""
+        return {key: getattr(self, key) for key in PREPROCESSING_KEYS}
+
+
+def check_preprocessing(key: str, value: Any, where: str) -> Any:
+    """``value`` of preprocessing ``key`` normalized (an int resolution, an interpolation name, 3 floats), or a
+    :class:`ConfigError` starting with ``where``."""
+    if key == "resolution":
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{where}: expected a positive integer (pixels), got {value!r}")
+        return value
+    if key == "interpolation":
+        try:
+            return interpolation_mode(value, where).value
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    try:
+        values = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != 3 or (key == "std" and any(v <= 0 for v in values)):
+        kind = "3 positive numbers" if key == "std" else "3 numbers"
+        raise ConfigError(f"{where}: expected {kind} (one per RGB channel, of x/255), got {value!r}")
+    return values
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -71,6 +118,8 @@ class Teacher:
     amp: bool = True
     channels_last: bool = True
     source: TeacherSource | None = None
+    weights_sha256: str | None = dataclasses.field(default=None, repr=False)
+    """:func:`weights_sha256` of the module, computed when the Teacher is built (part of the run identity)."""
     _buffers: dict[int, torch.Tensor] = dataclasses.field(default_factory=dict, init=False, repr=False)
     """Per thread, the reused float32 CPU buffer of normalized micro-batches (see :meth:`_normalized`)."""
 
@@ -88,6 +137,8 @@ class Teacher:
         if any(s <= 0 for s in self.std):
             raise ConfigError(f"teacher {self.name!r}: std must be positive, got {self.std}")
         self.module.eval().requires_grad_(False)
+        if self.weights_sha256 is None:
+            self.weights_sha256 = weights_sha256(self.module)
         self.to(self.device)
         if self.num_outputs is None:
             zeros = torch.zeros(1, 3, self.resolution, self.resolution, dtype=torch.uint8)
@@ -184,11 +235,12 @@ class Teacher:
         module_class = type(self.module)
         source = self.source or TeacherSource("module", f"{module_class.__module__}.{module_class.__qualname__}")
         return {
-            "name": self.name,
+            "name": public_name(self.name, source),
             "source": source.kind,
-            "id": source.id,
+            "id": public_name(source.id, source),
             "revision": source.revision,
-            "weights": source.weights,
+            "weights": os.path.basename(source.weights) if source.weights else None,
+            "weights_sha256": self.weights_sha256,
             "resolution": self.resolution,
             "interpolation": self.interpolation,
             "mean": list(self.mean),
@@ -197,6 +249,28 @@ class Teacher:
             "num_outputs": self.num_outputs,
             "class_mapping": list(self.class_mapping) if self.class_mapping is not None else None,
         }
+
+
+def weights_sha256(module: nn.Module) -> str:
+    """sha256 over a module's state dict: every tensor's name, dtype, shape and bytes, in name order (the same
+    weights give the same hash on any device; about 1 s per GB)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        data = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}\n".encode())
+        digest.update(data.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def public_name(text: str, source: TeacherSource) -> str:
+    """``text`` (a teacher's name or id) with the local paths of its source reduced to their file or folder names:
+    a record or card never holds a path of the machine that wrote it (the weights are named by their hash)."""
+    paths = [source.weights] if source.weights else []
+    if source.kind == "hf" and os.path.isdir(source.id):
+        paths.append(source.id)
+    for path in paths:
+        text = text.replace(path, os.path.basename(os.path.normpath(path)))
+    return text
 
 
 class Ensemble:
@@ -270,6 +344,16 @@ class Ensemble:
             total = total + probs
         return total / len(teacher_probs)
 
+    def describe(self) -> str:
+        """One line per teacher: spec, resolution, interpolation, mean, std and parameter count (printed when a
+        pass starts, so a wrong preprocessing shows before hours of compute)."""
+        lines = [f"teachers ({len(self.teachers)}), each sees its own view:"]
+        for t in self.teachers:
+            params = sum(p.numel() for p in t.module.parameters())
+            stats = "mean ({}), std ({})".format(*(", ".join(f"{v:.4g}" for v in vs) for vs in (t.mean, t.std)))
+            lines.append(f"  {t.name}: {t.resolution} px {t.interpolation}, {stats}, {params:,} parameters")
+        return "\n".join(lines)
+
     def to_config(self) -> dict[str, Any]:
         """JSON-able description of the ensemble: temperature and each teacher's config."""
         return {"temperature": self.temperature, "teachers": [t.to_config() for t in self.teachers]}
@@ -303,30 +387,43 @@ def load_teacher(
     num_classes: int | None = None,
     class_mapping: Sequence[int] | Mapping[int, int] | None = None,
     trust_remote_code: bool = False,
-    default_resolution: int = 224,
+    preprocessing: Preprocessing | None = None,
 ) -> Teacher:
     """Load a teacher from a spec string (or take a Teacher), move it to `device` and align it to `num_classes`.
 
     Random-init timm teachers and timm teachers with local weights get a head of `num_classes` outputs (when given
-    and no `class_mapping`); pretrained teachers keep their head, and a count mismatch raises unless `class_mapping`
-    maps each dataset class to a teacher logit. `default_resolution` applies where a config has no input size.
+    and no `class_mapping`; a checkpoint without `num_classes` keeps its own head size, a random head without it is
+    an error); pretrained teachers keep their head, and a count mismatch raises unless `class_mapping` maps each
+    dataset class to a teacher logit. `preprocessing` (default :class:`Preprocessing`) is what `timm:<arch>`
+    teachers see, having no known training preprocessing, and its resolution applies where a Hub config has no
+    input size; options in the spec (``...?resolution=32&interpolation=bilinear``) override either.
     """
+    preprocessing = preprocessing or Preprocessing()
     if isinstance(spec_or_teacher, Teacher):
         teacher = spec_or_teacher
     elif isinstance(spec_or_teacher, str):
-        source = parse_teacher_spec(spec_or_teacher)
+        base, options = split_spec_options(spec_or_teacher)
+        source = parse_teacher_spec(base)
         head = num_classes if class_mapping is None else None
         if source.kind == "hf":
-            teacher = _load_hf(spec_or_teacher, source, trust_remote_code, default_resolution)
+            teacher = _load_hf(spec_or_teacher, source, trust_remote_code, preprocessing.resolution)
         else:
-            teacher = _load_timm(spec_or_teacher, source, head, default_resolution)
+            _check_head(spec_or_teacher, source, head, class_mapping)
+            teacher = _load_timm(spec_or_teacher, source, head, preprocessing)
+        if options:
+            teacher = dataclasses.replace(teacher, **options)
     else:
         raise TypeError(f"a teacher is a spec string or an hfr.Teacher, got {type(spec_or_teacher).__name__}")
     teacher.to(resolve_device(device))
     if class_mapping is not None:
         teacher = dataclasses.replace(teacher, class_mapping=class_mapping)
     if num_classes is not None and teacher.num_classes != num_classes:
-        hint = "" if class_mapping is not None else "; pass class_mapping to map dataset classes to teacher logits"
+        hint = (
+            ""
+            if class_mapping is not None
+            else "; map each dataset class to a teacher logit with ReinforceConfig(class_mappings={teacher: [...]}) "
+            "(load_teacher: class_mapping=)"
+        )
         what = "class_mapping of teacher" if class_mapping is not None else "teacher"
         raise ConfigError(
             f"{what} {teacher.name!r} gives {teacher.num_classes} classes but the dataset has {num_classes}{hint}"
@@ -334,8 +431,57 @@ def load_teacher(
     return teacher
 
 
-def _load_timm(name: str, source: TeacherSource, head: int | None, default_resolution: int) -> Teacher:
-    """A timm model (random init, Hub pretrained and/or local weights) with its pretrained_cfg preprocessing."""
+def split_spec_options(spec: str) -> tuple[str, dict[str, Any]]:
+    """Split the preprocessing options off a teacher spec: ``"timm:resnet18@ckpt.safetensors?resolution=32&
+    interpolation=bilinear&mean=0.13,0.13,0.13&std=0.31,0.31,0.31"`` → (the spec before ``?``, the options
+    normalized). Keys are :data:`PREPROCESSING_KEYS`; each at most once; mean/std are 3 comma-separated numbers."""
+    base, mark, query = spec.partition("?")
+    if not mark:
+        return spec, {}
+    options: dict[str, Any] = {}
+    for item in query.split("&"):
+        key, eq, text = item.partition("=")
+        where = f"teacher {spec!r}: option {key!r}"
+        if key not in PREPROCESSING_KEYS or not eq or not text:
+            raise ConfigError(
+                f"{where}: expected key=value options joined by '&' with keys {list(PREPROCESSING_KEYS)}, "
+                f"got {item!r} (e.g. {base}?resolution=32&interpolation=bilinear&mean=0.5,0.5,0.5&std=0.5,0.5,0.5)"
+            )
+        if key in options:
+            raise ConfigError(f"{where}: given twice")
+        value: Any = text.split(",") if key in ("mean", "std") else text
+        if key == "resolution":
+            value = int(text) if text.isdigit() else text
+        options[key] = check_preprocessing(key, value, where)
+    return base, options
+
+
+def spec_with_options(spec: str, **options: Any) -> str:
+    """``spec`` with preprocessing options appended (the inverse of :func:`split_spec_options`), e.g.
+    ``spec_with_options("timm:resnet18@w.safetensors", resolution=32, mean=(0.5,) * 3)``."""
+    base, given = split_spec_options(spec)
+    for key in options:
+        if key not in PREPROCESSING_KEYS:
+            raise ConfigError(f"teacher {spec!r}: unknown option {key!r}; options are {list(PREPROCESSING_KEYS)}")
+    given.update({k: check_preprocessing(k, v, f"teacher {spec!r}: option {k!r}") for k, v in options.items()})
+    text = {k: ",".join(map(repr, given[k])) if k in ("mean", "std") else str(given[k]) for k in given}  # exact
+    return base + ("?" + "&".join(f"{k}={text[k]}" for k in PREPROCESSING_KEYS if k in text) if text else "")
+
+
+def _check_head(name: str, source: TeacherSource, head: int | None, class_mapping: Any) -> None:
+    """A random-init `timm:<arch>` head must be sized to the dataset: without a class count timm's default (1000)
+    would silently become the dataset's classes."""
+    if source.kind == "timm" and source.weights is None and head is None and class_mapping is None:
+        raise ConfigError(
+            f"teacher {name!r} has a random-init head whose size must come from the dataset, but the number of "
+            "classes is unknown (no num_classes, and no ClassLabel label column): pass num_classes=<count> "
+            "(CLI --num-classes), or cast the label column to datasets.ClassLabel"
+        )
+
+
+def _load_timm(name: str, source: TeacherSource, head: int | None, preprocessing: Preprocessing) -> Teacher:
+    """A timm model (random init, Hub pretrained and/or local weights): a Hub model with its pretrained_cfg
+    preprocessing, a `timm:<arch>` model (no known training preprocessing) with `preprocessing`."""
     import timm
     from timm.data import resolve_model_data_config
 
@@ -352,7 +498,10 @@ def _load_timm(name: str, source: TeacherSource, head: int | None, default_resol
         model = timm.create_model(model_name, pretrained=hub_weights, num_classes=None if hub_weights else head)
     if source.weights:
         _load_weights(model, source.weights, name)
-    args = {} if model.pretrained_cfg.get("input_size") else {"input_size": (3, default_resolution, default_resolution)}
+    if source.kind == "timm":
+        return Teacher(model, **preprocessing.to_dict(), name=name, num_outputs=model.num_classes, source=source)
+    size = preprocessing.resolution
+    args = {} if model.pretrained_cfg.get("input_size") else {"input_size": (3, size, size)}
     data = resolve_model_data_config(model, args=args)
     return Teacher(
         model,
@@ -402,7 +551,7 @@ def _load_hf(name: str, source: TeacherSource, trust_remote_code: bool, default_
 def _hub_commit(repo_id: str, revision: str | None) -> str:
     """The commit `revision` of Hub model `repo_id` points to (asked from the Hub, or from the cache offline)."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError, RevisionResolutionError
 
     try:
         return HfApi().resolve_revision(repo_id, revision=revision).resolved
@@ -410,10 +559,13 @@ def _hub_commit(repo_id: str, revision: str | None) -> str:
         raise NotFoundError(
             f"teacher model {repo_id!r} (revision {revision or 'main'}) not found on the Hub: {e}"
         ) from e
+    except RevisionResolutionError as e:  # no network and nothing cached
+        raise HubError(f"teacher model {repo_id!r}: {e}") from e
 
 
 def _load_weights(model: nn.Module, path: str, name: str) -> None:
-    """Load a safetensors / weights-only torch checkpoint into `model`, tolerating wrapper prefixes; strict keys."""
+    """Load a safetensors / weights-only torch checkpoint into `model`, tolerating wrapper prefixes; strict keys.
+    A timm model's classifier first takes the checkpoint's class count (see `_fit_head_to_checkpoint`)."""
     from timm.models import load_state_dict
 
     if not os.path.isfile(path):
@@ -426,6 +578,7 @@ def _load_weights(model: nn.Module, path: str, name: str) -> None:
             f"(arbitrary pickles are refused; re-save it as a plain state dict or .safetensors): {e}"
         ) from e
     state = _strip_prefixes(state, model.state_dict().keys())
+    _fit_head_to_checkpoint(model, state)
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as e:
@@ -435,6 +588,18 @@ def _load_weights(model: nn.Module, path: str, name: str) -> None:
             f"teacher {name!r}: weights in {path!r} do not match the model: "
             f"missing keys {_preview(result.missing_keys)}, unexpected keys {_preview(result.unexpected_keys)}"
         )
+
+
+def _fit_head_to_checkpoint(model: nn.Module, state: Mapping[str, Any]) -> None:
+    """Give a timm model the classifier size of the checkpoint (the checkpoint says how many classes the teacher
+    knows; :func:`load_teacher` then compares that count with the dataset's and asks for ``class_mapping``)."""
+    get_classifier, reset = getattr(model, "get_classifier", None), getattr(model, "reset_classifier", None)
+    weight = getattr(get_classifier(), "weight", None) if callable(get_classifier) and callable(reset) else None
+    key = next((k for k, p in model.named_parameters() if weight is not None and p is weight), None)
+    stored = state.get(key) if key else None
+    if stored is not None and stored.ndim == 2 and stored.shape[0] != weight.shape[0]:
+        with torch.random.fork_rng(devices=[]):  # the new head is overwritten; keep the caller's RNG untouched
+            reset(int(stored.shape[0]))
 
 
 def _strip_prefixes(state: Mapping[str, Any], model_keys: Iterable[str]) -> dict[str, Any]:

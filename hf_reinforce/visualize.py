@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import datasets
 import numpy as np
@@ -13,48 +15,93 @@ import PIL.ImageFont
 import torch
 
 from .distill import ReinforcedTransform
-from .errors import ConfigError, OutOfRangeError
-from .format import TOPK_IDS, TOPK_PROBS
+from .errors import ConfigError, NotFoundError, OutOfRangeError
+from .format import ROW_INDEX, TOPK_IDS, TOPK_PROBS
 from .layout import load_config, load_reinforced
 from .record import RunRecord, record_from_dataset
+from .shared import check_split
 
 CAPTION_LINES = 3
 
 
+LINE = 12
+TITLE_HEIGHT = 2 * LINE + 6
+"""Pixels above the grid for the title (the grid's first tile starts at ``(4, TITLE_HEIGHT + 4)``)."""
+MATCH = (0, 120, 0)
+"""Caption colour of a class that is the row's true label."""
+
+
 def _load(
-    source: datasets.Dataset | str | os.PathLike, split: str, revision: str | None
+    source: datasets.Dataset | str | os.PathLike,
+    split: str,
+    revision: str | None,
+    config: RunRecord | str | os.PathLike | None = None,
 ) -> tuple[datasets.Dataset, RunRecord]:
-    """The dataset and its run record, from a Dataset, a reinforced folder or a Hub repo."""
+    """The dataset and its run record, from a Dataset (its own record, else ``config``), a reinforced folder or a
+    Hub repo."""
+    if not isinstance(source, (str, os.PathLike)):
+        check_split(source, "show")
+    if isinstance(config, (str, os.PathLike)):
+        config = load_config(config, revision=revision)
     if isinstance(source, datasets.Dataset):
-        record = record_from_dataset(source)
+        record = config or record_from_dataset(source)
         if record is None:
             raise ConfigError(
-                "this dataset does not carry its reinforcement config: pass its folder or repo id instead"
+                "this dataset does not carry its reinforcement config (load_dataset/load_reinforced drop it): pass "
+                "config=<its folder or repo id> (or the folder or repo id instead of the dataset)"
             )
         return source, record
-    record = load_config(source, revision=revision)
+    record = config or load_config(source, revision=revision)
+    if record.splits and split not in record.splits:  # a Hub repo too: say which splits exist before loading
+        raise NotFoundError(f"{source} has no split {split!r}; its splits are {sorted(record.splits)} (pass --split)")
     return load_reinforced(source, split=split, revision=revision), record
 
 
-def _caption(ids: list[int], probs: list[float], names: list[str] | None) -> list[str]:
-    label = (lambda c: names[c]) if names else str
-    return [f"{label(int(c))[:14]} {p:.2f}" for c, p in list(zip(ids, probs))[:CAPTION_LINES]]
+def class_label(class_id: int, names: Sequence[str] | None) -> str:
+    """How a class is shown: its name where it says more than the id (``"cat"``), else the id (``"3"``)."""
+    name = names[class_id] if names is not None and 0 <= class_id < len(names) else None
+    return name[:14] if name is not None and name != str(class_id) else str(class_id)
 
 
-def render_grid(tiles: list[torch.Tensor], captions: list[list[str]], columns: int = 4) -> PIL.Image.Image:
-    """Tiles ``uint8 (3, r, r)`` in a grid, each with caption lines underneath."""
+def _caption(ids: Sequence[int], probs: Sequence[float], names: Sequence[str] | None) -> list[str]:
+    """Top-3 lines ``"3 (0.91)"`` / ``"cat (0.91)"``: the probability in brackets can never be read as a class."""
+    return [f"{class_label(int(c), names)} ({p:.2f})" for c, p in list(zip(ids, probs))[:CAPTION_LINES]]
+
+
+def title(row: int, example: Mapping[str, Any], record: RunRecord) -> str:
+    """``"row 3 (row_index 3) · label 7"`` (with the class name where it differs from the id)."""
+    text = f"row {row} (row_index {example.get(ROW_INDEX)})"
+    label = example.get(record.label_column) if record.label_column else None
+    if label is not None:
+        text += f" · label {int(label)}"
+        shown = class_label(int(label), record.class_names)
+        text += f" ({shown})" if shown != str(int(label)) else ""
+    return text
+
+
+def render_grid(
+    tiles: list[torch.Tensor],
+    captions: list[list[str]],
+    columns: int = 4,
+    *,
+    title: str = "",
+    highlight: Sequence[set[int]] | None = None,
+) -> PIL.Image.Image:
+    """Tiles ``uint8 (3, r, r)`` in a grid under ``title``, each with caption lines underneath; line ``i`` of tile
+    ``k`` is drawn in :data:`MATCH` colour when ``i`` is in ``highlight[k]`` (the true label)."""
     font = PIL.ImageFont.load_default()
     size = tiles[0].shape[-1]
-    line = 12
-    cell_w, cell_h = max(size, 110) + 8, size + line * CAPTION_LINES + 10
+    cell_w, cell_h = max(size, 110) + 8, size + LINE * (CAPTION_LINES + 1) + 10
     rows = -(-len(tiles) // columns)
-    canvas = PIL.Image.new("RGB", (columns * cell_w, rows * cell_h), "white")
+    canvas = PIL.Image.new("RGB", (columns * cell_w, TITLE_HEIGHT + rows * cell_h), "white")
     draw = PIL.ImageDraw.Draw(canvas)
+    draw.text((4, 4), title, fill="black", font=font)
     for k, (tile, lines) in enumerate(zip(tiles, captions)):
-        x, y = (k % columns) * cell_w + 4, (k // columns) * cell_h + 4
+        x, y = (k % columns) * cell_w + 4, TITLE_HEIGHT + (k // columns) * cell_h + 4
         canvas.paste(PIL.Image.fromarray(tile.permute(1, 2, 0).cpu().numpy()), (x, y))
         for i, text in enumerate(lines):
-            draw.text((x, y + size + 2 + i * line), text, fill="black", font=font)
+            colour = MATCH if highlight is not None and i in highlight[k] else "black"
+            draw.text((x, y + size + 2 + i * LINE), text, fill=colour, font=font)
     return canvas
 
 
@@ -67,21 +114,29 @@ def show(
     split: str = "train",
     resolution: int | None = None,
     revision: str | None = None,
+    config: RunRecord | str | os.PathLike | None = None,
 ) -> Path:
-    """Write a PNG of the first ``num`` stored augmentations of ``row`` (replayed exactly) with their top-3 classes."""
-    dataset, record = _load(source, split, revision)
+    """Write a PNG of the first ``num`` stored augmentations of ``row`` (replayed exactly) with their top-3 classes,
+    under a title with the row, its true label and class name. ``source`` is a reinforced folder, a Hub repo or a
+    ``datasets.Dataset``: one returned by ``reinforce`` carries its record, one from ``load_dataset`` /
+    ``load_reinforced`` needs ``config=`` (its folder, repo id or :class:`RunRecord`)."""
+    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+        raise ConfigError(f"num: expected a positive number of augmentations to show, got {num!r}")
+    dataset, record = _load(source, split, revision, config)
     if not 0 <= row < len(dataset):
-        raise OutOfRangeError(f"row {row} out of range: the {split!r} split has {len(dataset)} rows")
+        raise OutOfRangeError(
+            f"row {row} out of range: the {split!r} split has {len(dataset)} rows (0 to {len(dataset) - 1})"
+        )
     transform = ReinforcedTransform(record, dataset=dataset if record.mixing else None, resolution=resolution)
     example = dataset.with_format(None)[row]
-    count = min(num, transform.num_augmentations)
-    tiles = [transform.replay(example, j) for j in range(count)]
+    indices = list(range(min(num, transform.num_augmentations)))  # which stored augmentations to draw
+    tiles = [transform.replay(example, j) for j in indices]
     names = record.class_names
-    captions = [
-        _caption(example[TOPK_IDS][j], list(np.asarray(example[TOPK_PROBS][j], np.float32)), names)
-        for j in range(count)
-    ]
+    top = [(example[TOPK_IDS][j][:CAPTION_LINES], np.asarray(example[TOPK_PROBS][j], np.float32)) for j in indices]
+    captions = [[f"aug {j}", *_caption(ids, probs, names)] for j, (ids, probs) in zip(indices, top)]
+    label = example.get(record.label_column) if record.label_column else None
+    highlight = [{i + 1 for i, c in enumerate(ids) if label is not None and int(c) == int(label)} for ids, _ in top]
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
-    render_grid(tiles, captions).save(path)
+    render_grid(tiles, captions, title=title(row, example, record), highlight=highlight).save(path)
     return path

@@ -191,10 +191,11 @@ def three_modes(
 
 
 def load_teachers(specs: Sequence[str], num_classes: int, resolution: int | None = None) -> list[hfr.Teacher]:
-    """Load teacher specs; ``resolution`` overrides the input size of timm architectures trained here (their timm
-    config describes the input size of the Hub weights, not of ours)."""
-    teachers = [hfr.load_teacher(spec, num_classes=num_classes) for spec in specs]
-    return [dataclasses.replace(t, resolution=resolution) if resolution else t for t in teachers]
+    """Load teacher specs; ``timm:<arch>`` teachers (random init or weights trained here) see ``resolution`` and the
+    default interpolation and normalization unless their spec says otherwise (``...?resolution=32&mean=...``);
+    pretrained Hub teachers keep their own preprocessing."""
+    preprocessing = hfr.Preprocessing(resolution=resolution) if resolution else None
+    return [hfr.load_teacher(spec, num_classes=num_classes, preprocessing=preprocessing) for spec in specs]
 
 
 def set_threads(num_workers: int, threads: int | None) -> int:

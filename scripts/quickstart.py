@@ -34,6 +34,7 @@ import _common as common
 
 import hf_reinforce as hfr
 from hf_reinforce import testing
+from hf_reinforce.evidence import is_library_folder
 
 TEACHER_POLICY = {"ops": [{"op": "rrc", "scale": [0.5, 1.0]}]}
 """Teachers are fine-tuned with mild augmentation (no flip: digits): the stored views are the hard ones."""
@@ -111,8 +112,9 @@ def load_data(args: argparse.Namespace, source: Path) -> tuple[datasets.Dataset,
 def fine_tune_teachers(
     args: argparse.Namespace, train: datasets.Dataset, num_classes: int, folder: Path
 ) -> list[tuple[str, float]]:
-    """Train each of ``--teacher-archs`` from scratch with its own timm preprocessing; return ``timm:<arch>@<file>``
-    specs and training seconds."""
+    """Train each of ``--teacher-archs`` from scratch at ``--resolution`` with timm's interpolation and normalization
+    for it; return ``timm:<arch>@<file>?resolution=..&interpolation=..&mean=..&std=..`` specs (a checkpoint records
+    no preprocessing: the spec says how it was trained) and training seconds."""
     folder.mkdir(parents=True, exist_ok=True)
     specs = []
     for arch in args.teacher_archs:
@@ -127,7 +129,9 @@ def fine_tune_teachers(
         run = common.train(model, data, common.plain_loss, epochs=args.teacher_epochs, lr=args.lr, log=print)
         path = folder / f"{arch}.safetensors"
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-        specs.append((f"timm:{arch}@{path}", run.seconds))
+        preprocessing = {"resolution": args.resolution, "interpolation": cfg["interpolation"]}
+        spec = hfr.spec_with_options(f"timm:{arch}@{path}", **preprocessing, mean=cfg["mean"], std=cfg["std"])
+        specs.append((spec, run.seconds))
     return specs
 
 
@@ -142,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     train, test = load_data(args, source)
     num_classes = train.features["label"].num_classes
     print(f"data: {len(train)} train / {len(test)} test rows, {num_classes} classes; {common.machine_info()}")
-    if (out / "reinforce_config.json").exists() or (out / ".reinforce_in_progress.json").exists():
+    if out.is_dir() and is_library_folder(out):
         shutil.rmtree(out)  # a rerun recomputes everything, so the reported times are real
     elif out.exists() and any(out.iterdir()):
         sys.exit(f"{out} exists and is not a reinforced folder: choose another --output-dir")
@@ -153,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
         trained = [("given", "-")] * len(teachers)
     else:
         specs = fine_tune_teachers(args, train, num_classes, out.with_name(out.name + "-teachers"))
-        teachers = common.load_teachers([spec for spec, _ in specs], num_classes, args.resolution)
+        teachers = common.load_teachers([spec for spec, _ in specs], num_classes)
         trained = [(f"CE, {epochs(args.teacher_epochs)}", f"{seconds:.0f} s") for _, seconds in specs]
     ensemble = hfr.Ensemble(teachers)
     labels = torch.tensor(test["label"])

@@ -2,7 +2,7 @@
 :mod:`hf_reinforce.testing` with its tiny teachers and config (the ones the in-process tests use) into a folder and,
 with ``--log-dir``, writes one line per shard a process wrote to ``<log-dir>/rank<r>.jsonl``::
 
-    python tests/reinforce_worker.py OUTPUT_DIR --rows 64 --rows-per-shard 16 --log-dir LOGS [--throttle 0.5]
+    python tests/reinforce_worker.py OUTPUT_DIR --rows 64 --rows-per-shard 16 --log-dir LOGS [--throttle 0.5] [--split test]
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-augmentations", type=int, default=4)
     parser.add_argument("--rows-per-shard", type=int, default=16)
     parser.add_argument("--rows-per-block", type=int, default=16)
+    parser.add_argument("--split", default="train")
     parser.add_argument("--log-dir", type=Path)
     parser.add_argument("--throttle", type=float, default=0.0, help="seconds to sleep before writing each shard")
     args = parser.parse_args(argv)
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         rows_per_block=args.rows_per_block,
         rows_per_shard=args.rows_per_shard,
     )
-    out = hfr.reinforce(mnist_dataset(args.rows), config, args.output_dir, progress=False)
+    out = hfr.reinforce(mnist_dataset(args.rows), config, args.output_dir, split=args.split, progress=False)
     print(f"done: {len(out)} rows", flush=True)
 
 

@@ -73,7 +73,7 @@ def _shards(folder: Path) -> datasets.Dataset:
 def test_reinforce_in_process_writes_hub_folder(mnist_folder: Path, full_run: tuple[Path, str]) -> None:
     out, printed = full_run
     assert f"reinforced {ROWS} rows of split 'train' into {out}" in printed
-    assert "B per stored augmentation" in printed
+    assert "reinforcement bytes per stored augmentation: " in printed and " per row)" in printed
 
     assert sorted(p.name for p in (out / "data").iterdir()) == [f"train-0000{i}-of-00003.parquet" for i in range(3)]
     assert (out / "README.md").exists()
@@ -81,7 +81,7 @@ def test_reinforce_in_process_writes_hub_folder(mnist_folder: Path, full_run: tu
     assert (config["num_augmentations"], config["top_k"], config["seed"]) == (N, K, 3)
     assert [t["id"] for t in config["teachers"]] == ["test_resnet", "test_vit"]
     assert config["splits"]["train"]["num_rows_written"] == ROWS
-    assert config["splits"]["train"]["id"] == str(mnist_folder)
+    assert config["splits"]["train"]["id"] == mnist_folder.name  # the folder name, never the path
 
     plus = _shards(out)
     assert {"image", "label", "row_index", "topk_ids", "topk_probs"} <= set(plus.column_names)
@@ -137,7 +137,8 @@ def test_estimate_command_prints_every_field(mnist_folder: Path, capsys: pytest.
     assert re.search(r"calibration sample\s+4 rows × 2 augmentations = 8 views", printed)
     assert re.search(r"pipelined throughput\s+[\d,.]+ views/s", printed)
     assert re.search(r"estimated time, 2 devices\s+.+ per device", printed)
-    assert re.search(r"reinforcement columns\s+[\d.]+ B/augmentation", printed)
+    assert re.search(r"reinforcement bytes per stored augmentation\s+[\d.]+ B\n", printed)
+    assert re.search(r"reinforcement columns\s+[\d.]+ [kMG]?B\n", printed)
     for field in (
         "estimated time, 1 device",
         "kept source columns",

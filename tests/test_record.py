@@ -18,7 +18,7 @@ from datasets import ClassLabel, Dataset, Features, Image, Value
 import hf_reinforce as hfr
 from hf_reinforce.config import identity_fields
 from hf_reinforce.errors import ConfigError, OutputConflictError, SchemaVersionError
-from hf_reinforce.layout import CONFIG_FILE, IN_PROGRESS_FILE, load_config_json
+from hf_reinforce.layout import CONFIG_FILE, load_config_json, progress_path
 from hf_reinforce.record import OUTPUT_KEYS, REINFORCEMENT_KEYS, RunRecord, record_from_dataset, user_description
 from hf_reinforce.testing import mnist_arrays
 
@@ -132,8 +132,11 @@ def test_same_reinforcement_allows_a_reinforcement_only_split_but_same_output_do
     assert full.reinforcement_differences(reseeded) == ["seed"]
     other_teacher = full.replace(teachers=(dataclasses.replace(full.teacher, revision="abc"),))
     assert full.reinforcement_differences(other_teacher) == ["teachers"]
+    # a fingerprint alone (random for some sources) is no difference: the source rows are checked by their hashes
     moved = full.replace(splits={"train": dataclasses.replace(full.split("train"), fingerprint="other")})
-    assert full.output_differences(moved, "train") == ["source.fingerprint"] and full.same_reinforcement(moved)
+    assert full.output_differences(moved, "train") == [] and full.same_reinforcement(moved)
+    shorter = full.replace(splits={"train": dataclasses.replace(full.split("train"), num_rows=3)})
+    assert full.output_differences(shorter, "train") == ["source.num_rows"]
 
 
 def test_folder_takes_a_reinforcement_only_split_beside_a_full_one(folder, source, tmp_path):
@@ -143,7 +146,7 @@ def test_folder_takes_a_reinforcement_only_split_beside_a_full_one(folder, sourc
         source["test"], _config(reinforcement_only=True, key_column="id"), out, split="validation", progress=False
     )
     record = hfr.load_config(out)
-    assert set(record.splits) == {"train", "validation"} and not (out / IN_PROGRESS_FILE).exists()
+    assert set(record.splits) == {"train", "validation"} and not progress_path(out, "validation").exists()
     with pytest.raises(OutputConflictError, match="reinforcement_only"):
         hfr.reinforce(source["test"], _config(), out, split="validation", progress=False)
     with pytest.raises(OutputConflictError, match="seed"):

@@ -32,7 +32,7 @@ import hf_reinforce as hfr
 from hf_reinforce import BadImageError, ReinforceConfig, folder, reinforce
 from hf_reinforce.augment import PRESETS, AugmentationPolicy, to_rgb_uint8
 from hf_reinforce.format import SCHEMA_VERSION, decode_params
-from hf_reinforce.layout import CONFIG_FILE, IN_PROGRESS_FILE
+from hf_reinforce.layout import CONFIG_FILE, STATE_DIR, bytes_per_stored_augmentation, progress_path
 from hf_reinforce.pipeline import ReinforcePass
 from hf_reinforce.record import record_from_dataset
 from hf_reinforce.teachers import Teacher
@@ -296,20 +296,23 @@ def test_folder_output_loads_with_features_config_and_card(tmp_path):
     out_dir = tmp_path / "mnist-plus"
     train = mnist_dataset(40).cast_column("image", datasets.Image(mode="RGB"))  # the feature is kept as it is
     test = mnist_dataset(56).select(range(40, 56))
-    teachers = ["timm:test_resnet", tiny_teachers()[1]]  # a spec string (its own 160 px resolution) and a module
+    teachers = ["timm:test_resnet", tiny_teachers()[1]]  # a spec string (the config's preprocessing) and a module
     config = make_config(teachers=teachers, policy="rrc+ra+re", num_augmentations=2, rows_per_shard=32)
     returned = reinforce(train, config, out_dir, progress=False, source_id="ylecun/mnist", source_revision="abc123")
     reinforce(test, config, out_dir, split="test", progress=False, source_id="ylecun/mnist")
 
     files = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if p.is_file())
     assert files == [
+        f"{STATE_DIR}/lock",
+        f"{STATE_DIR}/test.lock",
+        f"{STATE_DIR}/train.lock",
         "README.md",
         "data/test-00000-of-00001.parquet",
         "data/train-00000-of-00002.parquet",
         "data/train-00001-of-00002.parquet",
         CONFIG_FILE,
-    ]  # no temp files, no in-progress marker, no leftover work directories
-    assert [p.name for p in out_dir.rglob("*") if p.is_dir()] == ["data"]
+    ]  # no temp files, no progress records, no leftover work directories; only the (empty) lock files
+    assert sorted(p.name for p in out_dir.rglob("*") if p.is_dir()) == [STATE_DIR, "data"]
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE((out_dir / files[2]).stat().st_mode) == 0o666 & ~umask
@@ -337,14 +340,15 @@ def test_folder_output_loads_with_features_config_and_card(tmp_path):
         "timm:test_resnet",
         "timm",
         "test_resnet",
-        160,
+        32,
     )
-    timm_cfg = timm.create_model("test_resnet").pretrained_cfg  # the teacher's own preprocessing
+    # random init: no known training preprocessing, so the config's (not timm's pretrained_cfg: 160 px, mean 0.5)
     assert (resnet["interpolation"], resnet["mean"], resnet["std"]) == (
-        "bilinear",
-        list(timm_cfg["mean"]),
-        list(timm_cfg["std"]),
+        config.interpolation,
+        list(config.mean),
+        list(config.std),
     )
+    assert timm.create_model("test_resnet").pretrained_cfg["mean"] != config.mean
     assert (vit["name"], vit["resolution"], vit["interpolation"], vit["mean"], vit["std"]) == (
         "tiny-vit",
         48,
@@ -364,9 +368,15 @@ def test_folder_output_loads_with_features_config_and_card(tmp_path):
     assert splits["train"]["skipped_rows"] == [] and splits["train"]["split"] == "train"
     sizes = sum(p.stat().st_size for p in (out_dir / "data").glob("train-*.parquet"))
     assert splits["train"]["num_bytes"] == sizes
-    assert splits["train"]["bytes_per_augmentation"] == round(sizes / 80, 2)
+    shards = sorted((out_dir / "data").glob("train-*.parquet"))
+    assert splits["train"]["bytes_per_augmentation"] == round(bytes_per_stored_augmentation(shards, 2), 2)
+    assert splits["train"]["bytes_per_augmentation"] < sizes / 80  # the images are not counted
 
     card = DatasetCard.load(out_dir / "README.md")
+    for stats in written["splits"].values():  # the card carries the record without the per-shard hashes
+        assert [s["file"] for s in stats.pop("shards")] == [
+            f"{stats['split']}-{i:05d}-of-{stats['num_shards']:05d}.parquet" for i in range(stats["num_shards"])
+        ]
     assert card.data.to_dict()["hf_reinforce"] == written
     assert {c["split"] for c in card.data.to_dict()["configs"][0]["data_files"]} == {"train", "test"}
     assert "topk_probs" in card.text
@@ -399,6 +409,13 @@ def test_folder_mode_streams_shards_and_returns_a_memory_mapped_dataset(tmp_path
 
 
 # -- 5. kill and resume ----------------------------------------------------------------------------------------------
+
+
+def hidden_leftovers(out_dir: Path) -> list[Path]:
+    """Hidden files and folders other than the state directory's lock files (temp files, work directories)."""
+    return [p for p in out_dir.rglob(".*") if p.name != STATE_DIR] + [
+        p for p in (out_dir / STATE_DIR).iterdir() if not p.name.endswith("lock")
+    ]
 
 
 def shard_stats(out_dir: Path) -> dict[str, tuple[int, int]]:
@@ -448,15 +465,15 @@ def test_killed_pass_resumes_to_identical_output_without_recomputing(tmp_path):
     finished = shard_stats(killed)
     assert 1 <= len(finished) < num_shards, finished
     assert not (killed / CONFIG_FILE).exists() and not (killed / "README.md").exists()
-    assert (killed / IN_PROGRESS_FILE).exists()
+    assert progress_path(killed, "train").exists()
     for name in finished:  # a shard with its final name is always complete
         assert pq.read_metadata(killed / "data" / name).num_rows == block
 
     resumed = reinforce(mnist_dataset(rows), make_config(**args), killed, progress=False)
     after = shard_stats(killed)
     assert {name: after[name] for name in finished} == finished  # finished shards were not recomputed
-    assert len(after) == num_shards and (killed / CONFIG_FILE).exists() and not (killed / IN_PROGRESS_FILE).exists()
-    assert not list(killed.rglob(".*")), "temp files of the killed run are left behind"
+    assert len(after) == num_shards and (killed / CONFIG_FILE).exists() and not progress_path(killed, "train").exists()
+    assert not hidden_leftovers(killed), "temp files of the killed run are left behind"
 
     reference = reinforce(mnist_dataset(rows), make_config(**args), tmp_path / "reference", progress=False)
     assert_same_rows(resumed, reference)
@@ -513,7 +530,7 @@ def test_two_cpu_processes_under_torchrun_write_the_same_output(tmp_path):
     assert_same_rows(datasets.load_dataset(str(two), split="train"), one)
     config_two = json.loads((two / CONFIG_FILE).read_text())
     assert config_two == json.loads((tmp_path / "one" / CONFIG_FILE).read_text())
-    assert not [p for p in two.rglob(".*")]
+    assert not hidden_leftovers(two)
 
 
 # -- 7. bad input ----------------------------------------------------------------------------------------------------
@@ -590,9 +607,9 @@ def test_folder_of_another_config_or_source_is_refused_unless_overwrite(tmp_path
 
     with pytest.raises(ValueError, match=r"differs in: seed, top_k\).*overwrite=True"):
         reinforce(source, make_config(policy="rrc", seed=1, top_k=4), out_dir, progress=False)
-    with pytest.raises(ValueError, match=r"differs in: teachers\)"):
+    with pytest.raises(ValueError, match=r"differs in: teachers; 2 teacher\(s\) vs 1"):
         reinforce(source, make_config(policy="rrc", teachers=tiny_teachers()[:1]), out_dir, progress=False)
-    with pytest.raises(ValueError, match=r"differs in: source.fingerprint, source.num_rows\)"):
+    with pytest.raises(ValueError, match=r"differs in: source.num_rows\)"):
         reinforce(mnist_dataset(12), make_config(policy="rrc"), out_dir, progress=False)
     assert shard_stats(out_dir) == before  # a refused run touches nothing
 

@@ -16,7 +16,7 @@ from hf_reinforce.config import ReinforceConfig
 from hf_reinforce.distill.loss import check_hyperparameters
 from hf_reinforce.errors import ConfigError
 from hf_reinforce.format import TOPK_IDS, TOPK_PROBS, decode_params, decode_topk
-from hf_reinforce.shared import as_logits, center_view, check_temperature
+from hf_reinforce.shared import as_logits, center_view, check_temperature, single_thread
 from hf_reinforce.teachers import Ensemble, Teacher
 from hf_reinforce.testing import run_record
 
@@ -118,3 +118,35 @@ def test_decode_row_whole_or_one_augmentation() -> None:
         assert torch.equal(ids, decode_topk(row)[0][j]) and torch.equal(probs, decode_topk(row)[1][j])
     with pytest.raises(KeyError, match="remove_unused_columns"):
         _transform()._params({}, 0)
+
+
+def test_transform_renders_with_one_thread_and_restores_the_callers_count(monkeypatch):
+    """In the main process (Trainer's default dataloader_num_workers=0) the transform's pixel work runs with one
+    torch thread, as in the pass (7–15× faster per row on 2 busy cores, scripts/bench_transform.py); training gets
+    its own thread count back after each call."""
+    from hf_reinforce import testing
+    from hf_reinforce.augment import AugmentationPolicy
+
+    plus = hfr.reinforce(
+        testing.mnist_dataset(4), testing.tiny_config(num_augmentations=2, num_workers=0), progress=False
+    )
+    transform = hfr.ReinforcedTransform.from_dataset(plus)
+    seen: list[int] = []
+    render = AugmentationPolicy.render
+
+    def spy(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return render(self, *args, **kwargs)
+
+    monkeypatch.setattr(AugmentationPolicy, "render", spy)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        transform(plus.with_format(None)[:])
+        transform.torch_dataset(plus)[1]
+        assert seen == [1] * 5 and torch.get_num_threads() == 2
+        with single_thread():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -12,7 +12,15 @@ from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
 from hf_reinforce import testing
-from hf_reinforce.teachers import Ensemble, Teacher, ViewSpec, load_teacher, parse_teacher_spec
+from hf_reinforce.teachers import (
+    Ensemble,
+    Preprocessing,
+    Teacher,
+    ViewSpec,
+    load_teacher,
+    parse_teacher_spec,
+    weights_sha256,
+)
 
 FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -120,16 +128,18 @@ def test_parse_teacher_spec():
         parse_teacher_spec("timm:resnet18@main")
 
 
-def test_timm_random_uses_its_pretrained_cfg_and_is_deterministic():
-    teacher = load_teacher("timm:test_vit", device="cpu")
-    assert teacher.view_spec == ViewSpec(160, "bicubic")
-    assert teacher.mean == (0.5, 0.5, 0.5) and teacher.std == (0.5, 0.5, 0.5)
+def test_timm_random_uses_the_given_preprocessing_not_timms_and_is_deterministic():
+    preprocessing = Preprocessing(resolution=48, interpolation="bicubic", mean=(0.1, 0.2, 0.3), std=(0.4, 0.5, 0.6))
+    teacher = load_teacher("timm:test_vit", device="cpu", num_classes=7, preprocessing=preprocessing)
+    assert teacher.view_spec == ViewSpec(48, "bicubic")  # not timm's pretrained_cfg (160 px, mean 0.5)
+    assert teacher.mean == (0.1, 0.2, 0.3) and teacher.std == (0.4, 0.5, 0.6)
     assert not teacher.module.training
-    images = photos(160)
+    images = photos(48)
     logits = teacher.logits(images)
-    assert logits.dtype == torch.float32 and logits.shape == (2, 1000)
+    assert logits.dtype == torch.float32 and logits.shape == (2, 7)
     assert torch.equal(logits, teacher.logits(images))
-    assert load_teacher("timm:test_resnet", num_classes=10).num_classes == 10  # random head sized to the dataset
+    default = load_teacher("timm:test_resnet", num_classes=10)  # random head sized to the dataset
+    assert default.num_classes == 10 and default.view_spec == ViewSpec(224, "bilinear")
 
 
 @pytest.mark.parametrize("fmt, prefix", [("safetensors", ""), ("pth", ""), ("pth", "module."), ("pth", "model.")])
@@ -146,7 +156,9 @@ def test_timm_local_weights_are_loaded(tmp_path, fmt, prefix):
     with torch.no_grad():
         expected = source(hand_normalize(images, teacher.mean, teacher.std).float())
     torch.testing.assert_close(teacher.logits(images), expected, rtol=1e-4, atol=1e-4)
-    assert teacher.to_config()["weights"] == str(path)
+    recorded = teacher.to_config()  # the file's name and the weights' hash, never this machine's path
+    assert recorded["weights"] == path.name and str(tmp_path) not in json.dumps(recorded)
+    assert recorded["weights_sha256"] == weights_sha256(source) == weights_sha256(teacher.module)
 
 
 def test_weights_that_do_not_match_name_the_teacher(tmp_path):
@@ -228,6 +240,18 @@ def test_hub_teachers_pin_and_record_the_commit(tmp_path, offline_hub_cache):
     offline_hub_cache("org/tiny-vit", tmp_path / "hf-repo")
     config = load_teacher("hf:org/tiny-vit").to_config()
     assert (config["id"], config["revision"], config["resolution"]) == ("org/tiny-vit", FAKE_COMMIT, 32)
+
+
+def test_pretrained_hub_teachers_keep_their_own_preprocessing(tmp_path, offline_hub_cache):
+    from timm.models._hub import save_for_hf
+
+    save_for_hf(tiny_timm("test_vit", classes=4), tmp_path / "repo", safe_serialization=True)
+    offline_hub_cache("timm/test_vit.tiny", tmp_path / "repo")
+    odd = Preprocessing(resolution=40, interpolation="nearest", mean=(0.1,) * 3, std=(0.2,) * 3)
+    teacher = load_teacher("timm/test_vit.tiny", num_classes=4, preprocessing=odd)
+    assert (teacher.resolution, teacher.interpolation, teacher.mean) == (160, "bicubic", (0.5, 0.5, 0.5))
+    override = load_teacher("timm/test_vit.tiny?resolution=48", num_classes=4, preprocessing=odd)
+    assert (override.resolution, override.interpolation) == (48, "bicubic")  # an option in the spec still applies
 
 
 def test_module_teacher_normalize_and_logits():
@@ -324,3 +348,14 @@ def test_ensemble_is_mean_of_tempered_softmaxes():
         Ensemble([small, Teacher(Linear(8, 3), resolution=8)])
     config = json.loads(json.dumps(ensemble.to_config()))
     assert config["temperature"] == 2.0 and [t["name"] for t in config["teachers"]] == ["small", "large", "twin"]
+
+
+def test_weights_hash_changes_with_any_weight_and_not_with_the_device_or_the_object():
+    a, b = testing.tiny_timm(seed=0), testing.tiny_timm(seed=0)
+    assert weights_sha256(a) == weights_sha256(b) and Teacher(a, resolution=32).weights_sha256 == weights_sha256(b)
+    with torch.no_grad():
+        next(b.parameters()).view(-1)[0] += 1e-6
+    assert weights_sha256(a) != weights_sha256(b)
+    b.load_state_dict(a.state_dict())
+    assert weights_sha256(a) == weights_sha256(b)
+    assert weights_sha256(a.to(torch.bfloat16)) != weights_sha256(b)  # the dtype is part of the weights

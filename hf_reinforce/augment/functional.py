@@ -10,9 +10,8 @@ normalized to ``[0, 65535]`` (see :func:`box_to_pixels`) so they replay at any i
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -399,19 +398,6 @@ _NORMALIZE_VALUES = 2**18
 """Values per slice of :func:`normalize` into a buffer: 1 MB of float32, two 224-px views."""
 
 
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch ops with one intra-op thread: small-image ops cost several times more CPU across threads
-    (measured: 2.6 vs 14.9 CPU-ms per rrc+ra+re view), and threads of a process that shares its cores with render
-    workers spin at every barrier; pixels and values are identical either way."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def interpolation_mode(
     name: str | int | InterpolationMode, field: str = "interpolation", allowed: Sequence[str] = RESIZE_INTERPOLATIONS
 ) -> InterpolationMode:
@@ -447,5 +433,4 @@ __all__ = [
     "rand_augment_magnitude",
     "resized_crop",
     "resized_crops",
-    "single_thread",
 ]

@@ -8,8 +8,9 @@ students start from the same pixels:
 * Images with transparency (``RGBA``, ``LA``, ``PA``, ``P`` with a transparency key) are composited over white.
 * 16-bit and 32-bit integer images (``I;16*``, ``I``) are scaled to 8 bits by ``round(v / 257)`` after clipping
   to ``[0, 65535]``; float images (``F``) are clipped to ``[0, 1]`` and scaled by 255.
-* Arrays and tensors: ``HW``, ``HWC`` (numpy) or ``CHW`` (torch) with 1, 3 or 4 channels, ``uint8`` or
-  ``uint16`` (scaled as above) or float in ``[0, 1]``.
+* Arrays and tensors: ``HW``, ``HWC`` (numpy, or nested lists as ``Array3D``/list columns give) or ``CHW`` (torch)
+  with 1, 3 or 4 channels, ``uint8``, ``uint16`` (scaled as above) or float in ``[0, 1]``; signed integers
+  are 8-bit when every value is in ``[0, 255]`` (Python lists infer ``int64``), else scaled as 16-bit.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def open_image(value: Any) -> PIL.Image.Image | np.ndarray | torch.Tensor:
         raise ValueError("image dict has neither 'bytes' nor 'path'")
     if isinstance(value, str):
         return _load(PIL.Image.open(value))
+    if isinstance(value, (list, tuple)):  # an Array2D/Array3D or nested-list column read as Python lists
+        return np.asarray(value)
     raise TypeError(f"cannot read an image from a value of type {type(value).__name__}")
 
 
@@ -104,6 +107,8 @@ def _array_to_tensor(tensor: torch.Tensor) -> torch.Tensor:
         )
     if tensor.dtype == torch.uint8:
         pass
+    elif tensor.dtype in (torch.int16, torch.int32, torch.int64) and bool(((tensor >= 0) & (tensor <= 255)).all()):
+        tensor = tensor.to(torch.uint8)  # 8-bit pixels stored as wider ints (Python lists infer int64)
     elif tensor.dtype in (torch.uint16, torch.int16, torch.int32, torch.int64):
         tensor = torch.round(tensor.to(torch.float64).clamp(0, 65535) / 257.0).to(torch.uint8)
     elif tensor.is_floating_point():

@@ -51,6 +51,20 @@ def _stack(rows: Sequence[Mapping[str, Any]], key: str, dtype: torch.dtype) -> t
     return torch.stack([torch.as_tensor(row[key]) for row in rows]).to(dtype)
 
 
+class PackedBatch(dict):
+    """A packed batch (``pixel_values``, ``labels`` = ``[label, ids..., probs...]``): asking it for ``topk_ids`` or
+    ``topk_probs`` — what a plain training loop does — says to use ``DistillationCollator(pack=False)``."""
+
+    def __missing__(self, key: str) -> Any:
+        if key in ("topk_ids", "topk_probs"):
+            raise KeyError(
+                f"{key!r}: DistillationCollator() packs the teacher top-k into 'labels' (B, 1 + 2K) for "
+                "transformers.Trainer; in a plain training loop use DistillationCollator(pack=False), whose batches "
+                "have 'labels' (B,), 'topk_ids' and 'topk_probs' (or unpack_labels(batch['labels']))"
+            )
+        raise KeyError(key)
+
+
 @dataclass
 class DistillationCollator:
     """Batch rows of ``pixel_values``, ``labels`` and optional ``topk_ids``/``topk_probs``; other keys are ignored.
@@ -68,9 +82,11 @@ class DistillationCollator:
             raise ValueError("cannot collate an empty batch")
         missing = {"pixel_values", "labels"} - set(rows[0])
         if missing:
+            raw = "; these are raw reinforced rows: apply the transform first (dataset.set_transform(transform) or "
+            raw += "transform.torch_dataset(dataset))"
             raise KeyError(
                 f"rows need 'pixel_values' and 'labels' (as ReinforcedTransform returns); missing {sorted(missing)} "
-                f"in keys {sorted(rows[0])}"
+                f"in keys {sorted(rows[0])}" + (raw if "topk_ids" in rows[0] and "pixel_values" not in rows[0] else "")
             )
         batch = {
             "pixel_values": _stack(rows, "pixel_values", torch.float32),
@@ -84,8 +100,7 @@ class DistillationCollator:
         topk_ids = _stack(rows, "topk_ids", torch.int64)
         topk_probs = _stack(rows, "topk_probs", torch.float32)
         if self.pack:
-            return {
-                "pixel_values": batch["pixel_values"],
-                "labels": pack_labels(batch["labels"], topk_ids, topk_probs),
-            }
+            return PackedBatch(
+                pixel_values=batch["pixel_values"], labels=pack_labels(batch["labels"], topk_ids, topk_probs)
+            )
         return {**batch, "topk_ids": topk_ids, "topk_probs": topk_probs}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any, Protocol
 
@@ -18,7 +19,7 @@ from transformers import (
 from transformers.modeling_outputs import ImageClassifierOutput
 
 from ..errors import ConfigError
-from ..shared import as_logits
+from ..shared import as_logits, check_split
 from .collate import DistillationCollator, unpack_labels
 from .loss import LossParts, check_hyperparameters, distillation_loss_parts
 
@@ -93,6 +94,38 @@ class DistillationLoss:
         return parts
 
 
+def check_student(model: Any) -> None:
+    """Refuse a model the Trainer cannot call: it calls ``model(pixel_values=..., labels=...)``, which a raw timm
+    model (``forward(x)``) does not take."""
+    if not isinstance(model, nn.Module):
+        return
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return
+    if "pixel_values" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return
+    raise ConfigError(
+        f"model: {type(model).__name__}.forward({', '.join(parameters)}) does not take pixel_values=, which the "
+        "Trainer passes; wrap a timm (or any images → logits) model in hfr.TimmStudent(model)"
+    )
+
+
+def check_train_dataset(dataset: Any) -> None:
+    """Refuse raw reinforced rows: the train dataset needs the transform (``set_transform``) or ``torch_dataset``."""
+    import datasets
+
+    if isinstance(dataset, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+        check_split(dataset, "train_dataset")
+    if not isinstance(dataset, datasets.Dataset) or dataset.format["type"] == "custom":
+        return
+    if "pixel_values" not in dataset.column_names:
+        raise ConfigError(
+            f"train_dataset has no transform (its columns are raw: {dataset.column_names}): call "
+            "train_dataset.set_transform(transform) first, or pass train_dataset=transform.torch_dataset(train_dataset)"
+        )
+
+
 class DistillationCallback(TrainerCallback):
     """Keeps ``transform.set_epoch`` in step with the Trainer, keeps raw columns, logs ``loss``'s kd/ce parts.
 
@@ -131,14 +164,17 @@ class DistillationCallback(TrainerCallback):
         control: TrainerControl,
         **kwargs: Any,
     ):
-        """Check the arguments and start counting epochs where the (possibly resumed) state is."""
+        """Check the arguments, model and data, and start counting epochs where the (possibly resumed) state is."""
         if args.remove_unused_columns:
             raise ConfigError(
                 "remove_unused_columns=True drops the raw columns the transform reads before it runs: set "
                 "TrainingArguments(remove_unused_columns=False), or pass DistillationCallback in "
                 "Trainer(callbacks=[...]) so it can set it"
             )
-        if args.dataloader_persistent_workers and args.dataloader_num_workers > 0:
+        check_student(kwargs.get("model"))
+        check_train_dataset(getattr(kwargs.get("train_dataloader"), "dataset", None))
+        shared = getattr(self.transform, "epoch_shared_with_workers", False)
+        if args.dataloader_persistent_workers and args.dataloader_num_workers > 0 and not shared:
             raise ConfigError(
                 "dataloader_persistent_workers=True keeps worker copies of the transform, so set_epoch never "
                 "reaches them and every epoch would replay the same augmentations; set it to False"
@@ -197,6 +233,11 @@ class DistillationTrainer(Trainer):
                 "DistillationTrainer sets compute_loss_func itself; for a custom loss use transformers.Trainer "
                 "with DistillationCollator and DistillationCallback"
             )
+        check_student(model)
+        check_train_dataset(kwargs.get("train_dataset"))
+        if args is None:
+            args = TrainingArguments(output_dir="tmp_trainer")  # what Trainer itself would use
+        args.remove_unused_columns = False  # this class owns it: the transform reads the raw columns
         self.distillation_loss = DistillationLoss(temperature, ce_weight, label_smoothing)
         if kwargs.get("data_collator") is None:
             kwargs["data_collator"] = DistillationCollator()

@@ -3,13 +3,16 @@
 Choice of augmentation: for row ``i`` in epoch ``e`` with ``N`` stored augmentations, cycle ``c = e // N`` draws a
 permutation of ``0..N-1`` seeded by (seed, i, c) and uses its element ``e % N``, so every stored augmentation is
 used once before any repeats. Rendering goes through the same ``AugmentationPolicy.render`` as the teachers'
-inputs, so at the teachers' resolution and interpolation the pixels are identical.
+inputs, so at the teachers' resolution and interpolation the pixels are identical. Pixel work runs with one torch
+thread (``shared.single_thread``), as in the pass: in the main process (``Trainer``'s default
+``dataloader_num_workers=0``) torch's default thread pool made each row 15–35× slower on a busy 2-core machine.
 
 Only ``augment``, ``format``, ``record``, ``layout`` and ``shared`` are imported here: training code never loads teacher code.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,22 @@ from ..errors import ConfigError, OutOfRangeError
 from ..format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, decode_params, decode_topk
 from ..layout import load_config
 from ..record import RunRecord, record_from_dataset
-from ..shared import center_view
+from ..shared import center_view, check_split, single_thread
+
+
+def check_index(value: Any, name: str, size: int | None = None) -> int:
+    """``value`` as an int index (``>= 0``, and ``< size`` when given), else an error naming ``name``:
+    :class:`ConfigError` for a non-integer or negative value, :class:`OutOfRangeError` past ``size``."""
+    try:
+        index = operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        index = None
+    if index is None or index < 0:
+        bound = f"in [0, {size})" if size is not None else ">= 0"
+        raise ConfigError(f"{name}: expected an integer {bound}, got {value!r}")
+    if size is not None and index >= size:
+        raise OutOfRangeError(f"{name} {value} out of range for {size} stored augmentations: expected [0, {size})")
+    return index
 
 
 def augmentation_index(seed: int, row: int, epoch: int, num_augmentations: int) -> int:
@@ -34,7 +52,8 @@ def augmentation_index(seed: int, row: int, epoch: int, num_augmentations: int) 
 class ReinforcedTransform:
     """``datasets`` transform: rows → ``pixel_values``, ``labels``, ``topk_ids``, ``topk_probs`` of one stored augmentation.
 
-    Use with ``dataset.set_transform(transform)`` / ``with_transform``, a ``DataLoader`` with workers (it pickles),
+    Use with ``dataset.set_transform(transform)`` / ``with_transform``, a ``DataLoader`` with workers (it pickles;
+    persistent workers follow ``set_epoch`` too: the epoch is in shared memory),
     or ``IterableDataset.map(transform, batched=True)`` for streaming (policies without mixing). Defaults for
     resolution, interpolation and normalization come from the run record (the reinforcement resolution and the
     first teacher's interpolation, mean and std). ``config`` is the record (a :class:`RunRecord` or its JSON dict).
@@ -64,7 +83,9 @@ class ReinforcedTransform:
         self.image_column = record.image_column
         self.label_column = record.label_column
         self.seed = int(seed)
-        self.epoch = int(epoch)
+        # One shared-memory int: DataLoader workers (persistent ones too) read the epoch the main process set.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self.set_epoch(epoch)
         self._partners = None
         self._positions: dict[int, int] | None = None
         if self.policy.mixing is not None:
@@ -89,6 +110,7 @@ class ReinforcedTransform:
         Datasets loaded with ``load_dataset`` do not carry it: use :meth:`from_pretrained` with the repo or folder,
         or pass ``config=``.
         """
+        check_split(dataset, "ReinforcedTransform.from_dataset", streaming=True)
         config = kwargs.pop("config", None) or record_from_dataset(dataset)
         if config is None:
             raise ConfigError(
@@ -110,6 +132,7 @@ class ReinforcedTransform:
 
         if dataset is None:
             raise ConfigError("this policy mixes rows (MixUp/CutMix): pass dataset= so partner rows can be fetched")
+        check_split(dataset, "ReinforcedTransform(dataset=...)", streaming=True)
         if isinstance(dataset, datasets.IterableDataset):
             raise ConfigError(
                 "mixing policies (MixUp/CutMix) need random access to partner rows, which a streaming dataset cannot "
@@ -120,9 +143,21 @@ class ReinforcedTransform:
 
     # -- epochs -----------------------------------------------------------------------------------------------
 
+    epoch_shared_with_workers = True
+    """``set_epoch`` reaches DataLoader workers that already hold a copy (``persistent_workers=True``)."""
+
+    @property
+    def epoch(self) -> int:
+        """The epoch whose stored augmentations this transform replays."""
+        return int(self._epoch)
+
     def set_epoch(self, epoch: int) -> None:
-        """Select the augmentations of ``epoch`` (call before each epoch; DistillationCallback does it)."""
-        self.epoch = int(epoch)
+        """Select the augmentations of ``epoch`` (call before each epoch; DistillationCallback does it).
+
+        The epoch lives in shared memory, so workers of a ``DataLoader`` (also with ``persistent_workers=True``)
+        see it from the next ``iter(loader)`` on; a plain ``pickle`` of the transform gets its own copy.
+        """
+        self._epoch.fill_(check_index(epoch, "epoch"))
 
     def augmentation_index(self, row_index: int, epoch: int | None = None) -> int:
         """The stored augmentation this transform uses for ``row_index`` in ``epoch`` (default: current)."""
@@ -140,6 +175,34 @@ class ReinforcedTransform:
                 "DistillationCallback/DistillationTrainer"
             ) from None
 
+    def check_row(self, row: Mapping[str, Any]) -> None:
+        """Refuse a row of another reinforced dataset (other policy or mixing, other N or K) with what differs:
+        replaying its parameters with this transform's policy would give wrong pixels without a word."""
+        expected = set(self.policy.columns)
+        stored = {name for name in row if name.startswith("aug_")}
+        if not stored and ROW_INDEX not in row:
+            return  # columns dropped before the transform: example() and _params() say how to keep them
+        problems = []
+        if stored != expected:
+            problems.append(
+                f"augmentation columns {sorted(stored)} (this transform's policy {self.record.policy_name!r} "
+                f"stores {sorted(expected)})"
+            )
+        lengths = {name: len(row[name]) for name in (*sorted(stored & expected), TOPK_IDS) if name in row}
+        wrong = {name: n for name, n in lengths.items() if n != self.num_augmentations}
+        if wrong:
+            counts = " or ".join(map(str, sorted(set(wrong.values()))))
+            problems.append(f"{counts} stored augmentations (this transform's N is {self.num_augmentations})")
+        elif TOPK_IDS in row and len(row[TOPK_IDS]) and len(row[TOPK_IDS][0]) != self.record.top_k:
+            problems.append(f"top-{len(row[TOPK_IDS][0])} ids (this transform's K is {self.record.top_k})")
+        if problems:
+            raise ConfigError(
+                f"row {row.get(ROW_INDEX)} is not from the dataset this transform was built for: it has "
+                + "; ".join(problems)
+                + ". Build the transform from this dataset's own config (from_pretrained(<its folder or repo>) or "
+                "from_dataset(ds))"
+            )
+
     def _partner_row(self, row_index: int) -> Mapping[str, Any]:
         if self._positions is None:
             self._positions = {int(r): k for k, r in enumerate(self._partners[ROW_INDEX])}
@@ -151,10 +214,12 @@ class ReinforcedTransform:
         self, row: Mapping[str, Any], aug_index: int, resolution: int | None = None, interpolation: str | None = None
     ) -> torch.Tensor:
         """Exact ``uint8 (3, r, r)`` pixels of stored augmentation ``aug_index`` of ``row`` (mixing included)."""
-        if not 0 <= int(aug_index) < self.num_augmentations:
-            raise OutOfRangeError(
-                f"aug_index {aug_index} out of range for {self.num_augmentations} stored augmentations"
-            )
+        self.check_row(row)
+        return self._replay(row, check_index(aug_index, "aug_index", self.num_augmentations), resolution, interpolation)
+
+    def _replay(
+        self, row: Mapping[str, Any], aug_index: int, resolution: int | None, interpolation: str | None
+    ) -> torch.Tensor:
         resolution = int(resolution or self.resolution)
         interpolation = interpolation or self.interpolation
         params = self._params(row, aug_index)
@@ -180,9 +245,11 @@ class ReinforcedTransform:
                 f"row has no {ROW_INDEX!r} column (columns: {sorted(row)}); is this a reinforced dataset? With "
                 "transformers.Trainer set remove_unused_columns=False or use DistillationCallback/DistillationTrainer"
             )
+        self.check_row(row)
         j = self.augmentation_index(int(row[ROW_INDEX]))
         ids, probs = decode_topk(row, index=j)
-        out = {"pixel_values": normalize(self.replay(row, j), self.mean, self.std), TOPK_IDS: ids, TOPK_PROBS: probs}
+        pixels = self._replay(row, j, None, None)
+        out = {"pixel_values": normalize(pixels, self.mean, self.std), TOPK_IDS: ids, TOPK_PROBS: probs}
         if self.label_column and self.label_column in row:
             out["labels"] = int(row[self.label_column])
         return out
@@ -190,7 +257,8 @@ class ReinforcedTransform:
     def __call__(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list]:
         """Batched transform (``set_transform``): each row gets its stored augmentation for the current epoch."""
         size = len(next(iter(batch.values()), []))
-        examples = [self.example({name: values[k] for name, values in batch.items()}) for k in range(size)]
+        with single_thread():  # pixel work as in the pass; the caller's (training) thread count comes back after
+            examples = [self.example({name: values[k] for name, values in batch.items()}) for k in range(size)]
         return {key: [e[key] for e in examples] for key in (examples[0] if examples else {})}
 
     def torch_dataset(self, dataset: Any) -> ReplayDataset:
@@ -199,6 +267,7 @@ class ReinforcedTransform:
         Equivalent to ``dataset.with_transform(self)``, but ``set_transform`` first converts *all* N stored
         augmentations of a row to Python lists; this reads one (measured in README: flat in N).
         """
+        check_split(dataset, "torch_dataset")
         return ReplayDataset(dataset, self)
 
     def evaluation(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list]:
@@ -206,11 +275,12 @@ class ReinforcedTransform:
         (:func:`~hf_reinforce.shared.center_view`, the view the teachers' accuracy is measured on), normalized like
         training."""
         out: dict[str, list] = {"pixel_values": [], "labels": []}
-        for k, value in enumerate(batch[self.image_column]):
-            pixels = center_view(to_rgb_uint8(value), self.resolution, self.interpolation)
-            out["pixel_values"].append(normalize(pixels, self.mean, self.std))
-            if self.label_column in batch:
-                out["labels"].append(int(batch[self.label_column][k]))
+        with single_thread():
+            for k, value in enumerate(batch[self.image_column]):
+                pixels = center_view(to_rgb_uint8(value), self.resolution, self.interpolation)
+                out["pixel_values"].append(normalize(pixels, self.mean, self.std))
+                if self.label_column in batch:
+                    out["labels"].append(int(batch[self.label_column][k]))
         if not out["labels"]:
             del out["labels"]
         return out
@@ -260,4 +330,6 @@ class ReplayDataset(torch.utils.data.Dataset):
         return len(self.rows)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.transform.example(arrow_row(self.rows, int(index)))
+        row = arrow_row(self.rows, int(index))
+        with single_thread():
+            return self.transform.example(row)
