@@ -33,7 +33,7 @@ from .errors import BadImageError, BadLabelError, ConfigError, MissingColumnErro
 from .format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, encode_topk, reinforce_features, to_arrow, topk_id_dtype
 from .record import RunRecord
 from .rendering import BlockGeometry, BlockRenderer, RenderedChunk, render_tasks, task_order
-from .shared import check_split
+from .shared import check_split, single_thread
 from .teachers import Ensemble, load_teacher
 
 # -- setup -------------------------------------------------------------------------------------------------------
@@ -309,7 +309,8 @@ class ReinforcePass:
             return
         start = time.perf_counter()
         probs = self.ensemble.probs(chunk.views, on_views)
-        ids, values = encode_topk(probs, self.config.top_k, self.num_classes)
+        with single_thread():  # a few small ops: across threads they only spin (workers share the cores)
+            ids, values = encode_topk(probs, self.config.top_k, self.num_classes)
         shape = (len(chunk.rows), len(chunk.indices), -1)
         js = slice(chunk.indices.start, chunk.indices.stop)
         assert entry.ids is not None and entry.probs is not None  # chunk 0 of a block arrives first (same worker)

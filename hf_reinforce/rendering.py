@@ -161,7 +161,7 @@ class BlockRenderer(torch.utils.data.Dataset):
             try:
                 if value is None:
                     raise ValueError("the image is missing (None)")
-                image = to_rgb_uint8(value)
+                image = to_rgb_uint8(value, channels_last=True)
             except Exception as error:  # noqa: BLE001 — any decoder failure is reported with its row
                 if self.skip_bad_images:
                     out.skipped.append(row)
@@ -219,7 +219,7 @@ def render_tasks(
 
 def _render_here(renderer: BlockRenderer, tasks: Sequence[Task]) -> Iterator[RenderedChunk]:
     for task in tasks:
-        with single_thread():
+        with single_thread():  # render workers run with one thread already
             item = renderer[task]
         yield item
 

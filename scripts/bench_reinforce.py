@@ -1,6 +1,8 @@
 """The reinforcement pass at scale: its own cost per view, overlap with the teachers, worker scaling, memory, GPU.
 
     python scripts/bench_reinforce.py                 # CPU: every figure below, side by side, in one run
+    python scripts/bench_reinforce.py --only cpu      # one section: cpu, overlap, scaling or rss
+    python scripts/bench_reinforce.py --baseline ../main --only cpu   # and the code in ../main, interleaved
     python scripts/bench_reinforce.py --device cuda   # one GPU: resnet50 bf16, bare vs pass with 4/8/16 workers
 
 Every measurement runs the real folder pass (``hfr.reinforce(ds, config, output_dir)``: decoding, sampling,
@@ -49,6 +51,7 @@ def build_dataset(kind: str, rows: int, path: Path) -> None:
 
     from hf_reinforce import testing
 
+    datasets.disable_progress_bars()
     if kind == "photos":  # distinct bytes per row (each photo rolled by i pixels), as a real dataset stores them
         photos = testing.photo_arrays()
         images = [
@@ -86,6 +89,12 @@ def _cpu() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _cpu_main() -> float:
+    """CPU seconds of this process alone (the main process of the pass)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
 
 
 def _sync(device: torch.device) -> None:
@@ -141,9 +150,9 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         _bare_seconds(run.ensemble, batches[:1])  # warm-up
         out["bare"] = [_bare_seconds(run.ensemble, batches)]
     with tempfile.TemporaryDirectory(dir=job["scratch"]) as folder:
-        cpu, wall = _cpu(), time.perf_counter()
+        cpu, main, wall = _cpu(), _cpu_main(), time.perf_counter()
         hfr.reinforce(ds, config, output_dir=folder, progress=False)
-        out["wall"], out["cpu"] = time.perf_counter() - wall, _cpu() - cpu
+        out["wall"], out["cpu"], out["cpu_main"] = time.perf_counter() - wall, _cpu() - cpu, _cpu_main() - main
     if run is not None and batches is not None:
         out["bare"].append(_bare_seconds(run.ensemble, batches))
     out["rss_main"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -151,10 +160,14 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_job(job: dict[str, Any]) -> dict[str, Any]:
+def run_job(job: dict[str, Any], code: str | None = None) -> dict[str, Any]:
+    """``measure(job)`` in a fresh subprocess; with ``code``, that source tree comes first on ``PYTHONPATH``."""
+    env = dict(os.environ)
+    if code:
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(code).resolve()), env.get("PYTHONPATH", "")])
     with tempfile.NamedTemporaryFile("r", suffix=".json", dir=job["scratch"]) as result:
         cmd = [sys.executable, __file__, "--job", json.dumps(job), "--result", result.name]
-        subprocess.run(cmd, check=True)
+        subprocess.run(cmd, check=True, env=env)
         return json.load(open(result.name))
 
 
@@ -172,63 +185,127 @@ def machine(device: str) -> str:
     return text
 
 
-def cpu_benchmarks(scratch: str, rows: int) -> None:
-    data = {kind: Path(scratch, kind) for kind in ("digits", "digits4", "photos", "photos4")}
-    build_dataset("digits", 4 * rows, data["digits"])
-    build_dataset("digits", 16 * rows, data["digits4"])
-    build_dataset("photos", rows, data["photos"])
-    build_dataset("photos", 4 * rows, data["photos4"])
-    base = {"scratch": scratch, "device": "cpu", "rows_per_shard": 4 * rows}
-    load = [os.getloadavg()[0]]
+SECTIONS = ("cpu", "overlap", "scaling", "rss")
 
-    print("\n1. free-teacher CPU-ms per stored view, main process + render workers (goal ≤ 0.2 at 32 px, ≤ 2.0 at 224)")
-    print("   marginal = (run over 4× rows − run over 1× rows) / extra views: fixed costs (pass set-up, card, reload)")
-    print("   cancel out; total = one run over 4× rows / its views")
-    print("| view | workers | marginal CPU-ms/view | total CPU-ms/view | marginal views/s |")
-    print("|---|---:|---:|---:|---:|")
-    free = {}
-    for label, kind, res in (("28→32 px digits", "digits", 32), ("427×640 JPEG→224 px", "photos", 224)):
-        for workers in (0, 1):
-            job = {**base, "teacher": "free", "resolution": res, "workers": workers, "rows_per_shard": 64}
-            small = run_job({**job, "data": str(data[kind])})
-            large = run_job({**job, "data": str(data[kind + "4"])})
-            views, cpu, wall = (large[k] - small[k] for k in ("views", "cpu", "wall"))
-            free[res, workers] = views / wall
-            total = 1e3 * large["cpu"] / large["views"]
-            print(f"| {label} | {workers} | {1e3 * cpu / views:.2f} | {total:.2f} | {views / wall:,.0f} |")
-    load.append(os.getloadavg()[0])
 
-    print("\n2. pass / bare teacher forward, num_workers=1 (goal ≥ 0.95 resnet18 at 224, ≥ 0.85 test_resnet)")
-    print("   bare: the teacher over the pass's own pre-rendered batches; pass: marginal rate between 1× and 4× rows")
-    print("| teacher | bare views/s | pass views/s | pass/bare |")
-    print("|---|---:|---:|---:|")
-    half = {key: Path(scratch, key + "-half") for key in ("photos", "photos4")}
-    build_dataset("photos", rows // 2, half["photos"])
-    build_dataset("photos", 2 * rows, half["photos4"])
-    for spec, res in (("timm:resnet18", 224), ("timm:test_resnet", 160)):
-        job = {**base, "teacher": spec, "resolution": res, "workers": 1, "rows_per_shard": 64}
-        small = run_job({**job, "data": str(half["photos"]), "bare": True})
-        large = run_job({**job, "data": str(half["photos4"])})
-        bare = small["views"] / (sum(small["bare"]) / len(small["bare"]))
-        rate = (large["views"] - small["views"]) / (large["wall"] - small["wall"])
-        print(f"| {spec} | {bare:,.1f} | {rate:,.1f} | {rate / bare:.2f} |")
-    load.append(os.getloadavg()[0])
+class Bench:
+    """The CPU sections, sharing one scratch folder, its datasets (built on first use) and the code under test.
 
-    print("\n3. worker scaling, free teacher at 224 px, marginal views/s (goal ≥ 1.7× from 1 to 2 workers)")
-    job = {**base, "teacher": "free", "resolution": 224, "workers": 2, "rows_per_shard": 64}
-    small, large = (run_job({**job, "data": str(data[key])}) for key in ("photos", "photos4"))
-    rate1, rate2 = free[224, 1], (large["views"] - small["views"]) / (large["wall"] - small["wall"])
-    print(f"1 worker {rate1:,.0f} views/s, 2 workers {rate2:,.0f} views/s: {rate2 / rate1:.2f}×")
+    With ``baseline`` (a source tree, e.g. a checkout of main), every measurement also runs with that tree first on
+    ``PYTHONPATH``, interleaved with the current code's run, and both figures are printed side by side.
+    """
 
-    print("\n4. peak RSS of the folder pass, free teacher at 224 px, 1 worker, shards of 16 rows")
-    print("| rows | main RSS (MB) | largest worker RSS (MB) |")
-    print("|---:|---:|---:|")
-    for key in ("photos", "photos4"):
-        job = {**base, "rows_per_shard": BLOCK, "data": str(data[key]), "teacher": "free", "resolution": 224}
-        r = run_job({**job, "workers": 1})
-        print(f"| {r['views'] // N} | {r['rss_main'] / 1e6:,.0f} | {r['rss_worker'] / 1e6:,.0f} |")
-    load.append(os.getloadavg()[0])
-    print(f"\nmachine: {machine('cpu')}; load average during the run: {min(load):.2f}–{max(load):.2f}")
+    def __init__(self, scratch: str, rows: int, baseline: str | None) -> None:
+        self.scratch, self.rows, self.baseline = scratch, rows, baseline
+        self.base = {"scratch": scratch, "device": "cpu", "rows_per_shard": 4 * rows}
+        self.load = [os.getloadavg()[0]]
+        self._data: dict[str, Path] = {}
+
+    def data(self, kind: str, rows: int) -> str:
+        key = f"{kind}-{rows}"
+        if key not in self._data:
+            self._data[key] = Path(self.scratch, key)
+            build_dataset(kind, rows, self._data[key])
+        return str(self._data[key])
+
+    def codes(self) -> list[str | None]:
+        """The code trees to measure: the baseline's (if any), then this checkout's (``None``)."""
+        return [self.baseline, None] if self.baseline else [None]
+
+    def label(self, code: str | None) -> str:
+        return "" if not self.baseline else ("baseline" if code else "this code")
+
+    def marginal(self, job: dict[str, Any], small: str, large: str, code: str | None) -> tuple[dict, dict]:
+        """One run over ``small`` rows and one over ``large`` rows (the ``bare`` forward timed in the small run)."""
+        return run_job({**job, "data": small}, code), run_job({**job, "data": large, "bare": False}, code)
+
+    def cpu(self) -> None:
+        rows = self.rows
+        print("\n1. free-teacher CPU-ms per stored view, main process + render workers (DESIGN goal ≤ 0.2 at 32 px,")
+        print("   ≤ 2.0 at 224 px); marginal = (run over 4× rows − run over 1× rows) / extra views: fixed costs")
+        print("   (pass set-up, card, reload) cancel out; total = one run over 4× rows / its views")
+        print(
+            "| view | workers | code | marginal CPU-ms/view | goal | main process share | total CPU-ms/view "
+            "| marginal views/s |"
+        )
+        print("|---|---:|---|---:|---:|---:|---:|---:|")
+        for label, kind, res, goal, n in (
+            ("28→32 px digits", "digits", 32, 0.2, 4 * rows),
+            ("427×640 JPEG→224 px", "photos", 224, 2.0, rows),
+        ):
+            for workers in (0, 1):
+                job = {**self.base, "teacher": "free", "resolution": res, "workers": workers, "rows_per_shard": 64}
+                for code in self.codes():
+                    small, large = self.marginal(job, self.data(kind, n), self.data(kind, 4 * n), code)
+                    views, cpu, main, wall = (large[k] - small[k] for k in ("views", "cpu", "cpu_main", "wall"))
+                    total = 1e3 * large["cpu"] / large["views"]
+                    print(
+                        f"| {label} | {workers} | {self.label(code) or '—'} | {1e3 * cpu / views:.2f} | ≤ {goal} "
+                        f"| {1e3 * main / views:.2f} | {total:.2f} | {views / wall:,.0f} |"
+                    )
+        self.load.append(os.getloadavg()[0])
+
+    def overlap(self) -> None:
+        rows = self.rows
+        print("\n2. pass / bare teacher forward, num_workers=1 (goal ≥ 0.95 resnet18 at 224, ≥ 0.85 test_resnet)")
+        print(
+            "   bare: the teacher over the pass's own pre-rendered batches; pass: marginal rate between 1× and 4× rows"
+        )
+        print("| teacher | code | bare views/s | pass views/s | pass/bare | goal |")
+        print("|---|---|---:|---:|---:|---:|")
+        for spec, res, goal in (("timm:resnet18", 224, 0.95), ("timm:test_resnet", 160, 0.85)):
+            job = {**self.base, "teacher": spec, "resolution": res, "workers": 1, "rows_per_shard": 64, "bare": True}
+            for code in self.codes():
+                small, large = self.marginal(job, self.data("photos", rows // 2), self.data("photos", 2 * rows), code)
+                bare = small["views"] / (sum(small["bare"]) / len(small["bare"]))
+                rate = (large["views"] - small["views"]) / (large["wall"] - small["wall"])
+                print(
+                    f"| {spec} | {self.label(code) or '—'} | {bare:,.1f} | {rate:,.1f} | {rate / bare:.2f} | ≥ {goal} |"
+                )
+        self.load.append(os.getloadavg()[0])
+
+    def scaling(self) -> None:
+        rows = self.rows
+        print("\n3. worker scaling, free teacher at 224 px, marginal views/s, 1 and 2 workers measured side by side")
+        print(f"   (goal ≥ 1.7× from 1 to 2 workers on 2 cores; this machine has {os.cpu_count()} cores)")
+        print("| code | 1 worker views/s | 2 workers views/s | 2 / 1 | goal |")
+        print("|---|---:|---:|---:|---:|")
+        for code in self.codes():
+            rates = []
+            for workers in (1, 2):
+                job = {**self.base, "teacher": "free", "resolution": 224, "workers": workers, "rows_per_shard": 64}
+                small, large = self.marginal(job, self.data("photos", rows), self.data("photos", 4 * rows), code)
+                rates.append((large["views"] - small["views"]) / (large["wall"] - small["wall"]))
+            print(
+                f"| {self.label(code) or '—'} | {rates[0]:,.0f} | {rates[1]:,.0f} | {rates[1] / rates[0]:.2f}× | ≥ 1.7× |"
+            )
+        self.load.append(os.getloadavg()[0])
+
+    def rss(self) -> None:
+        rows = self.rows
+        print(
+            "\n4. peak RSS of the folder pass, free teacher at 224 px, 1 worker, shards of 16 rows (goal: flat in rows)"
+        )
+        print("| rows | code | main RSS (MB) | largest worker RSS (MB) |")
+        print("|---:|---|---:|---:|")
+        for n in (rows, 4 * rows):
+            job = {**self.base, "rows_per_shard": BLOCK, "data": self.data("photos", n), "teacher": "free"}
+            for code in self.codes():
+                r = run_job({**job, "resolution": 224, "workers": 1}, code)
+                print(
+                    f"| {n} | {self.label(code) or '—'} | {r['rss_main'] / 1e6:,.0f} | {r['rss_worker'] / 1e6:,.0f} |"
+                )
+        self.load.append(os.getloadavg()[0])
+
+    def report_machine(self) -> None:
+        print(f"\nmachine: {machine('cpu')}; load average during the run: {min(self.load):.2f}–{max(self.load):.2f}")
+
+
+def cpu_benchmarks(scratch: str, rows: int, only: list[str], baseline: str | None) -> None:
+    bench = Bench(scratch, rows, baseline)
+    for section in only or SECTIONS:
+        getattr(bench, section)()
+    bench.report_machine()
 
 
 def gpu_benchmark(scratch: str, rows: int, device: str) -> None:
@@ -255,6 +332,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu (all CPU figures) or cuda (the GPU run)")
     parser.add_argument("--rows", type=int, help="photo rows of the small run (default: 64 on CPU, 256 on GPU)")
+    parser.add_argument(
+        "--only", nargs="+", choices=SECTIONS, default=[], help="CPU sections to run (default: all, in this order)"
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="SRC",
+        help="also measure the hf_reinforce in source tree SRC (e.g. a checkout of main), interleaved, side by side",
+    )
     parser.add_argument("--job", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -265,7 +350,7 @@ def main() -> None:
         if args.device.startswith("cuda"):
             gpu_benchmark(scratch, args.rows or 256, args.device)
         else:
-            cpu_benchmarks(scratch, args.rows or 64)
+            cpu_benchmarks(scratch, args.rows or 64, args.only, args.baseline)
 
 
 if __name__ == "__main__":

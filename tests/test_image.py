@@ -30,6 +30,20 @@ def test_rgb_photo_is_unchanged(photo):
     assert torch.equal(out, torch.from_numpy(np.asarray(photo)).permute(2, 0, 1))
 
 
+@pytest.mark.parametrize("mode", ["RGB", "L", "P", "RGBA", "I;16", "F"])
+def test_channels_last_decoding_gives_the_same_writable_pixels(photo, mode):
+    """The render workers' decoding (``channels_last=True``, no transposing copy) equals the default's values."""
+    image = photo.convert(mode) if mode not in ("I;16", "F") else PIL.Image.fromarray(np.asarray(photo.convert("L")))
+    image = image.convert(mode) if mode == "F" else image
+    value = {"bytes": _encode(image, "TIFF"), "path": None}
+    plain, last = to_rgb_uint8(value), to_rgb_uint8(value, channels_last=True)
+    assert plain.is_contiguous() and last.shape == plain.shape and torch.equal(last, plain)
+    if mode in ("RGB", "L", "P", "RGBA"):  # 8-bit pictures: the decoder's (H, W, 3) memory, not transposed
+        assert last.permute(1, 2, 0).is_contiguous()
+    last[0, 0, 0] = 7  # writable: its own memory, not Pillow's read-only buffer
+    assert torch.equal(to_rgb_uint8(value, channels_last=True), plain)
+
+
 @pytest.mark.parametrize("mode", ["L", "1", "P", "CMYK", "YCbCr"])
 def test_modes_convert_like_pillow(photo, mode):
     image = photo.convert(mode)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import datasets
 import numpy as np
 import pytest
@@ -10,11 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hf_reinforce as hfr
-from hf_reinforce.format import decode_params
+from hf_reinforce.augment import normalize
+from hf_reinforce.format import decode_params, decode_topk, encode_topk
 from hf_reinforce.pipeline import ReinforcePass
 from hf_reinforce.rendering import BlockGeometry, task_order
-from hf_reinforce.teachers import Teacher
-from hf_reinforce.testing import mnist_dataset
+from hf_reinforce.teachers import Ensemble, Teacher
+from hf_reinforce.testing import mnist_dataset, photos_dataset, tiny_teachers
 from hf_reinforce.testing import tiny_config as make_config
 
 
@@ -74,6 +77,35 @@ def test_workers_render_on_cpu_and_teachers_see_the_replayed_pixels(monkeypatch)
         for j in range(3)
     ]
     assert torch.equal(torch.cat(seen), torch.stack(replayed))
+
+
+def test_stored_top_k_equals_the_ensemble_on_replayed_views_with_fresh_tensors():
+    """The pass's fast paths (channels-last decoding in a worker, one reused normalization buffer per teacher,
+    one-thread post-processing) store exactly what a plain computation gives: replay each row's views from the
+    stored parameters, normalize into new tensors, run each teacher's module per micro-batch, average, top-k."""
+
+    source = photos_dataset(6)  # real RGB photos (427×640)
+    config = make_config(num_workers=1, num_augmentations=3, augmentations_per_step=3, teacher_batch_size=4, top_k=2)
+    config = dataclasses.replace(config, teachers=tuple(tiny_teachers(2)))
+    out = hfr.reinforce(source, config, progress=False)
+    policy, teachers = config.augmentation_policy, config.teachers
+    images = [hfr.to_rgb_uint8(v) for v in source.cast_column("image", datasets.Image(decode=False))["image"][:]]
+    per_teacher = []
+    for t in teachers:
+        views = torch.stack(
+            [
+                policy.replay(images[i], decode_params(out[i], policy), j, t.resolution, t.interpolation)
+                for i in range(6)
+                for j in range(3)
+            ]
+        )
+        with torch.inference_mode():
+            logits = torch.cat([t.module(normalize(chunk, t.mean, t.std)) for chunk in views.split(4)])
+        per_teacher.append(torch.softmax(logits / config.temperature, dim=1))
+    ids, probs = encode_topk(Ensemble.average(per_teacher), 2, 2)
+    stored = [decode_topk(out[i]) for i in range(6)]
+    assert np.array_equal(np.stack([s[0].numpy() for s in stored]).reshape(ids.shape), ids)
+    assert np.array_equal(np.stack([s[1].numpy() for s in stored]).reshape(probs.shape), probs.astype(np.float32))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

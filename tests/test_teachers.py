@@ -270,6 +270,29 @@ def test_module_teacher_normalize_and_logits():
     json.dumps(teacher.to_config())
 
 
+class InputSlice(nn.Module):
+    """A teacher whose logits are a view of its normalized input (its first 5 values per image)."""
+
+    def forward(self, x):
+        return x.flatten(1)[:, :5]
+
+
+def test_micro_batches_share_one_input_buffer_without_mixing_their_outputs():
+    """On CPU the normalized micro-batches reuse one buffer: same logits as with a new tensor each, even for a module
+    whose output views that buffer, and the buffer does not change what ``normalize`` returns."""
+    images = torch.cat([photos(12), photos(12).flip(-1), photos(12).roll(5, -1)])  # 6 distinct images
+    for module in (Linear(12, 4), InputSlice()):
+        teacher = Teacher(module, resolution=12, batch_size=4, name="buffered")
+        expected = torch.cat([module(teacher.normalize(chunk)) for chunk in images.split(4)])  # fresh tensors
+        assert torch.equal(teacher.logits(images), expected)  # micro-batches of 4 and 2
+        assert torch.equal(teacher.logits(images[:3]), expected[:3])
+    out = torch.empty(6, 3, 12, 12)
+    assert teacher.normalize(images, out=out) is out and torch.equal(out, teacher.normalize(images))
+    large = torch.cat([photos(224), photos(224).flip(-1), photos(224).roll(9, -2)])  # filled in slices
+    out = torch.empty(6, 3, 224, 224)
+    assert teacher.normalize(large, out=out) is out and torch.equal(out, teacher.normalize(large))
+
+
 def test_module_teacher_takes_logits_of_transformers_outputs(tmp_path):
     model = save_tiny_hf(tmp_path / "tiny", "vit")
     teacher = Teacher(model, resolution=32, mean=(0.5,) * 3, std=(0.5,) * 3, batch_size=1)

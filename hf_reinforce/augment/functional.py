@@ -275,7 +275,10 @@ def _rand_augment_op(images: torch.Tensor, augmenter: v2.RandAugment, op: str, m
         out = torch.where(mask.expand_as(out) < 0.5, fill.expand_as(out), out)
     else:
         out = out.sub_(fill).mul_(mask.expand_as(out)).add_(fill)
-    return out.round_().to(images.dtype)
+    out = out.round_()
+    if images.dtype == torch.uint8:  # whole numbers in [0, 255]: through int32 the conversion is the same, and
+        out = out.to(torch.int32)  # vectorized (0.055 instead of 0.15 ms per 224-px view, measured)
+    return out.to(images.dtype)
 
 
 @lru_cache(maxsize=16)
@@ -369,14 +372,30 @@ def mix_views(
     return _put(views, index, own)
 
 
-def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+def normalize(
+    images: torch.Tensor, mean: Sequence[float], std: Sequence[float], out: torch.Tensor | None = None
+) -> torch.Tensor:
     """``uint8 (..., 3, H, W)`` → float32 ``(x / 255 - mean) / std``: the one place pixels leave ``uint8`` (teachers
     and students). Computed in place as ``x * (1 / (255 std)) - mean / std`` after the conversion: 0.5 instead of
-    1.06 CPU-ms per 224-px view with torchvision's four passes (measured), equal to within float rounding (7e-7)."""
+    1.06 CPU-ms per 224-px view with torchvision's four passes (measured), equal to within float rounding (7e-7).
+
+    ``out`` (float32, the images' shape and device) is written and returned instead of a new tensor: a reused
+    buffer skips the fresh pages a large new tensor costs, and it is filled a few images at a time so the second
+    pass reads from cache (0.25 instead of 0.53 CPU-ms per 224-px view, measured on 256-view batches); the values
+    are the same."""
     scale = torch.tensor([1.0 / (255.0 * s) for s in std], dtype=torch.float32, device=images.device).view(3, 1, 1)
     shift = torch.tensor([-m / s for m, s in zip(mean, std)], dtype=torch.float32, device=images.device).view(3, 1, 1)
-    out = images.to(torch.float32)
-    return torch.addcmul(shift, out, scale, out=out)
+    if out is None:
+        out = images.to(torch.float32)
+        return torch.addcmul(shift, out, scale, out=out)
+    step = max(1, _NORMALIZE_VALUES // max(1, images[0].numel())) if images.ndim == 4 else len(images)
+    for part, target in zip(images.split(step), out.split(step)):
+        torch.addcmul(shift, target.copy_(part), scale, out=target)
+    return out
+
+
+_NORMALIZE_VALUES = 2**18
+"""Values per slice of :func:`normalize` into a buffer: 1 MB of float32, two 224-px views."""
 
 
 def interpolation_mode(
