@@ -25,6 +25,7 @@ TAGS = ["dataset-reinforcement", "knowledge-distillation", "hf-reinforce"]
 
 _MEANINGS = {
     "aug_rrc": "RandomResizedCrop box `(top, left, height, width)` per augmentation, 1/65535 units of the image",
+    "aug_crop": "padded-crop window position `(top, left)` per augmentation, 1/65535 of the range of offsets",
     "aug_flip": "horizontal flip applied, per augmentation",
     "aug_ra_op": "RandAugment op ids (index into torchvision's op list), per augmentation",
     "aug_ra_mag": "RandAugment signed magnitude bins, per augmentation",
