@@ -49,6 +49,25 @@ def _column_rows(record: RunRecord) -> list[dict[str, str]]:
     return rows
 
 
+def _reports(record: RunRecord) -> dict[str, dict[str, dict[str, str]]]:
+    """Each split's reinforcement report with its figures formatted for the card (percent, 3 decimals)."""
+    out = {}
+    for name, split in (record.splits or {}).items():
+        if split.report is None:
+            continue
+        cells = {}
+        for side in ("views", "originals"):
+            f = getattr(split.report, side)
+            agreement = "n/a" if f.agreement is None else f"{100 * f.agreement:.1f} %"
+            cells[side] = {
+                "agreement": agreement,
+                "top1_probability": f"{f.top1_probability:.3f}",
+                "entropy": f"{f.entropy:.3f}",
+            }
+        out[name] = cells
+    return out
+
+
 def build_card(
     record: RunRecord, *, repo_id: str | None = None, license: str | None = None, pretty_name: str | None = None
 ) -> DatasetCard:
@@ -82,6 +101,7 @@ def build_card(
             columns=_column_rows(record),
             ra_ops=", ".join(RAND_AUGMENT_OPS),
             splits=splits,
+            reports=_reports(record),
             schema_version=record.schema_version,
             reinforcement_only=record.reinforcement_only,
             key_column=record.key_column,

@@ -40,6 +40,7 @@ from .layout import (
 from .pipeline import ReinforcePass
 from .progress import quiet_datasets, views_bar
 from .record import RunRecord, attach_record
+from .report import REPORT_KEY, ReportSums, SplitReport, read_report_metadata, report_metadata
 
 SKIPPED_KEY = b"hf_reinforce_skipped_rows"
 
@@ -137,6 +138,7 @@ def reinforce_to_folder(
                 skipped = [r for r in run.skipped if r in rows]
                 table = mapped.data.table
                 metadata = {**(table.schema.metadata or {}), SKIPPED_KEY: json.dumps(skipped).encode()}
+                metadata[REPORT_KEY] = report_metadata(run.report.sums(run.geometry.blocks(rows)))
                 batches = _shard_batches(table, config.rows_per_block)
                 write_parquet_atomic(
                     batches, table.schema.with_metadata(metadata), shard_path(output_dir, split, s, count)
@@ -162,16 +164,20 @@ def _finalize(output_dir: Path, run: RunRecord, split: str, num_shards: int, con
         )
     skipped: list[int] = []
     rows = 0
+    views, originals = ReportSums(), ReportSums()
     for path in paths:
         meta = pq.read_metadata(path)
         rows += meta.num_rows
         skipped += json.loads((meta.schema.to_arrow_schema().metadata or {}).get(SKIPPED_KEY, b"[]"))
+        shard_views, shard_originals = read_report_metadata(meta.schema.to_arrow_schema().metadata or {})
+        views, originals = views + shard_views, originals + shard_originals
     stats = run.source.with_stats(
         num_rows_written=rows,
         num_shards=num_shards,
         skipped_rows=skipped,
         num_bytes=sum(p.stat().st_size for p in paths),
         num_augmentations=config.num_augmentations,
+        report=SplitReport.from_sums(views, originals) if views.count else None,
     )
     previous = read_record(output_dir / CONFIG_FILE)
     splits = dict((previous.splits if previous is not None else None) or {})

@@ -9,7 +9,7 @@ same schema) survive a round trip unchanged.
 "Same" has two definitions, both here: :meth:`RunRecord.reinforcement_differences` (two splits may live in one
 dataset: same policy, N, K, seed, temperature, teachers as loaded, class mapping, columns and schema) and
 :meth:`RunRecord.output_differences` (a rerun or resume of one split: everything that determines its bytes, and the
-same source rows). Only ``augment``, ``format`` and ``errors`` are imported: training code reads records too.
+same source rows). Only ``augment``, ``format``, ``report`` and ``errors`` are imported: training code reads records too.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 from .augment import AugmentationPolicy, MixUpCutMix
 from .errors import ConfigError
 from .format import check_schema_version, topk_id_dtype
+from .report import SplitReport
 
 REINFORCEMENT_KEYS = (
     "schema_version",
@@ -129,10 +130,12 @@ class SplitRecord:
     skipped_rows: tuple[int, ...] | None = None
     num_bytes: int | None = None
     bytes_per_augmentation: float | None = None
+    report: SplitReport | None = None
+    """The reinforcement report (:mod:`hf_reinforce.report`): the ensemble on stored views and on originals."""
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     SOURCE = ("id", "config", "revision", "split", "num_rows", "fingerprint")
-    STATS = ("num_rows_written", "num_shards", "skipped_rows", "num_bytes", "bytes_per_augmentation")
+    STATS = ("num_rows_written", "num_shards", "skipped_rows", "num_bytes", "bytes_per_augmentation", "report")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "source.") -> SplitRecord:
@@ -141,6 +144,11 @@ class SplitRecord:
         values = {k: data.get(k) for k in (*cls.SOURCE, *cls.STATS)}
         if values["skipped_rows"] is not None:
             values["skipped_rows"] = tuple(values["skipped_rows"])
+        if values["report"] is not None:
+            try:
+                values["report"] = SplitReport.from_dict(values["report"])
+            except (TypeError, KeyError, ValueError) as error:
+                raise ConfigError(f"{where}report: not a reinforcement report ({error!r})") from None
         return cls(**values, extra=_extra(data, (*cls.SOURCE, *cls.STATS)))
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,12 +156,21 @@ class SplitRecord:
         out.update({k: getattr(self, k) for k in self.STATS if getattr(self, k) is not None})
         if self.skipped_rows is not None:
             out["skipped_rows"] = list(self.skipped_rows)
+        if self.report is not None:
+            out["report"] = self.report.to_dict()
         return {**out, **self.extra}
 
     def with_stats(
-        self, *, num_rows_written: int, num_shards: int, skipped_rows: list[int], num_bytes: int, num_augmentations: int
+        self,
+        *,
+        num_rows_written: int,
+        num_shards: int,
+        skipped_rows: list[int],
+        num_bytes: int,
+        num_augmentations: int,
+        report: SplitReport | None = None,
     ) -> SplitRecord:
-        """This split once written: rows, shards, skipped rows, bytes and bytes per stored augmentation."""
+        """This split once written: rows, shards, skipped rows, bytes, bytes per stored augmentation, the report."""
         per_augmentation = round(num_bytes / max(num_rows_written * num_augmentations, 1), 2)
         return dataclasses.replace(
             self,
@@ -162,6 +179,7 @@ class SplitRecord:
             skipped_rows=tuple(sorted(skipped_rows)),
             num_bytes=num_bytes,
             bytes_per_augmentation=per_augmentation,
+            report=report,
         )
 
 
