@@ -305,8 +305,12 @@ class RunRecord:
 
     @property
     def policy_name(self) -> str:
-        """The policy's ops joined by ``+`` without the flip (e.g. ``rrc+ra+re``)."""
-        return "+".join(op["op"] for op in self.policy.to_dict()["ops"] if op["op"] != "flip") or "none"
+        """The policy's ops joined by ``+`` as a preset spells them (``rrc+ra+re`` includes the flip, ``rrc-noflip``
+        and ``crop+flip`` say so); constants other than the defaults are not shown."""
+        ops = [op["op"] for op in self.policy.to_dict()["ops"]]
+        if "rrc" in ops:
+            ops = [name for name in ops if name != "flip"] if "flip" in ops else ["rrc-noflip", *ops[1:]]
+        return "+".join(ops) or "none"
 
     @property
     def teacher(self) -> TeacherRecord:

@@ -87,7 +87,9 @@ def oracle_view(policy, image, params, j, resolution, interpolation=None):
         if isinstance(op, RandomResizedCrop):
             out = _oracle_crop(out, p["aug_rrc"], resolution, InterpolationMode(interpolation or op.interpolation))
         elif isinstance(op, RandomCrop):
-            out = _oracle_padded_crop(out, op, p["aug_crop"], resolution, InterpolationMode(interpolation or op.interpolation))
+            out = _oracle_padded_crop(
+                out, op, p["aug_crop"], resolution, InterpolationMode(interpolation or op.interpolation)
+            )
         elif isinstance(op, HorizontalFlip):
             out = F.horizontal_flip(out) if bool(p["aug_flip"]) else out
         elif isinstance(op, RandAugment):

@@ -228,3 +228,9 @@ def test_crop_json_carries_every_constant():
 def test_bad_crop_settings_name_the_field(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize("preset", hfr.PRESETS)
+def test_the_record_names_each_preset_so_that_the_name_parses_back_to_it(preset):
+    name = testing.run_record(preset).policy_name
+    assert AugmentationPolicy.parse(name) == AugmentationPolicy.parse(preset)
