@@ -159,21 +159,33 @@ def three_modes(
     interpolation: str,
     batch_size: int,
     num_workers: int,
+    plain_recipe: str | None = None,
 ) -> list[Mode]:
     """(a) plain, (b) reinforced from ``folder``, (c) online KD with ``ensemble``: the same order of rows, the same
-    batch size and workers, and augmentations from the same distribution."""
+    batch size and workers, and augmentations from the same distribution. With ``plain_recipe`` (e.g. ``"crop"``,
+    the standard small-image recipe) plain training runs twice: (a1) with the recipe, (a2) with ``policy``."""
     augment = standard_augmentation(policy, resolution, interpolation)
     transform = hfr.ReinforcedTransform.from_pretrained(
         folder, resolution=resolution, mean=mean, std=std, interpolation=interpolation
     )
     reinforced = hfr.load_reinforced(folder, split="train")
-    return [
+    plain = [
         Mode(
             "(a) plain",
-            "CE, augmentation on the fly",
+            f"CE, {policy} on the fly",
             loader(train, AugmentTransform(augment, mean, std), batch_size, num_workers),
             plain_loss,
-        ),
+        )
+    ]
+    if plain_recipe is not None:
+        recipe = standard_augmentation(plain_recipe, resolution, interpolation)
+        data = loader(train, AugmentTransform(recipe, mean, std), batch_size, num_workers)
+        plain = [
+            Mode("(a1) plain", f"CE, {plain_recipe} on the fly (standard recipe)", data, plain_loss),
+            dataclasses.replace(plain[0], name="(a2) plain"),
+        ]
+    return [
+        *plain,
         Mode(
             "(b) reinforced",
             f"KD from stored top-{transform.record.top_k}",
