@@ -76,7 +76,7 @@ def test_the_stored_position_is_the_same_relative_window_at_any_resolution(t, re
     for r in (resolution, other):
         pad = padding_pixels(0.125, r)
         assert 0 <= crop_offset(t, pad) <= 2 * pad
-        assert t / Q - 1 / (2 * pad + 1) < crop_offset(t, pad) / (2 * pad + 1) <= t / Q + 1e-12
+        assert t / Q - 1 / (2 * pad + 1) - 1e-12 <= crop_offset(t, pad) / (2 * pad + 1) <= t / Q + 1e-12
     assert padding_pixels(0.125, 32) == 4 and padding_pixels(0.125, 224) == 28
 
 
