@@ -159,11 +159,12 @@ def three_modes(
     interpolation: str,
     batch_size: int,
     num_workers: int,
-    plain_recipe: str | None = None,
+    plain_recipes: Sequence[str] = (),
 ) -> list[Mode]:
     """(a) plain, (b) reinforced from ``folder``, (c) online KD with ``ensemble``: the same order of rows, the same
-    batch size and workers, and augmentations from the same distribution. With ``plain_recipe`` (e.g. ``"crop"``,
-    the standard small-image recipe) plain training runs twice: (a1) with the recipe, (a2) with ``policy``."""
+    batch size and workers, and augmentations from the same distribution. With ``plain_recipes`` (e.g. ``"crop"``,
+    the standard small-image recipe, and the ``"rrc+ra+re"`` preset) plain training runs once per recipe instead,
+    (a1), (a2), ..."""
     augment = standard_augmentation(policy, resolution, interpolation)
     transform = hfr.ReinforcedTransform.from_pretrained(
         folder, resolution=resolution, mean=mean, std=std, interpolation=interpolation
@@ -177,12 +178,20 @@ def three_modes(
             plain_loss,
         )
     ]
-    if plain_recipe is not None:
-        recipe = standard_augmentation(plain_recipe, resolution, interpolation)
-        data = loader(train, AugmentTransform(recipe, mean, std), batch_size, num_workers)
+    if plain_recipes:
         plain = [
-            Mode("(a1) plain", f"CE, {plain_recipe} on the fly (standard recipe)", data, plain_loss),
-            dataclasses.replace(plain[0], name="(a2) plain"),
+            Mode(
+                f"(a{i}) plain",
+                f"CE, {recipe} on the fly",
+                loader(
+                    train,
+                    AugmentTransform(standard_augmentation(recipe, resolution, interpolation), mean, std),
+                    batch_size,
+                    num_workers,
+                ),
+                plain_loss,
+            )
+            for i, recipe in enumerate(plain_recipes, 1)
         ]
     return [
         *plain,
