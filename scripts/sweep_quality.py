@@ -103,11 +103,11 @@ class Spec:
 
 
 def grid(d: DataSpec, tier: int) -> list[Spec]:
-    """The runs of one dataset in two tiers, most informative first: tier 1 compares the plain recipes, the
-    policies, online KD and the loss (seed 0); tier 2 varies N, K, T around the base and adds seeds and a longer
-    schedule (a sweep cut short still has the main comparisons)."""
+    """The runs of one dataset in three tiers, most informative first, every dataset's tier before the next tier:
+    tiers 1-2 compare the plain recipes, the policies, online KD and the loss (seed 0); tier 3 varies N, K, T around
+    the base and adds seeds and a longer schedule (a sweep cut short still has the main comparisons)."""
     e = d.epochs
-    if tier == 1:
+    if tier in (1, 2):
         return [
             Spec("plain", "crop", e, factor="plain recipe"),
             Spec("reinforced", "rrc(0.35)", e, factor="policy"),
@@ -119,10 +119,13 @@ def grid(d: DataSpec, tier: int) -> list[Spec]:
             Spec("reinforced", "crop+ra+re", e, factor="policy"),
             Spec("reinforced", "rrc(0.08)", e, factor="policy"),
             Spec("plain", "rrc(0.35)", e, factor="plain recipe"),
-        ]
-    runs = [Spec("reinforced", BASE, e, k=10, factor="K"), Spec("reinforced", BASE, e, n=4, factor="N")]
+        ][slice(0, 6) if tier == 1 else slice(6, None)]
+    runs = [Spec("plain", "crop", e, seed=1, factor="seed"), Spec("reinforced", BASE, e, seed=1, factor="seed")]
+    runs += [Spec("reinforced", BASE, e, ce_weight=0.5, seed=1, factor="seed")]
+    runs += [Spec("reinforced", BASE, e, k=10, factor="K"), Spec("reinforced", BASE, e, n=4, factor="N")]
     runs += [Spec("reinforced", BASE, e, temperature=2.0, factor="temperature")]
-    runs += [Spec("plain", "crop", e, seed=1, factor="seed"), Spec("reinforced", BASE, e, seed=1, factor="seed")]
+    runs += [Spec("plain", "crop", e, seed=2, factor="seed"), Spec("reinforced", BASE, e, seed=2, factor="seed")]
+    runs += [Spec("reinforced", BASE, e, ce_weight=0.5, seed=2, factor="seed")]
     runs += [Spec("reinforced", BASE, e, k=1, factor="K"), Spec("reinforced", "rrc(0.35)+ra+re", e, factor="policy")]
     runs += [Spec("reinforced", BASE, e, n=64, factor="N")]
     runs += [Spec("plain", "crop", d.long_epochs, factor="long schedule")]
@@ -340,10 +343,11 @@ def main(argv: list[str] | None = None) -> None:
         datasets.disable_progress_bars()
         print(common.machine_info(), flush=True)
         prepared = {name: prepare(DATASETS[name], out, extra, args.quick) for name in args.datasets}
-        for tier in (1, 2):
-            for name in args.datasets:
-                sweep_tier(prepared[name], tier, done, results_file)
-                extra_file.write_text(json.dumps(extra, indent=1))
+        order = [(1, name) for name in args.datasets] + [(3, args.datasets[0]), (2, args.datasets[0])]
+        order += [(tier, name) for name in args.datasets[1:] for tier in (2, 3)]
+        for tier, name in order:  # the first dataset's seeds, N, K and T before the second's extra policies
+            sweep_tier(prepared[name], tier, done, results_file)
+            extra_file.write_text(json.dumps(extra, indent=1))
     text = table(done) + "\n" + summary(done, extra)
     (out / "results.md").write_text(text + "\n")
     (out / "results.json").write_text(json.dumps({"results": done, "passes": extra}, indent=1))
