@@ -25,6 +25,7 @@ TAGS = ["dataset-reinforcement", "knowledge-distillation", "hf-reinforce"]
 
 _MEANINGS = {
     "aug_rrc": "RandomResizedCrop box `(top, left, height, width)` per augmentation, 1/65535 units of the image",
+    "aug_crop": "padded-crop window position `(top, left)` per augmentation, 1/65535 of the range of offsets",
     "aug_flip": "horizontal flip applied, per augmentation",
     "aug_ra_op": "RandAugment op ids (index into torchvision's op list), per augmentation",
     "aug_ra_mag": "RandAugment signed magnitude bins, per augmentation",
@@ -46,6 +47,25 @@ def _column_rows(record: RunRecord) -> list[dict[str, str]]:
     rows.append({"name": TOPK_IDS, "type": f"{record.topk_id_dtype}[{n}×{k}]", "meaning": _MEANINGS[TOPK_IDS]})
     rows.append({"name": TOPK_PROBS, "type": f"float16[{n}×{k}]", "meaning": _MEANINGS[TOPK_PROBS]})
     return rows
+
+
+def _reports(record: RunRecord) -> dict[str, dict[str, dict[str, str]]]:
+    """Each split's reinforcement report with its figures formatted for the card (percent, 3 decimals)."""
+    out = {}
+    for name, split in (record.splits or {}).items():
+        if split.report is None:
+            continue
+        cells = {}
+        for side in ("views", "originals"):
+            f = getattr(split.report, side)
+            agreement = "n/a" if f.agreement is None else f"{100 * f.agreement:.1f} %"
+            cells[side] = {
+                "agreement": agreement,
+                "top1_probability": f"{f.top1_probability:.3f}",
+                "entropy": f"{f.entropy:.3f}",
+            }
+        out[name] = cells
+    return out
 
 
 def build_card(
@@ -85,6 +105,7 @@ def build_card(
             ra_ops=", ".join(RAND_AUGMENT_OPS),
             splits=splits,
             bytes_per_augmentation_label=BYTES_PER_AUGMENTATION,
+            reports=_reports(record),
             schema_version=record.schema_version,
             reinforcement_only=record.reinforcement_only,
             key_column=record.key_column,

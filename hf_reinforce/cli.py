@@ -113,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--num", type=int, help="number of augmentations to show")
     show.add_argument("--output", help="image file to write")
     show.add_argument("--split", help="split to read")
+    show.add_argument(
+        "--lowest-agreement",
+        type=int,
+        metavar="K",
+        help="instead of one row, draw the K stored views of the split whose stored ensemble probability of the "
+        "true label is lowest (what a destructive policy does to the images)",
+    )
     show.set_defaults(handler=_show)
     return parser
 
@@ -280,7 +287,8 @@ def _push(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from .visualize import show
 
-    options = {k: getattr(args, k) for k in ("row", "output", "num", "split") if getattr(args, k) is not None}
+    names = ("row", "output", "num", "split", "lowest_agreement")
+    options = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
     result = show(args.source, **options)
     if result is not None:
         print(result)
@@ -358,6 +366,9 @@ def _print_summary(output_dir: Path, split: str, rows: int) -> None:
             print(
                 f"  skipped {len(stats.skipped_rows)} row(s) whose image failed to decode: {list(stats.skipped_rows[:20])}"
             )
+    if stats is not None and stats.report is not None:
+        print("reinforcement report (the teacher ensemble on the stored views and on the un-augmented images):")
+        print("\n".join(stats.report.lines()))
 
 
 __all__ = ["build_parser", "load_source", "main"]

@@ -55,7 +55,9 @@ class ReinforceConfig:
     )
     policy: str | Mapping[str, Any] | AugmentationPolicy = _field(
         "rrc+ra+re",
-        "augmentation policy: a preset (rrc, rrc+mix, rrc+ra+re, rrc+mix+ra+re), a JSON policy, or a .json file",
+        "augmentation policy: a preset (rrc+ra+re, the paper's for ImageNet-scale training; rrc, rrc+mix, "
+        "rrc+mix+ra+re; rrc-noflip[+ra+re]; crop, crop+flip[+ra+re]: pad-and-crop, for small images and short "
+        "schedules; no flip for digits or text; README 'Choosing a policy'), a JSON policy, or a .json file",
         "reinforcement",
         identity=True,
     )

@@ -31,6 +31,7 @@ from .format import parquet_options
 from .layout import BYTES_PER_AUGMENTATION, bytes_per_stored_augmentation
 from .pipeline import PassStats, ReinforcePass, undecoded
 from .progress import quiet_datasets
+from .report import SplitReport
 from .shared import check_split
 
 
@@ -63,6 +64,8 @@ class Estimate:
     """Bytes of the source columns the output keeps (images as stored in the source), 0 when reinforcement-only."""
     peak_rss_bytes: int
     notes: list[str] = field(default_factory=list)
+    report: SplitReport | None = None
+    """The reinforcement report on the calibration rows (stored views vs originals; see :mod:`.report`)."""
 
     @property
     def output_bytes(self) -> int:
@@ -71,7 +74,9 @@ class Estimate:
 
     def to_dict(self) -> dict[str, object]:
         """The fields as plain JSON-able values (with ``output_bytes``)."""
-        return {**dataclasses.asdict(self), "output_bytes": self.output_bytes}
+        out = {**dataclasses.asdict(self), "output_bytes": self.output_bytes}
+        out["report"] = self.report.to_dict() if self.report is not None else None
+        return out
 
     def __str__(self) -> str:
         p = self.num_processes
@@ -102,6 +107,8 @@ class Estimate:
         width = max(len(name) for name, _ in rows)
         lines = ["hf_reinforce estimate", *(f"  {name:<{width}}  {value}" for name, value in rows)]
         lines += [f"  note: {note}" for note in self.notes]
+        if self.report is not None:
+            lines += [f"reinforcement report on the {self.calibration_rows} calibration rows:", *self.report.lines()]
         return "\n".join(lines)
 
 
@@ -190,6 +197,7 @@ def estimate(
         source_bytes=_source_bytes(undecoded(dataset, config.image_column)[0], timed.keep, config.image_column),
         peak_rss_bytes=peak_rss_bytes(),
         notes=notes,
+        report=timed.report.report(),
     )
 
 

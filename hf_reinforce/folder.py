@@ -21,6 +21,7 @@ from typing import Any
 
 import datasets
 import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from datasets.table import embed_table_storage
 
@@ -61,6 +62,7 @@ from .layout import (
 from .pipeline import ReinforcePass, check_some_rows_kept
 from .progress import quiet_datasets, views_bar
 from .record import RunRecord, ShardRecord, attach_record
+from .report import REPORT_KEY, ReportSums, SplitReport, read_report_metadata, report_metadata
 
 SKIPPED_KEY = b"hf_reinforce_skipped_rows"
 
@@ -251,6 +253,7 @@ def _write_shards(
                 skipped = [r for r in run.skipped if r in rows]
                 table = mapped.data.table
                 metadata = {**(table.schema.metadata or {}), SKIPPED_KEY: json.dumps(skipped).encode()}
+                metadata[REPORT_KEY] = report_metadata(run.report.sums(run.geometry.blocks(rows)))
                 staged = Path(tmp) / final.name
                 size = write_parquet_atomic(
                     _shard_batches(table, config.rows_per_block), table.schema.with_metadata(metadata), staged
@@ -296,7 +299,9 @@ def _finalize(output_dir: Path, run: RunRecord, split: str, files: list[str], co
         check_some_rows_kept(sum(s.num_rows for s in shards), [r for s in shards for r in s.skipped_rows])
         paths = [output_dir / DATA_DIR / s.file for s in shards]
         stats = run.source.with_stats(
-            shards, bytes_per_augmentation=bytes_per_stored_augmentation(paths, config.num_augmentations)
+            shards,
+            bytes_per_augmentation=bytes_per_stored_augmentation(paths, config.num_augmentations),
+            report=_split_report(paths),
         )
         previous = read_record(output_dir / CONFIG_FILE)
         splits = dict((previous.splits if previous is not None else None) or {})
@@ -308,3 +313,12 @@ def _finalize(output_dir: Path, run: RunRecord, split: str, files: list[str], co
             if path.name not in files:
                 path.unlink()
         progress_path(output_dir, split).unlink()
+
+
+def _split_report(paths: list[Path]) -> SplitReport | None:
+    """The split's reinforcement report, summed from the report sums each shard carries in its parquet metadata."""
+    views, originals = ReportSums(), ReportSums()
+    for path in paths:
+        shard_views, shard_originals = read_report_metadata(pq.read_schema(path).metadata or {})
+        views, originals = views + shard_views, originals + shard_originals
+    return SplitReport.from_sums(views, originals) if views.count else None

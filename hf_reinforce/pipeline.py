@@ -27,13 +27,14 @@ import torch
 from datasets import ClassLabel, Features, Image, Value
 
 from ._version import __version__
-from .augment import Params
+from .augment import Params, to_rgb_uint8
 from .config import ReinforceConfig, jsonable
 from .errors import BadImageError, BadLabelError, ConfigError, MissingColumnError
 from .format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, encode_topk, reinforce_features, to_arrow, topk_id_dtype
 from .record import RunRecord
 from .rendering import BlockGeometry, BlockRenderer, RenderedChunk, render_tasks, task_order
-from .shared import check_split, single_thread
+from .report import ReportAccumulator, ReportSums, block_sums
+from .shared import center_view, check_split, single_thread
 from .teachers import Ensemble, load_teacher
 
 # -- setup -------------------------------------------------------------------------------------------------------
@@ -244,6 +245,8 @@ class ReinforcePass:
         self.fingerprint = fingerprint(dataset._fingerprint, config.identity(), self.ensemble.to_config())
         self.stats = PassStats()
         self.skipped: list[int] = []
+        self.report = ReportAccumulator()
+        """The reinforcement report's sums per finished block (views and originals; see :mod:`.report`)."""
 
     @property
     def num_classes(self) -> int:
@@ -321,6 +324,7 @@ class ReinforcePass:
 
     def _finish(self, block: int, entry: _Pending) -> BlockResult:
         self.skipped += entry.skipped
+        self._add_report(block, entry)
         return BlockResult(
             block=block,
             rows=entry.rows,
@@ -329,6 +333,34 @@ class ReinforcePass:
             topk_probs=entry.probs,
             skipped=entry.skipped,
         )
+
+    # -- the reinforcement report ---------------------------------------------------------------------------------
+
+    def _add_report(self, block: int, entry: _Pending) -> None:
+        """The report's sums of one finished block: its stored views' top-k and its rows' evaluation views."""
+        if not entry.rows:
+            self.report.add(block, ReportSums(), ReportSums())
+            return
+        rows = self.prepared.select_columns(
+            [self.config.image_column, *([self.config.label_column] if self.config.label_column else [])]
+        )[entry.rows]
+        labels = np.asarray(rows[self.config.label_column]) if self.config.label_column else None
+        views = block_sums(labels, entry.ids, entry.probs, self.num_classes)
+        self.report.add(
+            block, views, self.original_sums([to_rgb_uint8(v) for v in rows[self.config.image_column]], labels)
+        )
+
+    def original_sums(self, images: Sequence[torch.Tensor], labels: np.ndarray | None) -> ReportSums:
+        """The report's sums over the evaluation views (:func:`~.shared.center_view`) of decoded ``images``: one
+        teacher view per row, through the ensemble like the stored views (1/N of the pass's teacher work)."""
+        start = time.perf_counter()
+        views = {
+            spec: torch.stack([center_view(image, spec.resolution, spec.interpolation) for image in images])
+            for spec in self.ensemble.view_specs()
+        }
+        ids, probs = encode_topk(self.ensemble.probs(views), self.config.top_k, self.num_classes)
+        self.stats.teacher_seconds += time.perf_counter() - start
+        return block_sums(labels, ids, probs, self.num_classes)
 
     # -- rows through datasets.map -------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ same schema) survive a round trip unchanged.
 "Same" has two definitions, both here: :meth:`RunRecord.reinforcement_differences` (two splits may live in one
 dataset: same policy, N, K, seed, temperature, teachers as loaded, class mapping, columns and schema) and
 :meth:`RunRecord.output_differences` (a rerun or resume of one split: everything that determines its bytes, and the
-same source rows). Only ``augment``, ``format`` and ``errors`` are imported: training code reads records too.
+same source rows). Only ``augment``, ``format``, ``report`` and ``errors`` are imported: training code reads records too.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 from .augment import AugmentationPolicy, MixUpCutMix
 from .errors import ConfigError
 from .format import check_schema_version, topk_id_dtype
+from .report import SplitReport
 
 REINFORCEMENT_KEYS = (
     "schema_version",
@@ -183,10 +184,20 @@ class SplitRecord:
     bytes_per_augmentation: float | None = None
     shards: tuple[ShardRecord, ...] | None = None
     """Every shard of the finished split, in order (absent in folders written before shards were recorded)."""
+    report: SplitReport | None = None
+    """The reinforcement report (:mod:`hf_reinforce.report`): the ensemble on stored views and on originals."""
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     SOURCE = ("id", "config", "revision", "split", "num_rows", "fingerprint")
-    STATS = ("num_rows_written", "num_shards", "skipped_rows", "num_bytes", "bytes_per_augmentation", "shards")
+    STATS = (
+        "num_rows_written",
+        "num_shards",
+        "skipped_rows",
+        "num_bytes",
+        "bytes_per_augmentation",
+        "shards",
+        "report",
+    )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "source.") -> SplitRecord:
@@ -200,6 +211,11 @@ class SplitRecord:
             if not isinstance(shards, list):
                 raise ConfigError(f"{where}shards: expected a list of shard records, got {shards!r}")
             values["shards"] = tuple(ShardRecord.from_dict(v, f"{where}shards[{i}].") for i, v in enumerate(shards))
+        if values["report"] is not None:
+            try:
+                values["report"] = SplitReport.from_dict(values["report"])
+            except (TypeError, KeyError, ValueError) as error:
+                raise ConfigError(f"{where}report: not a reinforcement report ({error!r})") from None
         return cls(**values, extra=_extra(data, (*cls.SOURCE, *cls.STATS)))
 
     def to_dict(self) -> dict[str, Any]:
@@ -209,11 +225,15 @@ class SplitRecord:
             out["skipped_rows"] = list(self.skipped_rows)
         if self.shards is not None:
             out["shards"] = [s.to_dict() for s in self.shards]
+        if self.report is not None:
+            out["report"] = self.report.to_dict()
         return {**out, **self.extra}
 
-    def with_stats(self, shards: list[ShardRecord], *, bytes_per_augmentation: float) -> SplitRecord:
-        """This split once written as ``shards``: rows, shards, skipped rows, bytes of its files, and reinforcement
-        bytes per stored augmentation (``layout.bytes_per_stored_augmentation``, the one definition)."""
+    def with_stats(
+        self, shards: list[ShardRecord], *, bytes_per_augmentation: float, report: SplitReport | None = None
+    ) -> SplitRecord:
+        """This split once written as ``shards``: rows, shards, skipped rows, bytes of its files, reinforcement
+        bytes per stored augmentation (``layout.bytes_per_stored_augmentation``, the one definition), the report."""
         num_rows_written, num_bytes = sum(s.num_rows for s in shards), sum(s.num_bytes for s in shards)
         per_augmentation = round(bytes_per_augmentation, 2)
         return dataclasses.replace(
@@ -224,6 +244,7 @@ class SplitRecord:
             num_bytes=num_bytes,
             bytes_per_augmentation=per_augmentation,
             shards=tuple(shards),
+            report=report,
         )
 
 
@@ -349,8 +370,12 @@ class RunRecord:
 
     @property
     def policy_name(self) -> str:
-        """The policy's ops joined by ``+`` without the flip (e.g. ``rrc+ra+re``)."""
-        return "+".join(op["op"] for op in self.policy.to_dict()["ops"] if op["op"] != "flip") or "none"
+        """The policy's ops joined by ``+`` as a preset spells them (``rrc+ra+re`` includes the flip, ``rrc-noflip``
+        and ``crop+flip`` say so); constants other than the defaults are not shown."""
+        ops = [op["op"] for op in self.policy.to_dict()["ops"]]
+        if "rrc" in ops:
+            ops = [name for name in ops if name != "flip"] if "flip" in ops else ["rrc-noflip", *ops[1:]]
+        return "+".join(ops) or "none"
 
     @property
     def teacher(self) -> TeacherRecord:

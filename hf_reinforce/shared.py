@@ -14,19 +14,15 @@ from typing import Any
 
 import torch
 
-from .augment import Q, interpolation_mode
-from .augment.functional import resized_crop
+from .augment import interpolation_mode
+from .augment.functional import center_square
 from .errors import ConfigError
 
 
 def center_view(image: torch.Tensor, resolution: int, interpolation: str) -> torch.Tensor:
     """The centred largest square of ``image`` resized to ``resolution`` (antialiased): the one evaluation view,
     used for the teachers' accuracy, the students' evaluation transform and the scripts' test sets alike."""
-    height, width = image.shape[-2:]
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    box = (top * Q // height, left * Q // width, side * Q // height, side * Q // width)
-    return resized_crop(image, box, resolution, interpolation_mode(interpolation))
+    return center_square(image, resolution, interpolation_mode(interpolation))
 
 
 def as_logits(output: Any, name: str = "the model") -> torch.Tensor:

@@ -188,6 +188,29 @@ def tiny_teachers(num_classes: int = 10) -> list[hfr.Teacher]:
     ]
 
 
+@functools.lru_cache(maxsize=2)
+def trained_teacher(rows: int = 1000, steps: int = 150, seed: int = 0) -> hfr.Teacher:
+    """A teacher that knows MNIST: a linear classifier on 16×16 average-pooled 32-px evaluation views of the first
+    ``rows`` of :func:`mnist_dataset`, trained full-batch with Adam for ``steps`` steps (seconds on one core; above
+    80 % top-1 on held-out digits, tests/test_report.py). For tests of what teachers *see*, such as the report."""
+    from .shared import center_view
+
+    ds = mnist_dataset(rows, seed=seed)
+    pixels = torch.stack([center_view(hfr.to_rgb_uint8(im), 32, "bilinear") for im in ds["image"]])
+    x = hfr.augment.normalize(pixels, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    y = torch.tensor(ds["label"])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = torch.nn.Sequential(torch.nn.AvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 10))
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(steps):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return hfr.Teacher(model.eval(), resolution=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), name="mnist-linear")
+
+
 def tiny_config(**overrides: Any) -> hfr.ReinforceConfig:
     """A small config over :func:`tiny_teachers` (``rrc+ra+re``, N=4, K=3, 32 px, blocks and shards of 16 rows);
     keyword arguments override fields."""

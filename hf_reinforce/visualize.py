@@ -115,14 +115,19 @@ def show(
     resolution: int | None = None,
     revision: str | None = None,
     config: RunRecord | str | os.PathLike | None = None,
+    lowest_agreement: int | None = None,
 ) -> Path:
     """Write a PNG of the first ``num`` stored augmentations of ``row`` (replayed exactly) with their top-3 classes,
     under a title with the row, its true label and class name. ``source`` is a reinforced folder, a Hub repo or a
     ``datasets.Dataset``: one returned by ``reinforce`` carries its record, one from ``load_dataset`` /
-    ``load_reinforced`` needs ``config=`` (its folder, repo id or :class:`RunRecord`)."""
+    ``load_reinforced`` needs ``config=`` (its folder, repo id or :class:`RunRecord`). With ``lowest_agreement=K``
+    instead the K stored views of the split whose stored ensemble probability of the true label is lowest (from the
+    stored top-k, no teacher runs; see :func:`lowest_agreement_views`)."""
     if isinstance(num, bool) or not isinstance(num, int) or num < 1:
         raise ConfigError(f"num: expected a positive number of augmentations to show, got {num!r}")
     dataset, record = _load(source, split, revision, config)
+    if lowest_agreement is not None:
+        return _save(_lowest_agreement_grid(dataset, record, lowest_agreement, resolution), output)
     if not 0 <= row < len(dataset):
         raise OutOfRangeError(
             f"row {row} out of range: the {split!r} split has {len(dataset)} rows (0 to {len(dataset) - 1})"
@@ -136,7 +141,54 @@ def show(
     captions = [[f"aug {j}", *_caption(ids, probs, names)] for j, (ids, probs) in zip(indices, top)]
     label = example.get(record.label_column) if record.label_column else None
     highlight = [{i + 1 for i, c in enumerate(ids) if label is not None and int(c) == int(label)} for ids, _ in top]
+    return _save(render_grid(tiles, captions, title=title(row, example, record), highlight=highlight), output)
+
+
+def _save(image: PIL.Image.Image, output: str | os.PathLike) -> Path:
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
-    render_grid(tiles, captions, title=title(row, example, record), highlight=highlight).save(path)
+    image.save(path)
     return path
+
+
+def lowest_agreement_views(dataset: datasets.Dataset, record: RunRecord, count: int) -> list[tuple[int, int, float]]:
+    """``(row position, augmentation, probability)`` of the ``count`` stored views whose ensemble probability of the
+    row's label is lowest, lowest first: the stored top-k probability of the label, or its share of the residual
+    (``(1 - sum(top-k)) / (C - K)``, as the loss expands it) when the label is not in the top-k."""
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ConfigError(f"lowest_agreement: expected a positive number of views, got {count!r}")
+    label = record.label_column
+    if not label or label not in dataset.column_names:
+        raise ConfigError(
+            f"lowest_agreement: needs the label column {label!r}, which the dataset does not have "
+            f"(columns: {dataset.column_names})"
+        )
+    table = dataset.with_format("numpy", columns=[label, TOPK_IDS, TOPK_PROBS])[:]
+    labels = np.asarray(table[label], dtype=np.int64)[:, None, None]
+    ids, probs = np.asarray(table[TOPK_IDS]), np.asarray(table[TOPK_PROBS], dtype=np.float64)
+    residual = np.clip(1.0 - probs.sum(-1), 0.0, None) / max(record.num_classes - record.top_k, 1)
+    hit = ids == labels
+    p_label = np.where(hit.any(-1), (probs * hit).sum(-1), residual)
+    p_label[np.broadcast_to(labels[..., 0] < 0, p_label.shape)] = np.inf  # unlabelled rows are never "lowest"
+    order = np.argsort(p_label, axis=None, kind="stable")[:count]
+    rows, augs = np.unravel_index(order, p_label.shape)
+    return [(int(r), int(j), float(p_label[r, j])) for r, j in zip(rows, augs) if np.isfinite(p_label[r, j])]
+
+
+def _lowest_agreement_grid(
+    dataset: datasets.Dataset, record: RunRecord, count: int, resolution: int | None
+) -> PIL.Image.Image:
+    transform = ReinforcedTransform(record, dataset=dataset if record.mixing else None, resolution=resolution)
+    names = record.class_names
+    plain = dataset.with_format(None)
+    tiles, captions = [], []
+    for row, j, p in lowest_agreement_views(dataset, record, count):
+        example = plain[row]
+        truth = int(example[record.label_column])
+        tiles.append(transform.replay(example, j))
+        top = _caption(example[TOPK_IDS][j], list(np.asarray(example[TOPK_PROBS][j], np.float32)), names)
+        captions.append([f"row {row} aug {j}", f"label {class_label(truth, names)[:10]} ({p:.2f})", *top[:1]])
+    if not tiles:
+        raise ConfigError("lowest_agreement: no stored view has a label (every label is < 0)")
+    heading = f"the {len(tiles)} stored views with the lowest ensemble probability of their label"
+    return render_grid(tiles, captions, title=heading)

@@ -159,21 +159,42 @@ def three_modes(
     interpolation: str,
     batch_size: int,
     num_workers: int,
+    plain_recipes: Sequence[str] = (),
 ) -> list[Mode]:
     """(a) plain, (b) reinforced from ``folder``, (c) online KD with ``ensemble``: the same order of rows, the same
-    batch size and workers, and augmentations from the same distribution."""
+    batch size and workers, and augmentations from the same distribution. With ``plain_recipes`` (e.g. ``"crop"``,
+    the standard small-image recipe, and the ``"rrc+ra+re"`` preset) plain training runs once per recipe instead,
+    (a1), (a2), ..."""
     augment = standard_augmentation(policy, resolution, interpolation)
     transform = hfr.ReinforcedTransform.from_pretrained(
         folder, resolution=resolution, mean=mean, std=std, interpolation=interpolation
     )
     reinforced = hfr.load_reinforced(folder, split="train")
-    return [
+    plain = [
         Mode(
             "(a) plain",
-            "CE, augmentation on the fly",
+            f"CE, {policy} on the fly",
             loader(train, AugmentTransform(augment, mean, std), batch_size, num_workers),
             plain_loss,
-        ),
+        )
+    ]
+    if plain_recipes:
+        plain = [
+            Mode(
+                f"(a{i}) plain",
+                f"CE, {recipe} on the fly",
+                loader(
+                    train,
+                    AugmentTransform(standard_augmentation(recipe, resolution, interpolation), mean, std),
+                    batch_size,
+                    num_workers,
+                ),
+                plain_loss,
+            )
+            for i, recipe in enumerate(plain_recipes, 1)
+        ]
+    return [
+        *plain,
         Mode(
             "(b) reinforced",
             f"KD from stored top-{transform.record.top_k}",

@@ -27,6 +27,7 @@ from hf_reinforce.augment import (
     MixUpCutMix,
     Q,
     RandAugment,
+    RandomCrop,
     RandomErasing,
     RandomResizedCrop,
     box_to_pixels,
@@ -43,6 +44,21 @@ def _oracle_crop(image, box, resolution, mode):
         out = F.resized_crop(image.float(), top, left, h, w, [1, 1], interpolation=mode, antialias=True)
         return out.round_().clamp_(0, 255).to(image.dtype)
     return F.resized_crop(image, top, left, h, w, [resolution, resolution], interpolation=mode, antialias=True)
+
+
+def _oracle_padded_crop(image, op: RandomCrop, position, resolution, mode):
+    """The centred square resized, then torchvision's own ``RandomCrop`` with its window at the stored position."""
+    height, width = image.shape[-2:]
+    side = min(height, width)
+    box = ((height - side) // 2 * Q // height, (width - side) // 2 * Q // width, side * Q // height, side * Q // width)
+    view = _oracle_crop(image, box, resolution, mode)
+    pad = math.floor(op.padding * resolution + 0.5)
+    fill = list(op.fill) if op.padding_mode == "constant" else 0
+    crop = v2.RandomCrop(resolution, padding=pad or None, fill=fill, padding_mode=op.padding_mode)
+    params = crop.make_params([view])
+    params["top"], params["left"] = (min(int(u) * (2 * pad + 1) // Q, 2 * pad) for u in position)
+    params["needs_crop"] = pad > 0
+    return crop.transform(view, params)
 
 
 def _oracle_rand_augment(image, op: RandAugment, op_ids, signed_bins):
@@ -65,11 +81,15 @@ def oracle_view(policy, image, params, j, resolution, interpolation=None):
     """Unmixed view ``j`` of ``image``, per view, with torchvision v2 functional calls."""
     p = {name: values[j] for name, values in params.items()}
     out = image
-    if not any(isinstance(op, RandomResizedCrop) for op in policy.ops):
+    if not any(isinstance(op, (RandomResizedCrop, RandomCrop)) for op in policy.ops):
         out = _oracle_crop(out, (0, 0, Q, Q), resolution, InterpolationMode(interpolation or "bilinear"))
     for op in policy.ops:
         if isinstance(op, RandomResizedCrop):
             out = _oracle_crop(out, p["aug_rrc"], resolution, InterpolationMode(interpolation or op.interpolation))
+        elif isinstance(op, RandomCrop):
+            out = _oracle_padded_crop(
+                out, op, p["aug_crop"], resolution, InterpolationMode(interpolation or op.interpolation)
+            )
         elif isinstance(op, HorizontalFlip):
             out = F.horizontal_flip(out) if bool(p["aug_flip"]) else out
         elif isinstance(op, RandAugment):
@@ -134,6 +154,10 @@ EXTRA_POLICIES = [
     AugmentationPolicy((RandomResizedCrop(interpolation="bicubic"), HorizontalFlip(p=1.0), RandAugment(num_ops=3))),
     AugmentationPolicy((RandAugment(magnitude_std=2.0, interpolation="nearest", fill=(0, 255, 7)),)),
     AugmentationPolicy((RandomResizedCrop(scale=(0.5, 1.0)), RandomErasing(p=1.0)), mix=MixUpCutMix(block_size=3)),
+    AugmentationPolicy((RandomCrop(padding=0.3, padding_mode="reflect", interpolation="bicubic"), RandAugment())),
+    AugmentationPolicy((RandomCrop(padding=0.49, padding_mode="edge"), HorizontalFlip()), mix=MixUpCutMix()),
+    AugmentationPolicy((RandomCrop(padding=0.2, padding_mode="symmetric"), RandomErasing(p=1.0))),
+    AugmentationPolicy((RandomCrop(padding=0.0, fill=(9, 0, 255)),)),
 ]
 policies = st.one_of(st.sampled_from(POLICIES).map(AugmentationPolicy.parse), st.sampled_from(EXTRA_POLICIES))
 sizes = st.one_of(

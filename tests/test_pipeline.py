@@ -16,6 +16,7 @@ from hf_reinforce.augment import normalize
 from hf_reinforce.format import decode_params, decode_topk, encode_topk
 from hf_reinforce.pipeline import ReinforcePass
 from hf_reinforce.rendering import BlockGeometry, task_order
+from hf_reinforce.shared import center_view
 from hf_reinforce.teachers import Ensemble, Teacher
 from hf_reinforce.testing import mnist_dataset, photos_dataset, tiny_teachers
 from hf_reinforce.testing import tiny_config as make_config
@@ -54,19 +55,30 @@ def test_output_is_identical_for_every_number_of_workers(policy, tmp_path):
 
 
 def test_workers_render_on_cpu_and_teachers_see_the_replayed_pixels(monkeypatch):
-    """With render workers, every view a teacher receives equals the transform-side replay of the stored row."""
+    """With render workers, every view a teacher receives equals the transform-side replay of the stored row; the
+    report's extra view per row (in ``original_sums``) is each row's evaluation view."""
     seen: list[torch.Tensor] = []
-    logits = Teacher.logits
+    originals: list[torch.Tensor] = []
+    in_report: list[bool] = []
+    logits, original_sums = Teacher.logits, ReinforcePass.original_sums
     config = make_config(num_workers=2, num_augmentations=3, augmentations_per_step=3)
     resnet = config.teachers[0]
 
     def spy(self, images, progress=None):
         assert images.device.type == "cpu" and images.dtype == torch.uint8
         if self is resnet:
-            seen.append(images.clone())
+            (originals if in_report else seen).append(images.clone())
         return logits(self, images, progress)
 
+    def tagged(self, images, labels):
+        in_report.append(True)
+        try:
+            return original_sums(self, images, labels)
+        finally:
+            in_report.pop()
+
     monkeypatch.setattr(Teacher, "logits", spy)
+    monkeypatch.setattr(ReinforcePass, "original_sums", tagged)
     source = mnist_dataset(20)
     out = hfr.reinforce(source, config, progress=False)
     policy = config.augmentation_policy
@@ -77,6 +89,8 @@ def test_workers_render_on_cpu_and_teachers_see_the_replayed_pixels(monkeypatch)
         for j in range(3)
     ]
     assert torch.equal(torch.cat(seen), torch.stack(replayed))
+    views = torch.stack([center_view(image, resnet.resolution, resnet.interpolation) for image in images])
+    assert torch.equal(torch.cat(originals), views)
 
 
 def test_stored_top_k_equals_the_ensemble_on_replayed_views_with_fresh_tensors():

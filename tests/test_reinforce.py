@@ -35,6 +35,7 @@ from hf_reinforce.format import SCHEMA_VERSION, decode_params
 from hf_reinforce.layout import CONFIG_FILE, STATE_DIR, bytes_per_stored_augmentation, progress_path
 from hf_reinforce.pipeline import ReinforcePass
 from hf_reinforce.record import record_from_dataset
+from hf_reinforce.shared import center_view
 from hf_reinforce.teachers import Teacher
 from hf_reinforce.testing import DIGIT_FEATURES as FEATURES
 from hf_reinforce.testing import mnist_dataset, photo_arrays, tiny_teachers
@@ -42,6 +43,12 @@ from hf_reinforce.testing import tiny_config as make_config
 
 WORKER = Path(__file__).with_name("reinforce_worker.py")
 NEW_COLUMNS = {  # policy → parameter columns it adds, in order
+    "rrc-noflip": ["aug_rrc"],
+    "rrc-noflip+ra+re": ["aug_rrc", "aug_ra_op", "aug_ra_mag", "aug_re"],
+    "crop": ["aug_crop"],
+    "crop+flip": ["aug_crop", "aug_flip"],
+    "crop+ra+re": ["aug_crop", "aug_ra_op", "aug_ra_mag", "aug_re"],
+    "crop+flip+ra+re": ["aug_crop", "aug_flip", "aug_ra_op", "aug_ra_mag", "aug_re"],
     "rrc": ["aug_rrc", "aug_flip"],
     "rrc+mix": ["aug_rrc", "aug_flip", "aug_mix_partner", "aug_mix_lam", "aug_mix_box"],
     "rrc+ra+re": ["aug_rrc", "aug_flip", "aug_ra_op", "aug_ra_mag", "aug_re"],
@@ -227,10 +234,15 @@ def test_replay_reproduces_the_teachers_inputs_bit_for_bit(odd_dataset, policy, 
         for j0 in range(0, n, step):
             js = range(j0, min(j0 + step, n))
             expected_calls += [(teacher, rows, js) for teacher in teachers]
+        expected_calls += [(teacher, rows, None) for teacher in teachers]  # the report: each row's evaluation view
     assert [name for name, _ in calls] == [t.name for t, _, _ in expected_calls]
 
     mixed = 0
     for (name, seen), (teacher, rows, js) in zip(calls, expected_calls):
+        if js is None:
+            originals = [center_view(images[i], teacher.resolution, teacher.interpolation) for i in rows]
+            assert torch.equal(seen, torch.stack(originals).to(seen.device)), f"rows {rows}, teacher {name}"
+            continue
         assert seen.dtype == torch.uint8 and seen.shape == (
             len(rows) * len(js),
             3,

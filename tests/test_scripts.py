@@ -45,7 +45,7 @@ def test_quickstart_writes_folder_card_png_and_table(quickstart: tuple[Path, str
     assert str(folder.resolve()) in out and str(png.resolve()) in out
 
     students = [line for line in out.splitlines() if line.startswith("| student")]
-    assert [re.search(r"\((\w)\)", line).group(1) for line in students] == ["a", "b", "c"]
+    assert [re.search(r"\((\w+)\)", line).group(1) for line in students] == ["a1", "a2", "b", "c"]
     assert all(re.search(r"\| \d+\.\d% \| \d+ s \|$", line) for line in students)
     assert sum(line.startswith("| teacher") for line in out.splitlines()) == 2
     assert "| ensemble of 2 |" in out and "| reinforcement pass |" in out
@@ -73,8 +73,12 @@ def test_train_student_on_the_quickstart_folder(quickstart: tuple[Path, str]) ->
         "out/quickstart/mnist-plus-source",
         "--save",
         "student.safetensors",
+        "--baselines",
+        "crop",
         cwd=cwd,
     )
+    assert re.search(r"\| plain: CE, crop on the fly \| \d+\.\d % \|", out)
+    assert re.search(r"\| reinforced: KD from the stored top-3 \(.+\) \| \d+\.\d % \|", out)
     assert re.search(r"epoch 1/1: loss \d+\.\d+", out)
     assert re.search(r"test accuracy: \d\.\d+", out)
     assert (cwd / "student.safetensors").stat().st_size > 0
@@ -108,3 +112,12 @@ def test_bench_train_prints_the_ratios(tmp_path: Path) -> None:
     assert re.search(r"step_time\(b\)/step_time\(a\) = \d+\.\d+", out)
     assert re.search(r"step_time\(c\)/step_time\(a\) = \d+\.\d+", out)
     assert sum(line.startswith("| (") for line in out.splitlines()) == 3
+
+
+def test_sweep_quality_quick_writes_its_table(tmp_path: Path) -> None:
+    out = _run(
+        "sweep_quality.py", "--quick", "--datasets", "digits", "--output-dir", str(tmp_path / "sweep"), cwd=tmp_path
+    )
+    assert "| digits |" in out and "reinforced rrc(0.35)" in out
+    results = json.loads((tmp_path / "sweep" / "results.json").read_text())
+    assert results["results"] and all(0.0 <= r["accuracy"] <= 1.0 for r in results["results"])

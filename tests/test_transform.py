@@ -69,7 +69,8 @@ def test_transform_replays_exactly_what_the_teacher_saw(mnist_ds, policy):
         num_outputs=10,
     )
     out = _reinforce(mnist_ds, policy, teacher)
-    seen = torch.cat(module.seen)  # blocks of 16 rows × 3 augmentations, row-major, in order
+    seen = torch.cat(module.seen)  # blocks of 16 rows × 3 augmentations, row-major, in order, then the block's
+    # 16 evaluation views for the reinforcement report
     transform = hfr.ReinforcedTransform.from_dataset(out)
     assert transform.resolution == 32 and transform.interpolation == "bicubic" and transform.mean == (0.5, 0.4, 0.3)
     for row_index in (0, 5, 17, 31):
@@ -77,7 +78,7 @@ def test_transform_replays_exactly_what_the_teacher_saw(mnist_ds, policy):
         for j in (0, 4):
             block, r = divmod(row_index, 16)
             step, t = divmod(j, 3)
-            position = block * 16 * N + step * 16 * 3 + r * 3 + t
+            position = block * 16 * (N + 1) + step * 16 * 3 + r * 3 + t
             pixels = transform.replay(row, j, resolution=40, interpolation="bicubic")
             assert torch.equal(normalize(pixels, teacher.mean, teacher.std), seen[position])
 

@@ -16,7 +16,7 @@ from .functional import (
     normalize,
 )
 from .image import open_image, to_rgb_uint8
-from .ops import HorizontalFlip, MixUpCutMix, Op, RandAugment, RandomErasing, RandomResizedCrop
+from .ops import HorizontalFlip, MixUpCutMix, Op, RandAugment, RandomCrop, RandomErasing, RandomResizedCrop
 from .policy import PRESETS, AugmentationPolicy, Params
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "Op",
     "Params",
     "RandAugment",
+    "RandomCrop",
     "RandomErasing",
     "RandomResizedCrop",
     "box_to_pixels",

@@ -161,6 +161,65 @@ def _resize_uint8_cpu(crop: torch.Tensor, resolution: int, interpolation: Interp
     return out.reshape(crop.shape[:-2] + (resolution, resolution))
 
 
+PADDING_MODES: tuple[str, ...] = ("constant", "edge", "reflect", "symmetric")
+"""torchvision's padding modes (``RandomCrop(padding_mode=...)``)."""
+
+
+def center_square_box(height: int, width: int) -> tuple[int, int, int, int]:
+    """The centred largest square of a ``height × width`` image as a normalized box (units of 1/65535)."""
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    return top * Q // height, left * Q // width, side * Q // height, side * Q // width
+
+
+def center_square(image: torch.Tensor, resolution: int, interpolation: InterpolationMode) -> torch.Tensor:
+    """The centred largest square of ``image`` resized to ``resolution × resolution`` (the evaluation view)."""
+    return resized_crop(image, center_square_box(*image.shape[-2:]), resolution, interpolation)
+
+
+def padding_pixels(padding: float, resolution: int) -> int:
+    """Padding of a padded crop in pixels at ``resolution``: ``padding`` (a fraction of the output size) × resolution,
+    rounded half up (4 px at 32 px for 0.125; 28 px at 224 px)."""
+    return int(math.floor(padding * resolution + 0.5))
+
+
+def crop_offset(unit: int, pad: int) -> int:
+    """A stored window position (units of 1/65535 of the ``2 * pad + 1`` possible offsets) → the offset in pixels,
+    uniform over ``0 .. 2 * pad`` like torchvision's ``RandomCrop`` (integer arithmetic)."""
+    return min(int(unit) * (2 * pad + 1) // Q, 2 * pad)
+
+
+def padded_crops(
+    images: Sequence[torch.Tensor],
+    offsets: Sequence[Sequence[int]],
+    resolution: int,
+    padding: float,
+    padding_mode: str,
+    fill: tuple[int, int, int],
+    interpolation: InterpolationMode,
+) -> torch.Tensor:
+    """torchvision's ``RandomCrop(r, padding, padding_mode, fill)`` of each ``images[b]`` resized to its centred
+    square at ``r = resolution``, with the window at ``offsets[b]`` ``(top, left)`` (see :func:`crop_offset`):
+    ``(B, 3, r, r)``. A row's views share one source tensor, which is resized and padded once."""
+    pad = padding_pixels(padding, resolution)
+    padded: dict[int, torch.Tensor] = {}
+    out = torch.empty((len(images), 3, resolution, resolution), dtype=torch.uint8, device=images[0].device)
+    for b, (image, (top, left)) in enumerate(zip(images, offsets)):
+        if id(image) not in padded:
+            padded[id(image)] = pad_image(center_square(image, resolution, interpolation), pad, padding_mode, fill)
+        dy, dx = crop_offset(top, pad), crop_offset(left, pad)
+        out[b] = padded[id(image)][:, dy : dy + resolution, dx : dx + resolution]
+    return out
+
+
+def pad_image(image: torch.Tensor, pad: int, padding_mode: str, fill: tuple[int, int, int]) -> torch.Tensor:
+    """``image`` padded by ``pad`` pixels on every side (torchvision's ``F.pad``; ``fill`` for ``constant``)."""
+    if pad == 0:
+        return image
+    value = list(fill) if padding_mode == "constant" else 0
+    return F.pad(image, [pad, pad, pad, pad], fill=value, padding_mode=padding_mode)
+
+
 def horizontal_flip(images: torch.Tensor, flips: Sequence[bool]) -> torch.Tensor:
     """Mirror left-right the views ``b`` of ``images`` (``(B, 3, H, W)``) where ``flips[b]`` is true."""
     index = np.flatnonzero(np.asarray(flips, dtype=bool))
@@ -422,13 +481,20 @@ __all__ = [
     "RAND_AUGMENT_OPS",
     "RAND_AUGMENT_SIGNED",
     "RESIZE_INTERPOLATIONS",
+    "PADDING_MODES",
     "box_to_pixels",
+    "center_square",
+    "center_square_box",
+    "crop_offset",
     "erase",
     "horizontal_flip",
     "interpolation_mode",
     "mix",
     "mix_views",
     "normalize",
+    "pad_image",
+    "padded_crops",
+    "padding_pixels",
     "rand_augment",
     "rand_augment_magnitude",
     "resized_crop",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -132,6 +133,64 @@ class RandomResizedCrop(Op):
     def to_torchvision(self, resolution: int, interpolation: Any) -> v2.Transform:
         mode = AF.interpolation_mode(interpolation or self.interpolation)
         return v2.RandomResizedCrop(resolution, self.scale, self.ratio, interpolation=mode, antialias=True)
+
+
+@dataclass(frozen=True)
+class RandomCrop(Op):
+    """torchvision's ``RandomCrop(r, padding, padding_mode=..., fill=...)`` (the standard small-image crop) of the
+    image's centred square resized to the output resolution ``r``: pad by ``padding`` × ``r`` pixels (a fraction of
+    the output size, so a student at another resolution replays the same relative window: 0.125 is 4 px at 32 px),
+    then take an ``r × r`` window at a uniformly drawn offset. The centred square is the evaluation view
+    (:func:`hf_reinforce.shared.center_view`), so a square image is only resized and a non-square one loses the ends
+    of its long side. Stored: the window position ``(top, left)`` in 1/65535 of the ``2 × pad + 1`` offsets."""
+
+    name: ClassVar[str] = "crop"
+    padding: float = 0.125
+    padding_mode: str = "constant"
+    fill: tuple[int, int, int] = (0, 0, 0)
+    interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.padding, bool) or not isinstance(self.padding, (int, float)) or not 0 <= self.padding < 0.5:
+            raise ValueError(
+                f"crop.padding: expected a fraction of the output size in [0, 0.5) (0.125 = 4 px at 32 px), "
+                f"got {self.padding!r}"
+            )
+        if self.padding_mode not in AF.PADDING_MODES:
+            raise ValueError(f"crop.padding_mode: expected one of {list(AF.PADDING_MODES)}, got {self.padding_mode!r}")
+        _check_fill(self.name, self.fill)
+        AF.interpolation_mode(self.interpolation, "crop.interpolation")
+
+    @property
+    def columns(self) -> Columns:
+        return {"aug_crop": ("uint16", (2,))}
+
+    def sample(self, n: int, ctx: SampleContext) -> dict[str, np.ndarray]:
+        return {"aug_crop": sampling.sample_crop_offsets(ctx.rng(0).random((n, 2)))}
+
+    def apply(
+        self,
+        images: torch.Tensor | Sequence[torch.Tensor],
+        params: Mapping[str, np.ndarray],
+        resolution: int,
+        interpolation: Any,
+    ) -> torch.Tensor:
+        mode = AF.interpolation_mode(interpolation or self.interpolation)
+        offsets = np.asarray(params["aug_crop"]).reshape(len(images), 2).tolist()
+        return AF.padded_crops(
+            list(images), offsets, resolution, self.padding, self.padding_mode, tuple(self.fill), mode
+        )
+
+    def to_torchvision(self, resolution: int, interpolation: Any) -> v2.Transform:
+        mode = AF.interpolation_mode(interpolation or self.interpolation)
+        pad = AF.padding_pixels(self.padding, resolution)
+        fill = list(self.fill) if self.padding_mode == "constant" else 0
+        return v2.Compose(
+            [
+                v2.Lambda(functools.partial(AF.center_square, resolution=resolution, interpolation=mode)),
+                v2.RandomCrop(resolution, padding=pad or None, fill=fill, padding_mode=self.padding_mode),
+            ]
+        )
 
 
 @dataclass(frozen=True)
@@ -334,4 +393,10 @@ class MixUpCutMix:
         return start, min(start + self.block_size, num_rows)
 
 
-OPS: dict[str, type[Op]] = {op.name: op for op in (RandomResizedCrop, HorizontalFlip, RandAugment, RandomErasing)}
+OPS: dict[str, type[Op]] = {
+    op.name: op for op in (RandomResizedCrop, RandomCrop, HorizontalFlip, RandAugment, RandomErasing)
+}
+
+CROPS: tuple[type[Op], ...] = (RandomResizedCrop, RandomCrop)
+"""Ops that make the view from the source image (a policy's first op, at most one); without one the whole image is
+resized."""

@@ -14,12 +14,14 @@ from torchvision.transforms import v2
 
 from . import functional as AF
 from .ops import (
+    CROPS,
     OPS,
     Columns,
     HorizontalFlip,
     MixUpCutMix,
     Op,
     RandAugment,
+    RandomCrop,
     RandomErasing,
     RandomResizedCrop,
     SampleContext,
@@ -28,16 +30,30 @@ from .ops import (
 Params = dict[str, np.ndarray]
 """Parameters of ``n`` augmentations of one row: column name → array with leading dimension ``n``."""
 
-_PRESET_TOKENS = ("rrc", "ra", "re", "mix")
-PRESETS = ("rrc", "rrc+mix", "rrc+ra+re", "rrc+mix+ra+re")
-"""The paper's four policies. Other ``+``-joined combinations of rrc, ra, re, mix are accepted too."""
+_PRESET_TOKENS = ("rrc", "rrc-noflip", "crop", "flip", "ra", "re", "mix")
+PRESETS = (
+    "rrc",
+    "rrc+mix",
+    "rrc+ra+re",
+    "rrc+mix+ra+re",
+    "rrc-noflip",
+    "rrc-noflip+ra+re",
+    "crop",
+    "crop+flip",
+    "crop+ra+re",
+    "crop+flip+ra+re",
+)
+"""The paper's four policies (``rrc`` includes a horizontal flip, as in the paper), the same without the flip
+(``rrc-noflip``: digits, text), and the standard small-image crop (``crop``: pad 4 px at 32 px, then a random
+32-px window; a flip only with ``+flip``). Other ``+``-joined combinations of the tokens are accepted too."""
 
 _FULL_IMAGE = (0, 0, AF.Q, AF.Q)
 
 
 @dataclass(frozen=True)
 class AugmentationPolicy:
-    """Ordered ops (an optional RandomResizedCrop first, else the whole image is resized), then an optional mix."""
+    """Ordered ops (an optional crop first, RandomResizedCrop or RandomCrop, else the whole image is resized), then
+    an optional mix."""
 
     ops: tuple[Op, ...]
     mix: MixUpCutMix | None = None
@@ -55,14 +71,18 @@ class AugmentationPolicy:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"policy.ops: each op may appear once, repeated: {duplicates}")
-        if "rrc" in names and names[0] != "rrc":
-            raise ValueError("policy.ops: rrc must be the first op")
+        crops = [op.name for op in self.ops if isinstance(op, CROPS)]
+        if len(crops) > 1:
+            raise ValueError(f"policy.ops: at most one crop op (rrc or crop), got {crops}")
+        if crops and not isinstance(self.ops[0], CROPS):
+            raise ValueError(f"policy.ops: {crops[0]} must be the first op")
 
     # -- construction and serialization ------------------------------------------------------------------------
 
     @classmethod
     def from_preset(cls, name: str) -> AugmentationPolicy:
-        """A policy from a ``+``-joined preset name such as ``"rrc+ra+re"`` (rrc includes a horizontal flip)."""
+        """A policy from a ``+``-joined preset name such as ``"rrc+ra+re"`` or ``"crop+flip"`` (``rrc`` includes a
+        horizontal flip, ``rrc-noflip`` and ``crop`` do not; ``+flip`` adds one)."""
         tokens = [t.strip() for t in str(name).lower().split("+") if t.strip()]
         unknown = [t for t in tokens if t not in _PRESET_TOKENS]
         if unknown or not tokens or len(set(tokens)) != len(tokens):
@@ -70,9 +90,14 @@ class AugmentationPolicy:
                 f"policy: unknown preset {name!r}; presets are {', '.join(PRESETS)} "
                 f"(or any '+'-joined combination of {', '.join(_PRESET_TOKENS)})"
             )
+        crops = [t for t in tokens if t in ("rrc", "rrc-noflip", "crop")]
+        if len(crops) > 1:
+            raise ValueError(f"policy: preset {name!r} has {len(crops)} crops ({', '.join(crops)}); choose one")
         ops: list[Op] = []
-        if "rrc" in tokens:
-            ops += [RandomResizedCrop(), HorizontalFlip()]
+        if crops:
+            ops.append(RandomCrop() if crops[0] == "crop" else RandomResizedCrop())
+        if "flip" in tokens or "rrc" in tokens:
+            ops.append(HorizontalFlip())
         if "ra" in tokens:
             ops.append(RandAugment())
         if "re" in tokens:
@@ -158,7 +183,7 @@ class AugmentationPolicy:
 
     @property
     def _crops(self) -> bool:
-        return bool(self.ops) and isinstance(self.ops[0], RandomResizedCrop)
+        return bool(self.ops) and isinstance(self.ops[0], CROPS)
 
     @property
     def interpolation(self) -> str:

@@ -71,6 +71,12 @@ def _center_crop_box(height: int, width: int, ratio: tuple[float, float]) -> np.
     return np.array([(height - h) // 2, (width - w) // 2, h, w], dtype=np.int64)
 
 
+def sample_crop_offsets(u: np.ndarray) -> np.ndarray:
+    """``(n, 2)`` uniforms → ``(n, 2)`` ``uint16`` window positions ``(top, left)`` of a padded crop, in 1/65535 of
+    the range of offsets (0 = top/left-most, 65535 = bottom/right-most), whatever the padding in pixels."""
+    return quantize(u[:, :2])
+
+
 def sample_flip(u: np.ndarray, p: float) -> np.ndarray:
     """``(n, 1)`` uniforms → ``(n,)`` bools, true with probability ``p``."""
     return u[:, 0] < p
