@@ -27,15 +27,15 @@ import torch
 from datasets import ClassLabel, Features, Image, Value
 
 from ._version import __version__
-from .augment import Params, to_rgb_uint8
+from .augment import Params
 from .config import ReinforceConfig, jsonable
 from .errors import BadImageError, BadLabelError, ConfigError, MissingColumnError
 from .format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, encode_topk, reinforce_features, to_arrow, topk_id_dtype
 from .record import RunRecord
 from .rendering import BlockGeometry, BlockRenderer, RenderedChunk, render_tasks, task_order
 from .report import ReportAccumulator, ReportSums, block_sums
-from .shared import center_view, check_split, single_thread
-from .teachers import Ensemble, load_teacher
+from .shared import check_split, single_thread
+from .teachers import Ensemble, ViewSpec, load_teacher
 
 # -- setup -------------------------------------------------------------------------------------------------------
 
@@ -204,6 +204,7 @@ class _Pending:
     rows: list[int] = field(default_factory=list)
     params: list[Params] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)
+    originals: dict[ViewSpec, torch.Tensor] | None = None
     ids: np.ndarray | None = None
     probs: np.ndarray | None = None
 
@@ -303,6 +304,7 @@ class ReinforcePass:
             )
         if chunk.chunk == 0:
             entry.rows, entry.params, entry.skipped = chunk.rows, chunk.params or [], chunk.skipped
+            entry.originals = chunk.originals
             shape = (len(chunk.rows), self.config.num_augmentations, self.config.top_k)
             entry.ids = np.empty(shape, dtype=topk_id_dtype(self.num_classes))
             entry.probs = np.empty(shape, dtype=np.float16)
@@ -341,23 +343,17 @@ class ReinforcePass:
         if not entry.rows:
             self.report.add(block, ReportSums(), ReportSums())
             return
-        rows = self.prepared.select_columns(
-            [self.config.image_column, *([self.config.label_column] if self.config.label_column else [])]
-        )[entry.rows]
-        labels = np.asarray(rows[self.config.label_column]) if self.config.label_column else None
+        label = self.config.label_column
+        labels = np.asarray(self.prepared.select_columns([label])[entry.rows][label]) if label else None
         views = block_sums(labels, entry.ids, entry.probs, self.num_classes)
-        self.report.add(
-            block, views, self.original_sums([to_rgb_uint8(v) for v in rows[self.config.image_column]], labels)
-        )
+        assert entry.originals is not None  # chunk 0 of a block with kept rows carries them
+        self.report.add(block, views, self.original_sums(entry.originals, labels))
 
-    def original_sums(self, images: Sequence[torch.Tensor], labels: np.ndarray | None) -> ReportSums:
-        """The report's sums over the evaluation views (:func:`~.shared.center_view`) of decoded ``images``: one
-        teacher view per row, through the ensemble like the stored views (1/N of the pass's teacher work)."""
+    def original_sums(self, views: dict[ViewSpec, torch.Tensor], labels: np.ndarray | None) -> ReportSums:
+        """The report's sums over the rows' evaluation views (:func:`~.shared.center_view`, rendered by the render
+        workers with the block): one teacher view per row, through the ensemble like the stored views (1/N of the
+        pass's teacher work)."""
         start = time.perf_counter()
-        views = {
-            spec: torch.stack([center_view(image, spec.resolution, spec.interpolation) for image in images])
-            for spec in self.ensemble.view_specs()
-        }
         ids, probs = encode_topk(self.ensemble.probs(views), self.config.top_k, self.num_classes)
         self.stats.teacher_seconds += time.perf_counter() - start
         return block_sums(labels, ids, probs, self.num_classes)

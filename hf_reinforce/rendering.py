@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .augment import AugmentationPolicy, Params, to_rgb_uint8
-from .shared import single_thread
+from .shared import center_view, single_thread
 from .teachers import ViewSpec
 
 Task = tuple[int, int]
@@ -33,7 +33,8 @@ class RenderedChunk:
     """The views of one task, with what the main process needs to write the block's rows.
 
     ``rows`` are the block's rows that decoded (all of them unless bad images are skipped); ``params`` (their
-    sampled parameters), ``skipped`` and ``errors`` travel with chunk 0 only. ``cpu_seconds`` is the worker's CPU
+    sampled parameters), ``originals`` (their evaluation views, for the reinforcement report), ``skipped`` and
+    ``errors`` travel with chunk 0 only. ``cpu_seconds`` is the worker's CPU
     time for the task (decode and sampling included for chunk 0).
     """
 
@@ -43,6 +44,7 @@ class RenderedChunk:
     indices: range
     views: dict[ViewSpec, torch.Tensor]
     params: list[Params] | None = None
+    originals: dict[ViewSpec, torch.Tensor] | None = None
     skipped: list[int] = field(default_factory=list)
     errors: list[tuple[int, str]] = field(default_factory=list)
     cpu_seconds: float = 0.0
@@ -50,6 +52,8 @@ class RenderedChunk:
     def pin_memory(self) -> RenderedChunk:
         """Page-locked views for fast asynchronous copies to an accelerator (called by the DataLoader)."""
         self.views = {spec: view.pin_memory() for spec, view in self.views.items()}
+        if self.originals is not None:
+            self.originals = {spec: view.pin_memory() for spec, view in self.originals.items()}
         return self
 
     @property
@@ -143,10 +147,21 @@ class BlockRenderer(torch.utils.data.Dataset):
             indices=indices,
             views=views,
             params=decoded.params if first else None,
+            originals=self._originals(decoded) if first and decoded.rows else None,
             skipped=decoded.skipped if first else [],
             errors=decoded.errors if first else [],
             cpu_seconds=time.process_time() - start,
         )
+
+    def _originals(self, decoded: _DecodedBlock) -> dict[ViewSpec, torch.Tensor]:
+        """Each decoded row's evaluation view (:func:`~.shared.center_view`) per teacher view: the report's
+        un-augmented images, rendered here with the block's one decode."""
+        return {
+            spec: torch.stack(
+                [center_view(image.contiguous(), spec.resolution, spec.interpolation) for image in decoded.images]
+            )
+            for spec in self.view_specs
+        }
 
     def _decoded(self, block: int) -> _DecodedBlock:
         if self._cached is None or self._cached[0] != block:
