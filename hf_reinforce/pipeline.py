@@ -74,7 +74,9 @@ def check_labels(dataset: datasets.Dataset, label_column: str | None, num_classe
     integer = isinstance(feature, ClassLabel) or (isinstance(feature, Value) and pa.types.is_integer(feature.pa_type))
     if not integer:
         return
-    labels = np.asarray(dataset.select_columns([label_column]).with_format("numpy")[:][label_column])
+    labels = dataset.with_format("arrow", columns=[label_column])[:][
+        label_column
+    ].to_numpy()  # datasets 4.0: no numpy formatter beside torchvision 0.29
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if len(bad):
         row = int(bad[0])

@@ -163,9 +163,10 @@ def lowest_agreement_views(dataset: datasets.Dataset, record: RunRecord, count: 
             f"lowest_agreement: needs the label column {label!r}, which the dataset does not have "
             f"(columns: {dataset.column_names})"
         )
-    table = dataset.with_format("numpy", columns=[label, TOPK_IDS, TOPK_PROBS])[:]
-    labels = np.asarray(table[label], dtype=np.int64)[:, None, None]
-    ids, probs = np.asarray(table[TOPK_IDS]), np.asarray(table[TOPK_PROBS], dtype=np.float64)
+    table = dataset.with_format("arrow", columns=[label, TOPK_IDS, TOPK_PROBS])[:]  # not numpy: see check_labels
+    labels = np.asarray(table[label].to_pylist(), dtype=np.int64)[:, None, None]
+    ids = np.asarray(table[TOPK_IDS].to_pylist())
+    probs = np.asarray(table[TOPK_PROBS].to_pylist(), dtype=np.float64)
     residual = np.clip(1.0 - probs.sum(-1), 0.0, None) / max(record.num_classes - record.top_k, 1)
     hit = ids == labels
     p_label = np.where(hit.any(-1), (probs * hit).sum(-1), residual)
