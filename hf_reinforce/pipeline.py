@@ -30,7 +30,16 @@ from ._version import __version__
 from .augment import Params
 from .config import ReinforceConfig, jsonable
 from .errors import BadImageError, BadLabelError, ConfigError, MissingColumnError
-from .format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, encode_topk, reinforce_features, to_arrow, topk_id_dtype
+from .format import (
+    ROW_INDEX,
+    TOPK_IDS,
+    TOPK_PROBS,
+    encode_topk,
+    read_columns,
+    reinforce_features,
+    to_arrow,
+    topk_id_dtype,
+)
 from .record import RunRecord
 from .rendering import BlockGeometry, BlockRenderer, RenderedChunk, render_tasks, task_order
 from .report import ReportAccumulator, ReportSums, block_sums
@@ -74,9 +83,7 @@ def check_labels(dataset: datasets.Dataset, label_column: str | None, num_classe
     integer = isinstance(feature, ClassLabel) or (isinstance(feature, Value) and pa.types.is_integer(feature.pa_type))
     if not integer:
         return
-    labels = dataset.with_format("arrow", columns=[label_column])[:][
-        label_column
-    ].to_numpy()  # datasets 4.0: no numpy formatter beside torchvision 0.29
+    labels = read_columns(dataset, [label_column])[label_column]
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if len(bad):
         row = int(bad[0])

@@ -16,7 +16,7 @@ import torch
 
 from .distill import ReinforcedTransform
 from .errors import ConfigError, NotFoundError, OutOfRangeError
-from .format import ROW_INDEX, TOPK_IDS, TOPK_PROBS
+from .format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, read_columns
 from .layout import load_config, load_reinforced
 from .record import RunRecord, record_from_dataset
 from .shared import check_split
@@ -163,10 +163,9 @@ def lowest_agreement_views(dataset: datasets.Dataset, record: RunRecord, count: 
             f"lowest_agreement: needs the label column {label!r}, which the dataset does not have "
             f"(columns: {dataset.column_names})"
         )
-    table = dataset.with_format("arrow", columns=[label, TOPK_IDS, TOPK_PROBS])[:]  # not numpy: see check_labels
-    labels = np.asarray(table[label].to_pylist(), dtype=np.int64)[:, None, None]
-    ids = np.asarray(table[TOPK_IDS].to_pylist())
-    probs = np.asarray(table[TOPK_PROBS].to_pylist(), dtype=np.float64)
+    table = read_columns(dataset, [label, TOPK_IDS, TOPK_PROBS])
+    labels = table[label].astype(np.int64)[:, None, None]
+    ids, probs = table[TOPK_IDS], table[TOPK_PROBS].astype(np.float64)
     residual = np.clip(1.0 - probs.sum(-1), 0.0, None) / max(record.num_classes - record.top_k, 1)
     hit = ids == labels
     p_label = np.where(hit.any(-1), (probs * hit).sum(-1), residual)

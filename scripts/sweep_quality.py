@@ -45,6 +45,7 @@ import _common as common
 
 import hf_reinforce as hfr
 from hf_reinforce import testing
+from hf_reinforce.format import read_columns
 from hf_reinforce.report import block_sums
 from hf_reinforce.shared import center_view
 
@@ -202,7 +203,7 @@ def prefix(folder: Path, n: int, k: int) -> tuple[datasets.Dataset, hfr.RunRecor
 
 def agreement(ds: datasets.Dataset, record: hfr.RunRecord) -> dict[str, float]:
     """The reinforcement report's view figures, from the stored top-k."""
-    table = ds.with_format("numpy", columns=["label", "topk_ids", "topk_probs"])[:]
+    table = read_columns(ds, ["label", "topk_ids", "topk_probs"])
     sums = block_sums(table["label"], table["topk_ids"], table["topk_probs"].astype(np.float32), record.num_classes)
     f = sums.figures()
     return {"view_agreement": f.agreement, "view_top1": f.top1_probability, "view_entropy": f.entropy}

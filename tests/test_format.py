@@ -18,6 +18,7 @@ from hf_reinforce.format import (
     decode_params,
     decode_topk,
     encode_topk,
+    read_columns,
     reinforce_features,
     topk_id_dtype,
 )
@@ -124,3 +125,27 @@ def test_parquet_options_compress_reinforcement_columns_hard_and_source_columns_
     buffer = pa.BufferOutputStream()
     pq.write_table(table, buffer, **parquet_options(schema))  # pyarrow accepts every leaf path
     assert pq.read_table(pa.BufferReader(buffer.getvalue())).equals(table)
+
+
+def test_read_columns_gives_the_stored_arrays_with_their_dtypes_and_shapes():
+    ids = np.arange(2 * 3 * 4, dtype=np.int16).reshape(2, 3, 4)
+    probs = np.linspace(0, 1, 24, dtype=np.float16).reshape(2, 3, 4)
+    features = datasets.Features(
+        {
+            "label": datasets.ClassLabel(num_classes=5),
+            "topk_ids": datasets.List(datasets.List(datasets.Value("int16"), length=4), length=3),
+            "topk_probs": datasets.List(datasets.List(datasets.Value("float16"), length=4), length=3),
+            "ragged": datasets.List(datasets.Value("int32")),
+        }
+    )
+    ds = datasets.Dataset.from_dict(
+        {"label": [3, 1], "topk_ids": ids.tolist(), "topk_probs": probs.tolist(), "ragged": [[1, 2], [3, 4]]},
+        features=features,
+    )
+    got = read_columns(ds.select([0, 1]), ["label", "topk_ids", "topk_probs", "ragged"])
+    assert got["label"].tolist() == [3, 1]
+    assert got["topk_ids"].dtype == np.int16 and np.array_equal(got["topk_ids"], ids)
+    assert got["topk_probs"].dtype == np.float16 and np.array_equal(got["topk_probs"], probs)
+    assert got["ragged"].tolist() == [[1, 2], [3, 4]]
+    # a selection that is not a prefix reads the selected rows only
+    assert read_columns(ds.select([1]), ["topk_ids"])["topk_ids"].tolist() == ids[1:].tolist()

@@ -18,6 +18,7 @@ import hf_reinforce as hfr
 from hf_reinforce import testing
 from hf_reinforce.cli import main
 from hf_reinforce.errors import ConfigError
+from hf_reinforce.format import read_columns
 from hf_reinforce.record import SplitRecord
 from hf_reinforce.report import ReportSums, SplitReport, block_sums, topk_entropy
 from hf_reinforce.visualize import lowest_agreement_views
@@ -80,7 +81,7 @@ def test_a_destructive_policy_shows_low_view_agreement_beside_high_original_agre
     assert report.views.entropy > report.originals.entropy
     assert report.warning is not None and "destroy" in report.warning
     # the view figures are those of the stored top-k (the folder has several shards, summed at the end)
-    stored = hfr.load_reinforced(destructive_folder, split="train").with_format("numpy")[:]
+    stored = read_columns(hfr.load_reinforced(destructive_folder, split="train"), ["label", "topk_ids", "topk_probs"])
     again = block_sums(stored["label"], stored["topk_ids"], stored["topk_probs"].astype(np.float64), 10).figures()
     assert again == report.views
 
@@ -136,7 +137,7 @@ def test_show_lowest_agreement_draws_the_views_least_like_their_label(destructiv
     dataset = hfr.load_reinforced(destructive_folder, split="train")
     picked = lowest_agreement_views(dataset, record, 6)
     assert len(picked) == 6 and [p for *_, p in picked] == sorted(p for *_, p in picked)
-    table = dataset.with_format("numpy")[:]
+    table = read_columns(dataset, ["label", "topk_ids", "topk_probs"])
     for row, j, p in picked:
         ids, probs, label = table["topk_ids"][row, j], table["topk_probs"][row, j], table["label"][row]
         assert label not in ids[:1]
