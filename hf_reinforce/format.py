@@ -114,8 +114,12 @@ def read_columns(dataset: Any, columns: list[str]) -> dict[str, np.ndarray]:
     """Whole columns of a ``datasets.Dataset`` as numpy arrays, read through Arrow: fixed-size lists become extra
     dimensions without a per-row Python conversion. (Not the numpy formatter: datasets 4.0's imports
     ``torchvision.io.VideoReader``, which torchvision 0.29 no longer has.)"""
-    table = dataset.with_format("arrow", columns=columns)[:]
-    return {name: _to_numpy(table[name].combine_chunks()) for name in columns}
+    return table_columns(dataset.with_format("arrow", columns=columns)[:], columns)
+
+
+def table_columns(table: pa.Table, columns: list[str]) -> dict[str, np.ndarray]:
+    """Columns of an Arrow table as numpy arrays (fixed-size lists become extra dimensions)."""
+    return {name: _to_numpy(table.column(name).combine_chunks()) for name in columns}
 
 
 def _to_numpy(array: pa.Array) -> np.ndarray:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 import numpy as np
@@ -41,10 +41,13 @@ from .format import (
     topk_id_dtype,
 )
 from .record import RunRecord
-from .rendering import BlockGeometry, BlockRenderer, RenderedChunk, render_tasks, task_order
+from .rendering import BlockGeometry, BlockRenderer, RenderedChunk, first_new_index, render_tasks, task_order
 from .report import ReportAccumulator, ReportSums, block_sums
 from .shared import check_split, single_thread
 from .teachers import Ensemble, ViewSpec, load_teacher
+
+if TYPE_CHECKING:
+    from .extension import StoredSplit
 
 # -- setup -------------------------------------------------------------------------------------------------------
 
@@ -222,6 +225,10 @@ class ReinforcePass:
     """One reinforcement pass of ``config`` over ``dataset``: the teachers, the output schema, and the pipelined
     block loop. Build it once per process; run any row ranges of the dataset through :meth:`results` or
     :meth:`map`.
+
+    With ``stored`` (the same dataset reinforced with fewer augmentations) the pass is an extension: it computes
+    the teacher chunks from :func:`~.rendering.first_new_index` on and takes the stored top-k below it, so its
+    output is that of a whole pass (see :mod:`.extension`).
     """
 
     def __init__(
@@ -231,6 +238,7 @@ class ReinforcePass:
         *,
         device: str | torch.device | None = None,
         ensemble: Ensemble | None = None,
+        stored: StoredSplit | None = None,
     ) -> None:
         check_split(dataset, "reinforce")
         if len(dataset) == 0:
@@ -249,8 +257,19 @@ class ReinforcePass:
         self.features = Features(
             {**{c: self.prepared.features[c] for c in self.keep}, ROW_INDEX: Value("int64"), **new}
         )
+        if stored is not None and stored.num_augmentations >= config.num_augmentations:
+            raise ConfigError(
+                f"num_augmentations: an extension needs more than the {stored.num_augmentations} stored, "
+                f"got {config.num_augmentations}"
+            )
+        self.stored = stored
+        step = config.augmentations_per_step
         self.geometry = BlockGeometry(
-            len(dataset), config.num_augmentations, config.rows_per_block, config.augmentations_per_step
+            len(dataset),
+            config.num_augmentations,
+            config.rows_per_block,
+            step,
+            first_new_index(stored.num_augmentations, step) if stored is not None else 0,
         )
         self.fingerprint = fingerprint(dataset._fingerprint, config.identity(), self.ensemble.to_config())
         self.stats = PassStats()
@@ -279,6 +298,7 @@ class ReinforcePass:
             self.geometry,
             self.ensemble.view_specs(),
             self.config.skip_bad_images,
+            originals=self.stored is None,
         )
 
     def results(
@@ -288,7 +308,7 @@ class ReinforcePass:
         teachers run here; ``on_views`` is called with the number of teacher views as they are computed."""
         blocks = [b for rows in ranges for b in self.geometry.blocks(rows)]
         workers = self.config.workers
-        tasks = task_order(blocks, self.geometry.num_chunks, workers)
+        tasks = task_order(blocks, self.geometry.chunks, workers)
         pin = self.ensemble.device.type == "cuda"
         chunks = render_tasks(self.renderer(), tasks, num_workers=workers, pin_memory=pin)
         pending: dict[int, _Pending] = {}
@@ -298,7 +318,7 @@ class ReinforcePass:
             waited = time.perf_counter()
             chunk = next(chunks)
             self.stats.wait_seconds += time.perf_counter() - waited
-            entry = pending.setdefault(chunk.block, _Pending(self.geometry.num_chunks))
+            entry = pending.setdefault(chunk.block, _Pending(len(self.geometry.chunks)))
             self._run_teachers(chunk, entry, on_views)
             while expected is not None and expected in pending and pending[expected].chunks_left == 0:
                 yield self._finish(expected, pending.pop(expected))
@@ -311,12 +331,14 @@ class ReinforcePass:
                 f"row {row}, column {self.config.image_column!r}: cannot decode the image ({message}); "
                 "fix or remove it, or pass skip_bad_images=True to record and skip such rows"
             )
-        if chunk.chunk == 0:
+        if chunk.chunk == self.geometry.chunks.start:
             entry.rows, entry.params, entry.skipped = chunk.rows, chunk.params or [], chunk.skipped
             entry.originals = chunk.originals
             shape = (len(chunk.rows), self.config.num_augmentations, self.config.top_k)
             entry.ids = np.empty(shape, dtype=topk_id_dtype(self.num_classes))
             entry.probs = np.empty(shape, dtype=np.float16)
+            if self.stored is not None:
+                self._take_stored(chunk, entry)
         entry.chunks_left -= 1
         self.stats.render_cpu_seconds += chunk.cpu_seconds
         if not chunk.rows:
@@ -327,11 +349,22 @@ class ReinforcePass:
             ids, values = encode_topk(probs, self.config.top_k, self.num_classes)
         shape = (len(chunk.rows), len(chunk.indices), -1)
         js = slice(chunk.indices.start, chunk.indices.stop)
-        assert entry.ids is not None and entry.probs is not None  # chunk 0 of a block arrives first (same worker)
+        assert entry.ids is not None and entry.probs is not None  # a block's first chunk arrives first (same worker)
         entry.ids[:, js] = ids.reshape(shape)
         entry.probs[:, js] = values.reshape(shape)
         self.stats.teacher_seconds += time.perf_counter() - start
         self.stats.views += chunk.num_views
+
+    def _take_stored(self, chunk: RenderedChunk, entry: _Pending) -> None:
+        """An extension's block: check its rows and parameters against the stored ones, take the stored top-k of
+        the augmentations it does not compute."""
+        assert self.stored is not None and entry.ids is not None and entry.probs is not None
+        rows = self.geometry.block_rows(chunk.block)
+        stored = self.stored.block(rows)
+        stored.check(entry.rows, entry.params, f"rows {rows.start}..{rows.stop - 1} of split {self.stored.split!r}")
+        first = self.geometry.first_index
+        entry.ids[:, :first] = stored.topk_ids[:, :first]
+        entry.probs[:, :first] = stored.topk_probs[:, :first]
 
     def _finish(self, block: int, entry: _Pending) -> BlockResult:
         self.skipped += entry.skipped
@@ -355,8 +388,14 @@ class ReinforcePass:
         label = self.config.label_column
         labels = np.asarray(self.prepared.select_columns([label])[entry.rows][label]) if label else None
         views = block_sums(labels, entry.ids, entry.probs, self.num_classes)
-        assert entry.originals is not None  # chunk 0 of a block with kept rows carries them
-        self.report.add(block, views, self.original_sums(entry.originals, labels))
+        originals = self.original_sums(entry.originals, labels) if entry.originals is not None else ReportSums()
+        self.report.add(block, views, originals)
+
+    def report_sums(self, rows: range) -> tuple[ReportSums, ReportSums]:
+        """The report's (views, originals) sums over the finished blocks of ``rows``; an extension takes the
+        originals' sums from the stored shard of ``rows`` (they do not depend on N)."""
+        views, originals = self.report.sums(self.geometry.blocks(rows))
+        return views, (self.stored.originals(rows) if self.stored is not None else originals)
 
     def original_sums(self, views: dict[ViewSpec, torch.Tensor], labels: np.ndarray | None) -> ReportSums:
         """The report's sums over the rows' evaluation views (:func:`~.shared.center_view`, rendered by the render

@@ -33,8 +33,8 @@ class RenderedChunk:
     """The views of one task, with what the main process needs to write the block's rows.
 
     ``rows`` are the block's rows that decoded (all of them unless bad images are skipped); ``params`` (their
-    sampled parameters), ``originals`` (their evaluation views, for the reinforcement report), ``skipped`` and
-    ``errors`` travel with chunk 0 only. ``cpu_seconds`` is the worker's CPU
+    sampled parameters), ``originals`` (their evaluation views, for the reinforcement report, unless the renderer
+    makes none), ``skipped`` and ``errors`` travel with the block's first chunk only (:attr:`BlockGeometry.chunks`). ``cpu_seconds`` is the worker's CPU
     time for the task (decode and sampling included for chunk 0).
     """
 
@@ -64,17 +64,36 @@ class RenderedChunk:
 
 @dataclass(frozen=True)
 class BlockGeometry:
-    """How rows and augmentation indices are cut into tasks."""
+    """How rows and augmentation indices are cut into tasks.
+
+    Chunk ``c`` always holds indices ``[c * augmentations_per_step, ...)`` of ``num_augmentations``, so a chunk's
+    teacher batch is the same whether it is computed in a pass with N or, for every chunk but the last, in any pass
+    with more augmentations. ``first_index`` (a multiple of ``augmentations_per_step``) skips the chunks below it:
+    an extension computes only the chunks a smaller dataset did not hold complete (see :func:`first_new_index`).
+    """
 
     num_rows: int
     num_augmentations: int
     rows_per_block: int
     augmentations_per_step: int
+    first_index: int = 0
+
+    def __post_init__(self) -> None:
+        if self.first_index % self.augmentations_per_step or not 0 <= self.first_index < self.num_augmentations:
+            raise ValueError(
+                f"first_index {self.first_index} must be a multiple of augmentations_per_step "
+                f"({self.augmentations_per_step}) below num_augmentations ({self.num_augmentations})"
+            )
 
     @property
     def num_chunks(self) -> int:
-        """Teacher steps per block: ``ceil(num_augmentations / augmentations_per_step)``."""
+        """Teacher steps per block of a whole pass: ``ceil(num_augmentations / augmentations_per_step)``."""
         return -(-self.num_augmentations // self.augmentations_per_step)
+
+    @property
+    def chunks(self) -> range:
+        """The chunks this pass computes: all of them, or those from ``first_index`` on."""
+        return range(self.first_index // self.augmentations_per_step, self.num_chunks)
 
     def block_rows(self, block: int) -> range:
         """Rows of ``block`` (the last block of the dataset may be short)."""
@@ -93,14 +112,21 @@ class BlockGeometry:
         return range(rows.start // self.rows_per_block, -(-rows.stop // self.rows_per_block))
 
 
-def task_order(blocks: Sequence[int], num_chunks: int, num_workers: int) -> list[Task]:
-    """Tasks of ``blocks`` interleaved so that a DataLoader's round-robin dispatch hands every chunk of a block to
-    the same worker: groups of ``W`` blocks, chunk by chunk, block by block within a group."""
+def first_new_index(stored: int, augmentations_per_step: int) -> int:
+    """The first augmentation index an extension of a dataset with ``stored`` augmentations computes: ``stored``
+    rounded down to a multiple of ``augmentations_per_step``. The chunks below it were teacher batches of exactly
+    the composition a pass with more augmentations has; a last, partial chunk was not, so it is recomputed."""
+    return stored // augmentations_per_step * augmentations_per_step
+
+
+def task_order(blocks: Sequence[int], chunks: Sequence[int], num_workers: int) -> list[Task]:
+    """Tasks of ``blocks`` × ``chunks`` interleaved so that a DataLoader's round-robin dispatch hands every chunk of
+    a block to the same worker: groups of ``W`` blocks, chunk by chunk, block by block within a group."""
     width = max(1, num_workers)
     order = []
     for start in range(0, len(blocks), width):
         group = blocks[start : start + width]
-        order += [(block, chunk) for chunk in range(num_chunks) for block in group]
+        order += [(block, chunk) for chunk in chunks for block in group]
     return order
 
 
@@ -108,7 +134,8 @@ class BlockRenderer(torch.utils.data.Dataset):
     """Map-style dataset of tasks: ``renderer[(block, chunk)]`` → :class:`RenderedChunk`.
 
     ``images`` is the dataset's image column with undecoded values; a block is decoded and sampled once per worker
-    and kept while its chunks are rendered.
+    and kept while its chunks are rendered. ``originals=False`` renders no evaluation views (an extension reuses
+    the report figures of the rows' originals).
     """
 
     def __init__(
@@ -120,13 +147,15 @@ class BlockRenderer(torch.utils.data.Dataset):
         geometry: BlockGeometry,
         view_specs: Sequence[ViewSpec],
         skip_bad_images: bool,
+        originals: bool = True,
     ) -> None:
         self.images, self.image_column, self.policy, self.seed = images, image_column, policy, seed
         self.geometry, self.view_specs, self.skip_bad_images = geometry, list(view_specs), skip_bad_images
+        self.originals = originals
         self._cached: tuple[int, _DecodedBlock] | None = None
 
     def __len__(self) -> int:
-        return -(-self.geometry.num_rows // self.geometry.rows_per_block) * self.geometry.num_chunks
+        return -(-self.geometry.num_rows // self.geometry.rows_per_block) * len(self.geometry.chunks)
 
     def __getitem__(self, task: Task) -> RenderedChunk:
         start = time.process_time()
@@ -139,7 +168,7 @@ class BlockRenderer(torch.utils.data.Dataset):
             )
             for spec in self.view_specs
         }
-        first = chunk == 0
+        first = chunk == self.geometry.chunks.start
         return RenderedChunk(
             block=block,
             chunk=chunk,
@@ -147,7 +176,7 @@ class BlockRenderer(torch.utils.data.Dataset):
             indices=indices,
             views=views,
             params=decoded.params if first else None,
-            originals=self._originals(decoded) if first and decoded.rows else None,
+            originals=self._originals(decoded) if first and decoded.rows and self.originals else None,
             skipped=decoded.skipped if first else [],
             errors=decoded.errors if first else [],
             cpu_seconds=time.process_time() - start,
@@ -239,4 +268,4 @@ def _render_here(renderer: BlockRenderer, tasks: Sequence[Task]) -> Iterator[Ren
         yield item
 
 
-__all__ = ["BlockGeometry", "BlockRenderer", "RenderedChunk", "render_tasks", "task_order"]
+__all__ = ["BlockGeometry", "BlockRenderer", "RenderedChunk", "first_new_index", "render_tasks", "task_order"]

@@ -117,7 +117,7 @@ def _rendered_batches(run: Any) -> list[dict[Any, torch.Tensor]]:
 
     geometry = run.geometry
     renderer = run.renderer()
-    tasks = task_order(list(geometry.blocks(range(len(run.dataset)))), geometry.num_chunks, 1)
+    tasks = task_order(list(geometry.blocks(range(len(run.dataset)))), geometry.chunks, 1)
     return [renderer[task].views for task in tasks]
 
 

@@ -157,7 +157,7 @@ def test_cuda_teachers_get_cpu_rendered_views_bit_for_bit():
 @settings(max_examples=200, deadline=None)
 def test_task_order_gives_each_worker_whole_blocks(num_blocks, num_chunks, workers):
     blocks = list(range(3, 3 + num_blocks))
-    order = task_order(blocks, num_chunks, workers)
+    order = task_order(blocks, range(num_chunks), workers)
     assert sorted(order) == sorted((b, c) for b in blocks for c in range(num_chunks))  # every task once
     for b in blocks:
         chunks = [c for block, c in order if block == b]
