@@ -45,6 +45,7 @@ from .errors import (
 )
 from .estimation import Estimate, estimate
 from .evaluate import evaluate_teachers
+from .extend import extend
 from .format import SCHEMA_VERSION, reinforce_features
 from .hub import attach, push_to_hub, save_folder
 from .layout import load_config, load_reinforced
@@ -104,6 +105,7 @@ __all__ = [
     "distillation_loss",
     "estimate",
     "evaluate_teachers",
+    "extend",
     "expand_topk",
     "load_config",
     "load_reinforced",

@@ -40,6 +40,7 @@ from .evidence import (
     split_lock,
     write_progress,
 )
+from .extension import StoredSplit
 from .layout import (
     CARD_FILE,
     CONFIG_FILE,
@@ -188,16 +189,34 @@ def reinforce_to_folder(
     progress: bool,
     source_id: str | None,
     source_revision: str | None,
+    stored: StoredSplit | None = None,
+    source_is_stored: bool = False,
 ) -> datasets.Dataset:
-    """Write the reinforced ``split`` of ``dataset`` to ``output_dir`` (see module docstring) and load it back."""
+    """Write the reinforced ``split`` of ``dataset`` to ``output_dir`` (see module docstring) and load it back.
+
+    With ``stored`` the pass extends that split (:mod:`.extension`): its record keeps the stored split's source
+    identity and history, and each shard records the stored shard's source hash, which the rows of ``dataset``
+    must match (``source_is_stored``: ``dataset`` was rebuilt from the stored shards, whose skipped rows are
+    missing images; their hash is checked where no row was skipped)."""
     state = _process_state(config.device)
     device = config.device or (state.device if state.num_processes > 1 else None)
-    run = ReinforcePass(dataset, config, device=device)
+    run = ReinforcePass(dataset, config, device=device, stored=stored)
     record = run.record(split, source_id, source_revision)
+    if stored is not None:
+        record = stored.extended_record(record)
     columns = _source_columns(run)
 
+    def rows_sha256(rows: range) -> str:
+        def compute() -> str:
+            return source_rows_sha256(run.prepared, rows, columns)
+
+        if stored is None:
+            return compute()
+        comparable = not (source_is_stored and stored.shard_record(rows).skipped_rows)
+        return stored.source_sha256(rows, compute, comparable=comparable)
+
     def source_sha256(shard: ShardRecord) -> str:
-        return source_rows_sha256(run.prepared, range(*shard.rows), columns)
+        return rows_sha256(range(*shard.rows))
 
     with contextlib.ExitStack() as stack:
         if state.is_main_process:
@@ -208,7 +227,7 @@ def reinforce_to_folder(
             if progress:
                 print(run.ensemble.describe())
         state.wait_for_everyone()
-        files = _write_shards(run, output_dir, split, state, progress, columns)
+        files = _write_shards(run, output_dir, split, state, progress, rows_sha256)
         state.wait_for_everyone()
         if state.is_main_process:
             _finalize(output_dir, record, split, files, config)
@@ -220,7 +239,7 @@ def reinforce_to_folder(
 
 
 def _write_shards(
-    run: ReinforcePass, output_dir: Path, split: str, state: Any, progress: bool, columns: list[str]
+    run: ReinforcePass, output_dir: Path, split: str, state: Any, progress: bool, rows_sha256: Callable[[range], str]
 ) -> list[str]:
     """Compute this process's shards that the progress record does not list as finished; returns the file names
     of every shard of the split. Each shard is written in a work directory of its split, hashed, recorded in the
@@ -238,7 +257,7 @@ def _write_shards(
         )
     ranges = [shard_rows(s, config.rows_per_shard, n) for s in todo]
     bar = views_bar(
-        sum(map(len, ranges)) * config.num_augmentations,
+        sum(map(len, ranges)) * (config.num_augmentations - run.geometry.first_index),
         f"reinforce {split} [{state.process_index}]",
         enabled=progress,
         position=state.process_index,
@@ -248,12 +267,12 @@ def _write_shards(
         for s, rows in zip(todo, ranges):
             final = shard_path(output_dir, split, s, count)
             with tempfile.TemporaryDirectory(dir=output_dir, prefix=work_dir_prefix(split)) as tmp:
-                source_sha256 = source_rows_sha256(run.prepared, rows, columns)
+                source_sha256 = rows_sha256(rows)
                 mapped = run.map(rows, results, cache_file_name=Path(tmp) / "shard.arrow", fingerprint_suffix=f"-{s}")
                 skipped = [r for r in run.skipped if r in rows]
                 table = mapped.data.table
                 metadata = {**(table.schema.metadata or {}), SKIPPED_KEY: json.dumps(skipped).encode()}
-                metadata[REPORT_KEY] = report_metadata(run.report.sums(run.geometry.blocks(rows)))
+                metadata[REPORT_KEY] = report_metadata(run.report_sums(rows))
                 staged = Path(tmp) / final.name
                 size = write_parquet_atomic(
                     _shard_batches(table, config.rows_per_block), table.schema.with_metadata(metadata), staged

@@ -98,19 +98,39 @@ def _remote_record(api: HfApi, repo_id: str, revision: str | None) -> RunRecord 
 
 def _merge(remote: RunRecord | None, local: RunRecord, repo_id: str) -> RunRecord:
     """The local record with the remote repo's other splits kept; refuse a repo reinforced differently
-    (:meth:`RunRecord.reinforcement_differences`: a reinforcement-only split may join a full one)."""
+    (:meth:`RunRecord.reinforcement_differences`: a reinforcement-only split may join a full one), unless the local
+    splits are the remote ones extended (:func:`~hf_reinforce.extend`), all of them: they replace the remote."""
     if remote is None:
         return local
     differing = remote.reinforcement_differences(local)
+    if differing == ["num_augmentations"] and _extends(local, remote):
+        return local.replace(
+            accuracy=local.accuracy if local.accuracy is not None else remote.accuracy,
+            license=local.license if local.license is not None else remote.license,
+        )
     if differing:
+        hint = ""
+        if differing == ["num_augmentations"]:
+            hint = (
+                f"; to publish an extension of it, extend every split it holds ({sorted(remote.splits or {})}) "
+                f"from N={remote.num_augmentations} with hfr.extend and push them together"
+            )
         raise OutputConflictError(
-            f"{repo_id} already holds a dataset reinforced with a different config (differs in: {', '.join(differing)}); "
-            "push to another repo or branch (revision=...)"
+            f"{repo_id} already holds a dataset reinforced with a different config (differs in: {', '.join(differing)})"
+            f"{hint}; push to another repo or branch (revision=...)"
         )
     return local.replace(
         splits={**(remote.splits or {}), **(local.splits or {})},
         accuracy=local.accuracy if local.accuracy is not None else remote.accuracy,
         license=local.license if local.license is not None else remote.license,
+    )
+
+
+def _extends(local: RunRecord, remote: RunRecord) -> bool:
+    """Whether every split of ``remote`` is in ``local``, grown from ``remote``'s N."""
+    ours = local.splits or {}
+    return all(
+        name in ours and remote.num_augmentations in (ours[name].extended_from or ()) for name in remote.splits or {}
     )
 
 

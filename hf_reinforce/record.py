@@ -186,6 +186,9 @@ class SplitRecord:
     """Every shard of the finished split, in order (absent in folders written before shards were recorded)."""
     report: SplitReport | None = None
     """The reinforcement report (:mod:`hf_reinforce.report`): the ensemble on stored views and on originals."""
+    extended_from: tuple[int, ...] | None = None
+    """The N of each smaller dataset this split was grown from by ``hfr.extend``, oldest first (``None``: computed
+    in one pass). The data is the same as a pass with this record's N would write."""
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     SOURCE = ("id", "config", "revision", "split", "num_rows", "fingerprint")
@@ -197,6 +200,7 @@ class SplitRecord:
         "bytes_per_augmentation",
         "shards",
         "report",
+        "extended_from",
     )
 
     @classmethod
@@ -204,8 +208,9 @@ class SplitRecord:
         if not isinstance(data, Mapping):
             raise ConfigError(f"{where.rstrip('.')}: expected an object, got {data!r}")
         values = {k: data.get(k) for k in (*cls.SOURCE, *cls.STATS)}
-        if values["skipped_rows"] is not None:
-            values["skipped_rows"] = tuple(values["skipped_rows"])
+        for key in ("skipped_rows", "extended_from"):
+            if values[key] is not None:
+                values[key] = tuple(values[key])
         if values["shards"] is not None:
             shards = values["shards"]
             if not isinstance(shards, list):
@@ -221,8 +226,9 @@ class SplitRecord:
     def to_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.SOURCE}
         out.update({k: getattr(self, k) for k in self.STATS if getattr(self, k) is not None})
-        if self.skipped_rows is not None:
-            out["skipped_rows"] = list(self.skipped_rows)
+        for key in ("skipped_rows", "extended_from"):
+            if getattr(self, key) is not None:
+                out[key] = list(getattr(self, key))
         if self.shards is not None:
             out["shards"] = [s.to_dict() for s in self.shards]
         if self.report is not None:

@@ -1,0 +1,201 @@
+"""``extend()``: grow a reinforced dataset to more augmentations per row, computing only the new ones.
+
+The result is the dataset a pass with the larger N writes, byte for byte (:mod:`.extension` says why and what is
+checked); it is written to a new folder by the folder pass (atomic, resumable, spread over ``accelerate launch``
+processes), and the folder it grows is only read.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+
+from .config import ReinforceConfig
+from .errors import ConfigError, MissingColumnError, OutputConflictError
+from .extension import StoredSplit
+from .folder import reinforce_to_folder
+from .format import ROW_INDEX, is_reinforcement_column, read_columns
+from .layout import CONFIG_FILE, DATA_DIR, load_config, local_folder
+from .progress import quiet_datasets
+from .record import RunRecord
+from .runner import writable_folder
+from .teachers import Teacher
+
+
+def extend(
+    reinforced: str | os.PathLike,
+    num_augmentations: int,
+    output_dir: str | os.PathLike,
+    *,
+    teachers: Sequence[str | Teacher] | str | Teacher,
+    source: datasets.Dataset | datasets.DatasetDict | None = None,
+    split: str | None = None,
+    class_mappings: Mapping[str, Any] | None = None,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    device: str | None = None,
+    num_workers: int | None = None,
+    teacher_batch_size: int | None = None,
+    trust_remote_code: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> datasets.Dataset | datasets.DatasetDict:
+    """Grow the reinforced dataset ``reinforced`` (a folder or a Hub repo) to ``num_augmentations`` per row, writing
+    the result to ``output_dir``: only augmentations from the stored N (rounded down to a multiple of
+    ``augmentations_per_step``) on are computed, and the output is identical to a pass with the new N.
+
+    ``teachers`` are the teachers the dataset was made with (the record cannot reload local weights); they are
+    checked against the record, weights included, like everything else, which is taken from the record. The
+    images are read from the folder itself, unless it was written ``reinforcement_only``: then pass ``source``,
+    the dataset it was made from (its rows are checked against the recorded hashes). Every split is extended,
+    or only ``split``, which then returns a ``Dataset`` rather than a ``DatasetDict``. Push the result back with
+    :func:`push_to_hub` (one commit that replaces the old shards).
+    """
+    folder = _local_copy(reinforced, revision, token)
+    out = writable_folder(output_dir)
+    if out.exists() and out.resolve() == folder.resolve():
+        raise OutputConflictError(
+            f"output_dir {output_dir} is the folder being extended: write the extended dataset to another folder "
+            "(the one it grows is read until the end)"
+        )
+    record = load_config(folder)
+    splits = [split] if split is not None else list(record.splits or {})
+    config = extension_config(
+        record,
+        teachers,
+        num_augmentations,
+        class_mappings=class_mappings,
+        device=device,
+        num_workers=num_workers,
+        teacher_batch_size=teacher_batch_size,
+        trust_remote_code=trust_remote_code,
+    )
+    results = {}
+    for name in splits:
+        stored = StoredSplit(folder, record, name)
+        rows, is_stored = _source_rows(stored, source)
+        results[name] = reinforce_to_folder(
+            rows,
+            config,
+            out,
+            split=name,
+            overwrite=overwrite,
+            progress=progress,
+            source_id=None,
+            source_revision=None,
+            stored=stored,
+            source_is_stored=is_stored,
+        )
+    return results[split] if split is not None else datasets.DatasetDict(results)
+
+
+def extension_config(
+    record: RunRecord,
+    teachers: Sequence[str | Teacher] | str | Teacher,
+    num_augmentations: int,
+    *,
+    class_mappings: Mapping[str, Any] | None = None,
+    **execution: Any,
+) -> ReinforceConfig:
+    """The config of a pass with ``num_augmentations`` that writes what the pass of ``record`` wrote: every field
+    that determines the output from the record, the teachers given (``timm:<arch>`` teachers get the recorded
+    preprocessing of the first teacher, and class mappings by position unless given), ``execution`` as given."""
+    given = [teachers] if isinstance(teachers, (str, Teacher)) else list(teachers)
+    if class_mappings is None and record.class_mappings:
+        names = [t.name for t in record.teachers]
+        keys = [t if isinstance(t, str) else t.name for t in given]
+        class_mappings = {k: record.class_mappings[n] for k, n in zip(keys, names) if n in record.class_mappings}
+    first = record.teacher
+    return ReinforceConfig(
+        teachers=given,
+        policy=record.policy,
+        num_augmentations=num_augmentations,
+        top_k=record.top_k,
+        seed=record.seed,
+        resolution=record.resolution,
+        interpolation=first.interpolation,
+        mean=first.mean,
+        std=first.std,
+        image_column=record.image_column,
+        label_column=record.label_column,
+        temperature=record.temperature,
+        num_classes=record.num_classes,
+        class_mappings=class_mappings or None,
+        rows_per_block=record.rows_per_block,
+        augmentations_per_step=record.augmentations_per_step,
+        rows_per_shard=record.rows_per_shard,
+        skip_bad_images=record.skip_bad_images,
+        reinforcement_only=record.reinforcement_only,
+        key_column=record.key_column,
+        **execution,
+    )
+
+
+def _local_copy(reinforced: str | os.PathLike, revision: str | None, token: str | bool | None) -> Path:
+    """The folder itself, or the config and shards of a Hub repo downloaded to the Hub cache."""
+    path = local_folder(reinforced)
+    if path is not None:
+        return path
+    from huggingface_hub import snapshot_download
+
+    from .hub import hub_errors
+
+    with hub_errors(str(reinforced)):
+        return Path(
+            snapshot_download(
+                str(reinforced),
+                repo_type="dataset",
+                revision=revision,
+                token=token,
+                allow_patterns=[CONFIG_FILE, f"{DATA_DIR}/*"],
+            )
+        )
+
+
+def _source_rows(
+    stored: StoredSplit, source: datasets.Dataset | datasets.DatasetDict | None
+) -> tuple[datasets.Dataset, bool]:
+    """The source rows of the stored split: ``source`` (its split, checked for length), or rebuilt from the stored
+    shards (``True``); refused for a reinforcement-only folder, which stores no images."""
+    record, expected = stored.record, stored.stats.num_rows
+    if source is not None:
+        if isinstance(source, datasets.DatasetDict):
+            if stored.split not in source:
+                raise ConfigError(f"source: has no split {stored.split!r}; its splits are {list(source)}")
+            source = source[stored.split]
+        if len(source) != expected:
+            raise ConfigError(
+                f"source: split {stored.split!r} has {len(source)} rows, but the folder was made from {expected}"
+            )
+        return source, False
+    if record.reinforcement_only:
+        raise ConfigError(
+            f"{stored.folder} stores no images (reinforcement_only): pass source=, the dataset it was made from "
+            "(CLI: --source)"
+        )
+    with quiet_datasets():
+        loaded = datasets.load_dataset(
+            "parquet", data_files={stored.split: [str(p.resolve()) for p in stored.paths]}, split=stored.split
+        )
+    if record.image_column not in loaded.column_names:
+        raise MissingColumnError(f"{stored.folder}: split {stored.split!r} has no image column {record.image_column!r}")
+    rows = read_columns(loaded, [ROW_INDEX])[ROW_INDEX]
+    kept = loaded.remove_columns([c for c in loaded.column_names if is_reinforcement_column(c)])
+    assert expected is not None
+    if len(rows) == expected:
+        return kept, True
+    # skipped rows (skip_bad_images): missing images at their positions, which the pass skips again
+    missing = np.setdiff1d(np.arange(expected), rows)
+    blanks = datasets.Dataset.from_dict({c: [None] * len(missing) for c in kept.column_names}, features=kept.features)
+    position = np.empty(expected, dtype=np.int64)
+    position[rows] = np.arange(len(rows))
+    position[missing] = len(rows) + np.arange(len(missing))
+    return datasets.concatenate_datasets([kept, blanks]).select(position), True
+
+
+__all__ = ["extend", "extension_config"]
