@@ -88,7 +88,44 @@ def build_parser() -> argparse.ArgumentParser:
         "number of teacher views, the time on this device (and on P such devices), the output size and memory.",
     )
     _calibration_arguments(estimate)
+    estimate.add_argument(
+        "--extend-to",
+        type=int,
+        metavar="N2",
+        help="estimate growing the dataset these options write (N=--num-augmentations) to N2 augmentations with "
+        "`extend`: only the new views are computed",
+    )
     estimate.set_defaults(handler=_estimate)
+
+    extend = commands.add_parser(
+        "extend",
+        help="grow a reinforced folder or Hub repo to more augmentations per row, computing only the new ones",
+        description="Grow a reinforced dataset to N augmentations per row into OUTPUT_DIR: the same policy, seed and "
+        "teachers (checked against its record, weights included), only the new augmentations computed; the output "
+        "is identical to a reinforce run with N. Rerun the same command to resume.",
+    )
+    extend.add_argument("reinforced", help="reinforced output folder or Hub dataset repo to grow (only read)")
+    extend.add_argument("--num-augmentations", type=int, required=True, metavar="N", help="augmentations per row")
+    extend.add_argument("--output-dir", required=True, help="folder for the grown dataset (not the one it grows)")
+    extend.add_argument(
+        "--teachers", nargs="+", required=True, metavar="SPEC", help="the teacher specs the dataset was made with"
+    )
+    extend.add_argument("--split", help="grow only this split (default: every split)")
+    extend.add_argument(
+        "--source",
+        help="the source dataset (as for `reinforce`), needed when the folder stores no images (reinforcement-only)",
+    )
+    extend.add_argument("--source-name", help="configuration name of --source (datasets.load_dataset name=)")
+    extend.add_argument("--revision", help="revision of the reinforced Hub repo")
+    extend.add_argument("--push-to-hub", metavar="REPO", help="then push the grown folder to this Hub repo")
+    execution = extend.add_argument_group("execution")
+    execution.add_argument("--device", help="teacher device (default: cuda when available)")
+    execution.add_argument("--num-workers", type=int, help="CPU render workers (default: the cores less one)")
+    execution.add_argument("--teacher-batch-size", type=int, help="micro-batch of one teacher forward")
+    execution.add_argument("--trust-remote-code", action="store_true", help="allow custom code of hf: teachers")
+    extend.add_argument("--overwrite", action="store_true", help="replace an output folder of a different config")
+    extend.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    extend.set_defaults(handler=_extend)
 
     push = commands.add_parser(
         "push",
@@ -266,10 +303,57 @@ def _estimate(args: argparse.Namespace) -> int:
         calibration_rows=args.calibration_rows,
         calibration_augmentations=args.calibration_augmentations,
         num_processes=args.num_processes or int(os.environ.get("WORLD_SIZE", "1")),
+        extend_to=getattr(args, "extend_to", None),
     )
     print(result)
     if getattr(args, "dry_run", False):
         print(f"dry run: nothing was written to {args.output_dir}")
+    return 0
+
+
+def _extend(args: argparse.Namespace) -> int:
+    import datasets
+
+    from .extend import extend
+    from .layout import load_config
+
+    source = None
+    if args.source is not None:
+        splits = [args.split] if args.split else list(load_config(args.reinforced, revision=args.revision).splits or {})
+        source = datasets.DatasetDict(
+            {
+                s: load_source(
+                    argparse.Namespace(
+                        dataset=args.source, name=args.source_name, split=s, revision=None, max_rows=None
+                    )
+                )
+                for s in splits
+            }
+        )
+    out = extend(
+        args.reinforced,
+        args.num_augmentations,
+        args.output_dir,
+        teachers=args.teachers,
+        source=source,
+        split=args.split,
+        revision=args.revision,
+        device=args.device,
+        num_workers=args.num_workers,
+        teacher_batch_size=args.teacher_batch_size,
+        trust_remote_code=args.trust_remote_code,
+        overwrite=args.overwrite,
+        progress=args.progress,
+    )
+    if not _is_main_process():
+        return 0
+    grown = {args.split: out} if args.split else dict(out)
+    for name, ds in grown.items():
+        _print_summary(Path(args.output_dir), name, len(ds))
+    if args.push_to_hub:
+        from .hub import push_to_hub
+
+        print(f"pushed {args.output_dir} to {push_to_hub(args.output_dir, args.push_to_hub)}")
     return 0
 
 

@@ -31,6 +31,7 @@ from .format import parquet_options
 from .layout import BYTES_PER_AUGMENTATION, bytes_per_stored_augmentation
 from .pipeline import PassStats, ReinforcePass, undecoded
 from .progress import quiet_datasets
+from .rendering import first_new_index
 from .report import SplitReport
 from .shared import check_split
 
@@ -42,7 +43,8 @@ class Estimate:
     num_rows: int
     num_augmentations: int
     total_views: int
-    """Teacher views: rows × augmentations (every teacher of the ensemble sees each view)."""
+    """Teacher views computed: rows × augmentations, or rows × the new augmentations of an extension (every
+    teacher of the ensemble sees each view)."""
     device: str
     num_processes: int
     calibration_rows: int
@@ -83,7 +85,7 @@ class Estimate:
         rows = [
             ("dataset rows", f"{self.num_rows:,}"),
             ("augmentations per row (N)", f"{self.num_augmentations:,}"),
-            ("teacher views (rows × N)", f"{self.total_views:,}"),
+            ("teacher views computed", f"{self.total_views:,}"),
             (
                 "calibration sample",
                 (
@@ -119,6 +121,7 @@ def estimate(
     calibration_rows: int | None = None,
     calibration_augmentations: int | None = None,
     num_processes: int = 1,
+    extend_to: int | None = None,
 ) -> Estimate:
     """Calibrate the pass of ``config`` over ``dataset`` on this machine and extrapolate time and size.
 
@@ -126,6 +129,10 @@ def estimate(
     ``calibration_augmentations`` augmentations each (default: one teacher step, ``augmentations_per_step``),
     so the teachers see batches of the real shape; one untimed warm-up run of the same shape goes first.
     Nothing is written outside a temporary folder.
+
+    ``extend_to`` estimates :func:`~hf_reinforce.extend` of the dataset ``config`` writes to ``extend_to``
+    augmentations per row: only the views from ``first_new_index(N, augmentations_per_step)`` on are computed,
+    and the output holds ``extend_to``.
     """
     check_split(dataset, "estimate()")
     if not isinstance(num_processes, int) or isinstance(num_processes, bool) or num_processes < 1:
@@ -135,7 +142,16 @@ def estimate(
         raise ConfigError("the dataset has no rows: there is nothing to estimate")
     rows = _positive("calibration_rows", calibration_rows, config.rows_per_block)
     augs = _positive("calibration_augmentations", calibration_augmentations, config.augmentations_per_step)
-    rows, augs = min(rows, n), min(augs, config.num_augmentations)
+    target = config.num_augmentations if extend_to is None else extend_to
+    first = 0
+    if extend_to is not None:
+        if not isinstance(extend_to, int) or isinstance(extend_to, bool) or extend_to <= config.num_augmentations:
+            raise ConfigError(
+                f"extend_to: expected more augmentations than the {config.num_augmentations} of the config, "
+                f"got {extend_to!r}"
+            )
+        first = first_new_index(config.num_augmentations, config.augmentations_per_step)
+    rows, augs = min(rows, n), min(augs, target)
     calibration = dataclasses.replace(config, num_augmentations=augs)
     sample = dataset.select(np.unique(np.linspace(0, n - 1, rows).round().astype(np.int64)).tolist())
     warmup = ReinforcePass(sample, calibration)
@@ -153,12 +169,12 @@ def estimate(
         )
     stats, workers = timed.stats, config.workers
     rate = pipelined_rate(stats, elapsed, workers)
-    total = n * config.num_augmentations
+    total = n * (target - first)
     busiest = _busiest_process_rows(n, config.rows_per_shard, num_processes)
     notes = [
         (
             f"reinforcement bytes come from the calibration output ({written} rows × {augs} augmentations); "
-            f"full shards of {config.rows_per_shard} rows × {config.num_augmentations} augmentations may compress "
+            f"full shards of {config.rows_per_shard} rows × {target} augmentations may compress "
             "differently"
         ),
         (
@@ -168,10 +184,16 @@ def estimate(
             f"pipelined rate with {workers} render worker(s)"
         ),
     ]
-    if augs < config.num_augmentations:
+    if augs < target - first:
         notes.append(
             f"per-row work (decode, sampling, Arrow writing) is spread over {augs} augmentations here and over "
-            f"{config.num_augmentations} in the pass, so the time estimate leans high"
+            f"{target - first} in the pass, so the time estimate leans high"
+        )
+    if extend_to is not None:
+        notes.append(
+            f"extending N={config.num_augmentations} to {target} computes augmentations {first}..{target - 1} of "
+            f"every row (from N rounded down to a multiple of augmentations_per_step={config.augmentations_per_step})"
+            "; the time and teacher views count those, the size the whole output"
         )
     if timed.skipped:
         notes.append(f"{len(timed.skipped)} calibration row(s) could not be decoded and were skipped")
@@ -181,7 +203,7 @@ def estimate(
         )
     return Estimate(
         num_rows=n,
-        num_augmentations=config.num_augmentations,
+        num_augmentations=target,
         total_views=total,
         device=_device_name(timed.ensemble.device),
         num_processes=num_processes,
@@ -191,9 +213,9 @@ def estimate(
         calibration_seconds=elapsed,
         views_per_second=rate,
         seconds=total / rate,
-        seconds_per_process=busiest * config.num_augmentations / rate,
+        seconds_per_process=busiest * (target - first) / rate,
         bytes_per_augmentation=per_aug,
-        reinforcement_bytes=round(per_aug * total),
+        reinforcement_bytes=round(per_aug * n * target),
         source_bytes=_source_bytes(undecoded(dataset, config.image_column)[0], timed.keep, config.image_column),
         peak_rss_bytes=peak_rss_bytes(),
         notes=notes,

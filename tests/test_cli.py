@@ -133,7 +133,7 @@ def test_estimate_command_prints_every_field(mnist_folder: Path, capsys: pytest.
     ]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert re.search(r"teacher views \(rows × N\)\s+16,000", printed)
+    assert re.search(r"teacher views computed\s+16,000", printed)
     assert re.search(r"calibration sample\s+4 rows × 2 augmentations = 8 views", printed)
     assert re.search(r"pipelined throughput\s+[\d,.]+ views/s", printed)
     assert re.search(r"estimated time, 2 devices\s+.+ per device", printed)
@@ -188,7 +188,7 @@ def test_dry_run_writes_nothing(mnist_folder: Path, tmp_path: Path, capsys: pyte
     ]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "teacher views (rows × N)" in printed and "dry run: nothing was written" in printed
+    assert "teacher views computed" in printed and "dry run: nothing was written" in printed
     assert not out.exists()
 
 
