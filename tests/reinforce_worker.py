@@ -3,6 +3,8 @@
 with ``--log-dir``, writes one line per shard a process wrote to ``<log-dir>/rank<r>.jsonl``::
 
     python tests/reinforce_worker.py OUTPUT_DIR --rows 64 --rows-per-shard 16 --log-dir LOGS [--throttle 0.5] [--split test]
+
+With ``--extend-from FOLDER`` it extends that folder (written with the same config) to ``--num-augmentations``.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows-per-shard", type=int, default=16)
     parser.add_argument("--rows-per-block", type=int, default=16)
     parser.add_argument("--split", default="train")
+    parser.add_argument("--extend-from", type=Path, help="extend this folder to --num-augmentations instead")
     parser.add_argument("--log-dir", type=Path)
     parser.add_argument("--throttle", type=float, default=0.0, help="seconds to sleep before writing each shard")
     args = parser.parse_args(argv)
@@ -69,7 +72,17 @@ def main(argv: list[str] | None = None) -> None:
         rows_per_block=args.rows_per_block,
         rows_per_shard=args.rows_per_shard,
     )
-    out = hfr.reinforce(mnist_dataset(args.rows), config, args.output_dir, split=args.split, progress=False)
+    if args.extend_from is not None:
+        out = hfr.extend(
+            args.extend_from,
+            args.num_augmentations,
+            args.output_dir,
+            teachers=config.teachers,
+            split=args.split,
+            progress=False,
+        )
+    else:
+        out = hfr.reinforce(mnist_dataset(args.rows), config, args.output_dir, split=args.split, progress=False)
     print(f"done: {len(out)} rows", flush=True)
 
 

@@ -1,0 +1,89 @@
+"""What growing a reinforced dataset costs against reinforcing it again, measured side by side in one run.
+
+Reinforces real MNIST digits with N1 augmentations, extends that folder to N2 with ``hfr.extend``, and reinforces
+the same rows with N2 from scratch; prints the three wall times, the ratio extension / from scratch next to the
+share of views the extension computes ((N2 - first) / N2, first = N1 rounded down to a multiple of
+augmentations_per_step), and whether the two N2 folders are byte-identical. ::
+
+    python scripts/bench_extend.py --rows 2048 --n1 16 --n2 64 [--arch resnet18 --resolution 64] [--workers 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import datasets
+import torch
+
+import hf_reinforce as hfr
+from hf_reinforce.layout import DATA_DIR
+from hf_reinforce.rendering import first_new_index
+from hf_reinforce.testing import mnist_dataset
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=2048)
+    parser.add_argument("--n1", type=int, default=16)
+    parser.add_argument("--n2", type=int, default=64)
+    parser.add_argument("--arch", default="resnet18", help="timm architecture of the (random-init) teacher")
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--step", type=int, default=16, help="augmentations_per_step")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--policy", default="rrc+ra+re")
+    args = parser.parse_args()
+
+    ds = mnist_dataset(args.rows)
+    config = hfr.ReinforceConfig(
+        teachers=[f"timm:{args.arch}"],
+        policy=args.policy,
+        num_augmentations=args.n1,
+        top_k=10,
+        resolution=args.resolution,
+        augmentations_per_step=args.step,
+        num_workers=args.workers,
+        rows_per_shard=1024,
+    )
+    root = Path(tempfile.mkdtemp(prefix="hf-reinforce-bench-extend-"))
+    datasets.config.HF_DATASETS_CACHE = str(root / "cache")
+    try:
+        times = {}
+        start = time.perf_counter()
+        hfr.reinforce(ds, config, root / "small", progress=False)
+        times["reinforce N1"] = time.perf_counter() - start
+        start = time.perf_counter()
+        hfr.extend(
+            root / "small", args.n2, root / "grown", teachers=config.teachers, num_workers=args.workers, progress=False
+        )
+        times["extend N1 -> N2"] = time.perf_counter() - start
+        start = time.perf_counter()
+        hfr.reinforce(ds, dataclasses.replace(config, num_augmentations=args.n2), root / "whole", progress=False)
+        times["reinforce N2"] = time.perf_counter() - start
+        same = all(
+            (root / "grown" / DATA_DIR / p.name).read_bytes() == p.read_bytes()
+            for p in sorted((root / "whole" / DATA_DIR).glob("*.parquet"))
+        )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    first = first_new_index(args.n1, args.step)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
+    print(f"{args.rows} MNIST rows, timm:{args.arch} at {args.resolution} px, {args.policy}, {args.workers} worker(s)")
+    for name, seconds in times.items():
+        print(f"  {name:<16} {seconds:8.1f} s")
+    ratio = times["extend N1 -> N2"] / times["reinforce N2"]
+    print(
+        f"extend / reinforce N2: {ratio:.2f} (views computed: {(args.n2 - first) / args.n2:.2f} = "
+        f"({args.n2} - {first}) / {args.n2})"
+    )
+    print(f"extended folder byte-identical to the N2 pass: {same}")
+
+
+if __name__ == "__main__":
+    main()
