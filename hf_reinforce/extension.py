@@ -66,6 +66,12 @@ class StoredSplit:
         stats = (record.splits or {}).get(split)
         self.paths = verified_shards(folder, split)  # refuses unfinished, incomplete, corrupt or unknown splits
         assert stats is not None and stats.shards is not None
+        if any(s.source_sha256 is None for s in stats.shards):
+            raise ConfigError(
+                f"split {split!r} of {folder} was saved from an in-process dataset (save_folder, or push_to_hub of a "
+                "Dataset): its shards follow no pass's layout and record no source hashes, so it cannot be extended "
+                "exactly; reinforce the source into a folder (reinforce(..., output_dir=...)) and extend that"
+            )
         self.folder, self.record, self.split, self.stats = folder, record, split, stats
         self.shards: tuple[ShardRecord, ...] = stats.shards
         self._loaded: tuple[int, dict[str, np.ndarray]] | None = None
@@ -126,7 +132,7 @@ class StoredSplit:
                 f"source rows {rows.start}..{rows.stop - 1}: their content hash differs from the one recorded for "
                 f"{shard.file} of {self.folder}; give the source dataset the folder was made from"
             )
-        assert shard.source_sha256 is not None  # verified_shards: the config records every shard's hashes
+        assert shard.source_sha256 is not None  # checked when the split was opened
         return shard.source_sha256
 
     def extended_record(self, new: RunRecord) -> RunRecord:

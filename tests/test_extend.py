@@ -232,6 +232,15 @@ def test_no_growth_the_same_folder_and_unknown_splits_are_refused(small_folder, 
         extend(tmp_path / "missing", 6, tmp_path / "x")
 
 
+def test_a_dataset_saved_from_an_in_process_run_is_refused_with_the_way_out(tmp_path):
+    plus = hfr.reinforce(mnist_dataset(ROWS), config(num_augmentations=2), progress=False)
+    hfr.save_folder(plus, tmp_path / "saved")
+    with pytest.raises(
+        ConfigError, match=r"saved from an in-process dataset .*reinforce\(\.\.\., output_dir=\.\.\.\)"
+    ):
+        extend(tmp_path / "saved", 4, tmp_path / "x")
+
+
 def test_a_corrupt_or_unfinished_base_is_refused_naming_the_file(small_folder, tmp_path):
     base = tmp_path / "base"
     import shutil
@@ -246,6 +255,26 @@ def test_a_corrupt_or_unfinished_base_is_refused_naming_the_file(small_folder, t
     (base / CONFIG_FILE).unlink()
     with pytest.raises(hfr.NotFoundError, match="no reinforce_config.json: is it a finished"):
         extend(base, 6, tmp_path / "y")
+
+
+def test_a_base_shard_changed_while_it_is_extended_is_refused(small_folder, tmp_path, monkeypatch):
+    import shutil
+
+    from hf_reinforce import extension
+
+    base = tmp_path / "base"
+    shutil.copytree(small_folder, base)
+    verify = extension.verified_shards
+
+    def verified_then_replaced(folder, split):
+        paths = verify(folder, split)
+        paths[1].write_bytes(paths[0].read_bytes())  # another valid parquet file under shard 1's name
+        return paths
+
+    monkeypatch.setattr(extension, "verified_shards", verified_then_replaced)
+    with pytest.raises(IncompleteOutputError, match=r"being extended: .*train-00001-of-00003"):
+        extend(base, 6, tmp_path / "x", source=mnist_dataset(ROWS))
+    assert not (tmp_path / "x" / CONFIG_FILE).exists()
 
 
 def test_parameters_sampled_differently_today_are_refused_naming_row_and_column(small_folder, tmp_path, monkeypatch):
