@@ -235,9 +235,7 @@ def test_no_growth_the_same_folder_and_unknown_splits_are_refused(small_folder, 
 def test_a_dataset_saved_from_an_in_process_run_is_refused_with_the_way_out(tmp_path):
     plus = hfr.reinforce(mnist_dataset(ROWS), config(num_augmentations=2), progress=False)
     hfr.save_folder(plus, tmp_path / "saved")
-    with pytest.raises(
-        ConfigError, match=r"saved from an in-process dataset .*reinforce\(\.\.\., output_dir=\.\.\.\)"
-    ):
+    with pytest.raises(ConfigError, match=r"saved from an in-process dataset .*reinforce\(\.\.\., output_dir=\.\.\.\)"):
         extend(tmp_path / "saved", 4, tmp_path / "x")
 
 
