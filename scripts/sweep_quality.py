@@ -357,6 +357,11 @@ def describe(spec: Spec) -> str:
     return f"reinforced {spec.policy}, N={spec.n}, K={spec.k}, {loss}"
 
 
+def by(spec: Spec) -> str:
+    """ ", teachers <set>" where the run uses teachers."""
+    return "" if spec.mode == "plain" else f", teachers {spec.teachers}"
+
+
 def table(results: list[dict[str, Any]]) -> str:
     header = ["dataset", "factor", "teachers", "student training", "epochs", "seed", "test top-1", "student s"]
     header += ["view agreement"]
@@ -405,7 +410,7 @@ def summary(results: list[dict[str, Any]], extra: dict[str, Any]) -> str:
                 spec, accs = Spec(**runs[0]["spec"]), [100 * r["accuracy"] for r in runs]
                 seeds = ", ".join(str(Spec(**r["spec"]).seed) for r in runs)
                 lines.append(
-                    f"- {describe(spec)}, teachers {spec.teachers}, {spec.epochs} epochs: {np.mean(accs):.2f} ± "
+                    f"- {describe(spec)}{by(spec)}, {spec.epochs} epochs: {np.mean(accs):.2f} ± "
                     f"{np.std(accs):.2f} % (mean ± std over seeds {seeds})"
                 )
     return "\n".join(lines)
