@@ -150,6 +150,7 @@ def grid(d: DataSpec, tier: int) -> list[Spec]:
             runs += [Spec("reinforced", BASE, e, seed=s, factor="teachers")]
         runs += [Spec("reinforced", BASE, e, temperature=2.0, teachers=strong, factor="temperature")]
         runs += [Spec("reinforced", BASE, e, ce_weight=0.5, teachers=strong, factor="ce_weight")]
+        runs += [Spec("reinforced", BASE, e, ce_weight=0.5, seed=s, teachers=strong, factor="seed") for s in (1, 2)]
         runs += [Spec("reinforced", BASE, e, teachers=strong, factor="teacher temperature", **hinton)]
         runs += [Spec("plain", "rrc(0.35)", e, factor="plain recipe")]
         return runs
