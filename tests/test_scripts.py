@@ -119,5 +119,6 @@ def test_sweep_quality_quick_writes_its_table(tmp_path: Path) -> None:
         "sweep_quality.py", "--quick", "--datasets", "digits", "--output-dir", str(tmp_path / "sweep"), cwd=tmp_path
     )
     assert "| digits |" in out and "reinforced rrc(0.35)" in out
+    assert "| crop 5x | reinforced crop" in out  # the teacher-strength axis (tier 4)
     results = json.loads((tmp_path / "sweep" / "results.json").read_text())
     assert results["results"] and all(0.0 <= r["accuracy"] <= 1.0 for r in results["results"])
