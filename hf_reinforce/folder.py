@@ -41,6 +41,7 @@ from .evidence import (
     write_progress,
 )
 from .extension import StoredSplit
+from .format import PARQUET_ROW_GROUP_ROWS
 from .layout import (
     CARD_FILE,
     CONFIG_FILE,
@@ -174,9 +175,10 @@ def _claim(
 
 
 def _shard_batches(table: pa.Table, rows: int) -> Any:
-    """Record batches of ``rows`` rows with external image files embedded (the folder must be self-contained)."""
-    for batch in table.to_batches(max_chunksize=rows):
-        yield from embed_table_storage(pa.Table.from_batches([batch])).to_batches()
+    """One record batch (one parquet row group) per ``rows`` rows, external image files embedded (the folder must be
+    self-contained); only those rows are held in memory at a time."""
+    for start in range(0, table.num_rows, rows):
+        yield from embed_table_storage(table.slice(start, rows)).combine_chunks().to_batches()
 
 
 def reinforce_to_folder(
@@ -275,7 +277,7 @@ def _write_shards(
                 metadata[REPORT_KEY] = report_metadata(run.report_sums(rows))
                 staged = Path(tmp) / final.name
                 size = write_parquet_atomic(
-                    _shard_batches(table, config.rows_per_block), table.schema.with_metadata(metadata), staged
+                    _shard_batches(table, PARQUET_ROW_GROUP_ROWS), table.schema.with_metadata(metadata), staged
                 )
                 shard = ShardRecord(
                     file=final.name,

@@ -33,7 +33,7 @@ from .errors import (
     OutputConflictError,
 )
 from .evidence import check_library_folder
-from .format import ROW_INDEX
+from .format import PARQUET_ROW_GROUP_ROWS, ROW_INDEX
 from .layout import (
     CARD_FILE,
     CONFIG_FILE,
@@ -74,7 +74,9 @@ def save_folder(
     for s in range(count):
         part = embed_table_storage(table[s * rows_per_shard : (s + 1) * rows_per_shard])
         path = shard_path(folder, split, s, count)
-        size = write_parquet_atomic(part.to_batches(), part.schema, path)
+        size = write_parquet_atomic(
+            part.combine_chunks().to_batches(max_chunksize=PARQUET_ROW_GROUP_ROWS), part.schema, path
+        )
         rows = (s * rows_per_shard, min(len(dataset), (s + 1) * rows_per_shard))
         # rows of the returned dataset (its source is not at hand): no source hash, as nothing resumes it
         shards.append(ShardRecord(path.name, rows, part.num_rows, size, file_sha256(path), None))
