@@ -395,8 +395,8 @@ def test_folder_output_loads_with_features_config_and_card(tmp_path):
 
 
 def test_folder_mode_streams_shards_and_returns_a_memory_mapped_dataset(tmp_path, monkeypatch):
-    """Memory stays flat in dataset size: shards are written in batches of rows_per_block rows from a mapped
-    table on disk, and the result is memory-mapped from the folder's Arrow cache, not held in RAM."""
+    """Memory stays flat in dataset size: shards are written one row group (PARQUET_ROW_GROUP_ROWS rows, 8 here) at a
+    time from a mapped table on disk, and the result is memory-mapped from the folder's Arrow cache, not held in RAM."""
     batch_rows: list[int] = []
     write = folder.write_parquet_atomic
 
@@ -409,13 +409,14 @@ def test_folder_mode_streams_shards_and_returns_a_memory_mapped_dataset(tmp_path
         return write(counted(), schema, path)
 
     monkeypatch.setattr(folder, "write_parquet_atomic", spy)
+    monkeypatch.setattr(folder, "PARQUET_ROW_GROUP_ROWS", 8)
     out = reinforce(
         mnist_dataset(64),
-        make_config(policy="rrc", rows_per_block=8, rows_per_shard=32),
+        make_config(policy="rrc", rows_per_block=4, rows_per_shard=32),
         tmp_path / "out",
         progress=False,
     )
-    assert sum(batch_rows) == 64 and max(batch_rows) <= 8
+    assert batch_rows == [8] * 8  # whole row groups across the 4-row blocks, never a whole shard at once
     assert out.cache_files and all(Path(f["filename"]).is_file() for f in out.cache_files)
     assert isinstance(out.data, datasets.table.MemoryMappedTable)
 
