@@ -15,7 +15,7 @@ from typing import Any
 import datasets
 import numpy as np
 
-from .config import ReinforceConfig
+from .config import ReinforceConfig, identity_fields
 from .errors import ConfigError, MissingColumnError, OutputConflictError
 from .extension import StoredSplit
 from .folder import reinforce_to_folder
@@ -111,29 +111,24 @@ def extension_config(
         keys = [t if isinstance(t, str) else t.name for t in given]
         class_mappings = {k: record.class_mappings[n] for k, n in zip(keys, names) if n in record.class_mappings}
     first = record.teacher
+    recorded = {name: getattr(record, name) for name in identity_fields() if name not in _GIVEN}
     return ReinforceConfig(
+        **recorded,
         teachers=given,
-        policy=record.policy,
         num_augmentations=num_augmentations,
-        top_k=record.top_k,
-        seed=record.seed,
+        class_mappings=class_mappings or None,
         resolution=record.resolution,
         interpolation=first.interpolation,
         mean=first.mean,
         std=first.std,
-        image_column=record.image_column,
-        label_column=record.label_column,
-        temperature=record.temperature,
         num_classes=record.num_classes,
-        class_mappings=class_mappings or None,
-        rows_per_block=record.rows_per_block,
-        augmentations_per_step=record.augmentations_per_step,
-        rows_per_shard=record.rows_per_shard,
-        skip_bad_images=record.skip_bad_images,
-        reinforcement_only=record.reinforcement_only,
-        key_column=record.key_column,
         **execution,
     )
+
+
+_GIVEN = ("teachers", "num_augmentations", "class_mappings")
+"""Identity fields an extension does not copy from the record: the teachers are given (the record holds what was
+loaded, not how), N is the new one, class mappings are keyed by the given teachers."""
 
 
 def _local_copy(reinforced: str | os.PathLike, revision: str | None, token: str | bool | None) -> Path:

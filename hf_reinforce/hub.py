@@ -105,12 +105,8 @@ def _merge(remote: RunRecord | None, local: RunRecord, repo_id: str) -> RunRecor
     if remote is None:
         return local
     differing = remote.reinforcement_differences(local)
-    if differing == ["num_augmentations"] and _extends(local, remote):
-        return local.replace(
-            accuracy=local.accuracy if local.accuracy is not None else remote.accuracy,
-            license=local.license if local.license is not None else remote.license,
-        )
-    if differing:
+    replaced = differing == ["num_augmentations"] and _extends(local, remote)  # every remote split, grown
+    if differing and not replaced:
         hint = ""
         if differing == ["num_augmentations"]:
             hint = (
@@ -122,7 +118,7 @@ def _merge(remote: RunRecord | None, local: RunRecord, repo_id: str) -> RunRecor
             f"{hint}; push to another repo or branch (revision=...)"
         )
     return local.replace(
-        splits={**(remote.splits or {}), **(local.splits or {})},
+        splits=local.splits if replaced else {**(remote.splits or {}), **(local.splits or {})},
         accuracy=local.accuracy if local.accuracy is not None else remote.accuracy,
         license=local.license if local.license is not None else remote.license,
     )

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -9,6 +13,38 @@ import torch
 from hf_reinforce import testing
 
 pytest_plugins = ["conftest_hub"]  # the local Hub-protocol server fixture (hub_server)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module's tests, as in the subprocesses: tiny teachers gain nothing from more, and
+    on a busy 2-core machine two threads per process run up to 10x slower. Outputs do not depend on it (see
+    test_output_does_not_depend_on_the_thread_count). Modules opt in with ``pytestmark``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def datasets_cache(tmp_path, monkeypatch):
+    """Keep the Arrow cache of ``load_dataset`` inside the test's tmp_path."""
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_datasets_cache"))
+
+
+def subprocess_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a pass started as a subprocess: its own Arrow cache, offline, one thread, no launcher
+    variables of the test process (``extra`` added last)."""
+    env = {
+        **os.environ,
+        "HF_DATASETS_CACHE": str(tmp_path / "hf_datasets_cache"),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        **extra,
+    }
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    return env
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ the same folder, a corrupt or tampered base), an interrupted extension resumed, 
 from __future__ import annotations
 
 import dataclasses
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import subprocess_env
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,18 +32,7 @@ from hf_reinforce.testing import mnist_dataset, tiny_config, tiny_teachers
 
 ROWS = 40  # three shards of 16 rows, the last one short
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _datasets_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_datasets_cache"))
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "datasets_cache")
 
 
 def config(**overrides) -> hfr.ReinforceConfig:
@@ -436,10 +425,7 @@ def test_pushing_an_extension_of_only_some_of_the_repo_splits_is_refused(hub_ser
 @pytest.mark.slow
 def test_an_extension_under_torchrun_writes_what_one_process_writes(tmp_path):
     worker = Path(__file__).with_name("reinforce_worker.py")
-    env = {**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    env["ACCELERATE_USE_CPU"] = "1"
-    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(name, None)
+    env = subprocess_env(tmp_path, ACCELERATE_USE_CPU="1")
     args = ["--rows", "64", "--rows-per-shard", "16"]
     subprocess.run(
         [sys.executable, str(worker), str(tmp_path / "small"), *args, "--num-augmentations", "2"],

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 import timm
 import torch
+from conftest import subprocess_env
 from huggingface_hub import DatasetCard
 from torch import nn
 
@@ -42,6 +43,8 @@ from hf_reinforce.testing import mnist_dataset, photo_arrays, tiny_teachers
 from hf_reinforce.testing import tiny_config as make_config
 
 WORKER = Path(__file__).with_name("reinforce_worker.py")
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "datasets_cache")
 NEW_COLUMNS = {  # policy → parameter columns it adds, in order
     "rrc-noflip": ["aug_rrc"],
     "rrc-noflip+ra+re": ["aug_rrc", "aug_ra_op", "aug_ra_mag", "aug_re"],
@@ -63,36 +66,6 @@ NEW_COLUMNS = {  # policy → parameter columns it adds, in order
         "aug_mix_box",
     ],
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread, as in the subprocesses: tiny teachers gain nothing from more, and on a busy 2-core
-    machine two threads per process run up to 10x slower. Outputs do not depend on it (see
-    test_output_does_not_depend_on_the_thread_count)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _datasets_cache(tmp_path, monkeypatch):
-    """Keep the Arrow cache of ``load_dataset`` inside the test's tmp_path."""
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_datasets_cache"))
-
-
-def subprocess_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "HF_DATASETS_CACHE": str(tmp_path / "hf_datasets_cache"),
-        "HF_HUB_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-        **extra,
-    }
-    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(name, None)
-    return env
 
 
 def values(ds: datasets.Dataset, column: str, dtype: str) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 import PIL.Image
 import pyarrow.parquet as pq
 import pytest
-import torch
+from conftest import subprocess_env
 
 import hf_reinforce as hfr
 from hf_reinforce import IncompleteOutputError, OutputConflictError, folder, reinforce
@@ -39,18 +39,7 @@ from hf_reinforce.testing import tiny_config as base_config
 
 WORKER = Path(__file__).with_name("reinforce_worker.py")
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _datasets_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_datasets_cache"))
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "datasets_cache")
 
 
 def make_config(**overrides) -> hfr.ReinforceConfig:
@@ -434,7 +423,7 @@ def test_an_overwrite_never_deletes_a_split_another_process_is_writing(finished,
 @pytest.mark.slow
 def test_two_splits_written_at_once_into_one_folder(tmp_path):
     out = tmp_path / "out"
-    env = {**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env = subprocess_env(tmp_path)
     args = ["--policy", "rrc", "--num-augmentations", "2", "--rows-per-shard", "16", "--throttle", "0.2"]
     procs = [
         subprocess.Popen(
