@@ -23,6 +23,8 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 from torchvision.transforms.v2.functional import _geometry
 
+from . import fast
+
 Q = 65535  # fixed-point scale of normalized coordinates and mixing weights
 
 FILL: tuple[int, int, int] = (124, 116, 104)
@@ -318,7 +320,10 @@ _GEOMETRIC_OPS = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
 
 
 def _rand_augment_op(images: torch.Tensor, augmenter: v2.RandAugment, op: str, magnitude: float) -> torch.Tensor:
-    """torchvision's RandAugment ``op`` on a batch; geometric ops on CPU reuse a cached sampling grid and mask."""
+    """torchvision's RandAugment ``op`` on a batch: on ``uint8`` CPU images some ops through :mod:`.fast`, the
+    other geometric ops with a cached sampling grid and mask."""
+    if images.dtype == torch.uint8 and images.device.type == "cpu" and op in fast.FAST_OPS:
+        return fast.FAST_OPS[op](images, magnitude, tuple(augmenter.fill))
     mode = augmenter.interpolation
     cached = _grid(op, magnitude, *images.shape[-2:], mode) if images.device.type == "cpu" else None
     if cached is None:

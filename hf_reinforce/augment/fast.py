@@ -1,0 +1,90 @@
+"""Faster, bit-identical versions of some of torchvision's RandAugment ops on ``uint8`` batches.
+
+Each function returns exactly what torchvision v2's RandAugment op returns for the same ``(B, C, H, W)`` ``uint8``
+batch, by an argument that does not depend on float rounding (the tests compare every op, sign and magnitude bin
+with torchvision on real and random images of many sizes):
+
+* TranslateX/Y move by a whole number of pixels: torchvision samples the image at integer coordinates (plus a
+  rounding error far below half a pixel), so its result is the image shifted, with ``fill`` where nothing is;
+* Sharpness blurs with a 3×3 kernel of 1/13 and a 5/13 centre and rounds: the weighted sum is ``k / 13`` for an
+  integer ``k``, never within 1/26 of a half, so ``round(k / 13)`` in float32 is the rounded blur whatever the
+  convolution's summation order; the blend after it is torchvision's own arithmetic;
+* Equalize is integer arithmetic on per-channel histograms (torchvision's formula, counted with ``bincount``).
+
+Measured at 224 px on one CPU thread, per view: translate 0.66 → 0.04 ms, sharpness 1.8 → 0.4 ms, equalize
+0.74 → 0.3 ms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+
+def translate(images: torch.Tensor, shift: int, dim: int, fill: tuple[int, ...]) -> torch.Tensor:
+    """``images`` moved by ``shift`` pixels along ``dim`` (-1: right for ``shift > 0``; -2: down), ``fill`` where
+    no pixel lands: torchvision's RandAugment TranslateX (``dim=-1``) / TranslateY (``dim=-2``)."""
+    out = torch.empty_like(images)
+    out.copy_(torch.tensor(fill, dtype=images.dtype, device=images.device).view(1, -1, 1, 1))
+    size = images.shape[dim]
+    kept = size - abs(shift)
+    if kept > 0:
+        out.narrow(dim, max(shift, 0), kept).copy_(images.narrow(dim, max(-shift, 0), kept))
+    return out
+
+
+def sharpness(images: torch.Tensor, factor: float) -> torch.Tensor:
+    """torchvision's ``adjust_sharpness`` of ``uint8`` ``images`` by ``factor``: the interior blended with its
+    rounded 3×3 blur (edge pixels kept), then clamped and truncated to ``uint8``."""
+    height, width = images.shape[-2:]
+    if images.numel() == 0 or height <= 2 or width <= 2:
+        return images
+    output = images.to(dtype=torch.float32, copy=True)
+    rows = output[..., :-2] + output[..., 1:-1]
+    rows += output[..., 2:]  # whole numbers below 2**24: every sum is exact
+    box = rows[..., :-2, :] + rows[..., 1:-1, :]
+    box += rows[..., 2:, :]
+    view = output[..., 1:-1, 1:-1]
+    blurred = box.add_(view, alpha=4).div_(13).round_()  # the 3×3 sum weighted 1, 1, ..., 5 at the centre, / 13
+    view.add_(blurred.sub_(view), alpha=1.0 - float(factor))
+    return output.clamp_(0, 255).to(images.dtype)
+
+
+def equalize(images: torch.Tensor) -> torch.Tensor:
+    """torchvision's ``equalize`` of ``uint8`` ``images``: each channel through the lookup table of PIL's
+    histogram equalization (a channel with one value, or all but one pixel at its maximum, is kept)."""
+    batch, channels, height, width = images.shape
+    if images.numel() == 0:
+        return images
+    planes = images.reshape(batch * channels, height * width)
+    hist = torch.stack([torch.bincount(plane, minlength=256) for plane in planes])
+    cum = hist.cumsum(dim=-1)
+    num_non_max = height * width - hist.gather(-1, cum.argmax(dim=-1, keepdim=True))
+    step = num_non_max.div(255, rounding_mode="floor")
+    lut = (cum[:, :-1] + step // 2).div_(step.clamp(min=1), rounding_mode="floor").clamp_(0, 255).to(torch.uint8)
+    lut = torch.cat([lut.new_zeros(len(planes), 1), lut], dim=-1)
+    identity = torch.arange(256, dtype=torch.uint8, device=images.device).expand_as(lut)
+    lut = torch.where(step != 0, lut, identity)
+    return apply_luts(planes, lut).view_as(images)
+
+
+def apply_luts(planes: torch.Tensor, luts: torch.Tensor) -> torch.Tensor:
+    """``luts[p][planes[p]]`` for every plane ``p`` of a ``(P, n)`` ``uint8`` tensor (``luts``: ``(P, 256)``)."""
+    if planes.device.type != "cpu":
+        return luts.gather(-1, planes.to(torch.int64))
+    source, tables = planes.numpy(), luts.numpy()
+    out = np.empty_like(source)
+    for p in range(len(source)):
+        np.take(tables[p], source[p], out=out[p])
+    return torch.from_numpy(out)
+
+
+FAST_OPS: dict[str, Callable[[torch.Tensor, float, tuple[int, ...]], torch.Tensor]] = {
+    "TranslateX": lambda images, magnitude, fill: translate(images, int(magnitude), -1, fill),
+    "TranslateY": lambda images, magnitude, fill: translate(images, int(magnitude), -2, fill),
+    "Sharpness": lambda images, magnitude, fill: sharpness(images, 1.0 + magnitude),
+    "Equalize": lambda images, magnitude, fill: equalize(images),
+}
+"""RandAugment op → ``(uint8 images, magnitude, fill) → images``: the ops above with RandAugment's arguments."""
