@@ -9,15 +9,18 @@ with torchvision on real and random images of many sizes):
 * Sharpness blurs with a 3×3 kernel of 1/13 and a 5/13 centre and rounds: the weighted sum is ``k / 13`` for an
   integer ``k``, never within 1/26 of a half, so ``round(k / 13)`` in float32 is the rounded blur whatever the
   convolution's summation order; the blend after it is torchvision's own arithmetic;
-* Equalize is integer arithmetic on per-channel histograms (torchvision's formula, counted with ``bincount``).
+* Equalize is integer arithmetic on per-channel histograms (torchvision's formula, counted with ``bincount``);
+* Solarize compares whole numbers with the threshold: the smallest value torchvision's own comparison inverts is
+  found once on ``0..255``, then the image is compared with that integer in ``uint8`` and inverted by ``^ 255``.
 
 Measured at 224 px on one CPU thread, per view: translate 0.66 → 0.04 ms, sharpness 1.8 → 0.4 ms, equalize
-0.74 → 0.3 ms.
+0.74 → 0.3 ms, solarize 0.44 → 0.16 ms.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -70,6 +73,22 @@ def equalize(images: torch.Tensor) -> torch.Tensor:
     return apply_luts(planes, lut).view_as(images)
 
 
+def solarize(images: torch.Tensor, threshold: float) -> torch.Tensor:
+    """torchvision's ``solarize``: values at or above ``threshold`` inverted."""
+    if threshold > 255:
+        raise TypeError(f"Threshold should be less or equal the maximum value of the dtype, but got {threshold}")
+    first = _first_inverted(float(threshold))
+    if first > 255:
+        return images
+    return images ^ ((images >= first).view(torch.uint8) * 255)  # x ^ 255 is x inverted; faster than torch.where
+
+
+@lru_cache(maxsize=256)
+def _first_inverted(threshold: float) -> int:
+    """The smallest ``uint8`` value that torchvision's ``image >= threshold`` holds for (256 if none)."""
+    return int((torch.arange(256, dtype=torch.uint8) < threshold).sum())
+
+
 def apply_luts(planes: torch.Tensor, luts: torch.Tensor) -> torch.Tensor:
     """``luts[p][planes[p]]`` for every plane ``p`` of a ``(P, n)`` ``uint8`` tensor (``luts``: ``(P, 256)``)."""
     if planes.device.type != "cpu":
@@ -86,5 +105,6 @@ FAST_OPS: dict[str, Callable[[torch.Tensor, float, tuple[int, ...]], torch.Tenso
     "TranslateY": lambda images, magnitude, fill: translate(images, int(magnitude), -2, fill),
     "Sharpness": lambda images, magnitude, fill: sharpness(images, 1.0 + magnitude),
     "Equalize": lambda images, magnitude, fill: equalize(images),
+    "Solarize": lambda images, magnitude, fill: solarize(images, 255 * magnitude),
 }
 """RandAugment op → ``(uint8 images, magnitude, fill) → images``: the ops above with RandAugment's arguments."""
