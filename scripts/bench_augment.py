@@ -17,6 +17,10 @@ Per preset and workload, on the same decoded uint8 images (decoding is not timed
   its own parameters (not for mixing presets: v2 mixes labelled batches).
 
 CPU time (``time.process_time``) per view, median of ``--repeats``; methods alternate within each repeat.
+
+``--ops`` instead times each RandAugment op alone on batches of 3 views (the pass's chunk at 224 px) of real photos
+at 224 px and digits at 32 px: torchvision v2's op against the op as the pass applies it (``hf_reinforce.augment
+.fast`` for the ops it has, a cached sampling grid for the other geometric ops), which must be equal bit for bit.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import torch
 import torchvision
 
 from hf_reinforce.augment import PRESETS, AugmentationPolicy, Params, to_rgb_uint8
+from hf_reinforce.augment import functional as AF
 
 
 def photos(rows: int) -> list[torch.Tensor]:
@@ -102,6 +107,41 @@ def cpu_ms_per_view(fns: dict[str, Callable[[], object]], views: int, repeats: i
     return {name: 1000 * statistics.median(values) / views for name, values in times.items()}
 
 
+def op_methods(views: torch.Tensor, op: str) -> dict[str, Callable[[], torch.Tensor]]:
+    """torchvision's RandAugment ``op`` at bin 9 of 31 (RandAugment's default magnitude) and the pass's version."""
+    mode = AF.InterpolationMode.BILINEAR
+    augmenter = AF._rand_augment(mode, AF.FILL)
+    magnitude = AF.rand_augment_magnitude(op, 9, 31, *views.shape[-2:])
+    return {
+        "torchvision": lambda: augmenter._apply_image_or_video_transform(
+            views, op, magnitude, interpolation=mode, fill=augmenter._fill
+        ),
+        "pass": lambda: AF._rand_augment_op(views, augmenter, op, magnitude),
+    }
+
+
+def op_table(workloads: dict[int, list[torch.Tensor]], repeats: int) -> None:
+    """Per RandAugment op and size: CPU ms per view, torchvision v2 vs the pass, on 3-view batches."""
+    print("| op | px | torchvision v2 | pass | torchvision / pass | fast path |")
+    print("|---|---:|---:|---:|---:|---|")
+    from hf_reinforce.augment import fast
+
+    for op in AF.RAND_AUGMENT_OPS[1:]:
+        for r, images in workloads.items():
+            views = torch.stack([AF.center_square(image, r, AF.InterpolationMode.BILINEAR) for image in images[:3]])
+            fns = op_methods(views, op)
+            if not torch.equal(fns["torchvision"](), fns["pass"]()):
+                raise AssertionError(f"{op} at {r} px: the pass's op differs from torchvision's")
+            ms = cpu_ms_per_view(
+                {name: lambda fn=fn: [fn() for _ in range(10)] for name, fn in fns.items()}, 30, repeats
+            )
+            kind = "fast" if op in fast.FAST_OPS else "grid" if op in AF._GEOMETRIC_OPS else "torchvision"
+            print(
+                f"| {op} | {r} | {ms['torchvision']:.3f} | {ms['pass']:.3f} | {ms['torchvision'] / ms['pass']:.2f}× "
+                f"| {kind} |"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--augmentations", type=int, default=32, help="views per row (default: 32)")
@@ -109,12 +149,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats, median reported (default: 3)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default: 1)")
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), help=f"presets (default: {' '.join(PRESETS)})")
+    parser.add_argument("--ops", action="store_true", help="time each RandAugment op instead (see above)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     n = args.augmentations
     workloads = {32: digits(args.rows), 224: photos(args.rows)}
 
     print(f"machine: {machine()}")
+    if args.ops:
+        op_table(workloads, args.repeats)
+        print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
+        return
     print(f"{args.rows} rows × {n} views per block; CPU ms per view, median of {args.repeats} repeats\n")
     print("| preset | px | block | per view | torchvision v2 | per view / block | torchvision / block |")
     print("|---|---:|---:|---:|---:|---:|---:|")

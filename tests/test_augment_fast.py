@@ -71,9 +71,13 @@ def test_edge_cases():
     fill = (1, 2, 3)
     tiny = torch.arange(12, dtype=torch.uint8).view(1, 3, 2, 2)
     assert torch.equal(fast.sharpness(tiny, 1.9), tiny)  # no interior: unchanged, like torchvision
-    flat = torch.full((2, 3, 5, 7), 77, dtype=torch.uint8)
-    assert torch.equal(fast.equalize(flat), flat)
-    assert torch.equal(fast.equalize(flat), F.equalize(flat))
+    for h, w in ((5, 7), (70, 66)):  # below and above the size where equalize takes its own path
+        flat = torch.full((2, 3, h, w), 77, dtype=torch.uint8)
+        assert torch.equal(fast.equalize(flat), flat)
+        one_off = flat.clone()
+        one_off[0, 0, 0, 0] = 3  # all but one pixel at the maximum: step 0, kept as is
+        assert torch.equal(fast.equalize(one_off), F.equalize(one_off))
+        assert torch.equal(fast.equalize(one_off), one_off)
     gone = fast.translate(torch.zeros((1, 3, 4, 5), dtype=torch.uint8), 9, -1, fill)
     assert torch.equal(gone, torch.tensor(fill, dtype=torch.uint8).view(1, 3, 1, 1).expand(1, 3, 4, 5))
     assert fast.equalize(torch.zeros((0, 3, 4, 4), dtype=torch.uint8)).shape == (0, 3, 4, 4)
@@ -81,7 +85,8 @@ def test_edge_cases():
 
 def _images(draw) -> torch.Tensor:
     batch = draw(st.integers(1, 3))
-    height, width = draw(st.integers(1, 40)), draw(st.integers(1, 40))
+    small = st.tuples(st.integers(1, 40), st.integers(1, 40))
+    height, width = draw(st.one_of(small, st.sampled_from([(64, 64), (70, 90), (128, 37)])))  # and equalize's own path
     kind = draw(st.sampled_from(["random", "few values", "constant channel"]))
     if kind == "random":
         array = draw(hnp.arrays(np.uint8, (batch, 3, height, width)))
