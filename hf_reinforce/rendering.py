@@ -13,7 +13,6 @@ in the calling process.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -258,20 +257,8 @@ def render_tasks(
         collate_fn=_unbatched,
         pin_memory=pin_memory,
         prefetch_factor=2,
-        worker_init_fn=_lower_priority,
     )
     return iter(loader)
-
-
-RENDER_WORKER_NICENESS = 10
-"""Render workers add this to their niceness: where they and the teachers' threads contend for cores, the teachers
-(the pass's critical path) run first and a worker renders in the gaps. Measured on 2 cores with one worker and the
-``timm:test_resnet`` teacher, interleaved: 185 views/s instead of 142 (``bench_reinforce.py --only overlap``)."""
-
-
-def _lower_priority(worker_id: int) -> None:
-    if hasattr(os, "nice"):
-        os.nice(RENDER_WORKER_NICENESS)
 
 
 def _render_here(renderer: BlockRenderer, tasks: Sequence[Task]) -> Iterator[RenderedChunk]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import datasets
 import numpy as np
@@ -16,7 +15,7 @@ import hf_reinforce as hfr
 from hf_reinforce.augment import normalize
 from hf_reinforce.format import decode_params, decode_topk, encode_topk
 from hf_reinforce.pipeline import ReinforcePass
-from hf_reinforce.rendering import RENDER_WORKER_NICENESS, BlockGeometry, render_tasks, task_order
+from hf_reinforce.rendering import BlockGeometry, task_order
 from hf_reinforce.shared import center_view
 from hf_reinforce.teachers import Ensemble, Teacher
 from hf_reinforce.testing import mnist_dataset, photos_dataset, tiny_teachers
@@ -245,21 +244,3 @@ def test_in_process_run_writes_nothing_into_the_source_folder(tmp_path):
     out = hfr.reinforce(source, make_config(num_workers=1, policy="rrc"), progress=False)
     assert len(out) == 20 and sorted(p.name for p in (tmp_path / "source").iterdir()) == before
     assert all(not f["filename"].startswith(str(tmp_path / "source")) for f in out.cache_files)
-
-
-class _Niceness(torch.utils.data.Dataset):
-    def __getitem__(self, task):
-        return os.nice(0)
-
-    def __len__(self):
-        return 2
-
-
-@pytest.mark.skipif(not hasattr(os, "nice"), reason="no process priorities here")
-def test_render_workers_run_at_a_lower_priority_than_the_teachers():
-    here = os.nice(0)
-    assert (
-        list(render_tasks(_Niceness(), [(0, 0), (1, 0)], num_workers=1)) == [min(here + RENDER_WORKER_NICENESS, 19)] * 2
-    )
-    assert os.nice(0) == here  # the main process (the teachers) is left as it was
-    assert list(render_tasks(_Niceness(), [(0, 0)], num_workers=0)) == [here]
