@@ -1,7 +1,7 @@
 """The reinforcement pass at scale: its own cost per view, overlap with the teachers, worker scaling, memory, GPU.
 
     python scripts/bench_reinforce.py                 # CPU: every figure below, side by side, in one run
-    python scripts/bench_reinforce.py --only cpu      # one section: cpu, overlap, scaling or rss
+    python scripts/bench_reinforce.py --only cpu      # one section: render, cpu, overlap, scaling or rss
     python scripts/bench_reinforce.py --baseline ../main --only cpu   # and the code in ../main, interleaved
     python scripts/bench_reinforce.py --device cuda   # one GPU: resnet50 bf16, bare vs pass with 4/8/16 workers
 
@@ -10,6 +10,9 @@ rendering in worker processes, teachers, top-k, Arrow and parquet writing) in a 
 stored like a real dataset: MNIST digits (28×28 PNG, rendered at 32 px) and the two scikit-learn photos (427×640
 JPEG, each row rolled by its index so every row's bytes differ, rendered at 224 px), policy ``rrc+ra+re``, N=16, K=10.
 
+0. **Render-worker CPU-ms per view** (``--only render``): what one render worker does for every task (decode,
+   sampling, rendering, the report's un-augmented views), in-process on one thread, minimum of 3 per block — the
+   figure that swings least on a shared machine (the pass's totals below swing by ±30 % between runs).
 1. **Free-teacher CPU-ms per view** (DESIGN goal ≤ 0.2 at 32 px, ≤ 2.0 at 224 px): a teacher that returns zeros,
    so all CPU time is the pass's own; counted over the main process and its render workers (``getrusage`` of the
    process and of its reaped children), divided by the stored views.
@@ -121,6 +124,23 @@ def _rendered_batches(run: Any) -> list[dict[Any, torch.Tensor]]:
     return [renderer[task].views for task in tasks]
 
 
+def _render_seconds(run: Any, repeats: int = 3) -> float:
+    """One thread's CPU seconds to render every task of ``run`` (what its render workers do: decode, sample,
+    render, the report's originals), the minimum over ``repeats`` per block: the steadiest figure on a shared box."""
+    renderer = run.renderer()
+    chunks = list(run.geometry.chunks)
+    best: dict[int, float] = {}
+    torch.set_num_threads(1)
+    for _ in range(repeats):
+        for block in run.geometry.blocks(range(len(run.dataset))):
+            renderer._cached = None  # decode again, as a worker does for each new block
+            start = time.process_time()
+            for chunk in chunks:
+                renderer[(block, chunk)]
+            best[block] = min(best.get(block, float("inf")), time.process_time() - start)
+    return sum(best.values())
+
+
 def measure(job: dict[str, Any]) -> dict[str, Any]:
     """One measurement in a fresh process; returns JSON-able results."""
     import datasets
@@ -143,6 +163,9 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         device=job["device"],
     )
     out: dict[str, Any] = {"views": len(ds) * N}
+    if job.get("render"):
+        out["render"] = _render_seconds(ReinforcePass(ds, config))
+        return out
     batches, run = None, None
     if job.get("bare"):
         run = ReinforcePass(ds, config)
@@ -185,7 +208,7 @@ def machine(device: str) -> str:
     return text
 
 
-SECTIONS = ("cpu", "overlap", "scaling", "rss")
+SECTIONS = ("render", "cpu", "overlap", "scaling", "rss")
 
 
 class Bench:
@@ -218,6 +241,26 @@ class Bench:
     def marginal(self, job: dict[str, Any], small: str, large: str, code: str | None) -> tuple[dict, dict]:
         """One run over ``small`` rows and one over ``large`` rows (the ``bare`` forward timed in the small run)."""
         return run_job({**job, "data": small}, code), run_job({**job, "data": large, "bare": False}, code)
+
+    def render(self) -> None:
+        print("\n0. render-worker CPU-ms per view (decode, sample, render, originals; one thread, min of 3 per block,")
+        print("   code trees alternating over 3 rounds, the best round shown; the worker's share of section 1)")
+        print("| view | code | CPU-ms/view, best round | all rounds |")
+        print("|---|---|---:|---|")
+        for label, kind, res, n in (
+            ("28→32 px digits", "digits", 32, 4 * self.rows),
+            ("427×640 JPEG→224 px", "photos", 224, self.rows),
+        ):
+            job = {**self.base, "teacher": "free", "resolution": res, "workers": 0, "render": True}
+            rounds: dict[str | None, list[float]] = {code: [] for code in self.codes()}
+            for _ in range(3):
+                for code in self.codes():
+                    r = run_job({**job, "data": self.data(kind, n)}, code)
+                    rounds[code].append(1e3 * r["render"] / r["views"])
+            for code, values in rounds.items():
+                shown = ", ".join(f"{v:.2f}" for v in values)
+                print(f"| {label} | {self.label(code) or '—'} | {min(values):.2f} | {shown} |")
+        self.load.append(os.getloadavg()[0])
 
     def cpu(self) -> None:
         rows = self.rows
