@@ -57,7 +57,8 @@ class ReinforceConfig:
         "rrc+ra+re",
         "augmentation policy: a preset (rrc+ra+re, the paper's for ImageNet-scale training; rrc, rrc+mix, "
         "rrc+mix+ra+re; rrc-noflip[+ra+re]; crop, crop+flip[+ra+re]: pad-and-crop, for small images and short "
-        "schedules; no flip for digits or text; README 'Choosing a policy'), a JSON policy, or a .json file",
+        "schedules; no flip for digits, text or aligned product photos; README 'Choosing a policy'), a JSON policy, "
+        "or a .json file",
         "reinforcement",
         identity=True,
     )
