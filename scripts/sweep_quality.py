@@ -458,7 +458,7 @@ def summary(results: list[dict[str, Any]], extra: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--output-dir", type=Path, default=Path("out/sweep"))
-    p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    p.add_argument("--datasets", nargs="+", default=["mnist", "digits"], choices=list(DATASETS))
     p.add_argument("--table", action="store_true", help="only print the table of the saved results")
     p.add_argument("--quick", action="store_true", help="a tiny run for tests: 1 epoch, N=4, 3 runs per dataset")
     p.add_argument(
