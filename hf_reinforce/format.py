@@ -27,28 +27,34 @@ TOPK_PROBS = "topk_probs"
 
 PARQUET_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
-    "compression_level": 19,
     "use_dictionary": False,
     "use_byte_stream_split": [f"{TOPK_PROBS}.list.element.list.element"],
     "write_statistics": False,
 }
-"""Options for ``pyarrow.parquet.ParquetWriter``, chosen by measurement (README "Format"): zstd-19 without
-dictionaries, and byte-stream-split float16 probabilities, which puts their exponents side by side. Use
-:func:`parquet_options` for a table that also holds source columns."""
+"""Options for ``pyarrow.parquet.ParquetWriter``, chosen by measurement (README "Format"): zstd without
+dictionaries, and byte-stream-split float16 probabilities, which puts their exponents side by side. The levels
+depend on the columns: use :func:`parquet_options`."""
+
+TOPK_LEVEL, PARAMS_LEVEL = 19, 9
+"""zstd levels of the top-k columns and of ``row_index`` + the ``aug_*`` columns. Measured at K=10, ``rrc+ra+re``,
+N=400, 1000 classes (``scripts/bench_storage.py``'s rows), bytes and writing CPU per stored augmentation: top-k at
+level 19 25.4 B in 20 µs (level 9: 26.6 B in 2 µs); the parameters at level 19 10.8 B in 28 µs, at level 9 12.1 B in
+1.5 µs. The parameters' 1.3 B are not worth 26 µs of the main process's CPU per view (an eighth of the 32-px pass)."""
 
 
 PARQUET_ROW_GROUP_ROWS = 128
 """Rows per parquet row group of a shard. Row groups of one 16-row block stored the reinforcement columns in 37.1 B
-per augmentation, 128 rows in 35.8 B (K=10, ``rrc+ra+re``, N=400, zstd-19; writing time the same); a row group of
-128 rows of 224-px JPEGs is about 15 MB, which a reader holds at once."""
+per augmentation, 128 rows in 35.8 B (K=10, ``rrc+ra+re``, N=400, all at zstd-19; writing time the same); a row
+group of 128 rows of 224-px JPEGs is about 15 MB, which a reader holds at once."""
 
 
 def parquet_options(schema: pa.Schema) -> dict[str, Any]:
-    """:data:`PARQUET_OPTIONS` for ``schema``: level 19 for the reinforcement columns (``row_index``, ``aug_*``,
-    ``topk_*``), zstd's default level for the source columns kept beside them. Images are compressed already: on
-    real JPEG rows level 19 cost 22 CPU-ms per row (1.4 ms per stored view at N=16) to save 5 % (measured)."""
+    """:data:`PARQUET_OPTIONS` for ``schema``, with a zstd level per leaf column: :data:`TOPK_LEVEL` for
+    ``topk_*``, :data:`PARAMS_LEVEL` for ``row_index`` and ``aug_*``, zstd's default level for the source columns
+    kept beside them. Images are compressed already: on real JPEG rows level 19 cost 22 CPU-ms per row (1.4 ms per
+    stored view at N=16) to save 5 % (measured)."""
     levels = {
-        leaf: 19
+        leaf: TOPK_LEVEL if field.name in (TOPK_IDS, TOPK_PROBS) else PARAMS_LEVEL
         for field in schema
         if is_reinforcement_column(field.name)
         for leaf in _parquet_leaves(field.name, field.type)

@@ -250,6 +250,9 @@ class ReinforcePass:
         )
         check_labels(dataset, config.label_column, self.ensemble.num_classes)
         self.prepared, self.image_feature = undecoded(dataset, config.image_column)
+        label = config.label_column
+        self._labels = self.prepared.select_columns([label]).with_format("numpy") if label else None
+        """The label column alone, selected once (a ``select_columns`` per block cost ~20 µs per 32-px view)."""
         self.keep = (
             ([config.key_column] if config.key_column else []) if config.reinforcement_only else dataset.column_names
         )
@@ -385,8 +388,7 @@ class ReinforcePass:
         if not entry.rows:
             self.report.add(block, ReportSums(), ReportSums())
             return
-        label = self.config.label_column
-        labels = np.asarray(self.prepared.select_columns([label])[entry.rows][label]) if label else None
+        labels = None if self._labels is None else self._labels[entry.rows][self.config.label_column]
         views = block_sums(labels, entry.ids, entry.probs, self.num_classes)
         originals = self.original_sums(entry.originals, labels) if entry.originals is not None else ReportSums()
         self.report.add(block, views, originals)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from hf_reinforce.augment import AugmentationPolicy
-from hf_reinforce.format import PARQUET_OPTIONS
+from hf_reinforce.format import parquet_options
 from hf_reinforce.layout import BYTES_PER_AUGMENTATION, bytes_per_stored_augmentation
 from hf_reinforce.testing import simulated_rows  # the same generator the budget test uses
 
@@ -33,7 +33,7 @@ def main() -> None:
     views = args.rows * args.augmentations
     with tempfile.TemporaryDirectory() as tmp:
         ours, defaults = Path(tmp) / "ours.parquet", Path(tmp) / "defaults.parquet"
-        pq.write_table(ds.data.table, ours, **PARQUET_OPTIONS)
+        pq.write_table(ds.data.table, ours, **parquet_options(ds.data.table.schema))
         pq.write_table(ds.data.table, defaults)
         print("| column | bytes per augmentation |\n|---|---|")
         group = pq.ParquetFile(ours).metadata.row_group(0)

@@ -12,12 +12,12 @@ import torch
 
 from hf_reinforce.augment import PRESETS, AugmentationPolicy
 from hf_reinforce.format import (
-    PARQUET_OPTIONS,
     SCHEMA_VERSION,
     check_schema_version,
     decode_params,
     decode_topk,
     encode_topk,
+    parquet_options,
     read_columns,
     reinforce_features,
     topk_id_dtype,
@@ -31,7 +31,7 @@ def test_features_round_trip_through_parquet_with_dtypes(tmp_path, preset):
     policy = AugmentationPolicy.parse(preset)
     ds = simulated_rows(policy, 12, 7, 3, 50)
     path = tmp_path / "train-00000-of-00001.parquet"
-    pq.write_table(ds.data.table, path, **PARQUET_OPTIONS)
+    pq.write_table(ds.data.table, path, **parquet_options(ds.data.table.schema))
     back = datasets.load_dataset("parquet", data_files=str(path), split="train", cache_dir=str(tmp_path / "c"))
     assert back.features == ds.features
     assert back.features["topk_probs"].feature.feature.dtype == "float16"
@@ -70,7 +70,7 @@ def test_storage_budget_at_k10_rrc_ra_re(tmp_path):
     policy = AugmentationPolicy.parse("rrc+ra+re")
     ds = simulated_rows(policy, 60, 400, 10, 1000)
     path = tmp_path / "shard.parquet"
-    pq.write_table(ds.data.table, path, **PARQUET_OPTIONS)
+    pq.write_table(ds.data.table, path, **parquet_options(ds.data.table.schema))
     per_aug = bytes_per_stored_augmentation([path], 400)  # the one definition (reinforcement columns only)
     assert per_aug <= 40.0, per_aug
     assert per_aug <= os.path.getsize(path) / (60 * 400) < per_aug + 0.5  # only the footer is left out
@@ -87,10 +87,8 @@ def test_decode_params_names_missing_column():
         decode_params({"aug_rrc": [[0, 0, 1, 1]], "aug_flip": [True]}, AugmentationPolicy.parse("rrc+re"))
 
 
-def test_parquet_options_compress_reinforcement_columns_hard_and_source_columns_fast():
+def test_parquet_options_compress_topk_hardest_parameters_hard_and_source_columns_fast():
     import pyarrow as pa
-
-    from hf_reinforce.format import parquet_options
 
     schema = pa.schema(
         [
@@ -104,8 +102,8 @@ def test_parquet_options_compress_reinforcement_columns_hard_and_source_columns_
     )
     levels = parquet_options(schema)["compression_level"]
     assert levels == {
-        "row_index": 19,
-        "aug_rrc.list.element.list.element": 19,
+        "row_index": 9,
+        "aug_rrc.list.element.list.element": 9,
         "topk_ids.list.element.list.element": 19,
         "topk_probs.list.element.list.element": 19,
     }
