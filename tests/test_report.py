@@ -97,6 +97,17 @@ def test_a_mild_policy_keeps_the_views_recognizable(digits):
     assert report.views.agreement > 0.7 and report.warning is None
 
 
+def test_the_report_takes_each_rows_label_through_the_datasets_indices_mapping(digits):
+    shuffled = digits.shuffle(seed=1)  # an indices mapping: row i is not the i-th row of the Arrow table
+    mild = {"ops": [{"op": "rrc", "scale": [0.9, 1.0], "ratio": [0.95, 1.05]}]}
+    plus = hfr.reinforce(shuffled, config(mild), progress=False)
+    report = hfr.record_from_dataset(plus).source.report
+    stored = read_columns(plus, ["label", "topk_ids", "topk_probs"])
+    assert list(stored["label"]) == shuffled["label"]
+    again = block_sums(stored["label"], stored["topk_ids"], stored["topk_probs"].astype(np.float64), 10).figures()
+    assert again == report.views and report.views.agreement > 0.7  # labels of the table's order would agree ~10 %
+
+
 def test_the_report_round_trips_through_the_record_json_and_is_in_the_card(destructive_folder):
     data = json.loads((destructive_folder / "reinforce_config.json").read_text())
     record = hfr.RunRecord.from_dict(data)
