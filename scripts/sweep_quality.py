@@ -79,10 +79,12 @@ TEACHER_SETS = {
     "base": TeacherSet(("test_resnet", "test_byobnet"), 1, {"ops": [{"op": "rrc", "scale": [0.5, 1.0]}]}),
     "crop 5x": TeacherSet(("test_resnet", "test_byobnet"), 5, "crop"),
     "resnet": TeacherSet(("resnet18", "resnet10t"), 1, "crop+flip", lr=2e-3),
+    "resnet 3x": TeacherSet(("resnet18", "resnet10t"), 3, "crop+flip", lr=2e-3),
 }
 """The teacher-strength axis: the quickstart's old teachers (``rrc`` scale 0.5-1, dataset's epochs), the same
 architectures trained 5× longer with the digits' ``crop``, and, for the held-out photos, two real ResNets (11 M and
-5 M parameters against the student's 0.1 M) trained with the photos' ``crop+flip``."""
+5 M parameters against the student's 0.1 M) trained with the photos' ``crop+flip``, and the same trained 3× longer
+(tier 6: the first were still at 92 % on their own training images)."""
 STUDENT = "test_efficientnet"
 
 POLICIES: dict[str, hfr.AugmentationPolicy] = {
@@ -115,7 +117,7 @@ class DataSpec:
 DATASETS = {
     "mnist": DataSpec("mnist", teacher_epochs=3, epochs=5, long_epochs=15),
     "digits": DataSpec("digits", teacher_epochs=10, epochs=10, long_epochs=30),
-    "fashion": DataSpec("fashion", teacher_epochs=15, epochs=10, long_epochs=30, tiers=(5,)),
+    "fashion": DataSpec("fashion", teacher_epochs=15, epochs=10, long_epochs=30, tiers=(5, 6)),
 }
 """``fashion`` is the held-out dataset (Fashion-MNIST, never used to choose anything before its tier 5 ran)."""
 
@@ -156,6 +158,8 @@ def grid(d: DataSpec, tier: int) -> list[Spec]:
     e = d.epochs
     if tier == 5:
         return held_out(e, d.long_epochs)
+    if tier == 6:
+        return stronger_teachers(e, d.long_epochs)
     if tier == 4:
         strong, hinton = "crop 5x", {"temperature": 4.0, "teacher_temperature": 4.0}
         runs = []
@@ -217,6 +221,27 @@ def held_out(e: int, long: int) -> list[Spec]:
     runs += [Spec("plain", "rrc+ra+re (preset, flip)", e, factor="plain recipe")]
     runs += [Spec("plain", "crop", long, factor="long schedule")]
     runs += [Spec("reinforced", "crop", long, ce_weight=0.5, teachers=strong, factor="long schedule")]
+    return runs
+
+
+def stronger_teachers(e: int, long: int) -> list[Spec]:
+    """Tier 6, the held-out check with tier 5's ResNets trained 3× longer (nothing else changed): tier 5's best
+    reinforced recipe (``crop``, KD + 0.5 CE) over seeds 0-2 beside online KD by the same teachers and KD alone (as
+    online KD is), then the long schedule over seeds 0-2 (plain ``crop`` too: tier 5 ran it on seed 0 only), online
+    KD and KD alone on seeds 1-2, last the ``crop+flip`` rows. The 10-epoch plain rows do not depend on teachers:
+    tier 5's stand."""
+    strong, fields = "resnet 3x", {"ce_weight": 0.5, "teachers": "resnet 3x"}
+    runs = [Spec("reinforced", "crop", e, seed=0, factor="teachers", **fields)]
+    runs += [Spec("online", "crop", e, teachers=strong, factor="online KD")]
+    runs += [Spec("reinforced", "crop", e, seed=s, factor="teachers", **fields) for s in (1, 2)]
+    runs += [Spec("reinforced", "crop", e, teachers=strong, factor="loss")]  # KD alone, as online KD is
+    runs += [Spec("reinforced", "crop", long, factor="long schedule", **fields)]
+    for s in (1, 2):
+        runs += [Spec("plain", "crop", long, seed=s, factor="long schedule")]
+        runs += [Spec("reinforced", "crop", long, seed=s, factor="long schedule", **fields)]
+    runs += [Spec("online", "crop", e, seed=s, teachers=strong, factor="online KD") for s in (1, 2)]
+    runs += [Spec("reinforced", "crop", e, seed=s, teachers=strong, factor="loss") for s in (1, 2)]
+    runs += [Spec("reinforced", "crop+flip", e, seed=s, factor="teachers", **fields) for s in (0, 1, 2)]
     return runs
 
 
@@ -466,7 +491,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--table", action="store_true", help="only print the table of the saved results")
     p.add_argument("--quick", action="store_true", help="a tiny run for tests: 1 epoch, N=4, 3 runs per dataset")
     p.add_argument(
-        "--tiers", nargs="+", type=int, default=[1, 2, 3, 4, 5], choices=[1, 2, 3, 4, 5], help="which tiers of the grid"
+        "--tiers",
+        nargs="+",
+        type=int,
+        default=[1, 2, 3, 4, 5, 6],
+        choices=[1, 2, 3, 4, 5, 6],
+        help="which tiers of the grid",
     )
     args = p.parse_args(argv)
     out = args.output_dir
@@ -481,7 +511,7 @@ def main(argv: list[str] | None = None) -> None:
         prepared = {name: prepare(DATASETS[name], out, extra, args.quick) for name in args.datasets}
         order = [(1, name) for name in args.datasets] + [(3, args.datasets[0]), (2, args.datasets[0])]
         order += [(tier, name) for name in args.datasets[1:] for tier in (2, 3)]
-        order += [(tier, name) for tier in (4, 5) for name in args.datasets]
+        order += [(tier, name) for tier in (4, 5, 6) for name in args.datasets]
         # the first dataset's seeds, N, K and T before the second's extra policies
         for tier, name in [(t, name) for t, name in order if t in args.tiers and t in DATASETS[name].tiers]:
             sweep_tier(prepared[name], tier, done, results_file)
