@@ -251,8 +251,9 @@ class ReinforcePass:
         check_labels(dataset, config.label_column, self.ensemble.num_classes)
         self.prepared, self.image_feature = undecoded(dataset, config.image_column)
         label = config.label_column
-        self._labels = self.prepared.select_columns([label]).with_format("numpy") if label else None
-        """The label column alone, selected once (a ``select_columns`` per block cost ~20 µs per 32-px view)."""
+        self._labels = self.prepared.select_columns([label]).with_format("arrow") if label else None
+        """The label column alone, selected once (a ``select_columns`` per block cost ~20 µs per 32-px view); Arrow
+        format, as datasets 4.0's numpy formatter fails with torchvision ≥ 0.23 (it imports ``VideoReader``)."""
         self.keep = (
             ([config.key_column] if config.key_column else []) if config.reinforcement_only else dataset.column_names
         )
@@ -388,7 +389,7 @@ class ReinforcePass:
         if not entry.rows:
             self.report.add(block, ReportSums(), ReportSums())
             return
-        labels = None if self._labels is None else self._labels[entry.rows][self.config.label_column]
+        labels = None if self._labels is None else self._labels[entry.rows].column(0).to_numpy()
         views = block_sums(labels, entry.ids, entry.probs, self.num_classes)
         originals = self.original_sums(entry.originals, labels) if entry.originals is not None else ReportSums()
         self.report.add(block, views, originals)
