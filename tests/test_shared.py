@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 from transformers.modeling_outputs import ImageClassifierOutput
 
@@ -50,6 +52,35 @@ def test_center_view_keeps_the_middle_square(photos: list[torch.Tensor]) -> None
     side, left = 427, (640 - 427) // 2
     middle = center_view(photo[:, :, left : left + side], 32, "bilinear")
     torch.testing.assert_close(center_view(photo, 32, "bilinear").float(), middle.float(), rtol=0, atol=1.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    height=st.integers(1, 300),
+    width=st.integers(1, 300),
+    resolution=st.integers(1, 240),
+    interpolation=st.sampled_from(["bilinear", "bicubic", "nearest"]),
+    seed=st.integers(0, 2**16),
+)
+def test_center_view_is_the_same_for_channels_last_and_contiguous_images(
+    height: int, width: int, resolution: int, interpolation: str, seed: int
+) -> None:
+    """Render workers pass their channels-last decoded images straight to ``center_view`` (the report's originals);
+    the students' evaluation transform passes contiguous ones: both must give the same pixels."""
+    generator = torch.Generator().manual_seed(seed)
+    pixels = torch.randint(0, 256, (height, width, 3), dtype=torch.uint8, generator=generator)
+    channels_last = pixels.permute(2, 0, 1)
+    assert height * width == 1 or not channels_last.is_contiguous()
+    expected = center_view(channels_last.contiguous(), resolution, interpolation)
+    assert torch.equal(center_view(channels_last, resolution, interpolation), expected)
+
+
+def test_center_view_of_real_photos_is_the_same_channels_last(photos: list[torch.Tensor]) -> None:
+    for photo in photos:
+        channels_last = photo.permute(1, 2, 0).contiguous().permute(2, 0, 1)
+        for resolution, interpolation in ((224, "bilinear"), (160, "bicubic"), (32, "bilinear")):
+            expected = center_view(photo.contiguous(), resolution, interpolation)
+            assert torch.equal(center_view(channels_last, resolution, interpolation), expected)
 
 
 @pytest.mark.parametrize(
