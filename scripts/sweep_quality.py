@@ -230,8 +230,8 @@ def stronger_teachers(e: int, long: int) -> list[Spec]:
     online KD is), then the long schedule over seeds 0-2 (plain ``crop`` too: tier 5 ran it on seed 0 only), online
     KD and KD alone on seeds 1-2, the ``crop+flip`` rows; then the table's other settings for small images and
     short schedules over seeds 0-2 (K=10, the whole distribution as online KD sees it; T=2), and last the long
-    schedule with an N=64 pass (N ≥ epochs, as the table asks). The 10-epoch plain rows do not depend on teachers:
-    tier 5's stand."""
+    schedule as the table recommends it for teachers this far above the plain student: KD alone, from an N=64 pass
+    (N ≥ epochs). The 10-epoch plain rows do not depend on teachers: tier 5's stand."""
     strong, fields = "resnet 3x", {"ce_weight": 0.5, "teachers": "resnet 3x"}
     runs = [Spec("reinforced", "crop", e, seed=0, factor="teachers", **fields)]
     runs += [Spec("online", "crop", e, teachers=strong, factor="online KD")]
@@ -246,7 +246,7 @@ def stronger_teachers(e: int, long: int) -> list[Spec]:
     runs += [Spec("reinforced", "crop+flip", e, seed=s, factor="teachers", **fields) for s in (0, 1, 2)]
     runs += [Spec("reinforced", "crop", e, k=10, seed=s, teachers=strong, factor="K") for s in (0, 1, 2)]
     runs += [Spec("reinforced", "crop", e, temperature=2.0, seed=s, teachers=strong, factor="T") for s in (0, 1, 2)]
-    runs += [Spec("reinforced", "crop", long, n=64, seed=s, factor="N", **fields) for s in (0, 1, 2)]
+    runs += [Spec("reinforced", "crop", long, n=64, seed=s, teachers=strong, factor="N") for s in (0, 1, 2)]
     return runs
 
 
