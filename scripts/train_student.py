@@ -37,7 +37,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--ce-weight", type=float, default=0.0, help="weight of hard-label cross-entropy in the loss")
+    p.add_argument(
+        "--ce-weight",
+        type=float,
+        default=0.0,
+        help="weight of hard-label cross-entropy in the loss: 0 (KD alone) for teachers well above "
+        "the plain student, about 0.5 when they are only a few points above (README 'Choosing a policy')",
+    )
     p.add_argument("--num-workers", type=int, default=2)
     p.add_argument("--eval-dataset", help="plain image dataset (folder or Hub repo) to report accuracy on")
     p.add_argument("--eval-split", default="test")
