@@ -240,10 +240,10 @@ def test_renderer_pickles_for_spawned_workers():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
-def test_render_workers_tune_their_allocator_and_only_theirs(monkeypatch):
-    """The DataLoader's workers run :func:`keep_freed_memory` (which tunes glibc here, in a fresh process); the
-    calling process is left alone. (A page-fault count of reused memory passed here and failed once in CI: the heap
-    state decides it, so it is measured by the benchmark, not asserted.)"""
+def test_render_workers_get_the_allocator_tuning_as_their_worker_init_fn(monkeypatch):
+    """The DataLoader's workers run :func:`keep_freed_memory` as ``worker_init_fn``, and it tunes glibc here (in a
+    fresh process, not pytest's). A page-fault count of reused memory passed here and failed once in CI (the heap
+    state decides it), so the effect is measured by the benchmark, not asserted."""
     from hf_reinforce import rendering
 
     code = "from hf_reinforce.rendering import keep_freed_memory; print(keep_freed_memory())"
