@@ -22,6 +22,7 @@ from hf_reinforce.augment import (
     RandomErasing,
     RandomResizedCrop,
     box_to_pixels,
+    normalize,
 )
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -268,6 +269,28 @@ def test_extreme_sizes(photos):
         params = policy.sample(0, 0, 5, h, w)
         out = policy.render_many(image, params, range(5), 40)
         assert out.shape == (5, 3, 40, 40)
+
+
+@SETTINGS
+@given(
+    batch=st.integers(1, 6),
+    size=st.integers(1, 48),
+    stats=st.lists(st.floats(0.01, 2.0), min_size=6, max_size=6),
+    seed=st.integers(0, 2**16),
+)
+def test_normalize_is_the_formula_and_independent_of_the_batch(batch, size, stats, seed):
+    """A view normalizes to the same floats alone, in any batch, into a reused buffer, and as a channels-last
+    tensor (what a student gets equals what its teacher saw), and the floats are ``(x / 255 - mean) / std``."""
+    mean, std = stats[:3], stats[3:]
+    images = torch.from_numpy(np.random.default_rng(seed).integers(0, 256, (batch, 3, size, size), dtype=np.uint8))
+    together = normalize(images, mean, std)
+    into = torch.full((batch, 3, size, size), float("nan"))
+    assert normalize(images, mean, std, out=into) is into and torch.equal(into, together)
+    assert torch.equal(normalize(images.contiguous(memory_format=torch.channels_last), mean, std), together)
+    for i in range(batch):
+        assert torch.equal(normalize(images[i], mean, std), together[i])
+    expected = (images.double() / 255 - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    torch.testing.assert_close(together, expected.float(), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
