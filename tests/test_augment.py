@@ -293,6 +293,14 @@ def test_normalize_is_the_formula_and_independent_of_the_batch(batch, size, stat
     torch.testing.assert_close(together, expected.float(), rtol=1e-5, atol=1e-5)
 
 
+def test_normalize_refuses_images_that_are_not_uint8():
+    images = torch.rand(2, 3, 8, 8)
+    before = images.clone()
+    with pytest.raises(TypeError, match="uint8 images.*torch.float32"):
+        normalize(images, (0.5,) * 3, (0.25,) * 3)
+    assert torch.equal(images, before)  # not scaled in place
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_exact_replay_on_gpu(photos):
     policy = AugmentationPolicy.parse("rrc+ra+re")
