@@ -8,11 +8,12 @@ so a student replaying on CPU gets the teachers' pixels bit for bit.
 
 Tasks are ordered so that worker ``w`` of ``W`` gets every chunk of the blocks it owns (see :func:`task_order`):
 each worker decodes and samples a block once, then renders its chunks. With ``num_workers=0`` the same code runs
-in the calling process.
+in the calling process. From workers, views for CPU teachers come through a :class:`~.view_ring.ViewRing`.
 """
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import ctypes.util
 import time
@@ -26,6 +27,7 @@ from torch.utils.data import DataLoader
 from .augment import AugmentationPolicy, Params, to_rgb_uint8
 from .shared import center_view, single_thread
 from .teachers import ViewSpec
+from .view_ring import Ticket, ViewRing
 
 Task = tuple[int, int]
 
@@ -50,6 +52,8 @@ class RenderedChunk:
     skipped: list[int] = field(default_factory=list)
     errors: list[tuple[int, str]] = field(default_factory=list)
     cpu_seconds: float = 0.0
+    ticket: Ticket | None = None
+    """Where a worker left ``views`` in a :class:`~.view_ring.ViewRing` (``views`` then travels empty)."""
 
     def pin_memory(self) -> RenderedChunk:
         """Page-locked views for fast asynchronous copies to an accelerator (called by the DataLoader)."""
@@ -154,6 +158,8 @@ class BlockRenderer(torch.utils.data.Dataset):
         self.images, self.image_column, self.policy, self.seed = images, image_column, policy, seed
         self.geometry, self.view_specs, self.skip_bad_images = geometry, list(view_specs), skip_bad_images
         self.originals = originals
+        self.ring: ViewRing | None = None
+        """Set by :func:`render_tasks`: in a worker, views go through this ring instead of fresh shared memory."""
         self._cached: tuple[int, _DecodedBlock] | None = None
 
     def __len__(self) -> int:
@@ -171,12 +177,16 @@ class BlockRenderer(torch.utils.data.Dataset):
             for spec in self.view_specs
         }
         first = chunk == self.geometry.chunks.start
+        ticket, worker = None, torch.utils.data.get_worker_info()
+        if self.ring is not None and worker is not None and decoded.rows:
+            ticket, views = self.ring.put(worker.id, views), {}
         return RenderedChunk(
             block=block,
             chunk=chunk,
             rows=decoded.rows,
             indices=indices,
             views=views,
+            ticket=ticket,
             params=decoded.params if first else None,
             originals=self._originals(decoded) if first and decoded.rows and self.originals else None,
             skipped=decoded.skipped if first else [],
@@ -246,22 +256,56 @@ def render_tasks(
     renderer: BlockRenderer, tasks: Sequence[Task], *, num_workers: int, pin_memory: bool = False
 ) -> Iterator[RenderedChunk]:
     """Rendered chunks of ``tasks`` in order: from ``num_workers`` worker processes that prefetch ahead of the
-    consumer, or rendered here, one thread, when ``num_workers`` is 0."""
+    consumer, or rendered here, one thread, when ``num_workers`` is 0.
+
+    From workers, unless ``pin_memory`` (views for an accelerator are copied into page-locked memory anyway), a
+    chunk's views are read in place from a :class:`~.view_ring.ViewRing`: they are valid until the next chunk is
+    asked for, and then emptied."""
     if not tasks:
         return iter(())
     if num_workers == 0:
         return _render_here(renderer, tasks)
+    workers = min(num_workers, len(tasks))
+    context = torch.multiprocessing.get_context()
+    ring = None
+    if not pin_memory:
+        geometry = renderer.geometry
+        views_per_task = geometry.rows_per_block * geometry.augmentations_per_step
+        ring = ViewRing(renderer.view_specs, views_per_task, workers, _RING_SLOTS, context)
+        renderer = copy.copy(renderer)
+        renderer.ring = ring
     loader = DataLoader(
         renderer,
         batch_size=None,
         sampler=list(tasks),
-        num_workers=min(num_workers, len(tasks)),
+        num_workers=workers,
         collate_fn=_unbatched,
         pin_memory=pin_memory,
-        prefetch_factor=2,
+        prefetch_factor=_PREFETCH,
         worker_init_fn=keep_freed_memory,
+        multiprocessing_context=context,
     )
-    return iter(loader)
+    return iter(loader) if ring is None else _through_ring(iter(loader), ring)
+
+
+_PREFETCH = 2
+"""Tasks each worker renders ahead (the DataLoader's ``prefetch_factor``)."""
+_RING_SLOTS = _PREFETCH + 1
+"""Ring slots per worker: a worker holds at most ``_PREFETCH`` chunks plus the one the main process is reading,
+so it does not wait for the main process (with fewer it waits, and the output is the same)."""
+
+
+def _through_ring(chunks: Iterator[RenderedChunk], ring: ViewRing) -> Iterator[RenderedChunk]:
+    """``chunks`` with their views read in place from ``ring``; each slot is released (and the chunk's views
+    emptied) when the consumer asks for the next chunk."""
+    for chunk in chunks:
+        if chunk.ticket is None:
+            yield chunk
+            continue
+        chunk.views = ring.views(chunk.ticket)
+        yield chunk
+        chunk.views = {}
+        ring.release(chunk.ticket)
 
 
 def keep_freed_memory(_worker_id: int = 0) -> bool:
