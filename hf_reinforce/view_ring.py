@@ -62,6 +62,9 @@ class ViewRing:
 
     def put(self, worker: int, views: Mapping[ViewSpec, torch.Tensor]) -> Ticket:
         """In worker ``worker``: copy one task's ``views`` into its next slot, waiting until that slot is free."""
+        sizes = {len(view) for view in views.values()}
+        if len(sizes) != 1:  # checked first: a refused task takes no slot and no turn
+            raise ValueError(f"a task's views must have one count per teacher view, got {sorted(sizes)}")
         count, self._written = self._written, self._written + 1
         slot = count % self.slots
         if self._parent is None:
@@ -70,9 +73,6 @@ class ViewRing:
             if os.getppid() != self._parent:  # the parent exited: this worker was reparented
                 raise RuntimeError("the process that started this render worker has gone")
         self.stamps[worker, slot] = -1
-        sizes = {len(view) for view in views.values()}
-        if len(sizes) != 1:
-            raise ValueError(f"a task's views must have one count per teacher view, got {sorted(sizes)}")
         for spec, view in views.items():
             self.buffers[spec][worker, slot, : len(view)].copy_(view)
         self.stamps[worker, slot] = count
