@@ -120,14 +120,17 @@ def _bare_seconds(ensemble: Any, batches: list[dict[Any, torch.Tensor]]) -> floa
     return time.perf_counter() - start
 
 
-def _rendered_batches(run: Any) -> list[dict[Any, torch.Tensor]]:
-    """The uint8 view batches the pass sends to the teachers, rendered once here (same shapes and order)."""
+def _tasks(run: Any) -> list[tuple[int, int]]:
+    """Every render task of ``run`` in the order one process renders them."""
     from hf_reinforce.rendering import task_order
 
-    geometry = run.geometry
+    return task_order(list(run.geometry.blocks(range(len(run.dataset)))), run.geometry.chunks, 1)
+
+
+def _rendered_batches(run: Any) -> list[dict[Any, torch.Tensor]]:
+    """The uint8 view batches the pass sends to the teachers, rendered once here (same shapes and order)."""
     renderer = run.renderer()
-    tasks = task_order(list(geometry.blocks(range(len(run.dataset)))), geometry.chunks, 1)
-    return [renderer[task].views for task in tasks]
+    return [renderer[task].views for task in _tasks(run)]
 
 
 def _render_seconds(run: Any, repeats: int = 3) -> float:
@@ -150,10 +153,8 @@ def _render_seconds(run: Any, repeats: int = 3) -> float:
 def _render_wall(run: Any, start_at: float) -> float:
     """Wall seconds to render every task of ``run`` once on one thread, starting at ``time.time() == start_at``
     (so that processes started together render at the same time): the render workers' work without the pass."""
-    from hf_reinforce.rendering import task_order
-
-    renderer = run.renderer()
-    tasks = task_order(list(run.geometry.blocks(range(len(run.dataset)))), run.geometry.chunks, 1)
+    renderer, tasks = run.renderer(), _tasks(run)
+    torch.set_num_threads(1)
     renderer[tasks[0]]  # warm-up
     renderer._cached = None
     time.sleep(max(0.0, start_at - time.time()))
