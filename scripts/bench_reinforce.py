@@ -19,7 +19,10 @@ JPEG, each row rolled by its index so every row's bytes differ, rendered at 224 
    process and of its reaped children), divided by the stored views.
 2. **Pass / bare teacher forward** with ``num_workers=1`` (goal ≥ 0.95 for resnet18 at 224 px, ≥ 0.85 for the tiny
    ``test_resnet``): the bare forward is ``Ensemble.probs`` over the very batches the pass renders (pre-rendered,
-   same shapes), timed before and after the pass; pass/bare = bare seconds / pass seconds.
+   same shapes), timed before and after the pass; pass/bare = bare seconds / pass seconds. Beside it, what one
+   render worker costs that teacher on this machine, measured directly: the teacher's speed alone and beside a
+   process that renders the same views without pause, in alternating timings; with the rate that process
+   renders, this gives the ratio a pass can expect however well it overlaps.
 3. **Worker scaling**: free-teacher views/s at 224 px with 2 workers vs 1 (goal ≥ 1.7× on 2 cores), beside what
    the machine gives the render work itself: one process rendering the same views alone, then two at once.
 4. **Peak RSS** of the folder pass over 1× and 4× rows (main process, and the largest worker).
@@ -30,9 +33,12 @@ JPEG, each row rolled by its index so every row's bytes differ, rendered at 224 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import multiprocessing
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -164,17 +170,10 @@ def _render_wall(run: Any, start_at: float) -> float:
     return time.perf_counter() - start
 
 
-def measure(job: dict[str, Any]) -> dict[str, Any]:
-    """One measurement in a fresh process; returns JSON-able results."""
-    import datasets
-
+def _config(job: dict[str, Any]) -> Any:
     import hf_reinforce as hfr
-    from hf_reinforce.pipeline import ReinforcePass
 
-    datasets.disable_progress_bars()
-    torch.set_num_threads(job.get("threads") or torch.get_num_threads())
-    ds = datasets.load_from_disk(job["data"])
-    config = hfr.ReinforceConfig(
+    return hfr.ReinforceConfig(
         teachers=_teachers(job),
         policy="rrc+ra+re",
         num_augmentations=N,
@@ -185,6 +184,94 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         num_workers=job["workers"],
         device=job["device"],
     )
+
+
+CONTEND_SECONDS, CONTEND_VIEWS = 5.0, 64
+"""Each timing of the contention check: at least this long, in teacher batches of this many views."""
+
+
+def _render_forever(job: dict[str, Any], go: Any, resting: Any, stop: Any, views: Any) -> None:
+    """Render ``job``'s tasks over and over on one thread (a render worker's work, no pass around it) while ``go``
+    is set, until ``stop`` is; ``resting`` is set while it waits; ``views`` counts the views rendered."""
+    import datasets
+
+    from hf_reinforce.pipeline import ReinforcePass
+
+    datasets.disable_progress_bars()
+    torch.set_num_threads(1)
+    run = ReinforcePass(datasets.load_from_disk(job["data"]), _config({**job, "teacher": "free"}))
+    renderer = run.renderer()
+    for task in itertools.cycle(_tasks(run)):
+        if not go.is_set():
+            resting.set()
+            go.wait()
+            if stop.is_set():
+                return
+            resting.clear()
+        rendered = renderer[task]
+        with views.get_lock():
+            views.value += len(next(iter(rendered.views.values())))
+
+
+def _contention(ensemble: Any, batches: list[dict[Any, torch.Tensor]], job: dict[str, Any], rounds: int = 3) -> dict:
+    """What one render worker costs a CPU teacher on this machine: the teacher's views/s alone and beside a process
+    that renders without pause (alternating, ``rounds`` each), and the views/s that process renders meanwhile.
+
+    Beside a renderer running ``r`` views/s the teacher keeps a share ``s`` of its speed, so each view rendered
+    costs it ``(1 - s) / r`` seconds, and a pass with one worker can expect pass / bare ≈ 1 / (1 + bare · (1 - s) / r)
+    however well it overlaps (section 2 prints this beside the measured ratio)."""
+    small = [{spec: view[:CONTEND_VIEWS] for spec, view in views.items()} for views in batches]
+    context = multiprocessing.get_context("spawn")
+    go, resting, stop, count = context.Event(), context.Event(), context.Event(), context.Value("q", 0)
+    process = context.Process(target=_render_forever, args=(job, go, resting, stop, count), daemon=True)
+    process.start()
+    out: dict[str, list[float]] = {"alone": [], "beside": [], "render": []}
+    try:
+        if not resting.wait(timeout=600):
+            raise RuntimeError("the contention check's render process did not start")
+        for _ in range(rounds):
+            out["alone"].append(_teacher_rate(ensemble, small, lambda spent: spent >= CONTEND_SECONDS))
+            before, start = count.value, time.perf_counter()
+            go.set()
+
+            def done(spent: float) -> bool:  # the renderer stops after the timing and is waited for with the teacher
+                if spent >= CONTEND_SECONDS:
+                    go.clear()
+                return not go.is_set() and resting.is_set()
+
+            out["beside"].append(_teacher_rate(ensemble, small, done))
+            out["render"].append((count.value - before) / (time.perf_counter() - start))
+    finally:
+        stop.set()
+        go.set()
+        process.join(timeout=60)
+        if process.is_alive():
+            process.terminate()
+            process.join()
+    return out
+
+
+def _teacher_rate(ensemble: Any, batches: list[dict[Any, torch.Tensor]], done: Any) -> float:
+    """The teacher's views/s over ``batches`` (cycled) until ``done(seconds so far)``."""
+    views, spent = 0, 0.0
+    for batch in itertools.cycle(batches):
+        spent += _bare_seconds(ensemble, [batch])
+        views += len(next(iter(batch.values())))
+        if done(spent):
+            return views / spent
+
+
+def measure(job: dict[str, Any]) -> dict[str, Any]:
+    """One measurement in a fresh process; returns JSON-able results."""
+    import datasets
+
+    import hf_reinforce as hfr
+    from hf_reinforce.pipeline import ReinforcePass
+
+    datasets.disable_progress_bars()
+    torch.set_num_threads(job.get("threads") or torch.get_num_threads())
+    ds = datasets.load_from_disk(job["data"])
+    config = _config(job)
     out: dict[str, Any] = {"views": len(ds) * N}
     if job.get("render"):
         out["render"] = _render_seconds(ReinforcePass(ds, config))
@@ -204,9 +291,17 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         out["wall"], out["cpu"], out["cpu_main"] = time.perf_counter() - wall, _cpu() - cpu, _cpu_main() - main
     if run is not None and batches is not None:
         out["bare"].append(_bare_seconds(run.ensemble, batches))
+        if job.get("contention"):
+            out["contention"] = _contention(run.ensemble, batches, job)
     out["rss_main"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     out["rss_worker"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     return out
+
+
+def _contention_figures(contention: dict[str, list[float]]) -> tuple[float, float]:
+    """The teacher's median share of its speed beside a renderer, and the renderer's median views/s."""
+    shares = [beside / alone for alone, beside in zip(contention["alone"], contention["beside"])]
+    return statistics.median(shares), statistics.median(contention["render"])
 
 
 def run_job(job: dict[str, Any], code: str | None = None) -> dict[str, Any]:
@@ -342,16 +437,21 @@ class Bench:
         print(
             "   bare: the teacher over the pass's own pre-rendered batches; pass: marginal rate between 1× and 4× rows"
         )
-        print("| teacher | code | bare views/s | pass views/s | pass/bare | goal |")
-        print("|---|---|---:|---:|---:|---:|")
+        print("   expected: 1 / (1 + bare · (1 - s) / r), the teacher keeping a share s of its speed beside a process")
+        print("   rendering r views/s without pause (medians of 3 alternating timings): what one worker costs it here")
+        print("| teacher | code | bare views/s | pass views/s | pass/bare | s | r views/s | expected | goal |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
         for spec, res, goal in (("timm:resnet18", 224, 0.95), ("timm:test_resnet", 160, 0.85)):
-            job = {**self.base, "teacher": spec, "resolution": res, "workers": 1, "bare": True}
+            job = {**self.base, "teacher": spec, "resolution": res, "workers": 1, "bare": True, "contention": True}
             for code in self.codes():
                 small, large = self.marginal(job, self.data("photos", rows // 2), self.data("photos", 2 * rows), code)
                 bare = small["views"] / (sum(small["bare"]) / len(small["bare"]))
                 rate = (large["views"] - small["views"]) / (large["wall"] - small["wall"])
+                share, render = _contention_figures(small["contention"])
+                expected = 1 / (1 + bare * (1 - share) / render)
                 print(
-                    f"| {spec} | {self.label(code) or '—'} | {bare:,.1f} | {rate:,.1f} | {rate / bare:.2f} | ≥ {goal} |"
+                    f"| {spec} | {self.label(code) or '—'} | {bare:,.1f} | {rate:,.1f} | {rate / bare:.2f} "
+                    f"| {share:.2f} | {render:,.0f} | {expected:.2f} | ≥ {goal} |"
                 )
         self.load.append(os.getloadavg()[0])
 
