@@ -530,7 +530,8 @@ def gpu_benchmark(scratch: str, rows: int, device: str) -> None:
     print("| workers | bare views/s | pass views/s | pass/bare |")
     print("|---:|---:|---:|---:|")
     for workers in (4, 8, 16):
-        job = {"scratch": scratch, "device": device, "rows_per_shard": 4 * rows, "teacher": "timm:resnet50"}
+        shard = -(-4 * rows // BLOCK) * BLOCK  # every row in one shard, a whole number of blocks
+        job = {"scratch": scratch, "device": device, "rows_per_shard": shard, "teacher": "timm:resnet50"}
         job.update(resolution=224, workers=workers)
         small = run_job({**job, "data": str(data["photos"]), "bare": True})
         large = run_job({**job, "data": str(data["photos4"])})
