@@ -16,7 +16,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     from pip._vendor import tomli as tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-checked = {"datasets", "transformers", "timm", "accelerate", "huggingface_hub", "pyarrow"}
+checked = {"datasets", "transformers", "timm", "accelerate", "huggingface_hub", "pyarrow", "filelock"}
 floors = {}
 for dep in project["dependencies"] + project["optional-dependencies"]["test"]:
     found = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*>=\s*([0-9.]+)", dep)

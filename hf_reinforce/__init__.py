@@ -27,33 +27,37 @@ from .augment import (
     to_rgb_uint8,
 )
 from .config import ReinforceConfig
+from .diagnostics.show import show
+from .diagnostics.teacher_eval import evaluate_teachers
 from .distill import (
     DistillationCollator,
     ReinforcedTransform,
     distillation_loss,
     expand_topk,
 )
+from .engine.estimation import Estimate, estimate
+from .engine.extension import extend
+from .engine.reinforce_pass import ReinforcePass
+from .engine.run import reinforce
 from .errors import (
     BadImageError,
+    BadLabelError,
     ConfigError,
+    HubError,
     IncompleteOutputError,
     MissingColumnError,
     NotFoundError,
+    OutOfRangeError,
     OutputConflictError,
     ReinforceError,
     SchemaVersionError,
 )
-from .estimation import Estimate, estimate
-from .evaluate import evaluate_teachers
-from .extend import extend
-from .format import SCHEMA_VERSION, reinforce_features
-from .hub import attach, push_to_hub, save_folder
-from .layout import load_config, load_reinforced
-from .pipeline import ReinforcePass
-from .record import RunRecord, ShardRecord, SplitRecord, TeacherRecord, record_from_dataset
-from .runner import reinforce
+from .hub.attach import attach
+from .hub.push import push_to_hub, save_folder
+from .storage.format import SCHEMA_VERSION, reinforce_features
+from .storage.reader import load_config, load_record, load_reinforced
+from .storage.record import RunRecord, ShardRecord, SplitRecord, TeacherRecord, record_from_dataset
 from .teachers import Ensemble, Preprocessing, Teacher, load_teacher, spec_with_options
-from .visualize import show
 
 if TYPE_CHECKING:
     from .distill.trainer import DistillationCallback, DistillationLoss, DistillationTrainer, TimmStudent
@@ -71,6 +75,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "AugmentationPolicy",
     "BadImageError",
+    "BadLabelError",
     "ConfigError",
     "DistillationCallback",
     "DistillationCollator",
@@ -79,10 +84,12 @@ __all__ = [
     "Ensemble",
     "Estimate",
     "HorizontalFlip",
+    "HubError",
     "IncompleteOutputError",
     "MissingColumnError",
     "MixUpCutMix",
     "NotFoundError",
+    "OutOfRangeError",
     "OutputConflictError",
     "Preprocessing",
     "RandAugment",
@@ -108,6 +115,7 @@ __all__ = [
     "extend",
     "expand_topk",
     "load_config",
+    "load_record",
     "load_reinforced",
     "load_teacher",
     "push_to_hub",

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from .config import GROUPS, ReinforceConfig
+from .distributed import is_main_process
 from .errors import ConfigError, HubError, NotFoundError, ReinforceError
 
 PROG = "hf-reinforce"
@@ -273,7 +274,7 @@ def _calibration_arguments(parser: argparse.ArgumentParser) -> None:
 def _reinforce(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _estimate(args)
-    from .runner import reinforce
+    from .engine.run import reinforce
 
     config = config_from_args(args)  # before loading: a bad argument fails before a long download
     out = reinforce(
@@ -286,15 +287,15 @@ def _reinforce(args: argparse.Namespace) -> int:
         source_id=args.dataset,
         source_revision=args.revision,
     )
-    if _is_main_process():
+    if is_main_process():
         _print_summary(Path(args.output_dir), _split_name(args.split), len(out))
     return 0
 
 
 def _estimate(args: argparse.Namespace) -> int:
-    if not _is_main_process():
+    if not is_main_process():
         return 0  # one calibration is enough; the others would compete for the same machine
-    from .estimation import estimate
+    from .engine.estimation import estimate
 
     config = config_from_args(args)
     result = estimate(
@@ -314,12 +315,12 @@ def _estimate(args: argparse.Namespace) -> int:
 def _extend(args: argparse.Namespace) -> int:
     import datasets
 
-    from .extend import extend
-    from .layout import load_config
+    from .engine.extension import extend
+    from .storage.reader import load_record
 
     source = None
     if args.source is not None:
-        splits = [args.split] if args.split else list(load_config(args.reinforced, revision=args.revision).splits or {})
+        splits = [args.split] if args.split else list(load_record(args.reinforced, revision=args.revision).splits or {})
         source = datasets.DatasetDict(
             {
                 s: load_source(
@@ -345,20 +346,20 @@ def _extend(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=args.progress,
     )
-    if not _is_main_process():
+    if not is_main_process():
         return 0
     grown = {args.split: out} if args.split else dict(out)
     for name, ds in grown.items():
         _print_summary(Path(args.output_dir), name, len(ds))
     if args.push_to_hub:
-        from .hub import push_to_hub
+        from .hub.push import push_to_hub
 
         print(f"pushed {args.output_dir} to {push_to_hub(args.output_dir, args.push_to_hub)}")
     return 0
 
 
 def _push(args: argparse.Namespace) -> int:
-    from .hub import push_to_hub
+    from .hub.push import push_to_hub
 
     if not Path(args.folder).is_dir():
         raise NotFoundError(f"{args.folder} is not a folder; give the output folder of `{PROG} reinforce`")
@@ -369,7 +370,7 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from .visualize import show
+    from .diagnostics.show import show
 
     names = ("row", "output", "num", "split", "lowest_agreement")
     options = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
@@ -386,7 +387,7 @@ def load_source(args: argparse.Namespace) -> Any:
     """The split to reinforce: a ``save_to_disk`` folder via ``load_from_disk``, else ``datasets.load_dataset``."""
     import datasets
 
-    from .layout import local_folder
+    from .storage.paths import local_folder
 
     path = local_folder(args.dataset, bare_names=False)  # a missing local folder: "no such folder", not the Hub
     if path is not None and ((path / "state.json").exists() or (path / "dataset_dict.json").exists()):
@@ -430,15 +431,11 @@ def _split_name(split: str) -> str:
     return split.split("[", 1)[0]
 
 
-def _is_main_process() -> bool:
-    """True outside distributed launches and on global rank 0 under accelerate/torchrun."""
-    return os.environ.get("RANK", "0") == "0"
-
-
 def _print_summary(output_dir: Path, split: str, rows: int) -> None:
-    from .layout import BYTES_PER_AUGMENTATION, load_config
+    from .storage.reader import load_record
+    from .storage.shards import BYTES_PER_AUGMENTATION
 
-    stats = load_config(output_dir).split(split)
+    stats = load_record(output_dir).split(split)
     print(f"reinforced {rows:,} rows of split {split!r} into {output_dir}")
     if stats is not None and stats.num_shards is not None:
         per_row = f" ({stats.num_bytes / stats.num_rows_written:,.0f} per row)" if stats.num_rows_written else ""

@@ -18,12 +18,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .augment import AugmentationPolicy
-from .augment.functional import IMAGENET_MEAN, IMAGENET_STD
+from .augment import IMAGENET_MEAN, IMAGENET_STD, AugmentationPolicy
+from .deprecation import warn_renamed
 from .errors import ConfigError
-from .format import SCHEMA_VERSION
-from .shared import check_temperature
+from .storage.format import SCHEMA_VERSION
 from .teachers import Preprocessing, Teacher
+from .validation import check_int, check_temperature
 
 GROUPS = ("dataset", "reinforcement", "execution")
 
@@ -53,7 +53,7 @@ class ReinforceConfig:
         identity=True,
         cli={"nargs": "+", "required": True, "metavar": "SPEC"},
     )
-    policy: str | Mapping[str, Any] | AugmentationPolicy = _field(
+    policy: AugmentationPolicy = _field(
         "rrc+ra+re",
         "augmentation policy: a preset (rrc+ra+re, the paper's for ImageNet-scale training; rrc, rrc+mix, "
         "rrc+mix+ra+re; rrc-noflip[+ra+re]; crop, crop+flip[+ra+re]: pad-and-crop, for small images and short "
@@ -132,20 +132,20 @@ class ReinforceConfig:
         object.__setattr__(self, "teachers", tuple(teachers))
         positive = ("num_augmentations", "top_k", "resolution", "rows_per_block", "augmentations_per_step")
         for name in (*positive, "rows_per_shard"):
-            _check_int(name, getattr(self, name), minimum=1)
-        _check_int("seed", self.seed, minimum=0)
+            check_int(getattr(self, name), name, minimum=1)
+        check_int(self.seed, "seed", minimum=0)
         for name in ("num_classes", "teacher_batch_size"):
             if getattr(self, name) is not None:
-                _check_int(name, getattr(self, name), minimum=1)
+                check_int(getattr(self, name), name, minimum=1)
         if self.num_workers is not None:
-            _check_int("num_workers", self.num_workers, minimum=0)
+            check_int(self.num_workers, "num_workers", minimum=0)
         check_temperature(self.temperature)
         for name, value in self.preprocessing.to_dict().items():
             object.__setattr__(self, name, value)  # normalized: interpolation name, mean/std as float tuples
         self._check_blocks()
 
     def _check_blocks(self) -> None:
-        mixing = self.policy.mixing
+        mixing = self.policy.mix
         if mixing is not None and self.rows_per_block % mixing.block_size:
             raise ConfigError(
                 f"rows_per_block ({self.rows_per_block}) must be a multiple of the policy's mix.block_size "
@@ -160,8 +160,8 @@ class ReinforceConfig:
 
     @property
     def augmentation_policy(self) -> AugmentationPolicy:
-        """The parsed augmentation policy (the same object as ``policy``)."""
-        assert isinstance(self.policy, AugmentationPolicy)
+        """Deprecated: ``policy`` itself is the parsed :class:`AugmentationPolicy`."""
+        warn_renamed("ReinforceConfig.augmentation_policy", "ReinforceConfig.policy")
         return self.policy
 
     @property
@@ -176,6 +176,7 @@ class ReinforceConfig:
         """``num_workers``, or the default for this machine when it is ``None``."""
         return default_num_workers() if self.num_workers is None else self.num_workers
 
+    @property
     def identity(self) -> dict[str, Any]:
         """The fields that determine the output (a rerun or a second split must match them), JSON-able."""
         out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
@@ -188,12 +189,6 @@ class ReinforceConfig:
 def identity_fields() -> list[str]:
     """Names of the fields that determine a pass's output."""
     return [f.name for f in dataclasses.fields(ReinforceConfig) if f.metadata.get("identity")]
-
-
-def _check_int(name: str, value: Any, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ConfigError(f"{name}: expected {kind}, got {value!r}")
 
 
 def _parse_policy(policy: Any) -> AugmentationPolicy:

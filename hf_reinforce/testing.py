@@ -193,7 +193,7 @@ def trained_teacher(rows: int = 1000, steps: int = 150, seed: int = 0) -> hfr.Te
     """A teacher that knows MNIST: a linear classifier on 16×16 average-pooled 32-px evaluation views of the first
     ``rows`` of :func:`mnist_dataset`, trained full-batch with Adam for ``steps`` steps (seconds on one core; above
     80 % top-1 on held-out digits, tests/test_report.py). For tests of what teachers *see*, such as the report."""
-    from .shared import center_view
+    from .augment import center_view
 
     ds = mnist_dataset(rows, seed=seed)
     pixels = torch.stack([center_view(hfr.to_rgb_uint8(im), 32, "bilinear") for im in ds["image"]])
@@ -245,7 +245,7 @@ def simulated_rows(
     """The new columns of ``rows`` reinforced rows without running teachers: ``policy``'s parameters for images of
     ``height × width`` and the top-k of a simulated ImageNet-like ensemble, peaked around a few classes per image
     with noise per augmentation (typed as :func:`hf_reinforce.reinforce_features`)."""
-    from .format import encode_topk
+    from .storage.format import encode_topk
 
     policy = hfr.AugmentationPolicy.parse(policy)
     g = torch.Generator().manual_seed(seed)

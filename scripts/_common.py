@@ -26,8 +26,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 import hf_reinforce as hfr
-from hf_reinforce.augment import interpolation_mode, normalize
-from hf_reinforce.shared import center_view
+from hf_reinforce.augment import center_view, interpolation_mode, normalize
 
 Batch = Mapping[str, torch.Tensor]
 LossFn = Callable[[nn.Module, Batch], torch.Tensor]

@@ -23,8 +23,8 @@ import datasets
 import torch
 
 import hf_reinforce as hfr
-from hf_reinforce.layout import DATA_DIR
-from hf_reinforce.rendering import first_new_index
+from hf_reinforce.engine.render_workers import first_new_index
+from hf_reinforce.storage.paths import DATA_DIR
 from hf_reinforce.testing import mnist_dataset
 
 

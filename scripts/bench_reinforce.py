@@ -128,7 +128,7 @@ def _bare_seconds(ensemble: Any, batches: list[dict[Any, torch.Tensor]]) -> floa
 
 def _tasks(run: Any) -> list[tuple[int, int]]:
     """Every render task of ``run`` in the order one process renders them."""
-    from hf_reinforce.rendering import task_order
+    from hf_reinforce.engine.render_workers import task_order
 
     return task_order(list(run.geometry.blocks(range(len(run.dataset)))), run.geometry.chunks, 1)
 
@@ -195,7 +195,7 @@ def _render_forever(job: dict[str, Any], go: Any, resting: Any, stop: Any, views
     is set, until ``stop`` is; ``resting`` is set while it waits; ``views`` counts the views rendered."""
     import datasets
 
-    from hf_reinforce.pipeline import ReinforcePass
+    from hf_reinforce.engine.reinforce_pass import ReinforcePass
 
     datasets.disable_progress_bars()
     torch.set_num_threads(1)
@@ -266,7 +266,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     import datasets
 
     import hf_reinforce as hfr
-    from hf_reinforce.pipeline import ReinforcePass
+    from hf_reinforce.engine.reinforce_pass import ReinforcePass
 
     datasets.disable_progress_bars()
     torch.set_num_threads(job.get("threads") or torch.get_num_threads())

@@ -1,6 +1,6 @@
 """Reinforcement bytes per stored augmentation, per column, at K=10 with rrc+ra+re (README "Format").
 
-The figure is ``hf_reinforce.layout.bytes_per_stored_augmentation``, the one the run record, CLI, card and
+The figure is ``hf_reinforce.storage.shards.bytes_per_stored_augmentation``, the one the run record, CLI, card and
 ``estimate`` report: compressed parquet bytes of the reinforcement columns over rows × N.
 
 The top-k come from a simulated ImageNet-like ensemble (1000 classes, a few dominant classes per image, noise per
@@ -17,8 +17,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from hf_reinforce.augment import AugmentationPolicy
-from hf_reinforce.format import parquet_options
-from hf_reinforce.layout import BYTES_PER_AUGMENTATION, bytes_per_stored_augmentation
+from hf_reinforce.storage.format import parquet_options
+from hf_reinforce.storage.shards import BYTES_PER_AUGMENTATION, bytes_per_stored_augmentation
 from hf_reinforce.testing import simulated_rows  # the same generator the budget test uses
 
 

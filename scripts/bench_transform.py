@@ -1,6 +1,6 @@
 """Milliseconds per row of ``ReinforcedTransform`` in the main process (``Trainer``'s default
 ``dataloader_num_workers=0``): torch's default thread pool vs one thread for the pixel work (what the transform
-does, ``hf_reinforce.shared.single_thread``), side by side, interleaved repeats. README "Training step time".
+does, ``hf_reinforce.augment.single_thread``), side by side, interleaved repeats. README "Training step time".
 
 Run: python scripts/bench_transform.py [--rows 64] [--repeats 5]
 """

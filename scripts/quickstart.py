@@ -37,7 +37,7 @@ import _common as common
 
 import hf_reinforce as hfr
 from hf_reinforce import testing
-from hf_reinforce.evidence import is_library_folder
+from hf_reinforce.storage.resume import is_library_folder
 
 TEACHER_POLICY = {"ops": [{"op": "rrc", "scale": [0.5, 1.0]}]}
 DIGIT_POLICY = "crop"
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     reinforce_s = time.perf_counter() - t0
     how = f"{len(train)} rows × N={args.num_augmentations} × {len(teachers)} teachers, top-{args.top_k}"
     rows.append(["reinforcement pass", how, "-", f"{reinforce_s:.0f} s"])
-    report = hfr.load_config(out).split("train").report
+    report = hfr.load_record(out).split("train").report
     print("reinforcement report (the ensemble on the stored views and on the un-augmented images):")
     print("\n".join(report.lines()))
     png = hfr.show(

@@ -56,10 +56,10 @@ import _fashion
 
 import hf_reinforce as hfr
 from hf_reinforce import testing
+from hf_reinforce.augment import center_view
 from hf_reinforce.distill.loss import expand_topk
-from hf_reinforce.format import read_columns
-from hf_reinforce.report import block_sums
-from hf_reinforce.shared import center_view
+from hf_reinforce.storage.format import read_columns
+from hf_reinforce.storage.report import block_sums
 
 RESOLUTION, BATCH, LR, WORKERS = 32, 32, 1e-2, 1
 
@@ -322,7 +322,7 @@ def reinforce_policy(
         )
         start = time.perf_counter()
         hfr.reinforce(train, config, folder, split="train", overwrite=True, progress=False)
-        report = hfr.load_config(folder).split("train").report
+        report = hfr.load_record(folder).split("train").report
         log[name] = {"pass_seconds": round(time.perf_counter() - start, 1), "n": n, "report": report.to_dict()}
         print(f"pass {name}: {log[name]}", flush=True)
     return folder
@@ -331,7 +331,7 @@ def reinforce_policy(
 def prefix(folder: Path, n: int, k: int) -> tuple[datasets.Dataset, hfr.RunRecord]:
     """The first ``n`` stored augmentations and top-``k`` classes of a reinforced folder, as the dataset and run
     record a pass with N=``n``, K=``k`` writes (see module docstring)."""
-    record = hfr.load_config(folder)
+    record = hfr.load_record(folder)
     ds = hfr.load_reinforced(folder, split="train")
     if (n, k) == (record.num_augmentations, record.top_k):
         return ds, record

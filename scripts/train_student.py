@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
 
     train = hfr.load_reinforced(args.dataset, split="train")  # a reinforced folder or Hub repo
-    record = hfr.load_config(args.dataset)  # reinforce_config.json as a RunRecord: policy, N, top-k, classes, teachers
+    record = hfr.load_record(args.dataset)  # reinforce_config.json as a RunRecord: policy, N, top-k, classes, teachers
 
     def student() -> torch.nn.Module:
         torch.manual_seed(args.seed)

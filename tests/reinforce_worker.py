@@ -27,9 +27,9 @@ def _spy_on_shard_writes(log_dir: Path | None, throttle: float) -> None:
     kill the process mid-pass) and log (rank, shard) of every shard this process writes to ``log_dir``."""
     from accelerate import PartialState
 
-    from hf_reinforce import folder
+    from hf_reinforce.storage import shards
 
-    write = folder.write_parquet_atomic
+    write = shards.write_parquet_atomic
 
     def logged(batches: Any, schema: Any, path: Path) -> int:
         time.sleep(throttle)
@@ -49,7 +49,7 @@ def _spy_on_shard_writes(log_dir: Path | None, throttle: float) -> None:
             f.write(json.dumps(record) + "\n")
         return size
 
-    folder.write_parquet_atomic = logged
+    shards.write_parquet_atomic = logged
 
 
 def main(argv: list[str] | None = None) -> None:

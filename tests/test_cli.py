@@ -19,8 +19,8 @@ import pytest
 
 from hf_reinforce.cli import add_config_arguments, build_parser, config_from_args, main
 from hf_reinforce.config import ReinforceConfig
+from hf_reinforce.engine.estimation import Estimate, estimate
 from hf_reinforce.errors import ConfigError, NotFoundError
-from hf_reinforce.estimation import Estimate, estimate
 from hf_reinforce.testing import mnist_dataset
 
 ROWS, N, K = 40, 4, 3
@@ -231,12 +231,12 @@ def test_push_and_show_call_their_modules(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     calls: list[tuple[str, tuple, dict]] = []
-    hub = types.ModuleType("hf_reinforce.hub")
+    hub = types.ModuleType("hf_reinforce.hub.push")
     hub.push_to_hub = lambda *a, **kw: calls.append(("push", a, kw)) or "https://hub/datasets/user/plus"
-    show = types.ModuleType("hf_reinforce.visualize")
+    show = types.ModuleType("hf_reinforce.diagnostics.show")
     show.show = lambda *a, **kw: calls.append(("show", a, kw)) or str(tmp_path / "grid.png")
-    monkeypatch.setitem(sys.modules, "hf_reinforce.hub", hub)
-    monkeypatch.setitem(sys.modules, "hf_reinforce.visualize", show)
+    monkeypatch.setitem(sys.modules, "hf_reinforce.hub.push", hub)
+    monkeypatch.setitem(sys.modules, "hf_reinforce.diagnostics.show", show)
 
     assert main(["push", str(tmp_path), "user/plus", "--private", "--commit-message", "first"]) == 0
     assert calls[-1] == (
@@ -311,12 +311,12 @@ def test_internal_errors_keep_their_traceback(
     mnist_folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Only user errors become one line with exit 2: a bug anywhere else propagates with its traceback."""
-    import hf_reinforce.estimation
+    import hf_reinforce.engine.estimation
 
     def broken(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(hf_reinforce.estimation, "estimate", broken)
+    monkeypatch.setattr(hf_reinforce.engine.estimation, "estimate", broken)
     with pytest.raises(ZeroDivisionError):
         main(["estimate", str(mnist_folder), "--teachers", "timm:test_resnet"])
     result = subprocess.run(

@@ -17,7 +17,7 @@ import torch
 import hf_reinforce as hfr
 from hf_reinforce.cli import main
 from hf_reinforce.errors import BadImageError, BadLabelError, ConfigError, HubError, NotFoundError, OutOfRangeError
-from hf_reinforce.layout import local_folder
+from hf_reinforce.storage.paths import local_folder
 from hf_reinforce.testing import digits_dataset, mnist_dataset
 
 N, K = 4, 2
@@ -88,7 +88,7 @@ def test_local_paths_that_do_not_exist_say_no_such_folder_without_the_hub(name, 
     name = name.format(tmp=tmp_path)
     for call in (
         lambda: hfr.ReinforcedTransform.from_pretrained(name),
-        lambda: hfr.load_config(name),
+        lambda: hfr.load_record(name),
         lambda: hfr.load_reinforced(name),
         lambda: hfr.show(name, output=tmp_path / "x.png"),
     ):
@@ -178,9 +178,9 @@ def test_push_refusals_are_one_line(hub_server, validation_folder, capsys, monke
 
 
 def test_internal_errors_still_have_tracebacks(mnist, monkeypatch):
-    import hf_reinforce.layout
+    import hf_reinforce.storage.reader
 
-    monkeypatch.setattr(hf_reinforce.layout, "local_folder", lambda *a, **kw: 1 / 0)
+    monkeypatch.setattr(hf_reinforce.storage.reader, "local_folder", lambda *a, **kw: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         main(["show", "./x"])
 
@@ -403,7 +403,7 @@ def test_all_rows_bad_is_an_error_not_an_empty_dataset(tmp_path):
         hfr.reinforce(broken, config, tmp_path / "out", progress=False)
     assert not (tmp_path / "out" / "reinforce_config.json").exists()  # never looks finished
     with pytest.raises(NotFoundError):
-        hfr.load_config(tmp_path / "out")
+        hfr.load_record(tmp_path / "out")
 
 
 def _array_datasets() -> dict[str, datasets.Dataset]:

@@ -12,7 +12,7 @@ from huggingface_hub import DatasetCard
 from torch import nn
 
 import hf_reinforce as hfr
-from hf_reinforce.evaluate import center_view, evaluate_teachers
+from hf_reinforce.diagnostics.teacher_eval import center_view, evaluate_teachers
 from hf_reinforce.testing import mnist_dataset
 
 

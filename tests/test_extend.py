@@ -26,8 +26,8 @@ import hf_reinforce as hfr
 from hf_reinforce import ConfigError, IncompleteOutputError, OutputConflictError
 from hf_reinforce.augment import PRESETS, AugmentationPolicy
 from hf_reinforce.cli import main
-from hf_reinforce.layout import CARD_FILE, CONFIG_FILE, DATA_DIR, progress_path
-from hf_reinforce.rendering import BlockGeometry, first_new_index
+from hf_reinforce.engine.render_workers import BlockGeometry, first_new_index
+from hf_reinforce.storage.paths import CARD_FILE, CONFIG_FILE, DATA_DIR, resume_path
 from hf_reinforce.testing import mnist_dataset, tiny_config, tiny_teachers
 
 ROWS = 40  # three shards of 16 rows, the last one short
@@ -50,7 +50,7 @@ def extend(folder, n, out, **kwargs):
 def assert_same_shards(a: Path, b: Path, split: str = "train") -> None:
     """Every shard file of ``a`` equals ``b``'s, values and schema metadata (report sums, skipped rows) alike; the
     records list the same shards (names, rows, sizes, file and source hashes) and the same report."""
-    ra, rb = hfr.load_config(a).splits[split], hfr.load_config(b).splits[split]
+    ra, rb = hfr.load_record(a).splits[split], hfr.load_record(b).splits[split]
     assert ra.shards == rb.shards and ra.report == rb.report and ra.num_rows_written == rb.num_rows_written
     for shard in ra.shards:
         ta, tb = pq.read_table(a / DATA_DIR / shard.file), pq.read_table(b / DATA_DIR / shard.file)
@@ -122,7 +122,7 @@ def test_extended_shards_are_byte_identical_to_a_pass_with_the_larger_n(tmp_path
     assert_same_shards(tmp_path / "grown", tmp_path / "whole")
     assert isinstance(grown, datasets.DatasetDict) and len(grown["train"]) == ROWS
     assert np.asarray(grown["train"][0]["topk_ids"]).shape == (n2, 3)
-    record, whole = hfr.load_config(tmp_path / "grown"), hfr.load_config(tmp_path / "whole")
+    record, whole = hfr.load_record(tmp_path / "grown"), hfr.load_record(tmp_path / "whole")
     assert record.num_augmentations == n2 and record.splits["train"].extended_from == (n1,)
     assert record.identity == whole.identity and record.teachers == whole.teachers
     assert dataclasses.replace(record.splits["train"], extended_from=None) == whole.splits["train"]
@@ -135,7 +135,7 @@ def test_grown_twice_records_its_history_and_still_equals_a_whole_pass(tmp_path)
     extend(tmp_path / "n4", 9, tmp_path / "n9", split="train")
     reinforce(ds, config(num_augmentations=9), tmp_path / "whole")
     assert_same_shards(tmp_path / "n9", tmp_path / "whole")
-    assert hfr.load_config(tmp_path / "n9").splits["train"].extended_from == (2, 4)
+    assert hfr.load_record(tmp_path / "n9").splits["train"].extended_from == (2, 4)
     card = (tmp_path / "n9" / CARD_FILE).read_text()
     assert "extended" in card and "N=2" in card and "N=4" in card
 
@@ -147,7 +147,7 @@ def test_every_split_is_extended_and_students_replay_the_new_views(tmp_path):
         reinforce(ds, small, tmp_path / "small", split=name)
     grown = extend(tmp_path / "small", 6, tmp_path / "grown")
     assert set(grown) == {"train", "test"}
-    record = hfr.load_config(tmp_path / "grown")
+    record = hfr.load_record(tmp_path / "grown")
     assert {s: r.extended_from for s, r in record.splits.items()} == {"train": (2,), "test": (2,)}
     train = hfr.load_reinforced(tmp_path / "grown", split="train")
     transform = hfr.ReinforcedTransform.from_pretrained(tmp_path / "grown")
@@ -168,7 +168,7 @@ def test_skipped_rows_are_skipped_again_and_the_shards_still_match(tmp_path):
     extend(tmp_path / "small", 5, tmp_path / "grown")
     reinforce(bad, dataclasses.replace(small, num_augmentations=5), tmp_path / "whole")
     assert_same_shards(tmp_path / "grown", tmp_path / "whole")
-    assert hfr.load_config(tmp_path / "grown").splits["train"].skipped_rows == (5, 21)
+    assert hfr.load_record(tmp_path / "grown").splits["train"].skipped_rows == (5, 21)
 
 
 def test_a_reinforcement_only_folder_is_extended_from_its_source(tmp_path):
@@ -247,7 +247,7 @@ def test_a_corrupt_or_unfinished_base_is_refused_naming_the_file(small_folder, t
 def test_a_base_shard_changed_while_it_is_extended_is_refused(small_folder, tmp_path, monkeypatch):
     import shutil
 
-    from hf_reinforce import extension
+    from hf_reinforce.storage import stored_split as extension
 
     base = tmp_path / "base"
     shutil.copytree(small_folder, base)
@@ -282,7 +282,7 @@ def test_parameters_sampled_differently_today_are_refused_naming_row_and_column(
 
 
 def test_an_interrupted_extension_resumes_to_the_same_bytes(small_folder, tmp_path, monkeypatch):
-    from hf_reinforce import folder as folder_module
+    from hf_reinforce.storage import shards as folder_module
 
     write, calls = folder_module.write_parquet_atomic, []
 
@@ -295,7 +295,7 @@ def test_an_interrupted_extension_resumes_to_the_same_bytes(small_folder, tmp_pa
     monkeypatch.setattr(folder_module, "write_parquet_atomic", dies_on_the_second_shard)
     with pytest.raises(KeyboardInterrupt):
         extend(small_folder, 6, tmp_path / "grown")
-    assert progress_path(tmp_path / "grown", "train").exists() and not (tmp_path / "grown" / CONFIG_FILE).exists()
+    assert resume_path(tmp_path / "grown", "train").exists() and not (tmp_path / "grown" / CONFIG_FILE).exists()
     with pytest.raises(IncompleteOutputError, match="unfinished"):
         hfr.load_reinforced(tmp_path / "grown")
     monkeypatch.setattr(folder_module, "write_parquet_atomic", write)
@@ -392,12 +392,12 @@ def test_a_pushed_dataset_is_extended_from_its_repo_and_pushed_back_in_one_commi
     api = hub_server.api()
     before = len(api.list_repo_commits(repo_id, repo_type="dataset"))
     extend(repo_id, 6, tmp_path / "grown")
-    assert hfr.load_config(tmp_path / "grown").splits["train"].extended_from == (2,)
+    assert hfr.load_record(tmp_path / "grown").splits["train"].extended_from == (2,)
     hfr.push_to_hub(tmp_path / "grown", repo_id)
     assert len(api.list_repo_commits(repo_id, repo_type="dataset")) == before + 1
     files = hub_server.list_files(repo_id, "dataset")
     assert sorted(f for f in files if f.startswith("data/")) == [
-        f"data/{s.file}" for s in hfr.load_config(tmp_path / "grown").splits["train"].shards
+        f"data/{s.file}" for s in hfr.load_record(tmp_path / "grown").splits["train"].shards
     ]
     for name in files:
         if name.startswith("data/"):
@@ -405,7 +405,7 @@ def test_a_pushed_dataset_is_extended_from_its_repo_and_pushed_back_in_one_commi
     train = datasets.load_dataset(repo_id, split="train")
     assert np.asarray(train[0]["topk_ids"]).shape == (6, 3)
     assert hfr.ReinforcedTransform.from_pretrained(repo_id, dataset=train).num_augmentations == 6
-    assert hfr.load_config(repo_id).splits["train"].extended_from == (2,)
+    assert hfr.load_record(repo_id).splits["train"].extended_from == (2,)
 
 
 def test_pushing_an_extension_of_only_some_of_the_repo_splits_is_refused(hub_server, tmp_path):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from hf_reinforce.augment import PRESETS, AugmentationPolicy
-from hf_reinforce.format import (
+from hf_reinforce.storage.format import (
     SCHEMA_VERSION,
     check_schema_version,
     decode_params,
@@ -22,7 +22,7 @@ from hf_reinforce.format import (
     reinforce_features,
     topk_id_dtype,
 )
-from hf_reinforce.layout import bytes_per_stored_augmentation
+from hf_reinforce.storage.shards import bytes_per_stored_augmentation
 from hf_reinforce.testing import simulated_rows
 
 

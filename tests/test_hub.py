@@ -161,15 +161,15 @@ def test_reinforcement_only_push_and_attach(hub_server, source, tmp_path):
         "topk_probs",
     }
 
-    joined = hfr.attach(reinforcement, train, config=repo_id)
+    joined = hfr.attach(reinforcement, train, record=repo_id)
     assert joined.num_rows == 32 and "image" in joined.column_names and joined[5]["id"] == train[5]["id"]
     transform = hfr.ReinforcedTransform.from_pretrained(repo_id)
     assert transform.replay(joined[5], 1).shape == (3, 32, 32)
 
     with pytest.raises(ValueError, match="rows"):
-        hfr.attach(reinforcement, train.select(range(30)), config=repo_id)
+        hfr.attach(reinforcement, train.select(range(30)), record=repo_id)
     with pytest.raises(ValueError, match="fingerprint"):
-        hfr.attach(reinforcement, train.map(lambda r: {"label": 0}), config=repo_id)
+        hfr.attach(reinforcement, train.map(lambda r: {"label": 0}), record=repo_id)
 
 
 def test_push_in_memory_dataset(hub_server, source):

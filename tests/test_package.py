@@ -22,7 +22,7 @@ def test_training_api_imports_neither_timm_transformers_nor_accelerate():
 def test_modules_are_plain_modules_and_functions_plain_functions():
     code = (
         "import inspect, hf_reinforce as hfr\n"
-        "import hf_reinforce.runner as runner, hf_reinforce.estimation as estimation, hf_reinforce.visualize as vis\n"
+        "import hf_reinforce.engine.run as runner, hf_reinforce.engine.estimation as estimation, hf_reinforce.diagnostics.show as vis\n"
         "assert hfr.reinforce is runner.reinforce and hfr.estimate is estimation.estimate and hfr.show is vis.show\n"
         "assert all(inspect.isfunction(f) for f in (hfr.reinforce, hfr.estimate, hfr.show))\n"
         "assert type(hfr) is type(inspect), type(hfr)\n"

@@ -14,11 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hf_reinforce as hfr
-from hf_reinforce.augment import normalize
-from hf_reinforce.format import decode_params, decode_topk, encode_topk
-from hf_reinforce.pipeline import ReinforcePass
-from hf_reinforce.rendering import BlockGeometry, task_order
-from hf_reinforce.shared import center_view
+from hf_reinforce.augment import center_view, normalize
+from hf_reinforce.engine.reinforce_pass import ReinforcePass
+from hf_reinforce.engine.render_workers import BlockGeometry, task_order
+from hf_reinforce.storage.format import decode_params, decode_topk, encode_topk
 from hf_reinforce.teachers import Ensemble, Teacher
 from hf_reinforce.testing import mnist_dataset, photos_dataset, tiny_teachers
 from hf_reinforce.testing import tiny_config as make_config
@@ -83,7 +82,7 @@ def test_workers_render_on_cpu_and_teachers_see_the_replayed_pixels(monkeypatch)
     monkeypatch.setattr(ReinforcePass, "original_sums", tagged)
     source = mnist_dataset(20)
     out = hfr.reinforce(source, config, progress=False)
-    policy = config.augmentation_policy
+    policy = config.policy
     images = [hfr.to_rgb_uint8(v) for v in source.cast_column("image", datasets.Image(decode=False))["image"][:]]
     replayed = [
         policy.replay(images[i], decode_params(out[i], policy), j, resnet.resolution, resnet.interpolation)
@@ -104,7 +103,7 @@ def test_stored_top_k_equals_the_ensemble_on_replayed_views_with_fresh_tensors()
     config = make_config(num_workers=1, num_augmentations=3, augmentations_per_step=3, teacher_batch_size=4, top_k=2)
     config = dataclasses.replace(config, teachers=tuple(tiny_teachers(2)))
     out = hfr.reinforce(source, config, progress=False)
-    policy, teachers = config.augmentation_policy, config.teachers
+    policy, teachers = config.policy, config.teachers
     images = [hfr.to_rgb_uint8(v) for v in source.cast_column("image", datasets.Image(decode=False))["image"][:]]
     per_teacher = []
     for t in teachers:
@@ -139,7 +138,7 @@ def test_cuda_teachers_get_cpu_rendered_views_bit_for_bit():
         patch.setattr(Teacher, "logits", spy)
         out = hfr.reinforce(source, config, progress=False)
     first = config.teachers[0]
-    policy = config.augmentation_policy
+    policy = config.policy
     raw = source.cast_column("image", datasets.Image(decode=False))["image"][:]
     expected = torch.stack(
         [
@@ -224,8 +223,8 @@ def test_default_workers_follow_the_cores_per_process(monkeypatch):
 
 
 def test_num_workers_is_not_part_of_the_identity():
-    assert make_config(num_workers=0).identity() == make_config(num_workers=5).identity()
-    assert np.all([f in make_config().identity() for f in ("policy", "seed", "num_augmentations")])
+    assert make_config(num_workers=0).identity == make_config(num_workers=5).identity
+    assert np.all([f in make_config().identity for f in ("policy", "seed", "num_augmentations")])
 
 
 def test_renderer_pickles_for_spawned_workers():
@@ -244,9 +243,9 @@ def test_render_workers_get_the_allocator_tuning_as_their_worker_init_fn(monkeyp
     """The DataLoader's workers run :func:`keep_freed_memory` as ``worker_init_fn``, and it tunes glibc here (in a
     fresh process, not pytest's). A page-fault count of reused memory passed here and failed once in CI (the heap
     state decides it), so the effect is measured by the benchmark, not asserted."""
-    from hf_reinforce import rendering
+    from hf_reinforce.engine import render_workers as rendering
 
-    code = "from hf_reinforce.rendering import keep_freed_memory; print(keep_freed_memory())"
+    code = "from hf_reinforce.engine.render_workers import keep_freed_memory; print(keep_freed_memory())"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, text=True).stdout == "True\n"
     seen = {}
 

@@ -3,6 +3,7 @@ size of random and checkpoint teachers when labels are plain ints, the printed p
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import datasets
@@ -14,10 +15,11 @@ import torch
 import hf_reinforce as hfr
 from hf_reinforce import testing
 from hf_reinforce.cli import build_parser, config_from_args
+from hf_reinforce.diagnostics.teacher_eval import warn_near_chance
 from hf_reinforce.errors import ConfigError
-from hf_reinforce.evaluate import warn_near_chance
-from hf_reinforce.format import TOPK_IDS
-from hf_reinforce.teachers import PREPROCESSING_KEYS, Preprocessing, load_teacher, split_spec_options
+from hf_reinforce.storage.format import TOPK_IDS
+from hf_reinforce.teachers import Preprocessing, load_teacher, split_spec_options
+from hf_reinforce.teachers.teacher import PREPROCESSING_KEYS
 
 SMALL = {"policy": "rrc", "num_augmentations": 2, "top_k": 3, "rows_per_block": 8, "rows_per_shard": 8}
 
@@ -130,7 +132,7 @@ def test_config_preprocessing_fields_are_validated_and_on_the_command_line():
     config = config_from_args(args)
     assert config.teachers == ("timm:a@w.pt?resolution=32",)
     assert config.preprocessing == Preprocessing(64, "bicubic", (0.1, 0.2, 0.3), Preprocessing().std)
-    assert "interpolation" not in config.identity()  # carried by the teachers' recorded preprocessing instead
+    assert "interpolation" not in config.identity  # carried by the teachers' recorded preprocessing instead
 
 
 def test_a_config_with_other_preprocessing_does_not_resume_a_folder(tmp_path, checkpoint):
@@ -146,13 +148,13 @@ def test_a_config_with_other_preprocessing_does_not_resume_a_folder(tmp_path, ch
 # -- printed preprocessing and the near-chance warning -------------------------------------------------------------
 
 
-def test_the_pass_prints_each_teachers_preprocessing_unless_progress_is_off(capsys, checkpoint):
+def test_the_pass_logs_each_teachers_preprocessing_and_prints_nothing(capsys, caplog, checkpoint):
     config = hfr.ReinforceConfig(teachers=[f"timm:test_resnet@{checkpoint}", *testing.tiny_teachers()[1:]], **SMALL)
     ds = testing.mnist_dataset(8)
-    hfr.reinforce(ds, config, progress=False)
-    assert capsys.readouterr().out == ""
-    hfr.reinforce(ds, config, progress=True)
-    out = capsys.readouterr().out
+    with caplog.at_level(logging.INFO, logger="hf_reinforce"):
+        hfr.reinforce(ds, config, progress=False)
+    assert capsys.readouterr().out == ""  # a library logs; only the CLI prints
+    out = caplog.text
     assert (
         f"timm:test_resnet@{checkpoint}: 224 px bilinear, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)" in out
     )

@@ -18,8 +18,15 @@ from datasets import ClassLabel, Dataset, Features, Image, Value
 import hf_reinforce as hfr
 from hf_reinforce.config import identity_fields
 from hf_reinforce.errors import ConfigError, OutputConflictError, SchemaVersionError
-from hf_reinforce.layout import CONFIG_FILE, load_config_json, progress_path
-from hf_reinforce.record import OUTPUT_KEYS, REINFORCEMENT_KEYS, RunRecord, record_from_dataset, user_description
+from hf_reinforce.storage.paths import CONFIG_FILE, resume_path
+from hf_reinforce.storage.reader import load_record_json
+from hf_reinforce.storage.record import (
+    OUTPUT_KEYS,
+    REINFORCEMENT_KEYS,
+    RunRecord,
+    record_from_dataset,
+    user_description,
+)
 from hf_reinforce.testing import mnist_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +90,7 @@ def test_real_records_round_trip_byte_equal(folder, source, tmp_path):
 
 
 def test_unknown_and_optional_keys_survive_a_round_trip(folder):
-    data = load_config_json(folder)
+    data = load_record_json(folder)
     data.update(accuracy={"split": "validation", "ensemble": 0.5}, license="mit", future_key={"a": [1, 2]})
     data["teachers"][0]["weights_sha256"] = "abc"
     data["splits"]["train"]["note"] = "kept"
@@ -93,8 +100,8 @@ def test_unknown_and_optional_keys_survive_a_round_trip(folder):
 
 
 def test_derived_facts_come_from_the_record(folder):
-    record = hfr.load_config(folder)
-    assert record.policy == hfr.AugmentationPolicy.parse("rrc+ra+re") and record.mixing is None
+    record = hfr.load_record(folder)
+    assert record.policy == hfr.AugmentationPolicy.parse("rrc+ra+re") and record.policy.mix is None
     assert record.policy_name == "rrc+ra+re" and record.topk_id_dtype == "int16"
     assert record.class_names == tuple(str(c) for c in range(10)) and record.teacher.id == "test_resnet"
     assert record.split("train").num_rows_written == 16 and record.split("train").id == "local/mnist"
@@ -104,7 +111,7 @@ def test_derived_facts_come_from_the_record(folder):
 
 
 def test_bad_records_name_the_field(folder):
-    data = load_config_json(folder)
+    data = load_record_json(folder)
     with pytest.raises(ConfigError, match="top_k: missing"):
         RunRecord.from_dict({k: v for k, v in data.items() if k != "top_k"})
     with pytest.raises(ConfigError, match="num_augmentations: expected an integer"):
@@ -124,7 +131,7 @@ def test_output_keys_are_the_config_identity_with_the_teachers_as_loaded():
 
 
 def test_same_reinforcement_allows_a_reinforcement_only_split_but_same_output_does_not(folder):
-    full = hfr.load_config(folder)
+    full = hfr.load_record(folder)
     only = full.replace(reinforcement_only=True, key_column="id", rows_per_shard=16)
     assert full.same_reinforcement(only) and not full.same_output(only, "train")
     assert full.output_differences(only, "train") == ["key_column", "reinforcement_only", "rows_per_shard"]
@@ -145,8 +152,8 @@ def test_folder_takes_a_reinforcement_only_split_beside_a_full_one(folder, sourc
     hfr.reinforce(
         source["test"], _config(reinforcement_only=True, key_column="id"), out, split="validation", progress=False
     )
-    record = hfr.load_config(out)
-    assert set(record.splits) == {"train", "validation"} and not progress_path(out, "validation").exists()
+    record = hfr.load_record(out)
+    assert set(record.splits) == {"train", "validation"} and not resume_path(out, "validation").exists()
     with pytest.raises(OutputConflictError, match="reinforcement_only"):
         hfr.reinforce(source["test"], _config(), out, split="validation", progress=False)
     with pytest.raises(OutputConflictError, match="seed"):
@@ -190,13 +197,13 @@ def test_the_users_description_survives_and_the_record_travels(source, tmp_path)
 def test_attach_keeps_the_sources_description(source, tmp_path):
     out = tmp_path / "only"
     hfr.reinforce(source["train"], _config(reinforcement_only=True, key_column="id"), out, progress=False)
-    joined = hfr.attach(hfr.load_reinforced(out), source["train"], config=out)
+    joined = hfr.attach(hfr.load_reinforced(out), source["train"], record=out)
     assert user_description(joined.info.description) == "MNIST digits, my own words."
     assert record_from_dataset(joined).reinforcement_only
 
 
 def test_card_template_is_packaged_and_dataset_cards_is_a_link_to_it():
-    packaged = resources.files("hf_reinforce") / "templates" / "reinforced_dataset_card.md"
+    packaged = resources.files("hf_reinforce") / "hub" / "templates" / "reinforced_dataset_card.md"
     link = ROOT / "dataset_cards" / "reinforced_dataset_card.md"
     assert packaged.is_file() and link.is_symlink()
     assert link.resolve() == Path(str(packaged)).resolve()
@@ -206,9 +213,9 @@ def test_card_renders_from_a_source_checkout_without_install(folder, tmp_path):
     checkout = tmp_path / "checkout"
     shutil.copytree(ROOT / "hf_reinforce", checkout / "hf_reinforce", ignore=shutil.ignore_patterns("__pycache__"))
     code = (
-        "import sys, hf_reinforce.card as card, hf_reinforce.layout as layout\n"
+        "import sys, hf_reinforce.hub.card as card, hf_reinforce.storage.reader as reader\n"
         "assert card.__file__.startswith(sys.argv[2]), card.__file__\n"
-        "print(card.build_card(layout.load_config(sys.argv[1])).text.strip().splitlines()[0])\n"
+        "print(card.build_card(reader.load_record(sys.argv[1])).text.strip().splitlines()[0])\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code, str(folder), str(checkout)],

@@ -30,13 +30,13 @@ from huggingface_hub import DatasetCard
 from torch import nn
 
 import hf_reinforce as hfr
-from hf_reinforce import BadImageError, ReinforceConfig, folder, reinforce
-from hf_reinforce.augment import PRESETS, AugmentationPolicy, to_rgb_uint8
-from hf_reinforce.format import SCHEMA_VERSION, decode_params
-from hf_reinforce.layout import CONFIG_FILE, STATE_DIR, bytes_per_stored_augmentation, progress_path
-from hf_reinforce.pipeline import ReinforcePass
-from hf_reinforce.record import record_from_dataset
-from hf_reinforce.shared import center_view
+from hf_reinforce import BadImageError, ReinforceConfig, reinforce
+from hf_reinforce.augment import PRESETS, AugmentationPolicy, center_view, to_rgb_uint8
+from hf_reinforce.engine.reinforce_pass import ReinforcePass
+from hf_reinforce.storage.format import SCHEMA_VERSION, decode_params
+from hf_reinforce.storage.paths import CONFIG_FILE, STATE_DIR, resume_path
+from hf_reinforce.storage.record import record_from_dataset
+from hf_reinforce.storage.shards import bytes_per_stored_augmentation
 from hf_reinforce.teachers import Teacher
 from hf_reinforce.testing import DIGIT_FEATURES as FEATURES
 from hf_reinforce.testing import mnist_dataset, photo_arrays, tiny_teachers
@@ -196,7 +196,7 @@ def test_replay_reproduces_the_teachers_inputs_bit_for_bit(odd_dataset, policy, 
     out = reinforce(odd_dataset, config, progress=False)
     assert len(out) == len(odd_dataset) == 20
 
-    policy_ = config.augmentation_policy
+    policy_ = config.policy
     raw = odd_dataset.cast_column("image", datasets.Image(decode=False))["image"][:]
     images = [to_rgb_uint8(value) for value in raw]
     params = [decode_params(row, policy_) for row in out.remove_columns("image")]
@@ -317,7 +317,7 @@ def test_folder_output_loads_with_features_config_and_card(tmp_path):
 
     written = json.loads((out_dir / CONFIG_FILE).read_text())
     assert written["schema_version"] == SCHEMA_VERSION and written["library"] == "hf_reinforce"
-    assert written["policy"] == config.augmentation_policy.to_dict()
+    assert written["policy"] == config.policy.to_dict()
     assert (written["num_augmentations"], written["top_k"], written["seed"], written["num_classes"]) == (2, 3, 0, 10)
     assert written["class_names"] == [str(d) for d in range(10)]
     (resnet, vit) = written["teachers"]
@@ -370,8 +370,10 @@ def test_folder_output_loads_with_features_config_and_card(tmp_path):
 def test_folder_mode_streams_shards_and_returns_a_memory_mapped_dataset(tmp_path, monkeypatch):
     """Memory stays flat in dataset size: shards are written one row group (PARQUET_ROW_GROUP_ROWS rows, 8 here) at a
     time from a mapped table on disk, and the result is memory-mapped from the folder's Arrow cache, not held in RAM."""
+    from hf_reinforce.storage import shards
+
     batch_rows: list[int] = []
-    write = folder.write_parquet_atomic
+    write = shards.write_parquet_atomic
 
     def spy(batches, schema, path):
         def counted():
@@ -381,8 +383,8 @@ def test_folder_mode_streams_shards_and_returns_a_memory_mapped_dataset(tmp_path
 
         return write(counted(), schema, path)
 
-    monkeypatch.setattr(folder, "write_parquet_atomic", spy)
-    monkeypatch.setattr(folder, "PARQUET_ROW_GROUP_ROWS", 8)
+    monkeypatch.setattr(shards, "write_parquet_atomic", spy)
+    monkeypatch.setattr(shards, "PARQUET_ROW_GROUP_ROWS", 8)
     out = reinforce(
         mnist_dataset(64),
         make_config(policy="rrc", rows_per_block=4, rows_per_shard=32),
@@ -451,14 +453,14 @@ def test_killed_pass_resumes_to_identical_output_without_recomputing(tmp_path):
     finished = shard_stats(killed)
     assert 1 <= len(finished) < num_shards, finished
     assert not (killed / CONFIG_FILE).exists() and not (killed / "README.md").exists()
-    assert progress_path(killed, "train").exists()
+    assert resume_path(killed, "train").exists()
     for name in finished:  # a shard with its final name is always complete
         assert pq.read_metadata(killed / "data" / name).num_rows == block
 
     resumed = reinforce(mnist_dataset(rows), make_config(**args), killed, progress=False)
     after = shard_stats(killed)
     assert {name: after[name] for name in finished} == finished  # finished shards were not recomputed
-    assert len(after) == num_shards and (killed / CONFIG_FILE).exists() and not progress_path(killed, "train").exists()
+    assert len(after) == num_shards and (killed / CONFIG_FILE).exists() and not resume_path(killed, "train").exists()
     assert not hidden_leftovers(killed), "temp files of the killed run are left behind"
 
     reference = reinforce(mnist_dataset(rows), make_config(**args), tmp_path / "reference", progress=False)

@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 import hf_reinforce as hfr
 from hf_reinforce import testing
 from hf_reinforce.cli import main
+from hf_reinforce.diagnostics.show import lowest_agreement_views
 from hf_reinforce.errors import ConfigError
-from hf_reinforce.format import read_columns
-from hf_reinforce.record import SplitRecord
-from hf_reinforce.report import ReportSums, SplitReport, block_sums, topk_entropy
-from hf_reinforce.visualize import lowest_agreement_views
+from hf_reinforce.storage.format import read_columns
+from hf_reinforce.storage.record import SplitRecord
+from hf_reinforce.storage.report import ReportSums, SplitReport, block_sums, topk_entropy
 
 DESTRUCTIVE = {"ops": [{"op": "rrc", "scale": [0.01, 0.02]}]}
 """Crops of 1–2 % of the digit: a teacher that knows MNIST recognizes almost none of them."""
@@ -75,7 +75,7 @@ def test_block_sums_count_agreement_over_labelled_views_only():
 
 
 def test_a_destructive_policy_shows_low_view_agreement_beside_high_original_agreement(digits, destructive_folder):
-    report = hfr.load_config(destructive_folder).split("train").report
+    report = hfr.load_record(destructive_folder).split("train").report
     assert report.originals.agreement > 0.8 and report.originals.count == len(digits)
     assert report.views.agreement < 0.3 and report.views.count == len(digits) * 4
     assert report.views.entropy > report.originals.entropy
@@ -88,7 +88,7 @@ def test_a_destructive_policy_shows_low_view_agreement_beside_high_original_agre
 
 def test_the_in_process_run_reports_the_same_figures_as_the_folder(digits, destructive_folder):
     plus = hfr.reinforce(digits, config(DESTRUCTIVE), progress=False)
-    assert hfr.record_from_dataset(plus).source.report == hfr.load_config(destructive_folder).split("train").report
+    assert hfr.record_from_dataset(plus).source.report == hfr.load_record(destructive_folder).split("train").report
 
 
 def test_a_mild_policy_keeps_the_views_recognizable(digits):
@@ -144,7 +144,7 @@ def test_estimate_reports_on_its_calibration_rows(digits):
 
 
 def test_show_lowest_agreement_draws_the_views_least_like_their_label(destructive_folder, tmp_path):
-    record = hfr.load_config(destructive_folder)
+    record = hfr.load_record(destructive_folder)
     dataset = hfr.load_reinforced(destructive_folder, split="train")
     picked = lowest_agreement_views(dataset, record, 6)
     assert len(picked) == 6 and [p for *_, p in picked] == sorted(p for *_, p in picked)

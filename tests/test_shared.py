@@ -14,13 +14,14 @@ from torch import nn
 from transformers.modeling_outputs import ImageClassifierOutput
 
 import hf_reinforce as hfr
+from hf_reinforce.augment import center_view, single_thread
 from hf_reinforce.config import ReinforceConfig
 from hf_reinforce.distill.loss import check_hyperparameters
 from hf_reinforce.errors import ConfigError
-from hf_reinforce.format import TOPK_IDS, TOPK_PROBS, decode_params, decode_topk
-from hf_reinforce.shared import as_logits, center_view, check_temperature, single_thread
+from hf_reinforce.storage.format import TOPK_IDS, TOPK_PROBS, decode_params, decode_topk
 from hf_reinforce.teachers import Ensemble, Teacher
 from hf_reinforce.testing import run_record
+from hf_reinforce.validation import as_logits, check_temperature
 
 
 class Flat(nn.Module):

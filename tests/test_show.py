@@ -9,9 +9,9 @@ import torch
 from datasets import Dataset
 
 import hf_reinforce as hfr
+from hf_reinforce.diagnostics.show import TITLE_HEIGHT, _caption, class_label, render_grid, title
 from hf_reinforce.errors import ConfigError
 from hf_reinforce.testing import mnist_dataset, photos_dataset, tiny_config
-from hf_reinforce.visualize import TITLE_HEIGHT, _caption, class_label, render_grid, title
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +56,11 @@ def test_show_takes_a_loaded_dataset_with_its_config_and_titles_the_row(tmp_path
     config = tiny_config(num_augmentations=4)
     hfr.reinforce(mnist_dataset(16), config, tmp_path / "plus", progress=False)
     loaded = hfr.load_reinforced(tmp_path / "plus", split="train")  # plain parquet: no record attached
-    with pytest.raises(ConfigError, match="config=<its folder or repo id>"):
+    with pytest.raises(ConfigError, match="record=<its folder or repo id>"):
         hfr.show(loaded, row=2, output=tmp_path / "x.png")
-    record = hfr.load_config(tmp_path / "plus")
+    record = hfr.load_record(tmp_path / "plus")
     for given in (tmp_path / "plus", str(tmp_path / "plus"), record):
-        path = hfr.show(loaded, row=2, output=tmp_path / "grid.png", num=4, resolution=96, config=given)
+        path = hfr.show(loaded, row=2, output=tmp_path / "grid.png", num=4, resolution=96, record=given)
         assert PIL.Image.open(path).size[1] > TITLE_HEIGHT + 96
     label = loaded[2]["label"]
     assert title(2, loaded[2], record) == f"row 2 (row_index 2) · label {label}"  # digit names say no more than ids

@@ -1,4 +1,4 @@
-"""One definition of "reinforcement bytes per stored augmentation" (layout.bytes_per_stored_augmentation): the run
+"""One definition of "reinforcement bytes per stored augmentation" (storage.shards.bytes_per_stored_augmentation): the run
 record, the card, the CLI summary and ``estimate`` report the same figure, and images never count in it."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from huggingface_hub import DatasetCard
 
 import hf_reinforce as hfr
 from hf_reinforce import testing
-from hf_reinforce.card import build_card
-from hf_reinforce.layout import BYTES_PER_AUGMENTATION, bytes_per_stored_augmentation
+from hf_reinforce.hub.card import build_card
+from hf_reinforce.storage.shards import BYTES_PER_AUGMENTATION, bytes_per_stored_augmentation
 
 
 def test_bytes_per_stored_augmentation_count_the_reinforcement_columns_only(tmp_path):
@@ -18,7 +18,7 @@ def test_bytes_per_stored_augmentation_count_the_reinforcement_columns_only(tmp_
     hfr.reinforce(ds, config, tmp_path / "full", progress=False)
     only = testing.tiny_config(num_augmentations=2, augmentations_per_step=2, num_workers=0, reinforcement_only=True)
     hfr.reinforce(ds, only, tmp_path / "only", progress=False)
-    full, bare = (hfr.load_config(tmp_path / name).split("train") for name in ("full", "only"))
+    full, bare = (hfr.load_record(tmp_path / name).split("train") for name in ("full", "only"))
     # the same reinforcement columns: the same figure, with or without the images beside them (before: 3× apart)
     assert full.bytes_per_augmentation == bare.bytes_per_augmentation
     assert full.num_bytes > 1.5 * bare.num_bytes

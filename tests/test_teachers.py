@@ -212,7 +212,7 @@ def test_hf_normalization_matches_the_image_processor():
     processor = transformers.ViTImageProcessor(
         do_resize=False, do_rescale=False, image_mean=[10.0, 20.0, 30.0], image_std=[50.0, 60.0, 70.0]
     )
-    from hf_reinforce.teachers import _processor_normalization
+    from hf_reinforce.teachers.loading import _processor_normalization
 
     mean, std = _processor_normalization(processor)
     teacher = Teacher(Linear(16, 3), resolution=16, mean=mean, std=std)

@@ -15,7 +15,7 @@ from torch import nn
 import hf_reinforce as hfr
 from hf_reinforce.augment import normalize
 from hf_reinforce.distill import augmentation_index
-from hf_reinforce.layout import load_reinforced
+from hf_reinforce.storage.reader import load_reinforced
 from hf_reinforce.testing import mnist_dataset
 
 N = 6
@@ -154,7 +154,7 @@ def test_streaming_without_mixing_and_clear_error_with_mixing(mnist_ds, tmp_path
     j = transform.augmentation_index(full[9]["row_index"])
     assert torch.equal(rows[9]["pixel_values"], normalize(transform.replay(full[9], j), transform.mean, transform.std))
 
-    mixing = dict(transform.config, policy=hfr.AugmentationPolicy.parse("rrc+mix").to_dict())
+    mixing = dict(transform.record.to_dict(), policy=hfr.AugmentationPolicy.parse("rrc+mix").to_dict())
     with pytest.raises(ValueError, match="streaming"):
         hfr.ReinforcedTransform(mixing, dataset=stream)
     with pytest.raises(ValueError, match="dataset="):
@@ -171,7 +171,7 @@ def test_clear_errors(mnist_ds):
     loaded = Dataset.from_dict(out[:2])
     with pytest.raises(ValueError, match="from_pretrained"):
         hfr.ReinforcedTransform.from_dataset(loaded)
-    newer = dict(transform.config, schema_version=99)
+    newer = dict(transform.record.to_dict(), schema_version=99)
     with pytest.raises(ValueError, match="version 99"):
         hfr.ReinforcedTransform(newer)
 

@@ -23,17 +23,13 @@ import pytest
 from conftest import subprocess_env
 
 import hf_reinforce as hfr
-from hf_reinforce import IncompleteOutputError, OutputConflictError, folder, reinforce
-from hf_reinforce.evidence import source_rows_sha256, split_lock
-from hf_reinforce.layout import (
-    CONFIG_FILE,
-    DATA_DIR,
-    LEGACY_IN_PROGRESS_FILE,
-    STATE_DIR,
-    load_reinforced,
-    progress_path,
-)
-from hf_reinforce.pipeline import ReinforcePass
+from hf_reinforce import IncompleteOutputError, OutputConflictError, reinforce
+from hf_reinforce.engine import folder_pass as folder
+from hf_reinforce.engine.reinforce_pass import ReinforcePass
+from hf_reinforce.storage.locks import split_lock
+from hf_reinforce.storage.paths import CONFIG_FILE, DATA_DIR, LEGACY_IN_PROGRESS_FILE, STATE_DIR, resume_path
+from hf_reinforce.storage.reader import load_reinforced
+from hf_reinforce.storage.source_hash import source_rows_sha256
 from hf_reinforce.testing import mnist_dataset, tiny_timm
 from hf_reinforce.testing import tiny_config as base_config
 
@@ -257,7 +253,7 @@ def test_a_corrupt_progress_record_proves_nothing_and_a_corrupt_config_is_named(
 ):
     out = tmp_path / "out"
     interrupted_run(monkeypatch, source, make_config(), out)
-    progress_path(out, "train").write_text('{"split": "train", "run": {"trunc')
+    resume_path(out, "train").write_text('{"split": "train", "run": {"trunc')
     with pytest.raises(IncompleteOutputError, match="unfinished"):
         load_reinforced(out)
     computed = count_maps(monkeypatch)
@@ -305,7 +301,7 @@ def test_a_local_source_folder_is_recorded_by_its_name(source, tmp_path):
     local.mkdir(parents=True)
     out = tmp_path / "out"
     reinforce(source, make_config(), out, progress=False, source_id=str(local))
-    assert hfr.load_config(out).split("train").id == "mnist-source"
+    assert hfr.load_record(out).split("train").id == "mnist-source"
     for name, data in listing(out).items():
         assert str(tmp_path).encode() not in data, name
 
@@ -391,7 +387,7 @@ def test_the_source_rows_hash_sees_one_bit_and_not_the_chunking():
 def test_an_unfinished_split_is_refused(source, tmp_path, monkeypatch):
     out = tmp_path / "out"
     interrupted_run(monkeypatch, source, make_config(), out)
-    assert shard_file(out, 0).exists() and progress_path(out, "train").exists()
+    assert shard_file(out, 0).exists() and resume_path(out, "train").exists()
     with pytest.raises(IncompleteOutputError, match=r"split 'train' .* is unfinished"):
         load_reinforced(out)
     with pytest.raises(IncompleteOutputError, match="a run is unfinished"):
@@ -412,7 +408,7 @@ def test_an_overwrite_never_deletes_a_split_another_process_is_writing(finished,
         patched.setattr(folder, "record_shard", lambda *a: (_ for _ in ()).throw(Interrupted))
         with pytest.raises(Interrupted):
             reinforce(source.select(range(16)), make_config(), finished, split="test", progress=False)
-    assert folder.record_shard is record and progress_path(finished, "test").exists()
+    assert folder.record_shard is record and resume_path(finished, "test").exists()
     before = listing(finished / DATA_DIR)
     with split_lock(finished, "test"):  # stands for the other process
         with pytest.raises(OutputConflictError, match=r"split\(s\) \['test'\] are being written"):
@@ -436,7 +432,7 @@ def test_two_splits_written_at_once_into_one_folder(tmp_path):
     ]
     outputs = [p.communicate(timeout=600)[0].decode(errors="replace") for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
-    record = hfr.load_config(out)
+    record = hfr.load_record(out)
     assert set(record.splits) == {"train", "test"}
     assert len(load_reinforced(out, split="train")) == 64 and len(load_reinforced(out, split="test")) == 48
     assert not list(out.glob(".shard-*")) and not list((out / STATE_DIR).glob("*.json"))

@@ -9,13 +9,13 @@ import pytest
 import torch
 
 import hf_reinforce as hfr
-from hf_reinforce import rendering
-from hf_reinforce.pipeline import ReinforcePass
-from hf_reinforce.rendering import render_tasks, task_order
+from hf_reinforce.engine import render_workers as rendering
+from hf_reinforce.engine.reinforce_pass import ReinforcePass
+from hf_reinforce.engine.render_workers import render_tasks, task_order
+from hf_reinforce.engine.view_ring import ViewRing
 from hf_reinforce.teachers import ViewSpec
 from hf_reinforce.testing import mnist_dataset, photos_dataset, tiny_teachers
 from hf_reinforce.testing import tiny_config as make_config
-from hf_reinforce.view_ring import ViewRing
 
 SPECS = (ViewSpec(8, "bilinear"), ViewSpec(5, "bicubic"))
 

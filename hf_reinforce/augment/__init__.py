@@ -12,12 +12,14 @@ from .functional import (
     RESIZE_INTERPOLATIONS,
     Q,
     box_to_pixels,
+    center_view,
     interpolation_mode,
     normalize,
 )
 from .image import open_image, to_rgb_uint8
 from .ops import HorizontalFlip, MixUpCutMix, Op, RandAugment, RandomCrop, RandomErasing, RandomResizedCrop
 from .policy import PRESETS, AugmentationPolicy, Params
+from .threads import single_thread
 
 __all__ = [
     "FILL",
@@ -37,8 +39,10 @@ __all__ = [
     "RandomErasing",
     "RandomResizedCrop",
     "box_to_pixels",
+    "center_view",
     "interpolation_mode",
     "normalize",
     "open_image",
+    "single_thread",
     "to_rgb_uint8",
 ]

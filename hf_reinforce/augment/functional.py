@@ -179,6 +179,12 @@ def center_square(image: torch.Tensor, resolution: int, interpolation: Interpola
     return resized_crop(image, center_square_box(*image.shape[-2:]), resolution, interpolation)
 
 
+def center_view(image: torch.Tensor, resolution: int, interpolation: str | InterpolationMode) -> torch.Tensor:
+    """The centred largest square of ``image`` resized to ``resolution`` (antialiased): the one evaluation view,
+    used for the teachers' accuracy, the students' evaluation transform and the scripts' test sets alike."""
+    return center_square(image, resolution, interpolation_mode(interpolation))
+
+
 def padding_pixels(padding: float, resolution: int) -> int:
     """Padding of a padded crop in pixels at ``resolution``: ``padding`` (a fraction of the output size) × resolution,
     rounded half up (4 px at 32 px for 0.125; 28 px at 224 px)."""
@@ -511,6 +517,7 @@ __all__ = [
     "box_to_pixels",
     "center_square",
     "center_square_box",
+    "center_view",
     "crop_offset",
     "erase",
     "horizontal_flip",

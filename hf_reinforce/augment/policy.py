@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
+from ..deprecation import warn_renamed
 from . import functional as AF
 from .ops import (
     CROPS,
@@ -168,7 +169,8 @@ class AugmentationPolicy:
 
     @property
     def mixing(self) -> MixUpCutMix | None:
-        """The MixUp/CutMix, if the policy mixes rows (the same as :attr:`mix`)."""
+        """Deprecated: :attr:`mix`."""
+        warn_renamed("AugmentationPolicy.mixing", "AugmentationPolicy.mix")
         return self.mix
 
     @functools.cached_property

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from ..shared import check_temperature
+from ..validation import check_temperature
 
 REDUCTIONS = ("mean", "sum", "none")
 

@@ -19,7 +19,7 @@ from transformers import (
 from transformers.modeling_outputs import ImageClassifierOutput
 
 from ..errors import ConfigError
-from ..shared import as_logits, check_split
+from ..validation import as_logits, check_split
 from .collate import DistillationCollator, unpack_labels
 from .loss import LossParts, check_hyperparameters, distillation_loss_parts
 

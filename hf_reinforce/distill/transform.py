@@ -4,15 +4,14 @@ Choice of augmentation: for row ``i`` in epoch ``e`` with ``N`` stored augmentat
 permutation of ``0..N-1`` seeded by (seed, i, c) and uses its element ``e % N``, so every stored augmentation is
 used once before any repeats. Rendering goes through the same ``AugmentationPolicy.render`` as the teachers'
 inputs, so at the teachers' resolution and interpolation the pixels are identical. Pixel work runs with one torch
-thread (``shared.single_thread``), as in the pass: in the main process (``Trainer``'s default
+thread (``augment.single_thread``), as in the pass: in the main process (``Trainer``'s default
 ``dataloader_num_workers=0``) torch's default thread pool made each row 15–35× slower on a busy 2-core machine.
 
-Only ``augment``, ``format``, ``record``, ``layout`` and ``shared`` are imported here: training code never loads teacher code.
+Only ``augment``, ``storage`` and ``validation`` are imported here: training code never loads teacher code.
 """
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,27 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..augment import AugmentationPolicy, Params, normalize, to_rgb_uint8
-from ..errors import ConfigError, OutOfRangeError
-from ..format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, decode_params, decode_topk
-from ..layout import load_config
-from ..record import RunRecord, record_from_dataset
-from ..shared import center_view, check_split, single_thread
-
-
-def check_index(value: Any, name: str, size: int | None = None) -> int:
-    """``value`` as an int index (``>= 0``, and ``< size`` when given), else an error naming ``name``:
-    :class:`ConfigError` for a non-integer or negative value, :class:`OutOfRangeError` past ``size``."""
-    try:
-        index = operator.index(value) if not isinstance(value, bool) else None
-    except TypeError:
-        index = None
-    if index is None or index < 0:
-        bound = f"in [0, {size})" if size is not None else ">= 0"
-        raise ConfigError(f"{name}: expected an integer {bound}, got {value!r}")
-    if size is not None and index >= size:
-        raise OutOfRangeError(f"{name} {value} out of range for {size} stored augmentations: expected [0, {size})")
-    return index
+from ..augment import AugmentationPolicy, Params, center_view, normalize, single_thread, to_rgb_uint8
+from ..deprecation import warn_renamed
+from ..errors import ConfigError
+from ..storage.format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, decode_params, decode_topk
+from ..storage.reader import load_record
+from ..storage.record import RunRecord, record_from_dataset
+from ..validation import check_index, check_split
 
 
 def augmentation_index(seed: int, row: int, epoch: int, num_augmentations: int) -> int:
@@ -56,12 +41,13 @@ class ReinforcedTransform:
     persistent workers follow ``set_epoch`` too: the epoch is in shared memory),
     or ``IterableDataset.map(transform, batched=True)`` for streaming (policies without mixing). Defaults for
     resolution, interpolation and normalization come from the run record (the reinforcement resolution and the
-    first teacher's interpolation, mean and std). ``config`` is the record (a :class:`RunRecord` or its JSON dict).
+    first teacher's interpolation, mean and std). ``record`` is the run record of the dataset (a :class:`RunRecord`
+    or its JSON dict, as :func:`hf_reinforce.load_record` returns and ``reinforce_config.json`` holds).
     """
 
     def __init__(
         self,
-        config: RunRecord | Mapping[str, Any],
+        record: RunRecord | Mapping[str, Any] | None = None,
         *,
         dataset: Any = None,
         resolution: int | None = None,
@@ -70,8 +56,14 @@ class ReinforcedTransform:
         interpolation: str | None = None,
         seed: int = 0,
         epoch: int = 0,
+        config: RunRecord | Mapping[str, Any] | None = None,
     ) -> None:
-        record = config if isinstance(config, RunRecord) else RunRecord.from_dict(config)
+        if config is not None:
+            warn_renamed("ReinforcedTransform(config=...)", "ReinforcedTransform(record=...)")
+            record = config if record is None else record
+        if record is None:
+            raise TypeError("ReinforcedTransform needs the dataset's run record: ReinforcedTransform(record)")
+        record = record if isinstance(record, RunRecord) else RunRecord.from_dict(record)
         self.record = record
         self.policy: AugmentationPolicy = record.policy
         teacher = record.teacher
@@ -88,43 +80,52 @@ class ReinforcedTransform:
         self.set_epoch(epoch)
         self._partners = None
         self._positions: dict[int, int] | None = None
-        if self.policy.mixing is not None:
+        if self.policy.mix is not None:
             self._attach_partners(dataset)
 
     @property
     def config(self) -> dict[str, Any]:
-        """The run record's JSON (``reinforce_config.json``)."""
+        """Deprecated: the run record is ``transform.record`` (its JSON: ``transform.record.to_dict()``)."""
+        warn_renamed("ReinforcedTransform.config", "ReinforcedTransform.record.to_dict()")
         return self.record.to_dict()
 
     # -- construction -----------------------------------------------------------------------------------------
 
     @classmethod
-    def from_config(cls, config: RunRecord | Mapping[str, Any] | str | Path, **kwargs: Any) -> ReinforcedTransform:
+    def from_record(cls, record: RunRecord | Mapping[str, Any] | str | Path, **kwargs: Any) -> ReinforcedTransform:
         """From a run record, its JSON dict, or a path to ``reinforce_config.json`` (or the folder holding it)."""
-        return cls(config if isinstance(config, (RunRecord, Mapping)) else load_config(config), **kwargs)
+        return cls(record if isinstance(record, (RunRecord, Mapping)) else load_record(record), **kwargs)
+
+    @classmethod
+    def from_config(cls, config: RunRecord | Mapping[str, Any] | str | Path, **kwargs: Any) -> ReinforcedTransform:
+        """Deprecated: :meth:`from_record`."""
+        warn_renamed("ReinforcedTransform.from_config", "ReinforcedTransform.from_record")
+        return cls.from_record(config, **kwargs)
 
     @classmethod
     def from_dataset(cls, dataset: Any, **kwargs: Any) -> ReinforcedTransform:
-        """From a dataset returned by :func:`hf_reinforce.reinforce` (its config travels in ``dataset.info``).
+        """From a dataset returned by :func:`hf_reinforce.reinforce` (its run record travels in ``dataset.info``).
 
         Datasets loaded with ``load_dataset`` do not carry it: use :meth:`from_pretrained` with the repo or folder,
-        or pass ``config=``.
+        or pass ``record=``.
         """
         check_split(dataset, "ReinforcedTransform.from_dataset", streaming=True)
-        config = kwargs.pop("config", None) or record_from_dataset(dataset)
-        if config is None:
+        if "config" in kwargs:
+            warn_renamed("ReinforcedTransform.from_dataset(config=...)", "from_dataset(record=...)")
+        record = kwargs.pop("record", None) or kwargs.pop("config", None) or record_from_dataset(dataset)
+        if record is None:
             raise ConfigError(
-                "this dataset does not carry its reinforcement config (load_dataset drops it): use "
-                "ReinforcedTransform.from_pretrained(<repo id or folder>, dataset=...) or from_dataset(ds, config=...)"
+                "this dataset does not carry its run record (load_dataset drops it): use "
+                "ReinforcedTransform.from_pretrained(<repo id or folder>, dataset=...) or from_dataset(ds, record=...)"
             )
-        return cls.from_config(config, dataset=dataset, **kwargs)
+        return cls.from_record(record, dataset=dataset, **kwargs)
 
     @classmethod
     def from_pretrained(
         cls, repo_or_folder: str | Path, *, revision: str | None = None, token: str | bool | None = None, **kwargs: Any
     ) -> ReinforcedTransform:
         """From a reinforced dataset folder or Hub dataset repo: everything is read from its ``reinforce_config.json``."""
-        return cls(load_config(repo_or_folder, revision=revision, token=token), **kwargs)
+        return cls(load_record(repo_or_folder, revision=revision, token=token), **kwargs)
 
     def _attach_partners(self, dataset: Any) -> None:
         """Keep an untransformed view of the dataset to fetch MixUp/CutMix partner rows from."""
@@ -199,7 +200,7 @@ class ReinforcedTransform:
             raise ConfigError(
                 f"row {row.get(ROW_INDEX)} is not from the dataset this transform was built for: it has "
                 + "; ".join(problems)
-                + ". Build the transform from this dataset's own config (from_pretrained(<its folder or repo>) or "
+                + ". Build the transform from this dataset's own record (from_pretrained(<its folder or repo>) or "
                 "from_dataset(ds))"
             )
 
@@ -224,7 +225,7 @@ class ReinforcedTransform:
         interpolation = interpolation or self.interpolation
         params = self._params(row, aug_index)
         image = to_rgb_uint8(row[self.image_column])
-        partner = int(params["aug_mix_partner"][0]) if self.policy.mixing is not None else -1
+        partner = int(params["aug_mix_partner"][0]) if self.policy.mix is not None else -1
         if partner < 0:
             return self.policy.render(image, params, 0, resolution, interpolation)
         other = self._partner_row(partner)
@@ -272,7 +273,7 @@ class ReinforcedTransform:
 
     def evaluation(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list]:
         """Plain evaluation transform for unreinforced rows: the centred largest square resized
-        (:func:`~hf_reinforce.shared.center_view`, the view the teachers' accuracy is measured on), normalized like
+        (:func:`~hf_reinforce.augment.center_view`, the view the teachers' accuracy is measured on), normalized like
         training."""
         out: dict[str, list] = {"pixel_values": [], "labels": []}
         with single_thread():

@@ -8,24 +8,15 @@ from pathlib import Path
 
 import datasets
 
-from .config import ReinforceConfig
-from .errors import OutputConflictError
-from .folder import reinforce_to_folder
-from .pipeline import ReinforcePass, check_some_rows_kept
-from .progress import quiet_datasets, views_bar
-from .record import attach_record
+from ..config import ReinforceConfig
+from ..distributed import get_logger
+from ..progress import quiet_datasets, views_bar
+from ..storage.paths import writable_folder
+from ..storage.record import attach_record
+from .folder_pass import reinforce_to_folder
+from .reinforce_pass import ReinforcePass, check_some_rows_kept
 
-
-def writable_folder(output_dir: str | os.PathLike) -> Path:
-    """``output_dir`` as a Path, refused with :class:`OutputConflictError` when it (or the first of its parents that
-    exists) is a file: the folder is created when missing, but never in place of a file."""
-    path = Path(output_dir)
-    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
-    if not existing.is_dir():
-        raise OutputConflictError(
-            f"output_dir {output_dir} cannot be a folder: {existing} is a file; give a folder path (created if missing)"
-        )
-    return path
+logger = get_logger(__name__)
 
 
 def reinforce(
@@ -58,8 +49,7 @@ def reinforce(
             source_revision=source_revision,
         )
     run = ReinforcePass(dataset, config)
-    if progress:
-        print(run.ensemble.describe())
+    logger.info(run.ensemble.describe())
     cache = Path(datasets.config.HF_DATASETS_CACHE) / "hf_reinforce" / f"{run.fingerprint}.arrow"
     cache.parent.mkdir(parents=True, exist_ok=True)
     rows = range(len(dataset))

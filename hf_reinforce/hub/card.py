@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from .augment import RAND_AUGMENT_OPS
-from .format import TOPK_IDS, TOPK_PROBS
-from .layout import BYTES_PER_AUGMENTATION, CARD_FILE
-from .record import RunRecord
+from ..augment import RAND_AUGMENT_OPS
+from ..storage.files import write_json_atomic, write_text_atomic
+from ..storage.format import TOPK_IDS, TOPK_PROBS
+from ..storage.locks import folder_lock
+from ..storage.paths import CARD_FILE, CONFIG_FILE
+from ..storage.record import RunRecord
+from ..storage.shards import BYTES_PER_AUGMENTATION
 
 TEMPLATE_DIR = "templates"
 TEMPLATE = "reinforced_dataset_card.md"
@@ -112,6 +114,10 @@ def build_card(
         )
 
 
-def write_card(output_dir: Path, record: RunRecord, **kwargs: Any) -> None:
-    """Write ``README.md`` (the card) into a reinforced output folder."""
-    build_card(record, **kwargs).save(str(Path(output_dir) / CARD_FILE))
+def write_record(output_dir: Path, record: RunRecord) -> None:
+    """Write a folder's run record (``reinforce_config.json``) and its card (``README.md``, rendered from the record),
+    each atomically, under the folder lock: the one writer of both, so they never disagree."""
+    output_dir = Path(output_dir)
+    with folder_lock(output_dir):
+        write_json_atomic(record.to_dict(), output_dir / CONFIG_FILE)
+        write_text_atomic(str(build_card(record)), output_dir / CARD_FILE)

@@ -24,9 +24,8 @@ import datasets
 import torch
 from torch.utils.data import DataLoader
 
-from .augment import AugmentationPolicy, Params, to_rgb_uint8
-from .shared import center_view, single_thread
-from .teachers import ViewSpec
+from ..augment import AugmentationPolicy, Params, center_view, single_thread, to_rgb_uint8
+from ..teachers import ViewSpec
 from .view_ring import Ticket, ViewRing
 
 Task = tuple[int, int]

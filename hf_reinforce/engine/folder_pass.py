@@ -20,73 +20,46 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
-from datasets.table import embed_table_storage
 
-from .card import write_card
-from .config import ReinforceConfig
-from .errors import IncompleteOutputError, OutputConflictError
-from .evidence import (
-    Progress,
-    check_library_folder,
-    folder_lock,
-    progress_splits,
-    read_progress,
-    record_shard,
-    source_rows_sha256,
-    split_busy,
-    split_lock,
-    write_progress,
-)
-from .extension import StoredSplit
-from .format import PARQUET_ROW_GROUP_ROWS
-from .layout import (
+from ..config import ReinforceConfig
+from ..distributed import get_logger, process_state
+from ..errors import IncompleteOutputError, OutputConflictError
+from ..hub.card import write_record
+from ..progress import quiet_datasets, views_bar
+from ..storage.files import remove_temp_files
+from ..storage.locks import folder_lock, split_busy, split_lock
+from ..storage.paths import (
     CARD_FILE,
     CONFIG_FILE,
     DATA_DIR,
     LEGACY_IN_PROGRESS_FILE,
-    bytes_per_stored_augmentation,
-    file_sha256,
     num_shards,
-    progress_path,
-    read_record,
-    remove_temp_files,
+    resume_path,
     shard_path,
-    shard_problem,
     shard_rows,
     split_shard_files,
     work_dir_prefix,
-    write_parquet_atomic,
-    write_record,
 )
-from .pipeline import ReinforcePass, check_some_rows_kept
-from .progress import quiet_datasets, views_bar
-from .record import RunRecord, ShardRecord, attach_record
-from .report import REPORT_KEY, ReportSums, SplitReport, read_report_metadata, report_metadata
+from ..storage.reader import read_record
+from ..storage.record import RunRecord, ShardRecord, attach_record
+from ..storage.report import REPORT_KEY, ReportSums, SplitReport, read_report_metadata, report_metadata
+from ..storage.resume import (
+    ResumeState,
+    check_library_folder,
+    read_resume_state,
+    record_shard,
+    unfinished_splits,
+    write_resume_state,
+)
+from ..storage.shards import bytes_per_stored_augmentation, shard_problem, write_shard
+from ..storage.source_hash import source_rows_sha256
+from ..storage.stored_split import StoredSplit
+from .reinforce_pass import ReinforcePass, check_some_rows_kept
+
+logger = get_logger(__name__)
 
 SKIPPED_KEY = b"hf_reinforce_skipped_rows"
-
-
-def _process_state(device: str | None) -> Any:
-    """accelerate's process state (one process unless launched by accelerate/torchrun; gloo when on CPU)."""
-    from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
-
-    # Without cpu=True, PartialState() joins a torchrun/accelerate launch only on an accelerator: on a CPU-only
-    # machine every process would believe it is alone and write every shard.
-    accelerator = getattr(torch, "accelerator", None)
-    has_accelerator = accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
-    on_cpu = device is not None and torch.device(device).type == "cpu"
-    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or on_cpu or not has_accelerator)
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if state.num_processes != launched:
-        raise RuntimeError(
-            f"launched as {launched} processes (WORLD_SIZE) but accelerate set up {state.num_processes}; "
-            "to run the processes on CPU set ACCELERATE_USE_CPU=1 (or pass device='cpu')"
-        )
-    return state
 
 
 def _source_columns(run: ReinforcePass) -> list[str]:
@@ -102,7 +75,7 @@ def _conflicts(output_dir: Path, run: RunRecord, split: str) -> list[str]:
     found: list[str] = []
     config = read_record(output_dir / CONFIG_FILE)
     records = [(name, config) for name in (config.splits or {})] if config is not None else []
-    records += [(name, p.run) for name in progress_splits(output_dir) if (p := read_progress(output_dir, name))]
+    records += [(name, p.run) for name in unfinished_splits(output_dir) if (p := read_resume_state(output_dir, name))]
     for name, existing in records:
         same_split = name == split
         differing = existing.output_differences(run, split) if same_split else existing.reinforcement_differences(run)
@@ -118,18 +91,18 @@ def _replace_folder(output_dir: Path, run: RunRecord, split: str) -> None:
     then delete the shards of every split the records named. A kill at any moment leaves a folder that
     ``load_reinforced`` and ``push_to_hub`` refuse; files the library did not name are left alone."""
     config = read_record(output_dir / CONFIG_FILE)
-    others = [s for s in progress_splits(output_dir) if s != split]
+    others = [s for s in unfinished_splits(output_dir) if s != split]
     busy = [s for s in others if split_busy(output_dir, s)]
     if busy:
         raise OutputConflictError(
             f"cannot overwrite {output_dir}: split(s) {busy} are being written by another process right now"
         )
     splits = {split, *others, *((config.splits or {}) if config is not None else {})}
-    write_progress(output_dir, Progress(split, run))
+    write_resume_state(output_dir, ResumeState(split, run))
     for name in (CONFIG_FILE, CARD_FILE, LEGACY_IN_PROGRESS_FILE):
         (output_dir / name).unlink(missing_ok=True)
     for name in others:
-        progress_path(output_dir, name).unlink(missing_ok=True)
+        resume_path(output_dir, name).unlink(missing_ok=True)
     for name in sorted(splits):
         for path in split_shard_files(output_dir, name):
             path.unlink()
@@ -153,7 +126,7 @@ def _claim(
                 f"({'; '.join(conflicts)}); use another output_dir or pass overwrite=True (CLI: --overwrite) "
                 "to replace it"
             )
-        config, progress = read_record(output_dir / CONFIG_FILE), read_progress(output_dir, split)
+        config, progress = read_record(output_dir / CONFIG_FILE), read_resume_state(output_dir, split)
         finished = (config.splits or {}).get(split) if config is not None else None
         candidates = {s.file: s for s in ((finished.shards or ()) if finished is not None else ())}
         candidates.update({s.file: s for s in (progress.shards if progress is not None else ())})
@@ -170,15 +143,8 @@ def _claim(
             _replace_folder(output_dir, run, split)
             return
         remove_temp_files(output_dir, split)
-        write_progress(output_dir, Progress(split, run, tuple(sorted(kept, key=lambda s: s.file))))
+        write_resume_state(output_dir, ResumeState(split, run, tuple(sorted(kept, key=lambda s: s.file))))
         (output_dir / LEGACY_IN_PROGRESS_FILE).unlink(missing_ok=True)
-
-
-def _shard_batches(table: pa.Table, rows: int) -> Any:
-    """One record batch (one parquet row group) per ``rows`` rows, external image files embedded (the folder must be
-    self-contained); only those rows are held in memory at a time."""
-    for start in range(0, table.num_rows, rows):
-        yield from embed_table_storage(table.slice(start, rows)).combine_chunks().to_batches()
 
 
 def reinforce_to_folder(
@@ -200,7 +166,7 @@ def reinforce_to_folder(
     identity and history, and each shard records the stored shard's source hash, which the rows of ``dataset``
     must match (``source_is_stored``: ``dataset`` was rebuilt from the stored shards, whose skipped rows are
     missing images; their hash is checked where no row was skipped)."""
-    state = _process_state(config.device)
+    state = process_state(config.device)
     device = config.device or (state.device if state.num_processes > 1 else None)
     run = ReinforcePass(dataset, config, device=device, stored=stored)
     record = run.record(split, source_id, source_revision)
@@ -226,8 +192,7 @@ def reinforce_to_folder(
             output_dir.mkdir(parents=True, exist_ok=True)
             stack.enter_context(split_lock(output_dir, split))
             _claim(output_dir, record, split, overwrite, source_sha256)
-            if progress:
-                print(run.ensemble.describe())
+            logger.info(run.ensemble.describe())
         state.wait_for_everyone()
         files = _write_shards(run, output_dir, split, state, progress, rows_sha256)
         state.wait_for_everyone()
@@ -249,13 +214,18 @@ def _write_shards(
     config, n = run.config, len(run.dataset)
     count = num_shards(n, config.rows_per_shard)
     names = [shard_path(output_dir, split, s, count).name for s in range(count)]
-    recorded = read_progress(output_dir, split)
+    recorded = read_resume_state(output_dir, split)
     done = {s.file for s in recorded.shards} if recorded is not None else set()
     mine = range(state.process_index, count, state.num_processes)
     todo = [s for s in mine if names[s] not in done]
-    if progress and len(todo) < len(mine):
-        print(
-            f"reinforce {split} [{state.process_index}]: resuming, {len(mine) - len(todo)} of {len(mine)} shard(s) already done"
+    if len(todo) < len(mine):
+        logger.info(
+            "reinforce %s [%d]: resuming, %d of %d shard(s) already done",
+            split,
+            state.process_index,
+            len(mine) - len(todo),
+            len(mine),
+            main_process_only=False,
         )
     ranges = [shard_rows(s, config.rows_per_shard, n) for s in todo]
     bar = views_bar(
@@ -276,17 +246,12 @@ def _write_shards(
                 metadata = {**(table.schema.metadata or {}), SKIPPED_KEY: json.dumps(skipped).encode()}
                 metadata[REPORT_KEY] = report_metadata(run.report_sums(rows))
                 staged = Path(tmp) / final.name
-                size = write_parquet_atomic(
-                    _shard_batches(table, PARQUET_ROW_GROUP_ROWS), table.schema.with_metadata(metadata), staged
-                )
-                shard = ShardRecord(
-                    file=final.name,
-                    rows=(rows.start, rows.stop),
-                    num_rows=table.num_rows,
-                    num_bytes=size,
-                    sha256=file_sha256(staged),
+                shard = write_shard(
+                    table.replace_schema_metadata(metadata),
+                    staged,
+                    rows=rows,
                     source_sha256=source_sha256,
-                    skipped_rows=tuple(skipped),
+                    skipped_rows=skipped,
                 )
                 record_shard(output_dir, split, shard)
                 final.parent.mkdir(parents=True, exist_ok=True)
@@ -300,7 +265,7 @@ def _finalize(output_dir: Path, run: RunRecord, split: str, files: list[str], co
     the split (with its shard list) into the config, write the card, remove stray shard files of the split and
     finally the progress record."""
     with folder_lock(output_dir):
-        progress = read_progress(output_dir, split)
+        progress = read_resume_state(output_dir, split)
         if progress is None or progress.run.output_differences(run, split):
             raise OutputConflictError(
                 f"the progress record of split {split!r} in {output_dir} was replaced by another run while this "
@@ -328,12 +293,11 @@ def _finalize(output_dir: Path, run: RunRecord, split: str, files: list[str], co
         splits = dict((previous.splits if previous is not None else None) or {})
         splits[split] = stats
         final = run.replace(source=None, splits=splits)
-        write_record(final, output_dir / CONFIG_FILE)
-        write_card(output_dir, final)
+        write_record(output_dir, final)
         for path in split_shard_files(output_dir, split):
             if path.name not in files:
                 path.unlink()
-        progress_path(output_dir, split).unlink()
+        resume_path(output_dir, split).unlink()
 
 
 def _split_report(paths: list[Path]) -> SplitReport | None:

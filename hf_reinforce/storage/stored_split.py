@@ -20,12 +20,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from .augment import Params
-from .errors import ConfigError, IncompleteOutputError, OutputConflictError
+from ..augment import Params
+from ..errors import ConfigError, IncompleteOutputError, OutputConflictError
 from .format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, table_columns
-from .layout import DATA_DIR, shard_problem, verified_shards
+from .paths import DATA_DIR
+from .reader import verified_shards
 from .record import OUTPUT_KEYS, RunRecord, ShardRecord, SplitRecord
 from .report import ReportSums, read_report_metadata
+from .shards import shard_problem
 
 
 @dataclass

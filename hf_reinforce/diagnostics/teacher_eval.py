@@ -13,14 +13,15 @@ from typing import Any
 import datasets
 import torch
 
-from .augment import to_rgb_uint8
-from .card import write_card
-from .config import ReinforceConfig
-from .errors import ConfigError
-from .layout import CONFIG_FILE, load_config, write_record
-from .pipeline import build_ensemble, check_columns, dataset_num_classes, undecoded
-from .shared import center_view, check_split
-from .teachers import Ensemble
+from ..augment import center_view, to_rgb_uint8
+from ..config import ReinforceConfig
+from ..engine.reinforce_pass import build_ensemble, check_columns, dataset_num_classes, undecoded
+from ..errors import ConfigError
+from ..hub.card import write_record
+from ..storage.locks import folder_lock
+from ..storage.reader import load_record
+from ..teachers import Ensemble
+from ..validation import check_split
 
 
 @torch.inference_mode()
@@ -93,7 +94,6 @@ def evaluate_teachers(
     result = {"split": split, **ensemble_accuracy(dataset, ensemble, config.image_column, config.label_column)}
     warn_near_chance(result["ensemble"], ensemble)
     if output_dir is not None:
-        stored = load_config(Path(output_dir)).replace(accuracy=result)
-        write_record(stored, Path(output_dir) / CONFIG_FILE)
-        write_card(Path(output_dir), stored)
+        with folder_lock(Path(output_dir)):
+            write_record(Path(output_dir), load_record(Path(output_dir)).replace(accuracy=result))
     return result

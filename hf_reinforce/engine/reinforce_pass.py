@@ -26,11 +26,11 @@ import pyarrow as pa
 import torch
 from datasets import ClassLabel, Features, Image, Value
 
-from ._version import __version__
-from .augment import Params
-from .config import ReinforceConfig, jsonable
-from .errors import BadImageError, BadLabelError, ConfigError, MissingColumnError
-from .format import (
+from .._version import __version__
+from ..augment import Params, single_thread
+from ..config import ReinforceConfig, jsonable
+from ..errors import BadImageError, BadLabelError, ConfigError, MissingColumnError
+from ..storage.format import (
     ROW_INDEX,
     TOPK_IDS,
     TOPK_PROBS,
@@ -40,14 +40,14 @@ from .format import (
     to_arrow,
     topk_id_dtype,
 )
-from .record import RunRecord
-from .rendering import BlockGeometry, BlockRenderer, RenderedChunk, first_new_index, render_tasks, task_order
-from .report import ReportAccumulator, ReportSums, block_sums
-from .shared import check_split, single_thread
-from .teachers import Ensemble, ViewSpec, load_teacher
+from ..storage.record import RunRecord
+from ..storage.report import ReportAccumulator, ReportSums, block_sums
+from ..teachers import Ensemble, ViewSpec, load_teacher
+from ..validation import check_split
+from .render_workers import BlockGeometry, BlockRenderer, RenderedChunk, first_new_index, render_tasks, task_order
 
 if TYPE_CHECKING:
-    from .extension import StoredSplit
+    from ..storage.stored_split import StoredSplit
 
 # -- setup -------------------------------------------------------------------------------------------------------
 
@@ -68,7 +68,7 @@ def check_columns(dataset: datasets.Dataset, config: ReinforceConfig) -> None:
 
 def reinforce_columns(config: ReinforceConfig) -> list[str]:
     """Names of the columns a pass adds."""
-    return [ROW_INDEX, *config.augmentation_policy.columns, TOPK_IDS, TOPK_PROBS]
+    return [ROW_INDEX, *config.policy.columns, TOPK_IDS, TOPK_PROBS]
 
 
 def dataset_num_classes(dataset: datasets.Dataset, config: ReinforceConfig) -> int | None:
@@ -149,7 +149,7 @@ def run_record(
     teachers = ensemble.to_config()["teachers"]
     public = {spec if isinstance(spec, str) else spec.name: t["name"] for spec, t in zip(config.teachers, teachers)}
     data = {
-        **config.identity(),
+        **config.identity,
         "class_mappings": {public.get(k, k): v for k, v in config.class_mappings.items()}
         if config.class_mappings
         else config.class_mappings,
@@ -257,7 +257,7 @@ class ReinforcePass:
         self.keep = (
             ([config.key_column] if config.key_column else []) if config.reinforcement_only else dataset.column_names
         )
-        new = reinforce_features(config.augmentation_policy, config.num_augmentations, config.top_k, self.num_classes)
+        new = reinforce_features(config.policy, config.num_augmentations, config.top_k, self.num_classes)
         self.features = Features(
             {**{c: self.prepared.features[c] for c in self.keep}, ROW_INDEX: Value("int64"), **new}
         )
@@ -275,7 +275,7 @@ class ReinforcePass:
             step,
             first_new_index(stored.num_augmentations, step) if stored is not None else 0,
         )
-        self.fingerprint = fingerprint(dataset._fingerprint, config.identity(), self.ensemble.to_config())
+        self.fingerprint = fingerprint(dataset._fingerprint, config.identity, self.ensemble.to_config())
         self.stats = PassStats()
         self.skipped: list[int] = []
         self.report = ReportAccumulator()
@@ -297,7 +297,7 @@ class ReinforcePass:
         return BlockRenderer(
             self.prepared.select_columns([self.config.image_column]),
             self.config.image_column,
-            self.config.augmentation_policy,
+            self.config.policy,
             self.config.seed,
             self.geometry,
             self.ensemble.view_specs(),
@@ -447,7 +447,7 @@ class ReinforcePass:
             kept = kept.take(pa.array(positions, pa.int64()))
         columns = {name: kept.column(name) for name in self.keep}
         columns[ROW_INDEX] = pa.array(result.rows, pa.int64())
-        for name, (dtype, shape) in self.config.augmentation_policy.columns.items():
+        for name, (dtype, shape) in self.config.policy.columns.items():
             empty = np.zeros((0, self.config.num_augmentations, *shape), dtype=dtype)
             columns[name] = to_arrow(np.stack([p[name] for p in result.params]) if result.params else empty)
         columns[TOPK_IDS] = to_arrow(result.topk_ids)

@@ -20,8 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .augment import AugmentationPolicy, MixUpCutMix
-from .errors import ConfigError
+from ..augment import AugmentationPolicy, MixUpCutMix
+from ..deprecation import warn_renamed
+from ..errors import ConfigError
 from .format import check_schema_version, topk_id_dtype
 from .report import SplitReport
 
@@ -50,7 +51,7 @@ OUTPUT_KEYS = (
     "reinforcement_only",
     "key_column",
 )
-"""Keys that must match for a rerun or resume of one split (``ReinforceConfig.identity()`` with the teachers as
+"""Keys that must match for a rerun or resume of one split (``ReinforceConfig.identity`` with the teachers as
 loaded): everything that determines the bytes of its shards."""
 
 SOURCE_KEYS = ("num_rows",)
@@ -360,8 +361,9 @@ class RunRecord:
 
     @property
     def mixing(self) -> MixUpCutMix | None:
-        """The policy's MixUp/CutMix spec, or ``None`` (then rows replay without partner rows)."""
-        return self.policy.mixing
+        """Deprecated: ``record.policy.mix``."""
+        warn_renamed("RunRecord.mixing", "RunRecord.policy.mix")
+        return self.policy.mix
 
     @property
     def topk_id_dtype(self) -> str:

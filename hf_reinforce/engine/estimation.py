@@ -25,15 +25,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from .config import ReinforceConfig
-from .errors import BadImageError, ConfigError
-from .format import parquet_options
-from .layout import BYTES_PER_AUGMENTATION, bytes_per_stored_augmentation
-from .pipeline import PassStats, ReinforcePass, undecoded
-from .progress import quiet_datasets
-from .rendering import first_new_index
-from .report import SplitReport
-from .shared import check_split
+from ..config import ReinforceConfig
+from ..errors import BadImageError, ConfigError
+from ..progress import quiet_datasets
+from ..storage.format import parquet_options
+from ..storage.report import SplitReport
+from ..storage.shards import BYTES_PER_AUGMENTATION, bytes_per_stored_augmentation
+from ..validation import check_split
+from .reinforce_pass import PassStats, ReinforcePass, undecoded
+from .render_workers import first_new_index
 
 
 @dataclass

@@ -15,16 +15,16 @@ from typing import Any
 import datasets
 import numpy as np
 
-from .config import ReinforceConfig, identity_fields
-from .errors import ConfigError, MissingColumnError, OutputConflictError
-from .extension import StoredSplit
-from .folder import reinforce_to_folder
-from .format import ROW_INDEX, is_reinforcement_column, read_columns
-from .layout import CONFIG_FILE, DATA_DIR, load_config, local_folder
-from .progress import quiet_datasets
-from .record import RunRecord
-from .runner import writable_folder
-from .teachers import Teacher
+from ..config import ReinforceConfig, identity_fields
+from ..errors import ConfigError, MissingColumnError, OutputConflictError
+from ..progress import quiet_datasets
+from ..storage.format import ROW_INDEX, is_reinforcement_column, read_columns
+from ..storage.paths import CONFIG_FILE, DATA_DIR, local_folder, writable_folder
+from ..storage.reader import load_record
+from ..storage.record import RunRecord
+from ..storage.stored_split import StoredSplit
+from ..teachers import Teacher
+from .folder_pass import reinforce_to_folder
 
 
 def extend(
@@ -63,7 +63,7 @@ def extend(
             f"output_dir {output_dir} is the folder being extended: write the extended dataset to another folder "
             "(the one it grows is read until the end)"
         )
-    record = load_config(folder)
+    record = load_record(folder)
     splits = [split] if split is not None else list(record.splits or {})
     config = extension_config(
         record,
@@ -138,7 +138,7 @@ def _local_copy(reinforced: str | os.PathLike, revision: str | None, token: str 
         return path
     from huggingface_hub import snapshot_download
 
-    from .hub import hub_errors
+    from ..hub.push import hub_errors
 
     with hub_errors(str(reinforced)):
         return Path(

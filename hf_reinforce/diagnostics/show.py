@@ -14,12 +14,13 @@ import PIL.ImageDraw
 import PIL.ImageFont
 import torch
 
-from .distill import ReinforcedTransform
-from .errors import ConfigError, NotFoundError, OutOfRangeError
-from .format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, read_columns
-from .layout import load_config, load_reinforced
-from .record import RunRecord, record_from_dataset
-from .shared import check_split
+from ..deprecation import warn_renamed
+from ..distill import ReinforcedTransform
+from ..errors import ConfigError, NotFoundError, OutOfRangeError
+from ..storage.format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, read_columns
+from ..storage.reader import load_record, load_reinforced
+from ..storage.record import RunRecord, record_from_dataset
+from ..validation import check_split
 
 CAPTION_LINES = 3
 
@@ -35,23 +36,23 @@ def _load(
     source: datasets.Dataset | str | os.PathLike,
     split: str,
     revision: str | None,
-    config: RunRecord | str | os.PathLike | None = None,
+    given: RunRecord | str | os.PathLike | None = None,
 ) -> tuple[datasets.Dataset, RunRecord]:
-    """The dataset and its run record, from a Dataset (its own record, else ``config``), a reinforced folder or a
-    Hub repo."""
+    """The dataset and its run record, from a Dataset (its own record, else the ``given`` one), a reinforced folder
+    or a Hub repo."""
     if not isinstance(source, (str, os.PathLike)):
         check_split(source, "show")
-    if isinstance(config, (str, os.PathLike)):
-        config = load_config(config, revision=revision)
+    if isinstance(given, (str, os.PathLike)):
+        given = load_record(given, revision=revision)
     if isinstance(source, datasets.Dataset):
-        record = config or record_from_dataset(source)
+        record = given or record_from_dataset(source)
         if record is None:
             raise ConfigError(
-                "this dataset does not carry its reinforcement config (load_dataset/load_reinforced drop it): pass "
-                "config=<its folder or repo id> (or the folder or repo id instead of the dataset)"
+                "this dataset does not carry its run record (load_dataset/load_reinforced drop it): pass "
+                "record=<its folder or repo id> (or the folder or repo id instead of the dataset)"
             )
         return source, record
-    record = config or load_config(source, revision=revision)
+    record = given or load_record(source, revision=revision)
     if record.splits and split not in record.splits:  # a Hub repo too: say which splits exist before loading
         raise NotFoundError(f"{source} has no split {split!r}; its splits are {sorted(record.splits)} (pass --split)")
     return load_reinforced(source, split=split, revision=revision), record
@@ -114,25 +115,30 @@ def show(
     split: str = "train",
     resolution: int | None = None,
     revision: str | None = None,
-    config: RunRecord | str | os.PathLike | None = None,
+    record: RunRecord | str | os.PathLike | None = None,
     lowest_agreement: int | None = None,
+    config: RunRecord | str | os.PathLike | None = None,
 ) -> Path:
     """Write a PNG of the first ``num`` stored augmentations of ``row`` (replayed exactly) with their top-3 classes,
     under a title with the row, its true label and class name. ``source`` is a reinforced folder, a Hub repo or a
     ``datasets.Dataset``: one returned by ``reinforce`` carries its record, one from ``load_dataset`` /
-    ``load_reinforced`` needs ``config=`` (its folder, repo id or :class:`RunRecord`). With ``lowest_agreement=K``
+    ``load_reinforced`` needs ``record=`` (its folder, repo id or :class:`RunRecord`). With ``lowest_agreement=K``
     instead the K stored views of the split whose stored ensemble probability of the true label is lowest (from the
     stored top-k, no teacher runs; see :func:`lowest_agreement_views`)."""
     if isinstance(num, bool) or not isinstance(num, int) or num < 1:
         raise ConfigError(f"num: expected a positive number of augmentations to show, got {num!r}")
-    dataset, record = _load(source, split, revision, config)
+    if config is not None:
+        warn_renamed("show(config=...)", "show(record=...)")
+    dataset, record = _load(source, split, revision, record if record is not None else config)
     if lowest_agreement is not None:
         return _save(_lowest_agreement_grid(dataset, record, lowest_agreement, resolution), output)
     if not 0 <= row < len(dataset):
         raise OutOfRangeError(
             f"row {row} out of range: the {split!r} split has {len(dataset)} rows (0 to {len(dataset) - 1})"
         )
-    transform = ReinforcedTransform(record, dataset=dataset if record.mixing else None, resolution=resolution)
+    transform = ReinforcedTransform(
+        record, dataset=dataset if record.policy.mix is not None else None, resolution=resolution
+    )
     example = dataset.with_format(None)[row]
     indices = list(range(min(num, transform.num_augmentations)))  # which stored augmentations to draw
     tiles = [transform.replay(example, j) for j in indices]
@@ -178,7 +184,9 @@ def lowest_agreement_views(dataset: datasets.Dataset, record: RunRecord, count: 
 def _lowest_agreement_grid(
     dataset: datasets.Dataset, record: RunRecord, count: int, resolution: int | None
 ) -> PIL.Image.Image:
-    transform = ReinforcedTransform(record, dataset=dataset if record.mixing else None, resolution=resolution)
+    transform = ReinforcedTransform(
+        record, dataset=dataset if record.policy.mix is not None else None, resolution=resolution
+    )
     names = record.class_names
     plain = dataset.with_format(None)
     tiles, captions = [], []

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import torch
 
-from .teachers import ViewSpec
+from ..teachers import ViewSpec
 
 
 class Ticket(NamedTuple):

@@ -17,8 +17,8 @@ import pyarrow as pa
 import torch
 from datasets import Features, List, Value
 
-from .augment import AugmentationPolicy, Params
-from .errors import SchemaVersionError
+from ..augment import AugmentationPolicy, Params
+from ..errors import SchemaVersionError
 
 SCHEMA_VERSION = 1
 ROW_INDEX = "row_index"

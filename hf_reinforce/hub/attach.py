@@ -1,0 +1,79 @@
+"""``attach``: join a reinforcement-only dataset (``row_index`` + reinforcement columns) back onto its source rows."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import datasets
+
+from ..deprecation import warn_renamed
+from ..errors import ConfigError, MissingColumnError
+from ..storage.format import ROW_INDEX
+from ..storage.reader import load_record
+from ..storage.record import RunRecord, SplitRecord, attach_record, record_from_dataset
+from ..validation import check_split
+
+
+def attach(
+    reinforcement: datasets.Dataset,
+    source: datasets.Dataset,
+    *,
+    record: RunRecord | Mapping[str, Any] | str | os.PathLike | None = None,
+    split: str | None = None,
+    verify_fingerprint: bool = True,
+    config: RunRecord | Mapping[str, Any] | str | os.PathLike | None = None,
+) -> datasets.Dataset:
+    """Join a reinforcement-only dataset (``row_index`` + reinforcement columns) back onto its source rows.
+
+    Checks the source's row count and — where recorded — its fingerprint and key column against the
+    reinforcement's run record, with an error naming what differs. ``record`` is the reinforcement's run record
+    (a :class:`RunRecord`, its JSON dict, a folder or repo id); by default the one carried by ``reinforcement``.
+    """
+    if config is not None:
+        warn_renamed("attach(config=...)", "attach(record=...)")
+        record = config if record is None else record
+    check_split(reinforcement, "attach (reinforcement)")
+    check_split(source, "attach (source)")
+    if ROW_INDEX not in reinforcement.column_names:
+        raise MissingColumnError(f"reinforcement has no {ROW_INDEX!r} column (columns: {reinforcement.column_names})")
+    record = _attach_record(reinforcement, record)
+    recorded = record.split(split) or SplitRecord()
+    if recorded.num_rows is not None and recorded.num_rows != len(source):
+        raise ConfigError(
+            f"source has {len(source)} rows but the reinforcement was made from {recorded.num_rows} rows of "
+            f"{recorded.id or 'its source'} (split {recorded.split!r}): attach the same split and revision"
+        )
+    if verify_fingerprint and recorded.fingerprint and recorded.fingerprint != source._fingerprint:
+        raise ConfigError(
+            f"source fingerprint {source._fingerprint} differs from the one reinforced ({recorded.fingerprint}, "
+            f"revision {recorded.revision}): the source data changed or was loaded differently; "
+            "pass verify_fingerprint=False if you are sure the rows are the same"
+        )
+    rows = source.select(list(reinforcement[ROW_INDEX]))
+    key = record.key_column
+    if key and key in reinforcement.column_names:
+        if list(rows[key]) != list(reinforcement[key]):
+            raise ConfigError(f"key column {key!r} of the source does not match the reinforcement's row by row")
+        reinforcement = reinforcement.remove_columns(key)
+    clash = sorted(set(rows.column_names) & set(reinforcement.column_names))
+    if clash:
+        raise ConfigError(f"source already has columns {clash} of the reinforcement")
+    joined = datasets.concatenate_datasets([rows.flatten_indices(), reinforcement], axis=1)
+    joined.info.description = source.info.description  # the user's, not twice over
+    return attach_record(joined, record)
+
+
+def _attach_record(reinforcement: datasets.Dataset, given: Any) -> RunRecord:
+    if isinstance(given, RunRecord):
+        return given
+    if isinstance(given, Mapping):
+        return RunRecord.from_dict(given)
+    record = load_record(given) if given else record_from_dataset(reinforcement)
+    if record is None:
+        raise ConfigError("attach needs the reinforcement's run record: pass record=<folder, repo id or dict>")
+    return record
+
+
+__all__ = ["attach"]
