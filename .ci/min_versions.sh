@@ -18,7 +18,7 @@ except ModuleNotFoundError:  # Python 3.10
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 checked = {"datasets", "transformers", "timm", "accelerate", "huggingface_hub", "pyarrow", "filelock"}
 floors = {}
-for dep in project["dependencies"] + project["optional-dependencies"]["test"]:
+for dep in project["dependencies"] + [d for extra in project["optional-dependencies"].values() for d in extra]:
     found = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*>=\s*([0-9.]+)", dep)
     if found and found[1] in checked:
         floors[found[1]] = max(floors.get(found[1], found[2]), found[2], key=lambda v: tuple(map(int, v.split("."))))

@@ -27,6 +27,7 @@ from typing import Any, Union
 from .config import GROUPS, ReinforceConfig
 from .distributed import is_main_process
 from .errors import ConfigError, HubError, NotFoundError, ReinforceError
+from .validation import check_int
 
 PROG = "hf-reinforce"
 USER_ERRORS = (ReinforceError, FileNotFoundError)
@@ -402,8 +403,7 @@ def load_source(args: argparse.Namespace) -> Any:
         except ConnectionError as error:
             raise HubError(f"cannot load dataset {args.dataset!r}: {error}; check the network or the id") from error
     if args.max_rows is not None:
-        if args.max_rows < 1:
-            raise ConfigError(f"--max-rows: expected a positive integer, got {args.max_rows}")
+        check_int(args.max_rows, "--max-rows", minimum=1)
         loaded = loaded.select(range(min(args.max_rows, len(loaded))))
     return loaded
 
@@ -438,7 +438,7 @@ def _print_summary(output_dir: Path, split: str, rows: int) -> None:
     stats = load_record(output_dir).split(split)
     print(f"reinforced {rows:,} rows of split {split!r} into {output_dir}")
     if stats is not None and stats.num_shards is not None:
-        per_row = f" ({stats.num_bytes / stats.num_rows_written:,.0f} per row)" if stats.num_rows_written else ""
+        per_row = f" ({(stats.num_bytes or 0) / stats.num_rows_written:,.0f} per row)" if stats.num_rows_written else ""
         print(f"  {stats.num_shards} shard(s), {stats.num_bytes:,} bytes in all{per_row}")
         print(
             f"  {BYTES_PER_AUGMENTATION}: {stats.bytes_per_augmentation} B (images and other source columns excluded)"

@@ -22,7 +22,7 @@ from .augment import IMAGENET_MEAN, IMAGENET_STD, AugmentationPolicy
 from .deprecation import warn_renamed
 from .errors import ConfigError
 from .storage.format import SCHEMA_VERSION
-from .teachers import Preprocessing, Teacher
+from .teachers import Preprocessing, Teacher, teacher_key
 from .validation import check_int, check_temperature
 
 GROUPS = ("dataset", "reinforcement", "execution")
@@ -169,7 +169,7 @@ class ReinforceConfig:
         """What ``timm:<arch>`` teachers (random init or local weights: no known training preprocessing) see, unless
         their spec says otherwise (``...?resolution=32&interpolation=bicubic``); pretrained Hub teachers keep theirs.
         Not part of :meth:`identity`: the teachers' recorded preprocessing carries it wherever it has an effect."""
-        return Preprocessing(self.resolution, self.interpolation, self.mean, self.std)
+        return Preprocessing(self.resolution, self.interpolation, tuple(self.mean), tuple(self.std))
 
     @property
     def workers(self) -> int:
@@ -204,7 +204,7 @@ def _identity_value(name: str, value: Any) -> Any:
     if name == "policy":
         return value.to_dict()
     if name == "teachers":
-        return [t if isinstance(t, str) else (t.name or type(t.module).__name__) for t in value]
+        return [teacher_key(t) for t in value]
     return jsonable(value)
 
 

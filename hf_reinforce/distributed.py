@@ -45,8 +45,8 @@ def is_main_process() -> bool:
 class _MainProcessLogger(logging.LoggerAdapter):
     """Drops records in every process but the main one (``main_process_only=False`` logs everywhere)."""
 
-    def log(self, level: int, msg: object, *args: Any, main_process_only: bool = True, **kwargs: Any) -> None:
-        if main_process_only and not is_main_process():
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if kwargs.pop("main_process_only", True) and not is_main_process():
             return
         super().log(level, msg, *args, **kwargs)
 

@@ -14,6 +14,11 @@ from hf_reinforce import testing
 
 pytest_plugins = ["conftest_hub"]  # the local Hub-protocol server fixture (hub_server)
 
+ROOT = Path(__file__).resolve().parents[1]
+"""The repository's root folder."""
+WORKER = Path(__file__).with_name("reinforce_worker.py")
+"""A pass run as a subprocess (under torchrun, or killed mid-pass)."""
+
 
 @pytest.fixture(scope="module")
 def one_torch_thread():

@@ -157,7 +157,7 @@ def test_show_row_out_of_range_and_a_folder_without_train(validation_folder, tmp
         assert main(args) == 2
         assert f"row {row} out of range" in _one_line(capsys, "show") and not (tmp_path / "g").exists()
     assert main(["show", str(validation_folder), "--split", "validation", "--num", "0"]) == 2
-    assert "num: expected a positive number" in _one_line(capsys, "show")
+    assert "num (augmentations to show): expected a positive integer" in _one_line(capsys, "show")
 
 
 def test_push_refusals_are_one_line(hub_server, validation_folder, capsys, monkeypatch):

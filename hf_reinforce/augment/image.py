@@ -37,10 +37,10 @@ def open_image(value: Any) -> PIL.Image.Image | np.ndarray | torch.Tensor:
         if value.get("bytes") is not None:
             return _open_bytes(value["bytes"])
         if value.get("path"):
-            return _load(PIL.Image.open(value["path"]))
+            return _open_path(value["path"])
         raise ValueError("image dict has neither 'bytes' nor 'path'")
     if isinstance(value, str):
-        return _load(PIL.Image.open(value))
+        return _open_path(value)
     if isinstance(value, (list, tuple)):  # an Array2D/Array3D or nested-list column read as Python lists
         return np.asarray(value)
     raise TypeError(f"cannot read an image from a value of type {type(value).__name__}")
@@ -49,6 +49,14 @@ def open_image(value: Any) -> PIL.Image.Image | np.ndarray | torch.Tensor:
 def _open_bytes(data: bytes) -> PIL.Image.Image:
     """Decode encoded image bytes fully (so a truncated file fails here, not later)."""
     return _load(PIL.Image.open(io.BytesIO(data)))
+
+
+def _open_path(path: str) -> PIL.Image.Image:
+    """The picture at a local or remote path (``hf://``, ``https://``), read as ``datasets.Image`` reads one (the
+    Hub token from huggingface_hub's usual sources); the mode handling below is the library's own."""
+    import datasets
+
+    return datasets.Image().decode_example({"path": path, "bytes": None})
 
 
 def _load(image: PIL.Image.Image) -> PIL.Image.Image:

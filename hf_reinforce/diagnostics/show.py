@@ -17,10 +17,10 @@ import torch
 from ..deprecation import warn_renamed
 from ..distill import ReinforcedTransform
 from ..errors import ConfigError, NotFoundError, OutOfRangeError
-from ..storage.format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, read_columns
+from ..storage.format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, read_columns, topk_residual
 from ..storage.reader import load_record, load_reinforced
 from ..storage.record import RunRecord, record_from_dataset
-from ..validation import check_split
+from ..validation import check_int, check_split
 
 CAPTION_LINES = 3
 
@@ -64,7 +64,7 @@ def class_label(class_id: int, names: Sequence[str] | None) -> str:
     return name[:14] if name is not None and name != str(class_id) else str(class_id)
 
 
-def _caption(ids: Sequence[int], probs: Sequence[float], names: Sequence[str] | None) -> list[str]:
+def _caption(ids: Sequence[int], probs: Sequence[float] | np.ndarray, names: Sequence[str] | None) -> list[str]:
     """Top-3 lines ``"3 (0.91)"`` / ``"cat (0.91)"``: the probability in brackets can never be read as a class."""
     return [f"{class_label(int(c), names)} ({p:.2f})" for c, p in list(zip(ids, probs))[:CAPTION_LINES]]
 
@@ -125,8 +125,7 @@ def show(
     ``load_reinforced`` needs ``record=`` (its folder, repo id or :class:`RunRecord`). With ``lowest_agreement=K``
     instead the K stored views of the split whose stored ensemble probability of the true label is lowest (from the
     stored top-k, no teacher runs; see :func:`lowest_agreement_views`)."""
-    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
-        raise ConfigError(f"num: expected a positive number of augmentations to show, got {num!r}")
+    check_int(num, "num (augmentations to show)", minimum=1)
     if config is not None:
         warn_renamed("show(config=...)", "show(record=...)")
     dataset, record = _load(source, split, revision, record if record is not None else config)
@@ -172,7 +171,7 @@ def lowest_agreement_views(dataset: datasets.Dataset, record: RunRecord, count: 
     table = read_columns(dataset, [label, TOPK_IDS, TOPK_PROBS])
     labels = table[label].astype(np.int64)[:, None, None]
     ids, probs = table[TOPK_IDS], table[TOPK_PROBS].astype(np.float64)
-    residual = np.clip(1.0 - probs.sum(-1), 0.0, None) / max(record.num_classes - record.top_k, 1)
+    residual = topk_residual(probs.sum(-1)) / max(record.num_classes - record.top_k, 1)
     hit = ids == labels
     p_label = np.where(hit.any(-1), (probs * hit).sum(-1), residual)
     p_label[np.broadcast_to(labels[..., 0] < 0, p_label.shape)] = np.inf  # unlabelled rows are never "lowest"

@@ -16,6 +16,9 @@ TRAINER_EXPORTS = (
 def __getattr__(name: str):
     """Import the transformers integration on first use."""
     if name in TRAINER_EXPORTS:
+        from ..extras import require
+
+        require("transformers", f"hf_reinforce.{name}")
         from . import trainer
 
         return getattr(trainer, name)

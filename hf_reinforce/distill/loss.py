@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from ..storage.format import topk_residual
 from ..validation import check_temperature
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -62,7 +63,7 @@ def expand_topk(topk_ids: torch.Tensor, topk_probs: torch.Tensor, num_classes: i
                 f"topk_ids hold class ids in [{low}, {high}], outside [0, {num_classes - 1}] (num_classes={num_classes})"
             )
     probs = topk_probs.float()
-    residual = (1.0 - probs.sum(dim=1, keepdim=True)).clamp_min(0.0)
+    residual = topk_residual(probs.sum(dim=1, keepdim=True))
     fill = residual / (num_classes - k) if k < num_classes else torch.zeros_like(residual)
     full = fill.expand(-1, num_classes).clone()
     return full.scatter_(1, topk_ids.long(), probs)

@@ -84,7 +84,8 @@ class DistillationLoss:
     def _record(self, parts: LossParts, count: int) -> None:
         """Accumulate per-sample sums on device (no host sync until ``pop_parts``)."""
         for name, value in (("kd_loss", parts.kd), ("ce_loss", parts.ce)):
-            self._sums[name] = self._sums.get(name, 0.0) + value.detach()
+            if value is not None:
+                self._sums[name] = self._sums.get(name, 0.0) + value.detach()
         self._count += count
 
     def pop_parts(self) -> dict[str, float]:

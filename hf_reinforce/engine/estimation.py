@@ -29,9 +29,11 @@ from ..config import ReinforceConfig
 from ..errors import BadImageError, ConfigError
 from ..progress import quiet_datasets
 from ..storage.format import parquet_options
+from ..storage.paths import num_shards, shard_rows
 from ..storage.report import SplitReport
 from ..storage.shards import BYTES_PER_AUGMENTATION, bytes_per_stored_augmentation
-from ..validation import check_split
+from ..validation import check_int, check_split
+from .folder_pass import process_shards
 from .reinforce_pass import PassStats, ReinforcePass, undecoded
 from .render_workers import first_new_index
 
@@ -242,11 +244,7 @@ def _calibrate(run: ReinforcePass, tmp: Path, name: str) -> Path:
 
 
 def _positive(name: str, value: int | None, default: int) -> int:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
-    return value
+    return default if value is None else check_int(value, name, minimum=1)
 
 
 def _source_bytes(dataset: datasets.Dataset, keep: list[str], image_column: str) -> int:
@@ -280,9 +278,11 @@ def _encoded_image_bytes(column: pa.ChunkedArray) -> int:
 
 def _busiest_process_rows(num_rows: int, rows_per_shard: int, num_processes: int) -> int:
     """Rows of the process with the most work when shards ``r, r + P, ...`` go to process ``r``."""
-    num_shards = max(1, math.ceil(num_rows / rows_per_shard))
-    sizes = [min(num_rows, (s + 1) * rows_per_shard) - s * rows_per_shard for s in range(num_shards)]
-    return max(sum(sizes[r::num_processes]) for r in range(min(num_processes, num_shards)))
+    count = num_shards(num_rows, rows_per_shard)
+    return max(
+        sum(len(shard_rows(s, rows_per_shard, num_rows)) for s in process_shards(count, r, num_processes))
+        for r in range(min(num_processes, count))
+    )
 
 
 def _device_name(device: torch.device) -> str:

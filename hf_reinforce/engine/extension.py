@@ -23,7 +23,7 @@ from ..storage.paths import CONFIG_FILE, DATA_DIR, local_folder, writable_folder
 from ..storage.reader import load_record
 from ..storage.record import RunRecord
 from ..storage.stored_split import StoredSplit
-from ..teachers import Teacher
+from ..teachers import Teacher, teacher_key
 from .folder_pass import reinforce_to_folder
 
 
@@ -108,7 +108,7 @@ def extension_config(
     given = [teachers] if isinstance(teachers, (str, Teacher)) else list(teachers)
     if class_mappings is None and record.class_mappings:
         names = [t.name for t in record.teachers]
-        keys = [t if isinstance(t, str) else t.name for t in given]
+        keys = [teacher_key(t) for t in given]
         class_mappings = {k: record.class_mappings[n] for k, n in zip(keys, names) if n in record.class_mappings}
     first = record.teacher
     recorded = {name: getattr(record, name) for name in identity_fields() if name not in _GIVEN}

@@ -41,7 +41,7 @@ from ..storage.paths import (
     split_shard_files,
     work_dir_prefix,
 )
-from ..storage.reader import read_record
+from ..storage.reader import load_record, read_record
 from ..storage.record import RunRecord, ShardRecord, attach_record
 from ..storage.report import REPORT_KEY, ReportSums, SplitReport, read_report_metadata, report_metadata
 from ..storage.resume import (
@@ -60,6 +60,11 @@ from .reinforce_pass import ReinforcePass, check_some_rows_kept
 logger = get_logger(__name__)
 
 SKIPPED_KEY = b"hf_reinforce_skipped_rows"
+
+
+def process_shards(num_shards: int, process_index: int, num_processes: int) -> range:
+    """The shards process ``process_index`` of ``num_processes`` writes: ``r, r + P, ...``."""
+    return range(process_index, num_shards, num_processes)
 
 
 def _source_columns(run: ReinforcePass) -> list[str]:
@@ -202,7 +207,7 @@ def reinforce_to_folder(
     paths = [str(output_dir / DATA_DIR / name) for name in files]
     with contextlib.nullcontext() if progress else quiet_datasets():
         loaded = datasets.load_dataset("parquet", data_files={split: paths}, split=split)
-    return attach_record(loaded, read_record(output_dir / CONFIG_FILE))
+    return attach_record(loaded, load_record(output_dir))
 
 
 def _write_shards(
@@ -216,7 +221,7 @@ def _write_shards(
     names = [shard_path(output_dir, split, s, count).name for s in range(count)]
     recorded = read_resume_state(output_dir, split)
     done = {s.file for s in recorded.shards} if recorded is not None else set()
-    mine = range(state.process_index, count, state.num_processes)
+    mine = process_shards(count, state.process_index, state.num_processes)
     todo = [s for s in mine if names[s] not in done]
     if len(todo) < len(mine):
         logger.info(
@@ -284,6 +289,7 @@ def _finalize(output_dir: Path, run: RunRecord, split: str, files: list[str], co
                 raise IncompleteOutputError(f"split {split!r} of {output_dir}: {problem}; rerun to redo it")
         check_some_rows_kept(sum(s.num_rows for s in shards), [r for s in shards for r in s.skipped_rows])
         paths = [output_dir / DATA_DIR / s.file for s in shards]
+        assert run.source is not None  # the record of a run in progress carries its source
         stats = run.source.with_stats(
             shards,
             bytes_per_augmentation=bytes_per_stored_augmentation(paths, config.num_augmentations),

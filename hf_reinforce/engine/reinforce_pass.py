@@ -42,7 +42,7 @@ from ..storage.format import (
 )
 from ..storage.record import RunRecord
 from ..storage.report import ReportAccumulator, ReportSums, block_sums
-from ..teachers import Ensemble, ViewSpec, load_teacher
+from ..teachers import Ensemble, ViewSpec, load_teacher, teacher_key
 from ..validation import check_split
 from .render_workers import BlockGeometry, BlockRenderer, RenderedChunk, first_new_index, render_tasks, task_order
 
@@ -84,7 +84,7 @@ def check_labels(dataset: datasets.Dataset, label_column: str | None, num_classe
     naming the first such row; other label types are not checked."""
     feature = dataset.features.get(label_column) if label_column else None
     integer = isinstance(feature, ClassLabel) or (isinstance(feature, Value) and pa.types.is_integer(feature.pa_type))
-    if not integer:
+    if label_column is None or not integer:
         return
     labels = read_columns(dataset, [label_column])[label_column]
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
@@ -112,7 +112,7 @@ def build_ensemble(config: ReinforceConfig, num_classes: int | None, device: str
     mappings = config.class_mappings or {}
     teachers = []
     for spec in config.teachers:
-        key = spec if isinstance(spec, str) else spec.name
+        key = teacher_key(spec)
         teacher = load_teacher(
             spec,
             device=device,
@@ -147,7 +147,7 @@ def run_record(
     info = dataset.info
     feature = dataset.features.get(config.label_column) if config.label_column else None
     teachers = ensemble.to_config()["teachers"]
-    public = {spec if isinstance(spec, str) else spec.name: t["name"] for spec, t in zip(config.teachers, teachers)}
+    public = {teacher_key(spec): t["name"] for spec, t in zip(config.teachers, teachers)}
     data = {
         **config.identity,
         "class_mappings": {public.get(k, k): v for k, v in config.class_mappings.items()}
@@ -371,6 +371,7 @@ class ReinforcePass:
         entry.probs[:, :first] = stored.topk_probs[:, :first]
 
     def _finish(self, block: int, entry: _Pending) -> BlockResult:
+        assert entry.ids is not None and entry.probs is not None  # set by the block's first chunk
         self.skipped += entry.skipped
         self._add_report(block, entry)
         return BlockResult(
@@ -389,6 +390,7 @@ class ReinforcePass:
         if not entry.rows:
             self.report.add(block, ReportSums(), ReportSums())
             return
+        assert entry.ids is not None and entry.probs is not None  # set by the block's first chunk
         labels = None if self._labels is None else self._labels[entry.rows].column(0).to_numpy()
         views = block_sums(labels, entry.ids, entry.probs, self.num_classes)
         originals = self.original_sums(entry.originals, labels) if entry.originals is not None else ReportSums()

@@ -19,6 +19,7 @@ import ctypes.util
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import datasets
 import torch
@@ -247,7 +248,7 @@ class _DecodedBlock:
     errors: list[tuple[int, str]] = field(default_factory=list)
 
 
-def _unbatched(item: RenderedChunk) -> RenderedChunk:
+def _unbatched(item: Any) -> Any:
     return item
 
 
@@ -281,7 +282,7 @@ def render_tasks(
         collate_fn=_unbatched,
         pin_memory=pin_memory,
         prefetch_factor=_PREFETCH,
-        worker_init_fn=keep_freed_memory,
+        worker_init_fn=init_render_worker,
         multiprocessing_context=context,
     )
     return iter(loader) if ring is None else _through_ring(iter(loader), ring)
@@ -307,7 +308,12 @@ def _through_ring(chunks: Iterator[RenderedChunk], ring: ViewRing) -> Iterator[R
         ring.release(chunk.ticket)
 
 
-def keep_freed_memory(_worker_id: int = 0) -> bool:
+def init_render_worker(_worker_id: int) -> None:
+    """Set up a render worker process (the DataLoader's ``worker_init_fn``): the allocator tuning below."""
+    keep_freed_memory()
+
+
+def keep_freed_memory() -> bool:
     """Make glibc's allocator keep the memory this process frees (a render worker's ``worker_init_fn``).
 
     A worker allocates and frees the same large tensors for every chunk (a 224-px chunk of 256 views is 38 MB);

@@ -58,6 +58,7 @@ def reinforce(
         out = run.map(rows, run.results([rows], on_views=bar.update), cache_file_name=cache)
     check_some_rows_kept(len(out), run.skipped)
     record = run.record(split, source_id, source_revision)
+    assert record.source is not None  # the record of a run carries its source
     source = dataclasses.replace(record.source, skipped_rows=tuple(sorted(run.skipped)), report=run.report.report())
     return attach_record(out, record.replace(source=source))
 

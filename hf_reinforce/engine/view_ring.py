@@ -30,7 +30,7 @@ class Ticket(NamedTuple):
 
     worker: int
     slot: int
-    count: int
+    turn: int
     views: int
 
 
@@ -86,9 +86,9 @@ class ViewRing:
         """In the main process: the views of ``ticket`` are no longer read; its worker may reuse the slot. Raises
         if the slot no longer holds that task (it was overwritten while its views were in use)."""
         stamp = int(self.stamps[ticket.worker, ticket.slot])
-        if stamp != ticket.count:
+        if stamp != ticket.turn:
             raise RuntimeError(
-                f"render worker {ticket.worker} overwrote slot {ticket.slot} (task {ticket.count}, now {stamp}) "
+                f"render worker {ticket.worker} overwrote slot {ticket.slot} (task {ticket.turn}, now {stamp}) "
                 "while the teachers read it: the views of that chunk cannot be trusted"
             )
         self.free[ticket.worker].release()

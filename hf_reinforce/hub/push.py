@@ -176,7 +176,7 @@ def push_to_hub(
         if f.startswith(pushed_splits) and f not in uploads
     ]
     card = build_card(merged, repo_id=repo_id)
-    operations = [
+    operations: list[CommitOperationAdd | CommitOperationDelete] = [
         *(CommitOperationAdd(path_in_repo=f"{DATA_DIR}/{p.name}", path_or_fileobj=str(p)) for p in shards),
         *(CommitOperationDelete(path_in_repo=f) for f in stale),
         CommitOperationAdd(

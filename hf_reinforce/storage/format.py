@@ -113,6 +113,14 @@ def encode_topk(probs: torch.Tensor, k: int, num_classes: int) -> tuple[np.ndarr
     )
 
 
+def topk_residual(topk_sum: Any) -> Any:
+    """The probability mass a stored top-k leaves for the other ``C - K`` classes, ``1 - sum(top-k)`` clipped at 0
+    (float16 sums can exceed 1 slightly), for a numpy array or torch tensor of top-k sums. Expanding a top-k to a full
+    distribution spreads it evenly over those classes (the loss, the report's entropy and ``show`` alike); never a
+    softmax of probabilities."""
+    return (1.0 - topk_sum).clip(0.0, None)
+
+
 def to_arrow(values: np.ndarray) -> pa.Array:
     """A numpy array ``(rows, d1, d2, ...)`` as an Arrow array of nested fixed-size lists (one element per row),
     the storage of ``datasets`` ``List(..., length=d)`` features, without a per-row Python conversion."""

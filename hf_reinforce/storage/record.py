@@ -23,6 +23,7 @@ from typing import Any
 from ..augment import AugmentationPolicy, MixUpCutMix
 from ..deprecation import warn_renamed
 from ..errors import ConfigError
+from ..validation import check_int
 from .format import check_schema_version, topk_id_dtype
 from .report import SplitReport
 
@@ -69,10 +70,7 @@ def _require(data: Mapping[str, Any], key: str, where: str) -> Any:
 
 
 def _int(data: Mapping[str, Any], key: str, where: str = "") -> int:
-    value = _require(data, key, where)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{where}{key}: expected an integer, got {value!r}")
-    return value
+    return check_int(_require(data, key, where), f"{where}{key}")
 
 
 def _extra(data: Mapping[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
@@ -99,8 +97,8 @@ class TeacherRecord:
     """sha256 of the teacher's state dict as loaded (absent in records written before it was recorded)."""
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
-    KEYS = ("name", "source", "id", "revision", "weights", "resolution", "interpolation", "mean", "std")
-    KEYS += ("num_classes", "num_outputs", "class_mapping")
+    KEYS: tuple[str, ...] = ("name", "source", "id", "revision", "weights", "resolution", "interpolation", "mean")
+    KEYS += ("std", "num_classes", "num_outputs", "class_mapping")
     OPTIONAL = ("weights_sha256",)
 
     @classmethod
@@ -208,7 +206,7 @@ class SplitRecord:
     def from_dict(cls, data: Mapping[str, Any], where: str = "source.") -> SplitRecord:
         if not isinstance(data, Mapping):
             raise ConfigError(f"{where.rstrip('.')}: expected an object, got {data!r}")
-        values = {k: data.get(k) for k in (*cls.SOURCE, *cls.STATS)}
+        values: dict[str, Any] = {k: data.get(k) for k in (*cls.SOURCE, *cls.STATS)}
         for key in ("skipped_rows", "extended_from"):
             if values[key] is not None:
                 values[key] = tuple(values[key])

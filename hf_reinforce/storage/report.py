@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from .format import topk_residual
+
 SUM_FIELDS = ("count", "labelled", "agree", "top1", "entropy")
 
 
@@ -34,7 +36,7 @@ def topk_entropy(topk_probs: np.ndarray, num_classes: int) -> np.ndarray:
     p = np.clip(np.asarray(topk_probs, dtype=np.float64), 0.0, None)
     k = p.shape[-1]
     own = -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0), axis=-1)
-    residual = np.clip(1.0 - p.sum(axis=-1), 0.0, None)
+    residual = topk_residual(p.sum(axis=-1))
     if k >= num_classes:
         return own
     share = residual / (num_classes - k)

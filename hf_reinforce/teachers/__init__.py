@@ -2,7 +2,7 @@
 
 from .ensemble import Ensemble
 from .loading import load_teacher, parse_teacher_spec, spec_with_options, split_spec_options
-from .teacher import Preprocessing, Teacher, TeacherSource, ViewSpec, weights_sha256
+from .teacher import Preprocessing, Teacher, TeacherSource, ViewSpec, teacher_key, weights_sha256
 
 __all__ = [
     "Ensemble",
@@ -14,5 +14,6 @@ __all__ = [
     "parse_teacher_spec",
     "spec_with_options",
     "split_spec_options",
+    "teacher_key",
     "weights_sha256",
 ]

@@ -44,7 +44,7 @@ class Ensemble:
 
     @torch.inference_mode()
     def teacher_probs(
-        self, views: Mapping[tuple[int, str], torch.Tensor], progress: Callable[[float], None] | None = None
+        self, views: Mapping[ViewSpec, torch.Tensor], progress: Callable[[float], None] | None = None
     ) -> list[torch.Tensor]:
         """Each teacher's float32 (B, C) tempered softmax on the ensemble's device, in teacher order; `views` maps
         each view spec to uint8 (B, 3, R, R). `progress` is called after every teacher micro-batch with the views
@@ -69,7 +69,7 @@ class Ensemble:
 
     @torch.inference_mode()
     def probs(
-        self, views: Mapping[tuple[int, str], torch.Tensor], progress: Callable[[float], None] | None = None
+        self, views: Mapping[ViewSpec, torch.Tensor], progress: Callable[[float], None] | None = None
     ) -> torch.Tensor:
         """float32 (B, C) mean of the teachers' tempered softmaxes; `views` maps each view spec to uint8 (B,3,R,R)."""
         probs = self.teacher_probs(views, progress)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, HubError, NotFoundError
+from ..extras import require
 from .teacher import (
     PREPROCESSING_KEYS,
     Preprocessing,
@@ -165,7 +166,7 @@ def _load_timm(name: str, source: TeacherSource, head: int | None, preprocessing
     hub_weights = source.kind == "timm-hub" and source.weights is None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_INIT_SEED)  # random-init teachers are the same in every process and run
-        model = timm.create_model(model_name, pretrained=hub_weights, num_classes=None if hub_weights else head)
+        model: Any = timm.create_model(model_name, pretrained=hub_weights, num_classes=None if hub_weights else head)
     if source.weights:
         _load_weights(model, source.weights, name)
     if source.kind == "timm":
@@ -173,9 +174,10 @@ def _load_timm(name: str, source: TeacherSource, head: int | None, preprocessing
     size = preprocessing.resolution
     args = {} if model.pretrained_cfg.get("input_size") else {"input_size": (3, size, size)}
     data = resolve_model_data_config(model, args=args)
+    _, height, width = data["input_size"]
     return Teacher(
         model,
-        resolution=_square(*data["input_size"][1:], name),
+        resolution=_square(height, width, name),
         mean=data["mean"],
         std=data["std"],
         interpolation=data["interpolation"],
@@ -187,7 +189,9 @@ def _load_timm(name: str, source: TeacherSource, head: int | None, preprocessing
 
 def _load_hf(name: str, source: TeacherSource, trust_remote_code: bool, default_resolution: int) -> Teacher:
     """A transformers image classifier (Hub repo or local folder) with its image processor's preprocessing."""
-    from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+    transformers = require("transformers", f"teacher {name!r} (an hf: teacher)")
+    AutoConfig, AutoImageProcessor = transformers.AutoConfig, transformers.AutoImageProcessor
+    AutoModelForImageClassification = transformers.AutoModelForImageClassification
 
     if not os.path.isdir(source.id):
         source = dataclasses.replace(source, revision=_hub_commit(source.id, source.revision))
@@ -267,9 +271,9 @@ def _fit_head_to_checkpoint(model: nn.Module, state: Mapping[str, Any]) -> None:
     weight = getattr(get_classifier(), "weight", None) if callable(get_classifier) and callable(reset) else None
     key = next((k for k, p in model.named_parameters() if weight is not None and p is weight), None)
     stored = state.get(key) if key else None
-    if stored is not None and stored.ndim == 2 and stored.shape[0] != weight.shape[0]:
+    if weight is not None and stored is not None and stored.ndim == 2 and stored.shape[0] != weight.shape[0]:
         with torch.random.fork_rng(devices=[]):  # the new head is overwritten; keep the caller's RNG untouched
-            reset(int(stored.shape[0]))
+            reset(int(stored.shape[0]))  # type: ignore[misc]  # callable: checked with get_classifier above
 
 
 def _strip_prefixes(state: Mapping[str, Any], model_keys: Iterable[str]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from torch import nn
 from ..augment import normalize, single_thread
 from ..augment.functional import IMAGENET_MEAN, IMAGENET_STD, interpolation_mode
 from ..errors import ConfigError
-from ..validation import as_logits
+from ..validation import as_logits, check_int
 
 
 class ViewSpec(NamedTuple):
@@ -67,9 +67,7 @@ def check_preprocessing(key: str, value: Any, where: str) -> Any:
     """``value`` of preprocessing ``key`` normalized (an int resolution, an interpolation name, 3 floats), or a
     :class:`ConfigError` starting with ``where``."""
     if key == "resolution":
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"{where}: expected a positive integer (pixels), got {value!r}")
-        return value
+        return check_int(value, where, minimum=1)
     if key == "interpolation":
         try:
             return interpolation_mode(value, where).value
@@ -122,10 +120,8 @@ class Teacher:
         if not isinstance(self.module, nn.Module):
             raise TypeError(f"Teacher needs an nn.Module, got {type(self.module).__name__}")
         self.name = self.name or type(self.module).__name__
-        if isinstance(self.resolution, bool) or not isinstance(self.resolution, int) or self.resolution <= 0:
-            raise ConfigError(f"teacher {self.name!r}: resolution must be a positive int, got {self.resolution!r}")
-        if self.batch_size <= 0:
-            raise ConfigError(f"teacher {self.name!r}: batch_size must be positive, got {self.batch_size}")
+        check_int(self.resolution, f"teacher {self.name!r}: resolution", minimum=1)
+        check_int(self.batch_size, f"teacher {self.name!r}: batch_size", minimum=1)
         self.interpolation = check_interpolation(self.interpolation, self.name)
         self.mean = _channel_stats(self.mean, "mean", self.name)
         self.std = _channel_stats(self.std, "std", self.name)
@@ -150,12 +146,15 @@ class Teacher:
     @property
     def num_classes(self) -> int:
         """Number of classes in the logits this teacher returns (after `class_mapping`)."""
-        return len(self.class_mapping) if self.class_mapping is not None else self.num_outputs
+        if self.class_mapping is not None:
+            return len(self.class_mapping)
+        assert self.num_outputs is not None  # probed in __post_init__ when not given
+        return self.num_outputs
 
     @property
     def device(self) -> torch.device:
         """Device of the module's parameters (CPU for a module without any)."""
-        tensor = next(self.module.parameters(), None)
+        tensor: torch.Tensor | None = next(self.module.parameters(), None)
         if tensor is None:
             tensor = next(self.module.buffers(), None)
         return tensor.device if tensor is not None else torch.device("cpu")
@@ -230,7 +229,7 @@ class Teacher:
         module_class = type(self.module)
         source = self.source or TeacherSource("module", f"{module_class.__module__}.{module_class.__qualname__}")
         return {
-            "name": public_name(self.name, source),
+            "name": public_name(self.name or module_class.__name__, source),
             "source": source.kind,
             "id": public_name(source.id, source),
             "revision": source.revision,
@@ -244,6 +243,12 @@ class Teacher:
             "num_outputs": self.num_outputs,
             "class_mapping": list(self.class_mapping) if self.class_mapping is not None else None,
         }
+
+
+def teacher_key(spec: str | Teacher) -> str:
+    """The name a teacher goes by in ``class_mappings`` and in a config's identity: its spec string, or a
+    :class:`Teacher`'s name."""
+    return spec if isinstance(spec, str) else (spec.name or type(spec.module).__name__)
 
 
 def weights_sha256(module: nn.Module) -> str:

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 import timm
 import torch
-from conftest import subprocess_env
+from conftest import WORKER, subprocess_env
 from huggingface_hub import DatasetCard
 from torch import nn
 
@@ -41,8 +41,6 @@ from hf_reinforce.teachers import Teacher
 from hf_reinforce.testing import DIGIT_FEATURES as FEATURES
 from hf_reinforce.testing import mnist_dataset, photo_arrays, tiny_teachers
 from hf_reinforce.testing import tiny_config as make_config
-
-WORKER = Path(__file__).with_name("reinforce_worker.py")
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "datasets_cache")
 NEW_COLUMNS = {  # policy → parameter columns it adds, in order

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import subprocess_env
+from conftest import WORKER, subprocess_env
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -424,7 +424,7 @@ def test_pushing_an_extension_of_only_some_of_the_repo_splits_is_refused(hub_ser
 
 @pytest.mark.slow
 def test_an_extension_under_torchrun_writes_what_one_process_writes(tmp_path):
-    worker = Path(__file__).with_name("reinforce_worker.py")
+    worker = WORKER
     env = subprocess_env(tmp_path, ACCELERATE_USE_CPU="1")
     args = ["--rows", "64", "--rows-per-shard", "16"]
     subprocess.run(

@@ -257,7 +257,7 @@ def test_render_workers_get_the_allocator_tuning_as_their_worker_init_fn(monkeyp
     monkeypatch.setattr(rendering, "DataLoader", Spy)
     run = ReinforcePass(mnist_dataset(16), make_config(num_workers=1))
     chunks = list(rendering.render_tasks(run.renderer(), [(0, 0)], num_workers=1))
-    assert seen["worker_init_fn"] is rendering.keep_freed_memory and len(chunks) == 1
+    assert seen["worker_init_fn"] is rendering.init_render_worker and len(chunks) == 1
 
 
 def test_in_process_run_writes_nothing_into_the_source_folder(tmp_path):

@@ -20,7 +20,7 @@ import numpy as np
 import PIL.Image
 import pyarrow.parquet as pq
 import pytest
-from conftest import subprocess_env
+from conftest import WORKER, subprocess_env
 
 import hf_reinforce as hfr
 from hf_reinforce import IncompleteOutputError, OutputConflictError, reinforce
@@ -32,8 +32,6 @@ from hf_reinforce.storage.reader import load_reinforced
 from hf_reinforce.storage.source_hash import source_rows_sha256
 from hf_reinforce.testing import mnist_dataset, tiny_timm
 from hf_reinforce.testing import tiny_config as base_config
-
-WORKER = Path(__file__).with_name("reinforce_worker.py")
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "datasets_cache")
 

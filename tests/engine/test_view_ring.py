@@ -38,7 +38,7 @@ def test_views_come_back_exact_and_slots_are_taken_in_turn():
     r = ring(slots=2)
     first, second = views(6, 0), views(4, 1)
     a, b = r.put(0, first), r.put(0, second)
-    assert (a.slot, a.count, a.views, b.slot, b.count, b.views) == (0, 0, 6, 1, 1, 4)
+    assert (a.slot, a.turn, a.views, b.slot, b.turn, b.views) == (0, 0, 6, 1, 1, 4)
     for ticket, sent in ((a, first), (b, second)):
         got = r.views(ticket)
         assert set(got) == set(SPECS) and all(torch.equal(got[s], sent[s]) for s in SPECS)
@@ -47,7 +47,7 @@ def test_views_come_back_exact_and_slots_are_taken_in_turn():
     assert r.free[0].acquire(block=False)
     r.free[0].release()
     c = r.put(0, views(6, 2))
-    assert (c.slot, c.count) == (0, 2) and torch.equal(r.views(c)[SPECS[0]], views(6, 2)[SPECS[0]])
+    assert (c.slot, c.turn) == (0, 2) and torch.equal(r.views(c)[SPECS[0]], views(6, 2)[SPECS[0]])
 
 
 def test_a_slot_written_again_before_its_release_is_an_error():

@@ -13,6 +13,7 @@ from pathlib import Path
 import datasets
 import PIL.Image
 import pytest
+from conftest import ROOT
 from datasets import ClassLabel, Dataset, Features, Image, Value
 
 import hf_reinforce as hfr
@@ -28,8 +29,6 @@ from hf_reinforce.storage.record import (
     user_description,
 )
 from hf_reinforce.testing import mnist_arrays
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
