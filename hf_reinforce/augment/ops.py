@@ -141,7 +141,7 @@ class RandomCrop(Op):
     image's centred square resized to the output resolution ``r``: pad by ``padding`` × ``r`` pixels (a fraction of
     the output size, so a student at another resolution replays the same relative window: 0.125 is 4 px at 32 px),
     then take an ``r × r`` window at a uniformly drawn offset. The centred square is the evaluation view
-    (:func:`hf_reinforce.shared.center_view`), so a square image is only resized and a non-square one loses the ends
+    (:func:`hf_reinforce.augment.center_view`), so a square image is only resized and a non-square one loses the ends
     of its long side. Stored: the window position ``(top, left)`` in 1/65535 of the ``2 × pad + 1`` offsets."""
 
     name: ClassVar[str] = "crop"

@@ -1,6 +1,6 @@
 """Teacher and ensemble accuracy on a labelled split (recorded in the config and the card).
 
-Every teacher sees :func:`~hf_reinforce.shared.center_view` of each image, the same view the students are
+Every teacher sees :func:`~hf_reinforce.augment.center_view` of each image, the same view the students are
 evaluated on (``ReinforcedTransform.evaluation``), so the card's teacher accuracy and a student's compare."""
 
 from __future__ import annotations

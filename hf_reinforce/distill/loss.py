@@ -33,7 +33,7 @@ class LossParts(NamedTuple):
 
 def check_hyperparameters(temperature: float, ce_weight: float, label_smoothing: float) -> None:
     """Raise :class:`~hf_reinforce.errors.ConfigError` (a ValueError) for a temperature that is not finite and
-    positive (:func:`~hf_reinforce.shared.check_temperature`, the rule of the teachers' temperature too) or a
+    positive (:func:`~hf_reinforce.validation.check_temperature`, the rule of the teachers' temperature too) or a
     weight/smoothing outside [0, 1]."""
     check_temperature(temperature)
     if not 0.0 <= ce_weight <= 1.0:

@@ -61,7 +61,7 @@ class Estimate:
     seconds_per_process: float
     """Estimated wall time with ``num_processes`` such devices (the busiest process, shards being whole)."""
     bytes_per_augmentation: float
-    """Reinforcement bytes per stored augmentation (``layout.bytes_per_stored_augmentation``, images excluded),
+    """Reinforcement bytes per stored augmentation (:func:`~hf_reinforce.storage.shards.bytes_per_stored_augmentation`, images excluded),
     measured on the calibration output."""
     reinforcement_bytes: int
     source_bytes: int
@@ -69,7 +69,7 @@ class Estimate:
     peak_rss_bytes: int
     notes: list[str] = field(default_factory=list)
     report: SplitReport | None = None
-    """The reinforcement report on the calibration rows (stored views vs originals; see :mod:`.report`)."""
+    """The reinforcement report on the calibration rows (stored views vs originals; see :mod:`hf_reinforce.storage.report`)."""
 
     @property
     def output_bytes(self) -> int:

@@ -1,6 +1,6 @@
 """``extend()``: grow a reinforced dataset to more augmentations per row, computing only the new ones.
 
-The result is the dataset a pass with the larger N writes, byte for byte (:mod:`.extension` says why and what is
+The result is the dataset a pass with the larger N writes, byte for byte (:mod:`hf_reinforce.storage.stored_split` says why and what is
 checked); it is written to a new folder by the folder pass (atomic, resumable, spread over ``accelerate launch``
 processes), and the folder it grows is only read.
 """

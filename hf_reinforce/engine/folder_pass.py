@@ -4,7 +4,7 @@ Shard ``s`` holds rows ``[s * rows_per_shard, (s + 1) * rows_per_shard)``; under
 ``r`` of ``P`` takes shards ``r, r + P, ...`` on its own device. Each shard is mapped into a temporary Arrow file
 (memory-mapped, so memory stays flat) and streamed into parquet in a work directory of its split; the file is hashed,
 recorded in the split's progress record and only then renamed into place. What is finished is decided from those
-records (:mod:`.evidence`), never from which files exist: a rerun with the same config keeps exactly the shards a
+records (:mod:`hf_reinforce.storage.resume`), never from which files exist: a rerun with the same config keeps exactly the shards a
 record lists whose file and source rows still hash the same. The main process writes ``reinforce_config.json``
 (every shard with its hashes) and the card once every shard is recorded, then removes the progress record.
 """
@@ -167,7 +167,7 @@ def reinforce_to_folder(
 ) -> datasets.Dataset:
     """Write the reinforced ``split`` of ``dataset`` to ``output_dir`` (see module docstring) and load it back.
 
-    With ``stored`` the pass extends that split (:mod:`.extension`): its record keeps the stored split's source
+    With ``stored`` the pass extends that split (:mod:`hf_reinforce.storage.stored_split`): its record keeps the stored split's source
     identity and history, and each shard records the stored shard's source hash, which the rows of ``dataset``
     must match (``source_is_stored``: ``dataset`` was rebuilt from the stored shards, whose skipped rows are
     missing images; their hash is checked where no row was skipped)."""

@@ -2,7 +2,7 @@
 
 :class:`ReinforcePass` is used by the in-process run, the folder run and ``estimate``. Rows are processed in fixed
 blocks of ``rows_per_block`` rows aligned to the dataset start; within a block, the teachers see fixed chunks of
-``augmentations_per_step`` augmentation indices of every row (see :mod:`.rendering`). Teacher batches therefore do
+``augmentations_per_step`` augmentation indices of every row (see :mod:`.render_workers`). Teacher batches therefore do
 not depend on the ``map`` batch size, the shard count, the number of processes or of render workers, and neither
 does the output. Rows are written by ``datasets.map`` over Arrow batches: the source columns the output keeps pass
 through untouched, the new columns are built from numpy without per-row Python objects.
@@ -227,8 +227,8 @@ class ReinforcePass:
     :meth:`map`.
 
     With ``stored`` (the same dataset reinforced with fewer augmentations) the pass is an extension: it computes
-    the teacher chunks from :func:`~.rendering.first_new_index` on and takes the stored top-k below it, so its
-    output is that of a whole pass (see :mod:`.extension`).
+    the teacher chunks from :func:`~.render_workers.first_new_index` on and takes the stored top-k below it, so its
+    output is that of a whole pass (see :mod:`hf_reinforce.storage.stored_split`).
     """
 
     def __init__(
@@ -279,7 +279,7 @@ class ReinforcePass:
         self.stats = PassStats()
         self.skipped: list[int] = []
         self.report = ReportAccumulator()
-        """The reinforcement report's sums per finished block (views and originals; see :mod:`.report`)."""
+        """The reinforcement report's sums per finished block (views and originals; see :mod:`hf_reinforce.storage.report`)."""
 
     @property
     def num_classes(self) -> int:
@@ -403,7 +403,7 @@ class ReinforcePass:
         return views, (self.stored.originals(rows) if self.stored is not None else originals)
 
     def original_sums(self, views: dict[ViewSpec, torch.Tensor], labels: np.ndarray | None) -> ReportSums:
-        """The report's sums over the rows' evaluation views (:func:`~.shared.center_view`, rendered by the render
+        """The report's sums over the rows' evaluation views (:func:`~hf_reinforce.augment.center_view`, rendered by the render
         workers with the block): one teacher view per row, through the ensemble like the stored views (1/N of the
         pass's teacher work)."""
         start = time.perf_counter()

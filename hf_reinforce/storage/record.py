@@ -238,7 +238,7 @@ class SplitRecord:
         self, shards: list[ShardRecord], *, bytes_per_augmentation: float, report: SplitReport | None = None
     ) -> SplitRecord:
         """This split once written as ``shards``: rows, shards, skipped rows, bytes of its files, reinforcement
-        bytes per stored augmentation (``layout.bytes_per_stored_augmentation``, the one definition), the report."""
+        bytes per stored augmentation (:func:`~.shards.bytes_per_stored_augmentation`, the one definition), the report."""
         num_rows_written, num_bytes = sum(s.num_rows for s in shards), sum(s.num_bytes for s in shards)
         per_augmentation = round(bytes_per_augmentation, 2)
         return dataclasses.replace(

@@ -1,7 +1,7 @@
 """The reinforcement report: how the teacher ensemble sees the stored views, beside the un-augmented images.
 
 Per split, two sets of the same figures: over every stored view (its stored top-k) and over every row's evaluation
-view (:func:`hf_reinforce.shared.center_view`, the view the teachers' accuracy is measured on; one extra teacher
+view (:func:`hf_reinforce.augment.center_view`, the view the teachers' accuracy is measured on; one extra teacher
 view per row, computed in the pass). A policy that destroys the object shows at once as low *agreement* on views
 against high agreement on originals, before any student is trained.
 

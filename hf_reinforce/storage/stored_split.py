@@ -2,8 +2,8 @@
 
 Augmentation ``j`` of a row depends only on (seed, row, j, image size) (:meth:`AugmentationPolicy.sample`), and
 chunk ``c`` of a block is the same teacher batch in every pass whose N covers it whole
-(:class:`~.rendering.BlockGeometry`). A pass with N2 > N1 therefore stores, for augmentations below
-:func:`~.rendering.first_new_index` (N1 rounded down to a multiple of ``augmentations_per_step``), exactly what the
+(:class:`hf_reinforce.engine.render_workers.BlockGeometry`). A pass with N2 > N1 therefore stores, for augmentations below
+:func:`~.render_workers.first_new_index` (N1 rounded down to a multiple of ``augmentations_per_step``), exactly what the
 N1 dataset stores. An extension computes the chunks from there on and takes the rest from the N1 shards, after
 checking what can be checked: each shard's file against its recorded size and sha256, the teachers against the
 recorded ones (weights included), the decoded rows against the stored ``row_index``, and the parameters the policy
