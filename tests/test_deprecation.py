@@ -32,7 +32,12 @@ def test_the_transform_takes_its_record_by_the_old_names_too(folder):
         from_config = hfr.ReinforcedTransform.from_config(folder, dataset=rows)
     with pytest.warns(FutureWarning, match=r"ReinforcedTransform.config is deprecated"):
         assert new.config == record.to_dict()
-    assert old.record == new.record == from_config.record == hfr.ReinforcedTransform.from_record(folder, dataset=rows).record
+    assert (
+        old.record
+        == new.record
+        == from_config.record
+        == hfr.ReinforcedTransform.from_record(folder, dataset=rows).record
+    )
 
 
 def test_mixing_is_mix_and_augmentation_policy_is_policy(folder):

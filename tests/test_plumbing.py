@@ -17,7 +17,7 @@ import torch
 
 import hf_reinforce as hfr
 from hf_reinforce import errors, testing
-from hf_reinforce.distributed import get_logger, is_main_process
+from hf_reinforce.distributed import get_logger
 from hf_reinforce.progress import views_bar
 
 
@@ -27,15 +27,24 @@ def test_every_public_error_class_is_exported():
 
 
 def test_logs_are_under_hf_reinforce_and_only_from_the_main_process(caplog, monkeypatch):
+    from hf_reinforce import distributed
+
     logger = get_logger("hf_reinforce.engine.run")
     with caplog.at_level(logging.INFO, logger="hf_reinforce"):
         logger.info("from the main process")
-        monkeypatch.setenv("RANK", "1")
-        assert not is_main_process()
-        logger.info("from rank 1")
+        monkeypatch.setattr(distributed, "is_main_process", lambda: False)
+        logger.info("from another process")
         logger.info("from every process", main_process_only=False)
     assert [r.getMessage() for r in caplog.records] == ["from the main process", "from every process"]
     assert {r.name for r in caplog.records} == {"hf_reinforce.engine.run"}
+
+
+@pytest.mark.parametrize(("rank", "main"), [("0", "True"), ("1", "False")])
+def test_before_accelerate_is_set_up_the_launchers_rank_says_which_process_is_main(rank, main):
+    code = "from hf_reinforce.distributed import is_main_process; print(is_main_process())"
+    env = {**os.environ, "RANK": rank}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out == f"{main}\n"
 
 
 def test_the_views_bar_honours_the_libraries_progress_switches():
