@@ -200,7 +200,7 @@ def test_set_epoch_and_replay_check_their_arguments(plus):
             transform.replay(plus[0], bad)
     with pytest.raises(OutOfRangeError, match=f"aug_index {N} out of range"):
         transform.replay(plus[0], N)
-    with pytest.raises(ConfigError, match="num_augmentations: expected a positive integer, got True"):
+    with pytest.raises(ConfigError, match=r"num_augmentations: expected an integer in \[1, 100000\], got True"):
         _config(num_augmentations=True)
 
 

@@ -15,13 +15,13 @@ from torch import nn
 
 from ..errors import ConfigError, HubError, NotFoundError
 from ..extras import require
+from ..validation import check_preprocessing
 from .teacher import (
     PREPROCESSING_KEYS,
     Preprocessing,
     Teacher,
     TeacherSource,
     check_interpolation,
-    check_preprocessing,
     resolve_device,
 )
 

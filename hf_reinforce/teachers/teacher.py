@@ -19,7 +19,7 @@ from torch import nn
 from ..augment import normalize, single_thread
 from ..augment.functional import IMAGENET_MEAN, IMAGENET_STD, interpolation_mode
 from ..errors import ConfigError
-from ..validation import as_logits, check_int
+from ..validation import as_logits, check_int, check_preprocessing
 
 
 class ViewSpec(NamedTuple):
@@ -61,26 +61,6 @@ class Preprocessing:
     def to_dict(self) -> dict[str, Any]:
         """The four values as keyword arguments of :class:`Teacher`."""
         return {key: getattr(self, key) for key in PREPROCESSING_KEYS}
-
-
-def check_preprocessing(key: str, value: Any, where: str) -> Any:
-    """``value`` of preprocessing ``key`` normalized (an int resolution, an interpolation name, 3 floats), or a
-    :class:`ConfigError` starting with ``where``."""
-    if key == "resolution":
-        return check_int(value, where, minimum=1)
-    if key == "interpolation":
-        try:
-            return interpolation_mode(value, where).value
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
-    try:
-        values = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        values = ()
-    if len(values) != 3 or (key == "std" and any(v <= 0 for v in values)):
-        kind = "3 positive numbers" if key == "std" else "3 numbers"
-        raise ConfigError(f"{where}: expected {kind} (one per RGB channel, of x/255), got {value!r}")
-    return values
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -220,6 +200,11 @@ class Teacher:
             out = as_logits(self.module(x), f"teacher {self.name!r}")
         if out.ndim != 2 or out.shape[0] != x.shape[0]:
             raise ConfigError(f"teacher {self.name!r} must return logits (B, C), got {tuple(out.shape)}")
+        if self.num_outputs is not None and out.shape[1] != self.num_outputs:
+            raise ConfigError(
+                f"teacher {self.name!r} returned {out.shape[1]} logits per image but declares num_outputs="
+                f"{self.num_outputs}: give the number its module returns (or leave it out to have it measured)"
+            )
         if out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
             out = out.clone()  # logits that view the input must outlive the reused input buffer
         return out.float()

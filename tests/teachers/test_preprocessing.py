@@ -99,8 +99,8 @@ def test_spec_options_override_the_config_per_teacher(checkpoint):
 @pytest.mark.parametrize(
     "options, message",
     [
-        ("resolution=0", "option 'resolution': expected a positive integer"),
-        ("resolution=3x", "option 'resolution': expected a positive integer"),
+        ("resolution=0", "option 'resolution': expected an integer in [1, 16384], got 0"),
+        ("resolution=3x", "option 'resolution': expected an integer in [1, 16384], got '3x'"),
         ("size=32", "option 'size': expected key=value options"),
         ("resolution", "option 'resolution': expected key=value"),
         ("interpolation=lanczos", "option 'interpolation': unsupported interpolation 'lanczos'"),
