@@ -13,9 +13,11 @@ This module is the one home of the names; everything else asks it for paths. Lay
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from ..errors import NotFoundError, OutputConflictError
+from ..validation import check_split_name
 
 CONFIG_FILE = "reinforce_config.json"
 """The run record's file (its name predates the record/config distinction and is part of the format)."""
@@ -34,12 +36,12 @@ IGNORED_FILES = (".DS_Store",)
 
 def resume_path(output_dir: str | os.PathLike, split: str) -> Path:
     """``.reinforce/<split>.progress.json``: the resume record (run and finished shards) of an unfinished split."""
-    return Path(output_dir) / STATE_DIR / f"{split}{RESUME_SUFFIX}"
+    return Path(output_dir) / STATE_DIR / f"{check_split_name(split)}{RESUME_SUFFIX}"
 
 
 def split_lock_path(output_dir: str | os.PathLike, split: str) -> Path:
     """``.reinforce/<split>.lock``: held by the process writing ``split``."""
-    return Path(output_dir) / STATE_DIR / f"{split}.lock"
+    return Path(output_dir) / STATE_DIR / f"{check_split_name(split)}.lock"
 
 
 def folder_lock_path(output_dir: str | os.PathLike) -> Path:
@@ -49,17 +51,45 @@ def folder_lock_path(output_dir: str | os.PathLike) -> Path:
 
 def work_dir_prefix(split: str) -> str:
     """Prefix of the work directories of ``split``'s shards (split names have no ``-``, so prefixes never clash)."""
-    return f"{SHARD_TEMP_PREFIX}{split}-"
+    return f"{SHARD_TEMP_PREFIX}{check_split_name(split)}-"
 
 
 def split_shard_files(output_dir: str | os.PathLike, split: str) -> list[Path]:
-    """Files named like shards of ``split`` under ``data/`` (whoever wrote them)."""
-    return sorted((Path(output_dir) / DATA_DIR).glob(f"{split}-[0-9]*-of-[0-9]*.parquet"))
+    """Files named like shards of ``split`` under ``data/`` (whoever wrote them; split names have no ``-``, so
+    another split's shards never match)."""
+    return sorted((Path(output_dir) / DATA_DIR).glob(f"{check_split_name(split)}-[0-9]*-of-[0-9]*.parquet"))
+
+
+SHARD_FILE_NAME = re.compile(r"(?P<split>.+)-(?P<index>\d{5,})-of-(?P<count>\d{5,})\.parquet")
+"""How :func:`shard_file_name` names a shard."""
+
+
+def is_shard_file_name(name: str, split: str) -> bool:
+    """Whether ``name`` is the name of some shard of ``split`` (``<split>-XXXXX-of-YYYYY.parquet``)."""
+    match = SHARD_FILE_NAME.fullmatch(name)
+    return match is not None and match["split"] == split and int(match["index"]) < int(match["count"])
+
+
+def shard_file_name(split: str, index: int, count: int) -> str:
+    """``<split>-XXXXX-of-YYYYY.parquet``: shard ``index`` of ``count`` (the naming ``datasets`` and the Hub recognise
+    as split shards)."""
+    return f"{check_split_name(split)}-{index:05d}-of-{count:05d}.parquet"
 
 
 def shard_path(output_dir: str | os.PathLike, split: str, index: int, count: int) -> Path:
-    """``data/<split>-XXXXX-of-YYYYY.parquet`` (the naming ``datasets`` and the Hub recognise as split shards)."""
-    return Path(output_dir) / DATA_DIR / f"{split}-{index:05d}-of-{count:05d}.parquet"
+    """``data/<split>-XXXXX-of-YYYYY.parquet`` (:func:`shard_file_name`)."""
+    return Path(output_dir) / DATA_DIR / shard_file_name(split, index, count)
+
+
+def outside_folder(output_dir: str | os.PathLike, relative: str) -> Path | None:
+    """Where ``relative`` (``data/<shard>``, ``.reinforce``) of a folder really is when that is outside the folder (a
+    symbolic link, or a ``data/`` that links elsewhere), else ``None``: nothing outside a folder is read as its shard,
+    uploaded or written as its records. A folder of the Hub cache (``.../snapshots/<commit>``) links its files into
+    its repo's ``blobs/``, which count as its own."""
+    folder = Path(output_dir).resolve()
+    cache = folder.parent.name == "snapshots" and (folder.parent.parent / "blobs").is_dir()
+    target = (folder / relative).resolve()
+    return None if target.is_relative_to(folder.parent.parent if cache else folder) else target
 
 
 def num_shards(num_rows: int, rows_per_shard: int) -> int:
@@ -119,9 +149,12 @@ __all__ = [
     "LEGACY_IN_PROGRESS_FILE",
     "STATE_DIR",
     "folder_lock_path",
+    "is_shard_file_name",
     "local_folder",
     "num_shards",
+    "outside_folder",
     "resume_path",
+    "shard_file_name",
     "shard_path",
     "shard_rows",
     "split_lock_path",

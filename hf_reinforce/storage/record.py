@@ -18,14 +18,36 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ..augment import AugmentationPolicy, MixUpCutMix
 from ..deprecation import warn_renamed
 from ..errors import ConfigError
-from ..validation import check_int
+from ..validation import (
+    MAX_AUGMENTATIONS,
+    MAX_CLASSES,
+    MAX_RESOLUTION,
+    check_block_layout,
+    check_bool,
+    check_int,
+    check_mapping,
+    check_str,
+    check_temperature,
+    integer,
+    optional,
+    sequence_of,
+)
 from .format import check_schema_version, topk_id_dtype
-from .report import SplitReport
+from .record_parts import (
+    Key,
+    ShardRecord,
+    SplitRecord,
+    TeacherRecord,
+    read_keys,
+    read_splits,
+    text,
+    unknown_keys,
+)
 
 REINFORCEMENT_KEYS = (
     "schema_version",
@@ -51,9 +73,13 @@ OUTPUT_KEYS = (
     "skip_bad_images",
     "reinforcement_only",
     "key_column",
+    "teacher_batch_size",
 )
 """Keys that must match for a rerun or resume of one split (``ReinforceConfig.identity`` with the teachers as
-loaded): everything that determines the bytes of its shards."""
+loaded): everything that determines the bytes of its shards. The teachers' micro-batch is one: a forward of a
+micro-batch of 7 gives other float32 logits than one of 256 (measured with resnet18 on CPU: 7e-8 apart), so
+float16 probabilities and top-k ties may differ, and a teacher whose output depends on its batch (a batch-mean
+term, batch statistics) gives other probabilities altogether."""
 
 SOURCE_KEYS = ("num_rows",)
 """Keys of a split's source that a resume of that split must match. The ``datasets`` fingerprint is not one of them
@@ -61,196 +87,23 @@ SOURCE_KEYS = ("num_rows",)
 (:attr:`ShardRecord.source_sha256`) instead."""
 
 
-def _require(data: Mapping[str, Any], key: str, where: str) -> Any:
-    if key not in data:
-        raise ConfigError(
-            f"{where}{key}: missing from the run record (keys: {sorted(data)}); is it reinforce_config.json?"
-        )
-    return data[key]
+def _schema_version(value: Any, field: str) -> int:
+    version = check_int(value, field, minimum=1)
+    check_schema_version(version)  # a newer schema is a SchemaVersionError: upgrade, rather than a wrong field
+    return version
 
 
-def _int(data: Mapping[str, Any], key: str, where: str = "") -> int:
-    return check_int(_require(data, key, where), f"{where}{key}")
+def _policy(value: Any, field: str) -> AugmentationPolicy:
+    try:
+        return AugmentationPolicy.from_dict(check_mapping(value, field))
+    except (TypeError, KeyError, ValueError, AttributeError) as error:
+        raise ConfigError(f"{field}: not a valid augmentation policy ({error})") from None
 
 
-def _extra(data: Mapping[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
-    return {k: v for k, v in data.items() if k not in known}
-
-
-@dataclass(frozen=True)
-class TeacherRecord:
-    """One teacher as it was loaded: where from, which weights, its own preprocessing and class counts."""
-
-    name: str
-    source: str
-    id: str
-    revision: str | None
-    weights: str | None
-    resolution: int
-    interpolation: str
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    num_classes: int
-    num_outputs: int
-    class_mapping: tuple[int, ...] | None
-    weights_sha256: str | None = None
-    """sha256 of the teacher's state dict as loaded (absent in records written before it was recorded)."""
-    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
-
-    KEYS: tuple[str, ...] = ("name", "source", "id", "revision", "weights", "resolution", "interpolation", "mean")
-    KEYS += ("std", "num_classes", "num_outputs", "class_mapping")
-    OPTIONAL = ("weights_sha256",)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], index: int = 0) -> TeacherRecord:
-        where = f"teachers[{index}]."
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"teachers[{index}]: expected an object, got {data!r}")
-        values = {k: _require(data, k, where) for k in cls.KEYS}
-        values["mean"], values["std"] = tuple(values["mean"]), tuple(values["std"])
-        mapping = values["class_mapping"]
-        values["class_mapping"] = tuple(mapping) if mapping is not None else None
-        values["weights_sha256"] = data.get("weights_sha256")
-        return cls(**values, extra=_extra(data, (*cls.KEYS, *cls.OPTIONAL)))
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in self.KEYS}
-        out["mean"], out["std"] = list(self.mean), list(self.std)
-        out["class_mapping"] = list(self.class_mapping) if self.class_mapping is not None else None
-        if self.weights_sha256 is not None:
-            out["weights_sha256"] = self.weights_sha256
-        return {**out, **self.extra}
-
-
-@dataclass(frozen=True)
-class ShardRecord:
-    """One finished shard as written: file name, source row range, rows written, size, and two sha256 hashes, of
-    the file's bytes and of the source rows it was made from (the columns the pass reads and keeps)."""
-
-    file: str
-    rows: tuple[int, int]
-    """``(start, stop)`` of the source rows the shard covers."""
-    num_rows: int
-    num_bytes: int
-    sha256: str
-    source_sha256: str | None
-    """``None`` for a folder written by ``save_folder`` from a dataset (never resumed, so never compared)."""
-    skipped_rows: tuple[int, ...] = ()
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str = "shards.") -> ShardRecord:
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{where.rstrip('.')}: expected an object, got {data!r}")
-        rows = _require(data, "rows", where)
-        if not isinstance(rows, (list, tuple)) or len(rows) != 2:
-            raise ConfigError(f"{where}rows: expected [start, stop], got {rows!r}")
-        return cls(
-            file=str(_require(data, "file", where)),
-            rows=(int(rows[0]), int(rows[1])),
-            num_rows=_int(data, "num_rows", where),
-            num_bytes=_int(data, "num_bytes", where),
-            sha256=str(_require(data, "sha256", where)),
-            source_sha256=data.get("source_sha256"),
-            skipped_rows=tuple(data.get("skipped_rows") or ()),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "file": self.file,
-            "rows": list(self.rows),
-            "num_rows": self.num_rows,
-            "num_bytes": self.num_bytes,
-            "sha256": self.sha256,
-            "source_sha256": self.source_sha256,
-            "skipped_rows": list(self.skipped_rows),
-        }
-
-
-@dataclass(frozen=True)
-class SplitRecord:
-    """The source rows of one split (id, revision, row count, fingerprint) and, once written, its statistics."""
-
-    id: str | None = None
-    config: str | None = None
-    revision: str | None = None
-    split: str | None = None
-    num_rows: int | None = None
-    fingerprint: str | None = None
-    num_rows_written: int | None = None
-    num_shards: int | None = None
-    skipped_rows: tuple[int, ...] | None = None
-    num_bytes: int | None = None
-    bytes_per_augmentation: float | None = None
-    shards: tuple[ShardRecord, ...] | None = None
-    """Every shard of the finished split, in order (absent in folders written before shards were recorded)."""
-    report: SplitReport | None = None
-    """The reinforcement report (:mod:`hf_reinforce.report`): the ensemble on stored views and on originals."""
-    extended_from: tuple[int, ...] | None = None
-    """The N of each smaller dataset this split was grown from by ``hfr.extend``, oldest first (``None``: computed
-    in one pass). The data is the same as a pass with this record's N would write."""
-    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
-
-    SOURCE = ("id", "config", "revision", "split", "num_rows", "fingerprint")
-    STATS = (
-        "num_rows_written",
-        "num_shards",
-        "skipped_rows",
-        "num_bytes",
-        "bytes_per_augmentation",
-        "shards",
-        "report",
-        "extended_from",
-    )
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str = "source.") -> SplitRecord:
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{where.rstrip('.')}: expected an object, got {data!r}")
-        values: dict[str, Any] = {k: data.get(k) for k in (*cls.SOURCE, *cls.STATS)}
-        for key in ("skipped_rows", "extended_from"):
-            if values[key] is not None:
-                values[key] = tuple(values[key])
-        if values["shards"] is not None:
-            shards = values["shards"]
-            if not isinstance(shards, list):
-                raise ConfigError(f"{where}shards: expected a list of shard records, got {shards!r}")
-            values["shards"] = tuple(ShardRecord.from_dict(v, f"{where}shards[{i}].") for i, v in enumerate(shards))
-        if values["report"] is not None:
-            try:
-                values["report"] = SplitReport.from_dict(values["report"])
-            except (TypeError, KeyError, ValueError) as error:
-                raise ConfigError(f"{where}report: not a reinforcement report ({error!r})") from None
-        return cls(**values, extra=_extra(data, (*cls.SOURCE, *cls.STATS)))
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in self.SOURCE}
-        out.update({k: getattr(self, k) for k in self.STATS if getattr(self, k) is not None})
-        for key in ("skipped_rows", "extended_from"):
-            if getattr(self, key) is not None:
-                out[key] = list(getattr(self, key))
-        if self.shards is not None:
-            out["shards"] = [s.to_dict() for s in self.shards]
-        if self.report is not None:
-            out["report"] = self.report.to_dict()
-        return {**out, **self.extra}
-
-    def with_stats(
-        self, shards: list[ShardRecord], *, bytes_per_augmentation: float, report: SplitReport | None = None
-    ) -> SplitRecord:
-        """This split once written as ``shards``: rows, shards, skipped rows, bytes of its files, reinforcement
-        bytes per stored augmentation (:func:`~.shards.bytes_per_stored_augmentation`, the one definition), the report."""
-        num_rows_written, num_bytes = sum(s.num_rows for s in shards), sum(s.num_bytes for s in shards)
-        per_augmentation = round(bytes_per_augmentation, 2)
-        return dataclasses.replace(
-            self,
-            num_rows_written=num_rows_written,
-            num_shards=len(shards),
-            skipped_rows=tuple(sorted(r for s in shards for r in s.skipped_rows)),
-            num_bytes=num_bytes,
-            bytes_per_augmentation=per_augmentation,
-            shards=tuple(shards),
-            report=report,
-        )
+def _batch_size(value: Any, field: str) -> int | tuple[int, ...]:
+    if isinstance(value, (list, tuple)):
+        return sequence_of(integer(minimum=1), nonempty=True)(value, field)
+    return check_int(value, field, minimum=1)
 
 
 @dataclass(frozen=True)
@@ -281,75 +134,95 @@ class RunRecord:
     key_column: str | None
     library: str
     library_version: str
+    teacher_batch_size: int | tuple[int, ...] | None = None
+    """The micro-batch of every teacher's forward (one per teacher where they differed; absent in records written
+    before it was recorded)."""
     source: SplitRecord | None = None
     splits: Mapping[str, SplitRecord] | None = None
     accuracy: Mapping[str, Any] | None = None
     license: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
-    _PLAIN = (
-        "schema_version",
-        "num_augmentations",
-        "top_k",
-        "seed",
-        "temperature",
-        "num_classes",
-        "resolution",
-        "image_column",
-        "label_column",
-        "class_mappings",
-        "rows_per_block",
-        "augmentations_per_step",
-        "rows_per_shard",
-        "skip_bad_images",
-        "reinforcement_only",
-        "key_column",
-        "library",
-        "library_version",
-    )
-    _OPTIONAL = ("source", "splits", "accuracy", "license")
-    _KEYS = (*_PLAIN, "policy", "teachers", "class_names", *_OPTIONAL)
+    KEYS: ClassVar[Mapping[str, Key]] = {
+        "schema_version": Key(_schema_version),
+        "policy": Key(_policy),
+        "num_augmentations": Key(integer(minimum=1, maximum=MAX_AUGMENTATIONS)),
+        "top_k": Key(integer(minimum=1)),
+        "seed": Key(integer(minimum=0)),
+        "temperature": Key(check_temperature),
+        "teachers": Key(sequence_of(TeacherRecord.read, nonempty=True)),
+        "num_classes": Key(integer(minimum=1, maximum=MAX_CLASSES)),
+        "class_names": Key(optional(sequence_of(text))),
+        "resolution": Key(integer(minimum=1, maximum=MAX_RESOLUTION)),
+        "image_column": Key(check_str),
+        "label_column": Key(optional(check_str)),
+        "class_mappings": Key(optional(check_mapping)),
+        "rows_per_block": Key(integer(minimum=1)),
+        "augmentations_per_step": Key(integer(minimum=1)),
+        "rows_per_shard": Key(integer(minimum=1)),
+        "skip_bad_images": Key(check_bool),
+        "reinforcement_only": Key(check_bool),
+        "key_column": Key(optional(check_str)),
+        "library": Key(check_str),
+        "library_version": Key(check_str),
+        "teacher_batch_size": Key(optional(_batch_size), required=False),
+        "source": Key(optional(SplitRecord.read), required=False),
+        "splits": Key(optional(read_splits), required=False),
+        "accuracy": Key(optional(check_mapping), required=False),
+        "license": Key(optional(check_str), required=False),
+    }
+    """Every key of the record's JSON with its check: a new key is one row here (and a field above)."""
 
     # -- JSON -------------------------------------------------------------------------------------------------
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
-        """Read and check a record (the schema version first, then every field, naming the one that is wrong)."""
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"a run record must be a JSON object, got {type(data).__name__}")
-        check_schema_version(_int(data, "schema_version"))
-        for key in ("num_augmentations", "top_k", "seed", "num_classes", "resolution"):
-            _int(data, key)
-        values = {k: _require(data, k, "") for k in cls._PLAIN}
-        try:
-            values["policy"] = AugmentationPolicy.from_dict(_require(data, "policy", ""))
-        except (TypeError, KeyError, ValueError) as error:
-            raise ConfigError(f"policy: not a valid augmentation policy ({error})") from None
-        teachers = _require(data, "teachers", "")
-        if not isinstance(teachers, list) or not teachers:
-            raise ConfigError(f"teachers: expected a non-empty list of teacher records, got {teachers!r}")
-        values["teachers"] = tuple(TeacherRecord.from_dict(t, i) for i, t in enumerate(teachers))
-        names = _require(data, "class_names", "")
-        values["class_names"] = tuple(names) if names is not None else None
-        if data.get("source") is not None:
-            values["source"] = SplitRecord.from_dict(data["source"])
-        if data.get("splits") is not None:
-            values["splits"] = {s: SplitRecord.from_dict(v, f"splits.{s}.") for s, v in data["splits"].items()}
-        values["accuracy"], values["license"] = data.get("accuracy"), data.get("license")
-        return cls(**values, extra=_extra(data, cls._KEYS))
+        """Read and check a record: the schema version first, then every key (:attr:`KEYS`), then how they relate
+        (top-k within the classes, every teacher's classes, blocks in shards, each split's shards covering its rows
+        exactly once); a :class:`ConfigError` names the field path of the first thing wrong."""
+        record = cls(**read_keys(data, cls.KEYS, ""), extra=unknown_keys(data, cls.KEYS))
+        record._check_relations()
+        return record
+
+    def _check_relations(self) -> None:
+        if self.top_k > self.num_classes:
+            raise ConfigError(f"top_k: {self.top_k} classes stored of a dataset of {self.num_classes} classes")
+        for i, teacher in enumerate(self.teachers):
+            if teacher.num_classes != self.num_classes:
+                raise ConfigError(
+                    f"teachers[{i}].num_classes: {teacher.num_classes}, the dataset's is {self.num_classes}"
+                )
+        if isinstance(self.teacher_batch_size, tuple) and len(self.teacher_batch_size) != len(self.teachers):
+            raise ConfigError(
+                f"teacher_batch_size: {len(self.teacher_batch_size)} sizes for {len(self.teachers)} teachers"
+            )
+        mix = self.policy.mix
+        check_block_layout(
+            mix_block_size=mix.block_size if mix is not None else None,
+            rows_per_block=self.rows_per_block,
+            rows_per_shard=self.rows_per_shard,
+            skip_bad_images=self.skip_bad_images,
+        )
+        for name, split in {
+            "source": self.source,
+            **{f"splits.{k}": v for k, v in (self.splits or {}).items()},
+        }.items():
+            if split is not None and max(split.extended_from or (0,)) >= self.num_augmentations:
+                raise ConfigError(
+                    f"{name}.extended_from: {list(split.extended_from or ())}, not all below N={self.num_augmentations}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of ``reinforce_config.json`` (the same keys and values that were read)."""
-        out: dict[str, Any] = {k: getattr(self, k) for k in self._PLAIN}
+        out: dict[str, Any] = {k: getattr(self, k) for k in self.KEYS}
         out["policy"] = self.policy.to_dict()
         out["teachers"] = [t.to_dict() for t in self.teachers]
-        out["class_names"] = list(self.class_names) if self.class_names is not None else None
-        if self.source is not None:
-            out["source"] = self.source.to_dict()
-        if self.splits is not None:
-            out["splits"] = {s: v.to_dict() for s, v in self.splits.items()}
-        out.update({k: getattr(self, k) for k in ("accuracy", "license") if getattr(self, k) is not None})
-        return {**out, **self.extra}
+        for key in ("class_names", "teacher_batch_size"):
+            out[key] = list(out[key]) if isinstance(out[key], tuple) else out[key]
+        out["source"] = self.source.to_dict() if self.source is not None else None
+        out["splits"] = {s: v.to_dict() for s, v in self.splits.items()} if self.splits is not None else None
+        optional = [k for k, key in self.KEYS.items() if not key.required and out[k] is None]
+        return {**{k: v for k, v in out.items() if k not in optional}, **self.extra}
 
     def replace(self, **changes: Any) -> RunRecord:
         """A copy with ``changes`` (``dataclasses.replace``; unknown keys are kept)."""
@@ -372,7 +245,7 @@ class RunRecord:
     def identity(self) -> dict[str, Any]:
         """The JSON of the keys that determine a split's bytes (:data:`OUTPUT_KEYS`)."""
         data = self.to_dict()
-        return {k: data[k] for k in OUTPUT_KEYS}
+        return {k: data.get(k) for k in OUTPUT_KEYS}
 
     @property
     def policy_name(self) -> str:
@@ -474,8 +347,14 @@ def record_from_dataset(dataset: Any) -> RunRecord | None:
     at = description.rfind(RECORD_MARKER)
     if at < 0:
         return None
-    data, _end = json.JSONDecoder().raw_decode(description, at + len(RECORD_MARKER))
-    return RunRecord.from_dict(data)
+    where = "the run record in the dataset's info.description"
+    try:
+        data, _end = json.JSONDecoder().raw_decode(description, at + len(RECORD_MARKER))
+        return RunRecord.from_dict(data)
+    except (json.JSONDecodeError, ConfigError) as error:
+        raise ConfigError(
+            f"{where}: {error}; pass record= (the reinforced folder or repo id) to read the record from its file"
+        ) from None
 
 
 __all__ = [

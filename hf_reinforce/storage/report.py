@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ConfigError
+from ..validation import check_int, check_mapping, check_number
 from .format import topk_residual
 
 SUM_FIELDS = ("count", "labelled", "agree", "top1", "entropy")
@@ -107,8 +109,19 @@ class Figures:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Figures:
-        return cls(int(data["count"]), data.get("agreement"), float(data["top1_probability"]), float(data["entropy"]))
+    def from_dict(cls, data: Any, where: str = "report") -> Figures:
+        """The figures in a record's JSON, each checked (``where`` names them in an error)."""
+        check_mapping(data, where)
+        for key in ("count", "top1_probability", "entropy"):
+            if key not in data:
+                raise ConfigError(f"{where}.{key}: missing from the reinforcement report")
+        agreement = data.get("agreement")
+        return cls(
+            check_int(data["count"], f"{where}.count", minimum=0),
+            None if agreement is None else check_number(agreement, f"{where}.agreement", minimum=0),
+            check_number(data["top1_probability"], f"{where}.top1_probability", minimum=0),
+            check_number(data["entropy"], f"{where}.entropy", minimum=0),
+        )
 
 
 @dataclass(frozen=True)
@@ -126,8 +139,10 @@ class SplitReport:
         return {"views": self.views.to_dict(), "originals": self.originals.to_dict()}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SplitReport:
-        return cls(Figures.from_dict(data["views"]), Figures.from_dict(data["originals"]))
+    def from_dict(cls, data: Mapping[str, Any], where: str = "report") -> SplitReport:
+        """The report in a record's JSON, checked (``where`` names it in an error)."""
+        check_mapping(data, where)
+        return cls(*(Figures.from_dict(data.get(side), f"{where}.{side}") for side in ("views", "originals")))
 
     def lines(self) -> list[str]:
         """The report as aligned text lines (the CLI prints them)."""

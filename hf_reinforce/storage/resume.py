@@ -16,9 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, IncompleteOutputError, OutputConflictError
+from ..validation import SPLIT_NAME, check_split_name
 from .files import read_json, write_json_atomic
 from .locks import folder_lock
-from .paths import CONFIG_FILE, IGNORED_FILES, LEGACY_IN_PROGRESS_FILE, RESUME_SUFFIX, STATE_DIR, resume_path
+from .paths import (
+    CONFIG_FILE,
+    DATA_DIR,
+    IGNORED_FILES,
+    LEGACY_IN_PROGRESS_FILE,
+    RESUME_SUFFIX,
+    STATE_DIR,
+    is_shard_file_name,
+    outside_folder,
+    resume_path,
+)
 from .record import RunRecord, ShardRecord
 
 
@@ -32,8 +43,13 @@ class ResumeState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ResumeState:
+        """The resume record in its JSON, checked: the run as a run record, every shard named like the split's."""
+        split = check_split_name(data["split"])
         shards = tuple(ShardRecord.from_dict(s, f"shards[{i}].") for i, s in enumerate(data.get("shards", [])))
-        return cls(split=data["split"], run=RunRecord.from_dict(data["run"]), shards=shards)
+        strays = [s.file for s in shards if not is_shard_file_name(s.file, split)]
+        if strays:
+            raise ConfigError(f"shards: {strays[0]!r} is not the name of a shard of split {split!r}")
+        return cls(split=split, run=RunRecord.from_dict(data["run"]), shards=shards)
 
     def to_dict(self) -> dict[str, Any]:
         return {"split": self.split, "run": self.run.to_dict(), "shards": [s.to_dict() for s in self.shards]}
@@ -60,9 +76,11 @@ def write_resume_state(output_dir: Path, state: ResumeState) -> None:
 
 
 def unfinished_splits(output_dir: Path) -> list[str]:
-    """The splits of ``output_dir`` that have a resume record (unfinished, or being written now)."""
+    """The splits of ``output_dir`` that have a resume record (unfinished, or being written now); files named like
+    no split are not the library's and are left alone."""
     state = output_dir / STATE_DIR
-    return sorted(p.name[: -len(RESUME_SUFFIX)] for p in state.glob(f"*{RESUME_SUFFIX}")) if state.is_dir() else []
+    names = [p.name[: -len(RESUME_SUFFIX)] for p in state.glob(f"*{RESUME_SUFFIX}")] if state.is_dir() else []
+    return sorted(name for name in names if SPLIT_NAME.fullmatch(name))
 
 
 def record_shard(output_dir: Path, split: str, shard: ShardRecord) -> None:
@@ -85,6 +103,13 @@ def is_library_folder(output_dir: Path) -> bool:
 def check_library_folder(output_dir: Path) -> None:
     """Refuse an output folder that is not empty and holds none of the library's evidence: its files are someone
     else's (a dataset in Hub layout, a source folder), never counted as done, overwritten or deleted."""
+    for name in (STATE_DIR, DATA_DIR):
+        target = outside_folder(output_dir, name) if output_dir.exists() else None
+        if target is not None:
+            raise OutputConflictError(
+                f"output_dir {output_dir}: {name} is a link to {target}, outside the folder; the library writes a "
+                f"folder's shards and records in the folder itself: give a folder without such links"
+            )
     if not output_dir.exists() or is_library_folder(output_dir):
         return
     if not output_dir.is_dir():

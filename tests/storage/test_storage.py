@@ -38,7 +38,7 @@ def test_bytes_per_stored_augmentation_count_the_reinforcement_columns_only(tmp_
 def test_a_split_whose_rows_were_all_skipped_has_a_card():
     """No rows written: bytes per row is shown as a dash, not a division by zero."""
     shard = hfr.ShardRecord("train-00000-of-00001.parquet", (0, 1), 0, 100, "0" * 64, "0" * 64, skipped_rows=(0,))
-    stats = hfr.SplitRecord(split="train").with_stats([shard], bytes_per_augmentation=0.0)
+    stats = hfr.SplitRecord(split="train", num_rows=1).with_stats([shard], bytes_per_augmentation=0.0)
     assert (
         "| train | 0 | 1 | 100 | – | 0.0 | 1 |"
         in build_card(testing.run_record(splits={"train": stats.to_dict()})).text
