@@ -47,6 +47,11 @@ class NotFoundError(ReinforceError, FileNotFoundError):
     """A local folder or file the user named does not exist."""
 
 
+class StorageError(ReinforceError, OSError):
+    """A local file or folder cannot be read or written (no space left, read-only, no permission): the message
+    names the path and the fix."""
+
+
 class HubError(ReinforceError, OSError):
     """The Hub refused a request (401: no or bad token, 403: no rights) or could not be reached."""
 
@@ -63,4 +68,5 @@ __all__ = [
     "OutputConflictError",
     "ReinforceError",
     "SchemaVersionError",
+    "StorageError",
 ]

@@ -6,21 +6,52 @@ name that is incomplete.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NotFoundError, ReinforceError, StorageError
 from .format import parquet_options
 from .paths import DATA_DIR, TEMP_SUFFIX, work_dir_prefix
+
+_FIXES = {
+    errno.ENOSPC: "free some space or write to another disk, then rerun the same command (finished work is kept)",
+    errno.EROFS: "the file system is read-only: give a folder on a writable disk",
+    errno.EACCES: "no permission: give a folder you can write to, or fix its permissions",
+    errno.EPERM: "no permission: give a folder you can write to, or fix its permissions",
+}
+if hasattr(errno, "EDQUOT"):  # not on Windows
+    _FIXES[errno.EDQUOT] = "free some of your disk quota or write to another disk, then rerun the same command"
+
+
+@contextlib.contextmanager
+def file_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turn the file system's refusals while working on ``path`` (no space, read-only, no permission, a missing
+    file) into :class:`~hf_reinforce.errors.StorageError` / :class:`~hf_reinforce.errors.NotFoundError` naming the
+    file and the fix. Errors of other libraries that merely derive from ``OSError`` (HTTP errors) pass unchanged."""
+    try:
+        yield
+    except ReinforceError:
+        raise
+    except OSError as error:
+        if type(error).__module__ != "builtins" or isinstance(error, ConnectionError):
+            raise
+        where = error.filename or path
+        reason = error.strerror or str(error)
+        if isinstance(error, FileNotFoundError):
+            raise NotFoundError(f"{where}: no such file or folder ({reason}), working on {path}") from error
+        fix = _FIXES.get(error.errno or 0, "check the path and the disk")
+        raise StorageError(f"{where}: {reason}, working on {path}: {fix}") from error
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -90,6 +121,7 @@ def remove_temp_files(output_dir: Path, split: str) -> None:
 
 
 __all__ = [
+    "file_errors",
     "file_sha256",
     "read_json",
     "remove_temp_files",

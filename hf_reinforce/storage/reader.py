@@ -6,18 +6,37 @@ shard list of its record before anything reads it.
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..deprecation import warn_renamed
 from ..errors import ConfigError, IncompleteOutputError, NotFoundError
+from ..validation import check_split_name
 from .files import read_json
 from .format import check_schema_version
 from .paths import CONFIG_FILE, DATA_DIR, STATE_DIR, local_folder, resume_path
-from .record import RunRecord
+from .record import RunRecord, ShardRecord
+from .remote import check_reachable, download, hub_errors
 from .shards import shard_problem
+
+RECORD_FIX = "a record the library wrote passes this check: restore it, or reinforce the source again"
+
+
+def record_file(
+    repo_or_folder: str | os.PathLike, *, revision: str | None = None, token: str | bool | None = None
+) -> Path:
+    """The ``reinforce_config.json`` of a local folder (or that file itself), or of a Hub repo (downloaded, or from
+    the local Hub cache when the Hub cannot be asked)."""
+    path = local_folder(repo_or_folder)
+    if path is None:
+        return download(str(repo_or_folder), CONFIG_FILE, revision=revision, token=token)
+    path = path / CONFIG_FILE if path.is_dir() else path
+    if not path.is_file():
+        raise NotFoundError(f"{repo_or_folder} has no {CONFIG_FILE}: is it a finished hf_reinforce output folder?")
+    return path
 
 
 def load_record_json(
@@ -25,21 +44,21 @@ def load_record_json(
 ) -> dict[str, Any]:
     """The raw JSON of ``reinforce_config.json`` (a local folder, a path to the file, or a Hub repo), its schema
     version checked; :func:`load_record` reads it as a :class:`~hf_reinforce.storage.record.RunRecord`."""
-    path = local_folder(repo_or_folder)
-    if path is not None:
-        path = path / CONFIG_FILE if path.is_dir() else path
-        if not path.is_file():
-            raise NotFoundError(f"{repo_or_folder} has no {CONFIG_FILE}: is it a finished hf_reinforce output folder?")
-    else:
-        from huggingface_hub import hf_hub_download
-
-        path = Path(
-            hf_hub_download(str(repo_or_folder), CONFIG_FILE, repo_type="dataset", revision=revision, token=token)
-        )
-    data = json.loads(path.read_text())
-    if isinstance(data, dict) and "schema_version" in data:
+    path = record_file(repo_or_folder, revision=revision, token=token)
+    data = read_json(path)
+    if data is None:
+        raise NotFoundError(f"{path} disappeared while it was read")
+    if isinstance(data.get("schema_version"), int):
         check_schema_version(data["schema_version"])
     return data
+
+
+def parse_record(data: Mapping[str, Any], source: str | os.PathLike) -> RunRecord:
+    """``data`` read as a run record; a :class:`ConfigError` names ``source`` (the file or repo) and the field."""
+    try:
+        return RunRecord.from_dict(data)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}; {RECORD_FIX}") from None
 
 
 def load_record(
@@ -57,11 +76,13 @@ def load_record(
         The :class:`RunRecord`.
 
     Raises:
-        NotFoundError: no such folder, or no record in it.
-        ConfigError: the record is not a valid run record (the message names the field).
+        NotFoundError: no such folder, repo or record.
+        ConfigError: the record is not a valid run record (the message names the file or repo and the field).
         SchemaVersionError: the record was written by a newer schema than this library reads.
+        HubError: the Hub cannot be asked (offline mode, no network) and the record is not in the local cache.
     """
-    return RunRecord.from_dict(load_record_json(repo_or_folder, revision=revision, token=token))
+    source = str(repo_or_folder) if local_folder(repo_or_folder) is None else record_file(repo_or_folder)
+    return parse_record(load_record_json(repo_or_folder, revision=revision, token=token), source)
 
 
 def load_config(
@@ -76,29 +97,47 @@ def load_config(
 def read_record(path: Path) -> RunRecord | None:
     """The run record in the JSON file ``path``, or ``None`` when the file does not exist."""
     data = read_json(path)
-    try:
-        return None if data is None else RunRecord.from_dict(data)
-    except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
+    return None if data is None else parse_record(data, path)
 
 
 def verified_shards(output_dir: str | os.PathLike, split: str) -> list[Path]:
-    """The shard files of the finished ``split`` of a local folder, each checked against the size and sha256 its
-    ``reinforce_config.json`` records; an unfinished, incomplete or corrupt split raises
+    """The shard files of the finished ``split`` of a local folder, each checked against what its
+    ``reinforce_config.json`` records (:func:`~.shards.shard_problem`: the folder's own file, its size, sha256, rows
+    and columns); an unfinished, incomplete or corrupt split raises
     :class:`~hf_reinforce.errors.IncompleteOutputError` naming the file."""
+    return [Path(output_dir) / DATA_DIR / s.file for s in _verified(Path(output_dir), split)]
+
+
+def _verified(folder: Path, split: str) -> tuple[ShardRecord, ...]:
+    record = finished_record(folder, split)
+    shards = _recorded_shards(folder, record, split)
+    for shard in shards:
+        problem = shard_problem(folder, shard, record)
+        if problem is not None:
+            raise IncompleteOutputError(
+                f"split {split!r} of {folder}: {problem}; rerun the reinforce command to redo it"
+            )
+    return shards
+
+
+def finished_record(output_dir: str | os.PathLike, split: str) -> RunRecord:
+    """The record of a local folder whose ``split`` is finished (no resume record, a ``reinforce_config.json``)."""
     folder = Path(output_dir)
-    if resume_path(folder, split).exists():
+    if resume_path(folder, check_split_name(split)).exists():
         raise IncompleteOutputError(
             f"split {split!r} of {folder} is unfinished ({STATE_DIR}/{split}.progress.json exists: a pass is running "
             "or was interrupted); rerun the same reinforce command to finish it"
         )
-    if not (folder / CONFIG_FILE).is_file():
+    record = read_record(folder / CONFIG_FILE)
+    if record is None:
         raise IncompleteOutputError(
             f"{folder} has no {CONFIG_FILE}: it is not a finished hf_reinforce folder (a pass is unfinished, or the "
             "config was deleted); rerun the reinforce command to finish it"
         )
-    record = read_record(folder / CONFIG_FILE)
-    assert record is not None
+    return record
+
+
+def _recorded_shards(folder: Path, record: RunRecord, split: str) -> tuple[ShardRecord, ...]:
     stats = (record.splits or {}).get(split)
     if stats is None:
         raise NotFoundError(
@@ -110,24 +149,28 @@ def verified_shards(output_dir: str | os.PathLike, split: str) -> list[Path]:
             f"{folder / CONFIG_FILE} records no shard hashes for split {split!r} (written by a version before "
             "hf_reinforce recorded them): its shards cannot be verified; rerun reinforce into it with overwrite=True"
         )
-    for shard in stats.shards:
-        problem = shard_problem(folder, shard)
-        if problem is not None:
-            raise IncompleteOutputError(
-                f"split {split!r} of {folder}: {problem}; rerun the reinforce command to redo it"
-            )
-    return [folder / DATA_DIR / s.file for s in stats.shards]
+    return stats.shards
+
+
+def load_shards(paths: Sequence[Path], shards: Sequence[ShardRecord], split: str, **kwargs: Any) -> Any:
+    """``datasets.load_dataset`` of the parquet ``paths`` (verified against ``shards``), cached under a name made
+    of their sha256s: ``datasets`` keys its cache on paths and modification times, so a folder rewritten in place
+    with equal times would otherwise return the rows it held before."""
+    import datasets
+
+    content = hashlib.sha256("".join(s.sha256 for s in shards).encode()).hexdigest()[:32]
+    cache = Path(kwargs.pop("cache_dir", None) or datasets.config.HF_DATASETS_CACHE) / "hf_reinforce" / content
+    files = [str(p.resolve()) for p in paths]
+    return datasets.load_dataset("parquet", data_files={split: files}, split=split, cache_dir=str(cache), **kwargs)
 
 
 def load_reinforced(
     repo_or_folder: str | os.PathLike, *, split: str = "train", revision: str | None = None, **kwargs: Any
 ) -> Any:
-    """``datasets.load_dataset`` of a reinforced folder's shard files (absolute paths) or of a Hub repo.
+    """``datasets.load_dataset`` of a reinforced folder's shard files or of a Hub repo.
 
     A local folder's split is loaded only when finished, from the shard list of its record, every file checked
-    against its recorded size and sha256 (:func:`verified_shards`). It is loaded through that explicit shard list:
-    ``load_dataset(folder)`` caches by folder name and patterns, so two folders with the same name could share a
-    stale cache.
+    against its record (:func:`verified_shards`), and cached by the shards' sha256s (:func:`load_shards`).
 
     Args:
         repo_or_folder: a reinforced folder or a Hub dataset repo id.
@@ -139,16 +182,33 @@ def load_reinforced(
         The split as a ``datasets.Dataset``.
 
     Raises:
-        NotFoundError: no such folder or split.
+        NotFoundError: no such folder, repo or split.
         IncompleteOutputError: the split is unfinished, or a shard is missing or differs from its record.
+        ConfigError: the folder's record is not a valid run record, or ``split`` is not a split name.
+        HubError: the Hub cannot be asked (offline mode, no network).
     """
     import datasets
 
+    check_split_name(split)
     path = local_folder(repo_or_folder)
     if path is not None:
-        files = [str(p.resolve()) for p in verified_shards(path, split)]
-        return datasets.load_dataset("parquet", data_files={split: files}, split=split, **kwargs)
-    return datasets.load_dataset(str(repo_or_folder), split=split, revision=revision, **kwargs)
+        shards = _verified(path, split)
+        return load_shards([path / DATA_DIR / s.file for s in shards], shards, split, **kwargs)
+    repo_id = str(repo_or_folder)
+    with hub_errors(repo_id):
+        check_reachable(repo_id, "read")
+        return datasets.load_dataset(repo_id, split=split, revision=revision, **kwargs)
 
 
-__all__ = ["load_config", "load_record", "load_record_json", "load_reinforced", "read_record", "verified_shards"]
+__all__ = [
+    "finished_record",
+    "load_config",
+    "load_record",
+    "load_record_json",
+    "load_reinforced",
+    "load_shards",
+    "parse_record",
+    "read_record",
+    "record_file",
+    "verified_shards",
+]

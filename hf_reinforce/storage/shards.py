@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 from datasets.table import embed_table_storage
 
 from .files import file_sha256, write_parquet_atomic
-from .format import PARQUET_ROW_GROUP_ROWS, is_reinforcement_column
-from .paths import DATA_DIR
-from .record import ShardRecord
+from .format import PARQUET_ROW_GROUP_ROWS, ROW_INDEX, is_reinforcement_column, reinforce_features
+from .paths import DATA_DIR, outside_folder
+from .record import RunRecord, ShardRecord
 
 
 def write_shard(
@@ -47,16 +47,44 @@ def _row_groups(table: pa.Table) -> Iterator[pa.RecordBatch]:
         yield from embed_table_storage(table.slice(start, PARQUET_ROW_GROUP_ROWS)).combine_chunks().to_batches()
 
 
-def shard_problem(output_dir: str | os.PathLike, shard: ShardRecord) -> str | None:
-    """Why the file of ``shard`` is not the one recorded (missing, other size, other sha256), or ``None``."""
+def shard_problem(output_dir: str | os.PathLike, shard: ShardRecord, record: RunRecord) -> str | None:
+    """Why the file of ``shard`` is not the one recorded, or ``None``: missing, a link out of the folder, another
+    size or sha256, or other rows or reinforcement columns than ``record`` says (N, K, the policy's parameters)."""
+    name = f"{DATA_DIR}/{shard.file}"
     path = Path(output_dir) / DATA_DIR / shard.file
+    target = outside_folder(output_dir, name)
+    if target is not None:
+        return f"{name} is a link to {target}, outside the folder (a shard must be the folder's own file)"
     if not path.is_file():
-        return f"{DATA_DIR}/{shard.file} is missing"
+        return f"{name} is missing"
     size = path.stat().st_size
     if size != shard.num_bytes:
-        return f"{DATA_DIR}/{shard.file} has {size} bytes, {shard.num_bytes} were written (truncated or replaced)"
+        return f"{name} has {size} bytes, {shard.num_bytes} were written (truncated or replaced)"
     if file_sha256(path) != shard.sha256:
-        return f"{DATA_DIR}/{shard.file} does not match the sha256 recorded when it was written (corrupted or replaced)"
+        return f"{name} does not match the sha256 recorded when it was written (corrupted or replaced)"
+    return _content_problem(path, name, shard, record)
+
+
+def _content_problem(path: Path, name: str, shard: ShardRecord, record: RunRecord) -> str | None:
+    """Whether the parquet file holds the recorded rows and the columns of ``record`` (its footer only)."""
+    try:
+        metadata = pq.read_metadata(path)
+    except (OSError, pa.ArrowException) as error:
+        return f"{name} is not a parquet file ({error})"
+    if metadata.num_rows != shard.num_rows:
+        return f"{name} holds {metadata.num_rows} rows, the record says {shard.num_rows}"
+    schema = metadata.schema.to_arrow_schema()
+    expected = reinforce_features(record.policy, record.num_augmentations, record.top_k, record.num_classes)
+    columns = {ROW_INDEX: pa.int64(), **dict(zip(expected.arrow_schema.names, expected.arrow_schema.types))}
+    extra = [column for column in schema.names if is_reinforcement_column(column) and column not in columns]
+    columns.update(dict.fromkeys(extra))  # stored, but not by the record's policy
+    for column, kind in columns.items():
+        found = schema.field(column).type if column in schema.names else None
+        if found != kind:
+            return (
+                f"{name}: column {column!r} is {found or 'missing'}, the record (N={record.num_augmentations}, "
+                f"K={record.top_k}, policy {record.policy_name}) says {kind or 'there is none'}"
+            )
     return None
 
 
