@@ -17,6 +17,7 @@ import torch
 from ..deprecation import warn_renamed
 from ..distill import ReinforcedTransform
 from ..errors import ConfigError, NotFoundError, OutOfRangeError
+from ..storage.files import file_errors
 from ..storage.format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, read_columns, topk_residual
 from ..storage.reader import load_record, load_reinforced
 from ..storage.record import RunRecord, record_from_dataset
@@ -126,6 +127,7 @@ def show(
     instead the K stored views of the split whose stored ensemble probability of the true label is lowest (from the
     stored top-k, no teacher runs; see :func:`lowest_agreement_views`)."""
     check_int(num, "num (augmentations to show)", minimum=1)
+    check_int(row, "row")
     if config is not None:
         warn_renamed("show(config=...)", "show(record=...)")
     dataset, record = _load(source, split, revision, record if record is not None else config)
@@ -151,8 +153,9 @@ def show(
 
 def _save(image: PIL.Image.Image, output: str | os.PathLike) -> Path:
     path = Path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
+    with file_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path)
     return path
 
 

@@ -18,6 +18,7 @@ from ..config import ReinforceConfig
 from ..engine.reinforce_pass import build_ensemble, check_columns, dataset_num_classes, undecoded
 from ..errors import ConfigError
 from ..hub.card import write_record
+from ..storage.files import file_errors
 from ..storage.locks import folder_lock
 from ..storage.reader import load_record
 from ..teachers import Ensemble
@@ -82,7 +83,13 @@ def evaluate_teachers(
 ) -> dict[str, Any]:
     """Accuracy of the config's teachers and ensemble on a labelled split; with ``output_dir`` (a finished
     reinforced folder) it is recorded under ``accuracy`` in ``reinforce_config.json`` and shown in the card.
-    ``split`` names the split in the result (default: the dataset's own ``split``, e.g. ``test``)."""
+    ``split`` names the split in the result (default: the dataset's own ``split``, e.g. ``test``).
+
+    Raises:
+        ConfigError: no split name or labels, or the folder's record is not a valid run record (names the field).
+        NotFoundError: ``output_dir`` has no record.
+        StorageError: the folder's record cannot be written (names the path and the fix).
+    """
     check_split(dataset, "evaluate_teachers")
     split = split or (str(dataset.split) if dataset.split is not None else None)
     if split is None:
@@ -90,10 +97,13 @@ def evaluate_teachers(
     if config.label_column is None:
         raise ConfigError("label_column: evaluate_teachers needs labels; set label_column to the label column")
     check_columns(dataset, config)
+    if output_dir is not None:
+        with file_errors(output_dir):
+            load_record(Path(output_dir))  # a folder whose record is not valid is refused before any teacher runs
     ensemble = build_ensemble(config, dataset_num_classes(dataset, config), config.device)
     result = {"split": split, **ensemble_accuracy(dataset, ensemble, config.image_column, config.label_column)}
     warn_near_chance(result["ensemble"], ensemble)
     if output_dir is not None:
-        with folder_lock(Path(output_dir)):
+        with file_errors(output_dir), folder_lock(Path(output_dir)):
             write_record(Path(output_dir), load_record(Path(output_dir)).replace(accuracy=result))
     return result

@@ -13,7 +13,8 @@ from ..errors import ConfigError, MissingColumnError
 from ..storage.format import ROW_INDEX
 from ..storage.reader import load_record
 from ..storage.record import RunRecord, SplitRecord, attach_record, record_from_dataset
-from ..validation import check_split
+from ..storage.source_hash import labels_sha256
+from ..validation import check_split, check_split_name
 
 
 def attach(
@@ -27,9 +28,14 @@ def attach(
 ) -> datasets.Dataset:
     """Join a reinforcement-only dataset (``row_index`` + reinforcement columns) back onto its source rows.
 
-    Checks the source's row count and — where recorded — its fingerprint and key column against the
-    reinforcement's run record, with an error naming what differs. ``record`` is the reinforcement's run record
-    (a :class:`RunRecord`, its JSON dict, a folder or repo id); by default the one carried by ``reinforcement``.
+    Checks the source's row count and — where recorded — its labels (their sha256, always), fingerprint and key
+    column against the reinforcement's run record, with an error naming what differs. ``record`` is the
+    reinforcement's run record (a :class:`RunRecord`, its JSON dict, a folder or repo id); by default the one
+    carried by ``reinforcement``.
+
+    Raises:
+        ConfigError: the source differs (rows, labels, fingerprint, key column), or the record is not valid.
+        MissingColumnError: ``row_index`` or the label column is missing.
     """
     if config is not None:
         warn_renamed("attach(config=...)", "attach(record=...)")
@@ -38,6 +44,8 @@ def attach(
     check_split(source, "attach (source)")
     if ROW_INDEX not in reinforcement.column_names:
         raise MissingColumnError(f"reinforcement has no {ROW_INDEX!r} column (columns: {reinforcement.column_names})")
+    if split is not None:
+        check_split_name(split)
     record = _attach_record(reinforcement, record)
     recorded = record.split(split) or SplitRecord()
     if recorded.num_rows is not None and recorded.num_rows != len(source):
@@ -45,13 +53,20 @@ def attach(
             f"source has {len(source)} rows but the reinforcement was made from {recorded.num_rows} rows of "
             f"{recorded.id or 'its source'} (split {recorded.split!r}): attach the same split and revision"
         )
+    _check_labels(source, record, recorded)
     if verify_fingerprint and recorded.fingerprint and recorded.fingerprint != source._fingerprint:
         raise ConfigError(
             f"source fingerprint {source._fingerprint} differs from the one reinforced ({recorded.fingerprint}, "
             f"revision {recorded.revision}): the source data changed or was loaded differently; "
             "pass verify_fingerprint=False if you are sure the rows are the same"
         )
-    rows = source.select(list(reinforcement[ROW_INDEX]))
+    indices = list(reinforcement[ROW_INDEX])
+    if indices and not 0 <= min(indices) <= max(indices) < len(source):
+        raise ConfigError(
+            f"reinforcement: its {ROW_INDEX} runs from {min(indices)} to {max(indices)}, outside the source's "
+            f"{len(source)} rows: attach the source it was made from"
+        )
+    rows = source.select(indices)
     key = record.key_column
     if key and key in reinforcement.column_names:
         if list(rows[key]) != list(reinforcement[key]):
@@ -63,6 +78,21 @@ def attach(
     joined = datasets.concatenate_datasets([rows.flatten_indices(), reinforcement], axis=1)
     joined.info.description = source.info.description  # the user's, not twice over
     return attach_record(joined, record)
+
+
+def _check_labels(source: datasets.Dataset, record: RunRecord, recorded: SplitRecord) -> None:
+    """Refuse a source whose labels are not those the reinforcement was made with (their recorded sha256): the
+    stored top-k were scored against them, and a student would learn other labels beside them."""
+    label = record.label_column
+    if recorded.labels_sha256 is None or label is None:
+        return
+    if label not in source.column_names:
+        raise MissingColumnError(f"source has no label column {label!r} (columns: {source.column_names})")
+    if labels_sha256(source, label) != recorded.labels_sha256:
+        raise ConfigError(
+            f"source: its labels (column {label!r}) differ from those the reinforcement was made with (their sha256 "
+            f"differs from the one recorded for split {recorded.split!r}): attach the same split and revision"
+        )
 
 
 def _attach_record(reinforcement: datasets.Dataset, given: Any) -> RunRecord:

@@ -20,19 +20,16 @@ from typing import ParamSpec
 
 import datasets
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
-from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
-from ..errors import (
-    ConfigError,
-    IncompleteOutputError,
-    OutputConflictError,
-)
+from ..errors import ConfigError, IncompleteOutputError, NotFoundError, OutputConflictError
+from ..storage.files import file_errors
 from ..storage.paths import CARD_FILE, CONFIG_FILE, DATA_DIR, num_shards, shard_path
 from ..storage.reader import load_record, verified_shards
 from ..storage.record import RunRecord, SplitRecord, record_from_dataset
-from ..storage.remote import hub_errors
+from ..storage.remote import check_reachable, hub_errors
 from ..storage.resume import check_library_folder
 from ..storage.shards import bytes_per_stored_augmentation, write_shard
+from ..validation import check_int, check_split_name
 from .card import build_card, write_record
 
 P = ParamSpec("P")
@@ -41,17 +38,33 @@ P = ParamSpec("P")
 def save_folder(
     dataset: datasets.Dataset, folder: str | os.PathLike, *, split: str = "train", rows_per_shard: int = 2048
 ) -> Path:
-    """Write a dataset returned by :func:`hf_reinforce.reinforce` as a Hub-layout folder (shards, record, card)."""
+    """Write a dataset returned by :func:`hf_reinforce.reinforce` as a Hub-layout folder (shards, record, card).
+
+    Raises:
+        ConfigError: the dataset carries no run record, or a bad split name or shard size.
+        OutputConflictError: ``folder`` holds files the library did not write.
+        StorageError: the folder cannot be written (names the path and the fix).
+    """
+    check_split_name(split)
+    check_int(rows_per_shard, "rows_per_shard", minimum=1)
+    with file_errors(folder):
+        return _save_folder(dataset, Path(folder), split, rows_per_shard)
+
+
+def _save_folder(dataset: datasets.Dataset, folder: Path, split: str, rows_per_shard: int) -> Path:
     record = record_from_dataset(dataset)
     if record is None:
         raise ConfigError(
             "this dataset does not carry an hf_reinforce config: pass the dataset returned by reinforce()"
         )
-    folder = Path(folder)
     check_library_folder(folder)
     count = num_shards(len(dataset), rows_per_shard)
     table = dataset.with_format("arrow")
-    source = dataclasses.replace(record.source, split=split) if record.source else SplitRecord(split=split)
+    source = (
+        dataclasses.replace(record.source, split=split)
+        if record.source
+        else SplitRecord(split=split, num_rows=len(dataset))
+    )
     skipped = sorted(source.skipped_rows or [])
     shards = []
     for s in range(count):
@@ -72,9 +85,10 @@ def save_folder(
 
 
 def _remote_record(api: HfApi, repo_id: str, revision: str | None) -> RunRecord | None:
+    """The record already in the repo, or ``None`` when it holds none (a new repo or branch)."""
     try:
         return load_record(repo_id, revision=revision, token=api.token)
-    except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError):
+    except NotFoundError:
         return None
 
 
@@ -139,7 +153,14 @@ def push_to_hub(
     """Upload a reinforced folder (or a dataset returned by ``reinforce``) to the Hub dataset repo ``repo_id``.
 
     Creates the repo (``private`` as asked) and the branch ``revision`` when missing; keeps other splits already
-    in the repo and updates the card. Returns the URL of the commit. Rerun after an interruption to resume.
+    in the repo and updates the card. Returns the URL of the commit. Rerun after an interruption to resume. Only
+    the folder's own verified shards, its record and its card are uploaded.
+
+    Raises:
+        IncompleteOutputError: the folder is unfinished, or a shard differs from its record (names the file).
+        ConfigError: the folder's record is not a valid run record (names the field).
+        OutputConflictError: the repo holds a dataset reinforced differently.
+        HubError: offline mode, the Hub cannot be reached, or it refuses the token or the rights (names the repo).
     """
     if isinstance(dataset_or_folder, datasets.Dataset):
         with tempfile.TemporaryDirectory(prefix="hf-reinforce-push-") as tmp:
@@ -159,8 +180,10 @@ def push_to_hub(
             f"{folder} is not a finished reinforcement (no {CONFIG_FILE}: a run is unfinished, or it is not an "
             "hf_reinforce folder): finish it first"
         )
-    local = load_record(folder)
-    shards = [path for split_name in local.splits or {} for path in verified_shards(folder, split_name)]
+    with file_errors(folder):
+        local = load_record(folder)
+        shards = [path for split_name in local.splits or {} for path in verified_shards(folder, split_name)]
+    check_reachable(repo_id, "push to")
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id
     if revision is not None:

@@ -168,8 +168,10 @@ def test_reinforcement_only_push_and_attach(hub_server, source, tmp_path):
 
     with pytest.raises(ValueError, match="rows"):
         hfr.attach(reinforcement, train.select(range(30)), record=repo_id)
-    with pytest.raises(ValueError, match="fingerprint"):
+    with pytest.raises(ValueError, match=r"its labels \(column 'label'\) differ"):
         hfr.attach(reinforcement, train.map(lambda r: {"label": 0}), record=repo_id)
+    with pytest.raises(ValueError, match="fingerprint"):
+        hfr.attach(reinforcement, train.map(lambda r: {"id": r["id"]}), record=repo_id)
 
 
 def test_push_in_memory_dataset(hub_server, source):
