@@ -18,12 +18,15 @@ import numpy as np
 from ..config import ReinforceConfig, identity_fields
 from ..errors import ConfigError, MissingColumnError, OutputConflictError
 from ..progress import quiet_datasets
+from ..storage.files import file_errors
 from ..storage.format import ROW_INDEX, is_reinforcement_column, read_columns
 from ..storage.paths import CONFIG_FILE, DATA_DIR, local_folder, writable_folder
-from ..storage.reader import load_record
+from ..storage.reader import load_record, load_shards
 from ..storage.record import RunRecord
+from ..storage.remote import check_reachable, hub_errors
 from ..storage.stored_split import StoredSplit
 from ..teachers import Teacher, teacher_key
+from ..validation import check_split_name
 from .folder_pass import reinforce_to_folder
 
 
@@ -55,28 +58,52 @@ def extend(
     the dataset it was made from (its rows are checked against the recorded hashes). Every split is extended,
     or only ``split``, which then returns a ``Dataset`` rather than a ``DatasetDict``. Push the result back with
     :func:`push_to_hub` (one commit that replaces the old shards).
+
+    Raises:
+        ConfigError: a bad split name or N, or a record that is not a valid run record (names the field).
+        OutputConflictError: the teachers or anything else differs from the record, or ``output_dir`` is taken.
+        IncompleteOutputError: a stored shard differs from its record.
+        StorageError, HubError: a folder cannot be read or written, or the Hub cannot be asked.
     """
-    folder = _local_copy(reinforced, revision, token)
+    if split is not None:
+        check_split_name(split)
+    with file_errors(output_dir):
+        folder = _local_copy(reinforced, revision, token)
+        record = load_record(folder)
+        config = extension_config(
+            record,
+            teachers,
+            num_augmentations,
+            class_mappings=class_mappings,
+            device=device,
+            num_workers=num_workers,
+            teacher_batch_size=teacher_batch_size,
+            trust_remote_code=trust_remote_code,
+        )
+        return _extend_splits(
+            folder, record, config, output_dir, split=split, source=source, overwrite=overwrite, progress=progress
+        )
+
+
+def _extend_splits(
+    folder: Path,
+    record: RunRecord,
+    config: ReinforceConfig,
+    output_dir: str | os.PathLike,
+    *,
+    split: str | None,
+    source: datasets.Dataset | datasets.DatasetDict | None,
+    overwrite: bool,
+    progress: bool,
+) -> datasets.Dataset | datasets.DatasetDict:
     out = writable_folder(output_dir)
     if out.exists() and out.resolve() == folder.resolve():
         raise OutputConflictError(
             f"output_dir {output_dir} is the folder being extended: write the extended dataset to another folder "
             "(the one it grows is read until the end)"
         )
-    record = load_record(folder)
-    splits = [split] if split is not None else list(record.splits or {})
-    config = extension_config(
-        record,
-        teachers,
-        num_augmentations,
-        class_mappings=class_mappings,
-        device=device,
-        num_workers=num_workers,
-        teacher_batch_size=teacher_batch_size,
-        trust_remote_code=trust_remote_code,
-    )
     results = {}
-    for name in splits:
+    for name in [split] if split is not None else list(record.splits or {}):
         stored = StoredSplit(folder, record, name)
         rows, is_stored = _source_rows(stored, source)
         results[name] = reinforce_to_folder(
@@ -104,7 +131,8 @@ def extension_config(
 ) -> ReinforceConfig:
     """The config of a pass with ``num_augmentations`` that writes what the pass of ``record`` wrote: every field
     that determines the output from the record, the teachers given (``timm:<arch>`` teachers get the recorded
-    preprocessing of the first teacher, and class mappings by position unless given), ``execution`` as given."""
+    preprocessing of the first teacher, and class mappings by position unless given), ``execution`` as given (the
+    teachers' micro-batch by default the recorded one)."""
     given = [teachers] if isinstance(teachers, (str, Teacher)) else list(teachers)
     if class_mappings is None and record.class_mappings:
         names = [t.name for t in record.teachers]
@@ -112,6 +140,8 @@ def extension_config(
         class_mappings = {k: record.class_mappings[n] for k, n in zip(keys, names) if n in record.class_mappings}
     first = record.teacher
     recorded = {name: getattr(record, name) for name in identity_fields() if name not in _GIVEN}
+    if execution.get("teacher_batch_size") is None and isinstance(record.teacher_batch_size, int):
+        execution["teacher_batch_size"] = record.teacher_batch_size  # the stored chunks' micro-batch
     return ReinforceConfig(
         **recorded,
         teachers=given,
@@ -126,9 +156,10 @@ def extension_config(
     )
 
 
-_GIVEN = ("teachers", "num_augmentations", "class_mappings")
+_GIVEN = ("teachers", "num_augmentations", "class_mappings", "teacher_batch_size")
 """Identity fields an extension does not copy from the record: the teachers are given (the record holds what was
-loaded, not how), N is the new one, class mappings are keyed by the given teachers."""
+loaded, not how), N is the new one, class mappings are keyed by the given teachers, and the micro-batch is an
+execution option (by default the recorded one; another one is refused as a difference from the stored split)."""
 
 
 def _local_copy(reinforced: str | os.PathLike, revision: str | None, token: str | bool | None) -> Path:
@@ -138,9 +169,8 @@ def _local_copy(reinforced: str | os.PathLike, revision: str | None, token: str 
         return path
     from huggingface_hub import snapshot_download
 
-    from ..hub.push import hub_errors
-
     with hub_errors(str(reinforced)):
+        check_reachable(str(reinforced), "read")
         return Path(
             snapshot_download(
                 str(reinforced),
@@ -174,9 +204,7 @@ def _source_rows(
             "(CLI: --source)"
         )
     with quiet_datasets():
-        loaded = datasets.load_dataset(
-            "parquet", data_files={stored.split: [str(p.resolve()) for p in stored.paths]}, split=stored.split
-        )
+        loaded = load_shards(stored.paths, stored.shards, stored.split)
     if record.image_column not in loaded.column_names:
         raise MissingColumnError(f"{stored.folder}: split {stored.split!r} has no image column {record.image_column!r}")
     rows = read_columns(loaded, [ROW_INDEX])[ROW_INDEX]
@@ -186,7 +214,10 @@ def _source_rows(
         return kept, True
     # skipped rows (skip_bad_images): missing images at their positions, which the pass skips again
     missing = np.setdiff1d(np.arange(expected), rows)
-    blanks = datasets.Dataset.from_dict({c: [None] * len(missing) for c in kept.column_names}, features=kept.features)
+    blank = {c: [None] * len(missing) for c in kept.column_names}
+    if record.label_column in blank:  # a label the check accepts; never read, as these rows are skipped again
+        blank[record.label_column] = [kept.select_columns([record.label_column])[0][record.label_column]] * len(missing)
+    blanks = datasets.Dataset.from_dict(blank, features=kept.features)
     position = np.empty(expected, dtype=np.int64)
     position[rows] = np.arange(len(rows))
     position[missing] = len(rows) + np.arange(len(missing))

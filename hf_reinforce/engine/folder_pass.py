@@ -41,7 +41,7 @@ from ..storage.paths import (
     split_shard_files,
     work_dir_prefix,
 )
-from ..storage.reader import load_record, read_record
+from ..storage.reader import load_record, load_shards, read_record
 from ..storage.record import RunRecord, ShardRecord, attach_record
 from ..storage.report import REPORT_KEY, ReportSums, SplitReport, read_report_metadata, report_metadata
 from ..storage.resume import (
@@ -68,8 +68,10 @@ def process_shards(num_shards: int, process_index: int, num_processes: int) -> r
 
 
 def _source_columns(run: ReinforcePass) -> list[str]:
-    """The source columns whose values a shard depends on: the image column and the columns it keeps."""
-    return list(dict.fromkeys([run.config.image_column, *run.keep]))
+    """The source columns whose values a shard depends on: the image column, the columns it keeps and the labels
+    (its report counts them, and ``attach`` joins a reinforcement-only shard onto rows with these labels)."""
+    label = [run.config.label_column] if run.config.label_column else []
+    return list(dict.fromkeys([run.config.image_column, *run.keep, *label]))
 
 
 def _conflicts(output_dir: Path, run: RunRecord, split: str) -> list[str]:
@@ -135,7 +137,7 @@ def _claim(
         finished = (config.splits or {}).get(split) if config is not None else None
         candidates = {s.file: s for s in ((finished.shards or ()) if finished is not None else ())}
         candidates.update({s.file: s for s in (progress.shards if progress is not None else ())})
-        intact = [s for s in candidates.values() if s.source_sha256 and shard_problem(output_dir, s) is None]
+        intact = [s for s in candidates.values() if s.source_sha256 and shard_problem(output_dir, s, run) is None]
         kept = [] if conflicts else intact
         changed = next((s for s in kept if source_sha256(s) != s.source_sha256), None)
         if changed is not None and not overwrite:
@@ -204,10 +206,11 @@ def reinforce_to_folder(
         if state.is_main_process:
             _finalize(output_dir, record, split, files, config)
         state.wait_for_everyone()
-    paths = [str(output_dir / DATA_DIR / name) for name in files]
+    final = load_record(output_dir)
+    shards = (final.splits or {})[split].shards or ()
     with contextlib.nullcontext() if progress else quiet_datasets():
-        loaded = datasets.load_dataset("parquet", data_files={split: paths}, split=split)
-    return attach_record(loaded, load_record(output_dir))
+        loaded = load_shards([output_dir / DATA_DIR / s.file for s in shards], shards, split)
+    return attach_record(loaded, final)
 
 
 def _write_shards(
@@ -284,7 +287,7 @@ def _finalize(output_dir: Path, run: RunRecord, split: str, files: list[str], co
             )
         shards = [by_file[f] for f in files]
         for shard in shards:
-            problem = shard_problem(output_dir, shard)
+            problem = shard_problem(output_dir, shard, run)
             if problem is not None:
                 raise IncompleteOutputError(f"split {split!r} of {output_dir}: {problem}; rerun to redo it")
         check_some_rows_kept(sum(s.num_rows for s in shards), [r for s in shards for r in s.skipped_rows])

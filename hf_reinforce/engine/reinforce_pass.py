@@ -29,21 +29,21 @@ from datasets import ClassLabel, Features, Image, Value
 from .._version import __version__
 from ..augment import Params, single_thread
 from ..config import ReinforceConfig, jsonable
-from ..errors import BadImageError, BadLabelError, ConfigError, MissingColumnError
+from ..errors import BadImageError, ConfigError, MissingColumnError
 from ..storage.format import (
     ROW_INDEX,
     TOPK_IDS,
     TOPK_PROBS,
     encode_topk,
-    read_columns,
     reinforce_features,
     to_arrow,
     topk_id_dtype,
 )
 from ..storage.record import RunRecord
 from ..storage.report import ReportAccumulator, ReportSums, block_sums
+from ..storage.source_hash import labels_sha256
 from ..teachers import Ensemble, ViewSpec, load_teacher, teacher_key
-from ..validation import check_split
+from ..validation import check_labels, check_split
 from .render_workers import BlockGeometry, BlockRenderer, RenderedChunk, first_new_index, render_tasks, task_order
 
 if TYPE_CHECKING:
@@ -77,24 +77,6 @@ def dataset_num_classes(dataset: datasets.Dataset, config: ReinforceConfig) -> i
         return config.num_classes
     feature = dataset.features.get(config.label_column) if config.label_column else None
     return feature.num_classes if isinstance(feature, ClassLabel) else None
-
-
-def check_labels(dataset: datasets.Dataset, label_column: str | None, num_classes: int) -> None:
-    """Refuse integer labels outside ``[0, num_classes)`` — a ``ClassLabel``'s ``-1`` ("no label") included —
-    naming the first such row; other label types are not checked."""
-    feature = dataset.features.get(label_column) if label_column else None
-    integer = isinstance(feature, ClassLabel) or (isinstance(feature, Value) and pa.types.is_integer(feature.pa_type))
-    if label_column is None or not integer:
-        return
-    labels = read_columns(dataset, [label_column])[label_column]
-    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
-    if len(bad):
-        row = int(bad[0])
-        raise BadLabelError(
-            f"row {row}, column {label_column!r}: label {int(labels[row])} is outside the {num_classes} classes "
-            f"[0, {num_classes - 1}] ({len(bad)} such row(s)); filter them out (a ClassLabel's -1 means no label), "
-            "or set num_classes / class_mappings to the classes the labels use"
-        )
 
 
 def check_some_rows_kept(rows_written: int, skipped: list[int]) -> None:
@@ -150,6 +132,7 @@ def run_record(
     public = {teacher_key(spec): t["name"] for spec, t in zip(config.teachers, teachers)}
     data = {
         **config.identity,
+        "teacher_batch_size": micro_batch(ensemble),
         "class_mappings": {public.get(k, k): v for k, v in config.class_mappings.items()}
         if config.class_mappings
         else config.class_mappings,
@@ -166,9 +149,17 @@ def run_record(
             "split": split,
             "num_rows": len(dataset),
             "fingerprint": dataset._fingerprint,
+            "labels_sha256": labels_sha256(dataset, config.label_column),
         },
     }
     return RunRecord.from_dict(jsonable(data))
+
+
+def micro_batch(ensemble: Ensemble) -> int | list[int]:
+    """The micro-batch of the teachers' forward passes, as a run's record keeps it: one size, or one per teacher
+    where :class:`~hf_reinforce.teachers.Teacher` objects brought different ones."""
+    sizes = [teacher.batch_size for teacher in ensemble.teachers]
+    return sizes[0] if len(set(sizes)) == 1 else sizes
 
 
 def _public_source_id(source_id: str | None) -> str | None:
@@ -275,7 +266,8 @@ class ReinforcePass:
             step,
             first_new_index(stored.num_augmentations, step) if stored is not None else 0,
         )
-        self.fingerprint = fingerprint(dataset._fingerprint, config.identity, self.ensemble.to_config())
+        identity = {**config.identity, "teacher_batch_size": micro_batch(self.ensemble)}  # as the record has it
+        self.fingerprint = fingerprint(dataset._fingerprint, identity, self.ensemble.to_config())
         self.stats = PassStats()
         self.skipped: list[int] = []
         self.report = ReportAccumulator()
@@ -490,10 +482,10 @@ __all__ = [
     "ReinforcePass",
     "build_ensemble",
     "check_columns",
-    "check_labels",
     "check_some_rows_kept",
     "dataset_num_classes",
     "fingerprint",
+    "micro_batch",
     "reinforce_columns",
     "run_record",
     "undecoded",

@@ -16,6 +16,10 @@ from __future__ import annotations
 import copy
 import ctypes
 import ctypes.util
+import functools
+import os
+import signal
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -282,7 +286,7 @@ def render_tasks(
         collate_fn=_unbatched,
         pin_memory=pin_memory,
         prefetch_factor=_PREFETCH,
-        worker_init_fn=init_render_worker,
+        worker_init_fn=functools.partial(init_render_worker, parent=os.getpid()),
         multiprocessing_context=context,
     )
     return iter(loader) if ring is None else _through_ring(iter(loader), ring)
@@ -308,9 +312,36 @@ def _through_ring(chunks: Iterator[RenderedChunk], ring: ViewRing) -> Iterator[R
         ring.release(chunk.ticket)
 
 
-def init_render_worker(_worker_id: int) -> None:
-    """Set up a render worker process (the DataLoader's ``worker_init_fn``): the allocator tuning below."""
+def init_render_worker(_worker_id: int, *, parent: int) -> None:
+    """Set up a render worker process (the DataLoader's ``worker_init_fn``): it dies with ``parent``, the process
+    that started it (:func:`die_with_parent`), and keeps the memory it frees (:func:`keep_freed_memory`)."""
+    die_with_parent(parent)
     keep_freed_memory()
+
+
+PR_SET_PDEATHSIG = 1
+"""``prctl`` option: the signal the kernel sends this process when the thread that created it exits."""
+
+
+def die_with_parent(parent: int) -> bool:
+    """Have the kernel kill this process (SIGKILL) the moment ``parent`` dies, even by ``kill -9``; returns whether
+    it could (Linux only).
+
+    A render worker is forked from the pass's process and inherits its open files, the folder's lock files among
+    them: a lock is free only when every process holding its file is gone. Left to themselves, the workers of a
+    killed pass notice the loss of their parent only at the DataLoader's next status check (every 5 s), and a rerun
+    in the meantime was refused as "being written by another process". Elsewhere (macOS, Windows) that check is
+    what ends them. ``parent`` is checked after the request, in case it died before the request was made."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        done = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+    if os.getppid() != parent:  # the parent died before the request: nothing will send the signal
+        os._exit(1)
+    return done
 
 
 def keep_freed_memory() -> bool:

@@ -11,8 +11,10 @@ import datasets
 from ..config import ReinforceConfig
 from ..distributed import get_logger
 from ..progress import quiet_datasets, views_bar
+from ..storage.files import file_errors
 from ..storage.paths import writable_folder
 from ..storage.record import attach_record
+from ..validation import check_split_name
 from .folder_pass import reinforce_to_folder
 from .reinforce_pass import ReinforcePass, check_some_rows_kept
 
@@ -36,25 +38,46 @@ def reinforce(
     ``datasets`` cache, never beside the source). With ``output_dir`` it is written as a Hub-layout folder shard by
     shard (atomic, resumable; under ``accelerate launch`` shards are spread over the processes) and loaded back.
     Pick the folder for anything you will keep or publish, and the in-process run to try a config on a few rows.
+
+    Args:
+        dataset: one split of images (and labels).
+        config: the reinforcement (:class:`~hf_reinforce.ReinforceConfig`).
+        output_dir: the Hub-layout folder to write (created if missing; resumed if a pass of the same config wrote
+            part of it).
+        split: the split's name (letters, digits, ``_`` and ``.``), in file names and the record.
+        overwrite: replace a folder of another config or source.
+        progress: show a progress bar.
+        source_id: the source dataset's Hub id, recorded.
+        source_revision: its revision, recorded.
+
+    Returns:
+        The reinforced split, its run record in ``info.description`` (:func:`~hf_reinforce.record_from_dataset`).
+
+    Raises:
+        ConfigError: a bad split name, or a dataset the config cannot reinforce (names the field).
+        OutputConflictError: ``output_dir`` holds something else, or another process is writing the split.
+        StorageError: the folder cannot be written (no space, read-only): names the path and the fix.
     """
+    check_split_name(split)
     if output_dir is not None:
-        return reinforce_to_folder(
-            dataset,
-            config,
-            writable_folder(output_dir),
-            split=split,
-            overwrite=overwrite,
-            progress=progress,
-            source_id=source_id,
-            source_revision=source_revision,
-        )
+        with file_errors(output_dir):
+            return reinforce_to_folder(
+                dataset,
+                config,
+                writable_folder(output_dir),
+                split=split,
+                overwrite=overwrite,
+                progress=progress,
+                source_id=source_id,
+                source_revision=source_revision,
+            )
     run = ReinforcePass(dataset, config)
     logger.info(run.ensemble.describe())
     cache = Path(datasets.config.HF_DATASETS_CACHE) / "hf_reinforce" / f"{run.fingerprint}.arrow"
-    cache.parent.mkdir(parents=True, exist_ok=True)
     rows = range(len(dataset))
     bar = views_bar(len(dataset) * config.num_augmentations, "reinforce", enabled=progress)
-    with quiet_datasets(), bar:
+    with quiet_datasets(), bar, file_errors(cache.parent):
+        cache.parent.mkdir(parents=True, exist_ok=True)
         out = run.map(rows, run.results([rows], on_views=bar.update), cache_file_name=cache)
     check_some_rows_kept(len(out), run.skipped)
     record = run.record(split, source_id, source_revision)

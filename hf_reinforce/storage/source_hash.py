@@ -18,13 +18,37 @@ from datasets.table import embed_table_storage
 
 def source_rows_sha256(dataset: datasets.Dataset, rows: range, columns: Sequence[str]) -> str:
     """sha256 of the values of ``columns`` in ``rows`` of ``dataset``, images read from their files when the
-    dataset holds only paths (so a file rewritten in place is seen, whatever its mtime or the fingerprint)."""
-    table = embed_table_storage(dataset.select_columns(list(columns)).with_format("arrow")[rows.start : rows.stop])
+    dataset holds only paths (so a file rewritten in place is seen, whatever its mtime or the fingerprint). An
+    image file that cannot be read is hashed by its path: the pass reports or skips its row (``skip_bad_images``),
+    and a rerun recomputes the shard once the file can be read."""
+    table = _embedded(dataset.select_columns(list(columns)).with_format("arrow")[rows.start : rows.stop])
     digest = hashlib.sha256()
     for name in columns:
         _feed(digest, name)
         _feed_array(digest, table.column(name).combine_chunks())
     return digest.hexdigest()
+
+
+def labels_sha256(dataset: datasets.Dataset, label_column: str | None) -> str | None:
+    """sha256 of the whole label column (``None`` without labels): what ``attach`` checks a source's labels against."""
+    if label_column is None:
+        return None
+    return source_rows_sha256(dataset, range(len(dataset)), [label_column])
+
+
+def _embedded(table: pa.Table) -> pa.Table:
+    """``table`` with the files its image paths name read in; rows whose file cannot be read keep their path."""
+    try:
+        return embed_table_storage(table)
+    except OSError:
+        return pa.concat_tables([_embedded_row(table.slice(i, 1)) for i in range(table.num_rows)])
+
+
+def _embedded_row(row: pa.Table) -> pa.Table:
+    try:
+        return embed_table_storage(row)
+    except OSError:
+        return row
 
 
 def _feed_array(digest: Any, array: pa.Array) -> None:
@@ -74,4 +98,4 @@ def _feed(digest: Any, value: Any) -> None:
         digest.update(b"V%s;" % repr(value).encode())
 
 
-__all__ = ["source_rows_sha256"]
+__all__ = ["labels_sha256", "source_rows_sha256"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 
@@ -240,8 +241,8 @@ def test_renderer_pickles_for_spawned_workers():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
 def test_render_workers_get_the_allocator_tuning_as_their_worker_init_fn(monkeypatch):
-    """The DataLoader's workers run :func:`keep_freed_memory` as ``worker_init_fn``, and it tunes glibc here (in a
-    fresh process, not pytest's). A page-fault count of reused memory passed here and failed once in CI (the heap
+    """The DataLoader's workers run :func:`keep_freed_memory` (and die with the process that started them) as
+    ``worker_init_fn``, and it tunes glibc here (in a fresh process, not pytest's). A page-fault count of reused memory passed here and failed once in CI (the heap
     state decides it), so the effect is measured by the benchmark, not asserted."""
     from hf_reinforce.engine import render_workers as rendering
 
@@ -257,7 +258,8 @@ def test_render_workers_get_the_allocator_tuning_as_their_worker_init_fn(monkeyp
     monkeypatch.setattr(rendering, "DataLoader", Spy)
     run = ReinforcePass(mnist_dataset(16), make_config(num_workers=1))
     chunks = list(rendering.render_tasks(run.renderer(), [(0, 0)], num_workers=1))
-    assert seen["worker_init_fn"] is rendering.init_render_worker and len(chunks) == 1
+    init = seen["worker_init_fn"]
+    assert init.func is rendering.init_render_worker and init.keywords == {"parent": os.getpid()} and len(chunks) == 1
 
 
 def test_in_process_run_writes_nothing_into_the_source_folder(tmp_path):
