@@ -4,75 +4,144 @@ Reinforce a dataset once with a teacher ensemble (:func:`reinforce`), publish it
 students that replay stored augmentations and distill from stored top-k probabilities (:class:`ReinforcedTransform`,
 :func:`distillation_loss`, :class:`DistillationTrainer`).
 
-Every name is a plain re-export. Only the ``transformers`` integration (``DistillationTrainer`` and friends) is
-imported on first use, since ``transformers.trainer`` takes seconds to import; nothing here imports timm,
-transformers or accelerate until a teacher is loaded or a pass starts.
+Every name is a plain re-export of the object in its module, imported on first use (PEP 562): ``import hf_reinforce``
+imports neither torch, torchvision nor datasets, so the command line answers ``--help`` and argument errors at once
+(``import torchvision`` alone takes seconds: it imports its models). :data:`EXPORTS` says where each name lives;
+type checkers read the same imports below. Nothing imports timm, transformers or accelerate until a teacher is
+loaded or a pass starts.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from . import distill
 from ._version import __version__
-from .augment import (
-    PRESETS,
-    AugmentationPolicy,
-    HorizontalFlip,
-    MixUpCutMix,
-    RandAugment,
-    RandomCrop,
-    RandomErasing,
-    RandomResizedCrop,
-    to_rgb_uint8,
-)
-from .config import ReinforceConfig
-from .diagnostics.show import show
-from .diagnostics.teacher_eval import evaluate_teachers
-from .distill import (
-    DistillationCollator,
-    ReinforcedTransform,
-    distillation_loss,
-    expand_topk,
-)
-from .engine.estimation import Estimate, estimate
-from .engine.extension import extend
-from .engine.reinforce_pass import ReinforcePass
-from .engine.run import reinforce
-from .errors import (
-    BadImageError,
-    BadLabelError,
-    ConfigError,
-    HubError,
-    IncompleteOutputError,
-    MissingColumnError,
-    NotFoundError,
-    OutOfRangeError,
-    OutputConflictError,
-    ReinforceError,
-    SchemaVersionError,
-)
-from .hub.attach import attach
-from .hub.push import push_to_hub, save_folder
-from .storage.format import SCHEMA_VERSION, reinforce_features
-from .storage.reader import load_config, load_record, load_reinforced
-from .storage.record import RunRecord, ShardRecord, SplitRecord, TeacherRecord, record_from_dataset
-from .teachers import Ensemble, Preprocessing, Teacher, load_teacher, spec_with_options
+
+EXPORTS: dict[str, str] = {
+    **dict.fromkeys(
+        [
+            "PRESETS",
+            "AugmentationPolicy",
+            "HorizontalFlip",
+            "MixUpCutMix",
+            "RandAugment",
+            "RandomCrop",
+            "RandomErasing",
+            "RandomResizedCrop",
+            "to_rgb_uint8",
+        ],
+        "augment",
+    ),
+    "ReinforceConfig": "config",
+    "show": "diagnostics.show",
+    "evaluate_teachers": "diagnostics.teacher_eval",
+    **dict.fromkeys(
+        [
+            "DistillationCallback",
+            "DistillationCollator",
+            "DistillationLoss",
+            "DistillationTrainer",
+            "ReinforcedTransform",
+            "TimmStudent",
+            "distillation_loss",
+            "expand_topk",
+        ],
+        "distill",
+    ),
+    "Estimate": "engine.estimation",
+    "estimate": "engine.estimation",
+    "extend": "engine.extension",
+    "ReinforcePass": "engine.reinforce_pass",
+    "reinforce": "engine.run",
+    **dict.fromkeys(
+        [
+            "BadImageError",
+            "BadLabelError",
+            "ConfigError",
+            "HubError",
+            "IncompleteOutputError",
+            "MissingColumnError",
+            "NotFoundError",
+            "OutOfRangeError",
+            "OutputConflictError",
+            "ReinforceError",
+            "SchemaVersionError",
+            "StorageError",
+        ],
+        "errors",
+    ),
+    "attach": "hub.attach",
+    "push_to_hub": "hub.push",
+    "save_folder": "hub.push",
+    "SCHEMA_VERSION": "storage.format",
+    "reinforce_features": "storage.format",
+    **dict.fromkeys(["load_config", "load_record", "load_reinforced"], "storage.reader"),
+    **dict.fromkeys(
+        ["RunRecord", "ShardRecord", "SplitRecord", "TeacherRecord", "record_from_dataset"], "storage.record"
+    ),
+    **dict.fromkeys(["Ensemble", "Preprocessing", "Teacher", "load_teacher", "spec_with_options"], "teachers"),
+}
+"""Each public name → the module (relative to ``hf_reinforce``) that defines or re-exports it."""
 
 if TYPE_CHECKING:
+    from .augment import (
+        PRESETS,
+        AugmentationPolicy,
+        HorizontalFlip,
+        MixUpCutMix,
+        RandAugment,
+        RandomCrop,
+        RandomErasing,
+        RandomResizedCrop,
+        to_rgb_uint8,
+    )
+    from .config import ReinforceConfig
+    from .diagnostics.show import show
+    from .diagnostics.teacher_eval import evaluate_teachers
+    from .distill import DistillationCollator, ReinforcedTransform, distillation_loss, expand_topk
     from .distill.trainer import DistillationCallback, DistillationLoss, DistillationTrainer, TimmStudent
+    from .engine.estimation import Estimate, estimate
+    from .engine.extension import extend
+    from .engine.reinforce_pass import ReinforcePass
+    from .engine.run import reinforce
+    from .errors import (
+        BadImageError,
+        BadLabelError,
+        ConfigError,
+        HubError,
+        IncompleteOutputError,
+        MissingColumnError,
+        NotFoundError,
+        OutOfRangeError,
+        OutputConflictError,
+        ReinforceError,
+        SchemaVersionError,
+        StorageError,
+    )
+    from .hub.attach import attach
+    from .hub.push import push_to_hub, save_folder
+    from .storage.format import SCHEMA_VERSION, reinforce_features
+    from .storage.reader import load_config, load_record, load_reinforced
+    from .storage.record import RunRecord, ShardRecord, SplitRecord, TeacherRecord, record_from_dataset
+    from .teachers import Ensemble, Preprocessing, Teacher, load_teacher, spec_with_options
 
 
 def __getattr__(name: str) -> Any:
-    """The transformers integration, imported on first use (by ``distill``)."""
-    if name in distill.TRAINER_EXPORTS:
-        return getattr(distill, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    """A public name, imported from its module on first use and kept (the same object as in that module)."""
+    if name not in EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *EXPORTS})
 
 
 __all__ = [
-    "PRESETS",
-    "SCHEMA_VERSION",
+    "__version__",
     "AugmentationPolicy",
     "BadImageError",
     "BadLabelError",
@@ -91,6 +160,7 @@ __all__ = [
     "NotFoundError",
     "OutOfRangeError",
     "OutputConflictError",
+    "PRESETS",
     "Preprocessing",
     "RandAugment",
     "RandomCrop",
@@ -101,19 +171,20 @@ __all__ = [
     "ReinforcePass",
     "ReinforcedTransform",
     "RunRecord",
+    "SCHEMA_VERSION",
     "SchemaVersionError",
     "ShardRecord",
     "SplitRecord",
+    "StorageError",
     "Teacher",
     "TeacherRecord",
     "TimmStudent",
-    "__version__",
     "attach",
     "distillation_loss",
     "estimate",
     "evaluate_teachers",
-    "extend",
     "expand_topk",
+    "extend",
     "load_config",
     "load_record",
     "load_reinforced",

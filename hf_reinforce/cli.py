@@ -4,15 +4,20 @@
 reinforce ...``: shards are spread over the processes and only the main process prints the summary.
 
 The ``reinforce``/``estimate`` options are built from ``ReinforceConfig``'s fields and their metadata (help, group,
-``cli`` overrides), so a new config field is on the command line with no edit here. User errors (a
-:class:`~hf_reinforce.errors.ReinforceError` such as a missing column or a bad policy, or a missing file or
-dataset) exit with status 2 and a one-line message; any other exception is a bug and shows its traceback
-(``--debug`` shows the traceback of user errors too).
+``cli`` overrides), so a new config field is on the command line with no edit here. The parser imports neither
+torch, torchvision nor datasets (``config`` imports them only when a config is built), so ``--help`` and argument
+errors answer at once; a command imports what it needs when it runs.
+
+Expected failures exit with status 2 and a one-line message: a :class:`~hf_reinforce.errors.ReinforceError` (a
+missing column, a bad policy, a damaged record, the Hub unreachable or offline), or an ``OSError`` (a missing file
+or dataset, no space left, a read-only folder, a refused connection). Any other exception is a bug and shows its
+traceback; ``--debug`` shows the traceback of every error.
 """
 
 from __future__ import annotations
 
 import argparse
+import builtins
 import collections.abc
 import dataclasses
 import json
@@ -25,28 +30,39 @@ from pathlib import Path
 from typing import Any, Union
 
 from .config import GROUPS, ReinforceConfig
-from .distributed import is_main_process
 from .errors import ConfigError, HubError, NotFoundError, ReinforceError
-from .validation import check_int
+from .validation import check_int, check_split_name
 
 PROG = "hf-reinforce"
-USER_ERRORS = (ReinforceError, FileNotFoundError)
-"""Exceptions reported as one line with exit status 2; anything else is a bug and keeps its traceback."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status: 0, 2 for a user
+    error (one line on stderr; the traceback with ``--debug``), 130 when interrupted."""
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except USER_ERRORS as error:
-        if args.debug:
+    except Exception as error:
+        if args.debug or not is_user_error(error):
             raise
         print(f"{PROG} {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+
+
+def is_user_error(error: BaseException) -> bool:
+    """Whether ``error`` is an expected failure, reported as one line with exit status 2: a
+    :class:`~hf_reinforce.errors.ReinforceError`, an ``OSError`` (files, disk, network) or a request that reached
+    no server. Anything else is a bug and keeps its traceback."""
+    if isinstance(error, (ReinforceError, OSError)):
+        return True
+    if "huggingface_hub" not in sys.modules:  # no request was made
+        return False
+    from .storage.remote import transport_errors
+
+    return isinstance(error, transport_errors())
 
 
 # -- parser ------------------------------------------------------------------------------------------------------
@@ -78,7 +94,6 @@ def build_parser() -> argparse.ArgumentParser:
     reinforce.add_argument("--output-dir", required=True, help="output folder (Hub layout); required")
     reinforce.add_argument("--overwrite", action="store_true", help="replace an output folder of a different config")
     reinforce.add_argument("--dry-run", action="store_true", help="print the estimate and write nothing")
-    reinforce.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     _calibration_arguments(reinforce)
     reinforce.set_defaults(handler=_reinforce)
 
@@ -177,6 +192,7 @@ def _pass_arguments() -> argparse.ArgumentParser:
     data.add_argument("--split", default="train", help="split to reinforce (default: train)")
     data.add_argument("--revision", help="dataset revision on the Hub (recorded in the config)")
     data.add_argument("--max-rows", type=int, help="only the first N rows (for trying things out)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     add_config_arguments(p, groups=groups)
     return p
 
@@ -193,7 +209,7 @@ def add_config_arguments(
     else is read as a string for the config to parse), ``help`` and ``group`` from the metadata, and ``cli``
     metadata overriding these argparse keywords (``cli=None``: not on the command line)."""
     groups = dict(groups or {})
-    hints = typing.get_type_hints(config_class)
+    hints = field_types(config_class)
     for field in dataclasses.fields(config_class):
         if "cli" in field.metadata and field.metadata["cli"] is None:
             continue
@@ -203,11 +219,40 @@ def add_config_arguments(
         _add_field(groups[group], field, hints[field.name])
 
 
+def field_types(config_class: type) -> dict[str, Any]:
+    """Each field's annotation, evaluated in the module of the class that declares it, as ``typing.get_type_hints``
+    does; a name that module imports only for type checkers (a class of a heavy module the parser must not import)
+    reads as ``Any``: such an option is read as a string, which the config parses."""
+    hints: dict[str, Any] = {}
+    for klass in reversed(config_class.__mro__):
+        namespace = vars(sys.modules[klass.__module__])
+        for name, annotation in vars(klass).get("__annotations__", {}).items():
+            if isinstance(annotation, str):
+                annotation = eval(annotation, dict(namespace), _TypeCheckingNames(namespace))
+            hints[name] = annotation
+    return hints
+
+
+class _TypeCheckingNames(dict):
+    """Local names of an annotation: nothing but ``Any`` for names neither its module nor the builtins define."""
+
+    def __init__(self, namespace: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.namespace = namespace
+
+    def __missing__(self, name: str) -> Any:
+        if name in self.namespace or hasattr(builtins, name):
+            raise KeyError(name)  # looked up in the module, then the builtins
+        return Any
+
+
 def _add_field(group: Any, field: dataclasses.Field, hint: Any) -> None:
-    """The option (and for an optional field with a default, its ``--no-`` form) of one config field."""
+    """The option (and for an optional field with a default, its ``--no-`` form) of one config field; a field whose
+    default is made by a factory is left out of the parsed arguments unless given, so the config makes it."""
     flag = "--" + field.name.replace("_", "-")
     help_text = field.metadata.get("help", "")
-    default = None if field.default is dataclasses.MISSING else field.default
+    factory = field.default_factory is not dataclasses.MISSING
+    default = argparse.SUPPRESS if factory else None if field.default is dataclasses.MISSING else field.default
     optional, kind = _scalar_type(hint)
     if kind is bool:
         action = "store_false" if default else "store_true"
@@ -217,10 +262,10 @@ def _add_field(group: Any, field: dataclasses.Field, hint: Any) -> None:
     kwargs: dict[str, Any] = {"dest": field.name, "type": kind, "default": default, "help": help_text}
     if typing.get_origin(hint) in (list, tuple, Sequence, collections.abc.Sequence):
         kwargs["nargs"] = "+"
-    if default is not None:
+    if default is not None and not factory:
         kwargs["help"] = f"{help_text} (default: {default})"
     kwargs.update(field.metadata.get("cli") or {})
-    if not (optional and default is not None):
+    if not (optional and default is not None) or factory:
         group.add_argument(flag, **kwargs)
         return
     either = group.add_mutually_exclusive_group()
@@ -275,25 +320,29 @@ def _calibration_arguments(parser: argparse.ArgumentParser) -> None:
 def _reinforce(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _estimate(args)
+    from .distributed import is_main_process
     from .engine.run import reinforce
 
     config = config_from_args(args)  # before loading: a bad argument fails before a long download
+    split = _split_name(args.split)
     out = reinforce(
         load_source(args),
         config,
         args.output_dir,
-        split=_split_name(args.split),
+        split=split,
         overwrite=args.overwrite,
         progress=args.progress,
         source_id=args.dataset,
         source_revision=args.revision,
     )
     if is_main_process():
-        _print_summary(Path(args.output_dir), _split_name(args.split), len(out))
+        _print_summary(Path(args.output_dir), split, len(out))
     return 0
 
 
 def _estimate(args: argparse.Namespace) -> int:
+    from .distributed import is_main_process
+
     if not is_main_process():
         return 0  # one calibration is enough; the others would compete for the same machine
     from .engine.estimation import estimate
@@ -316,6 +365,7 @@ def _estimate(args: argparse.Namespace) -> int:
 def _extend(args: argparse.Namespace) -> int:
     import datasets
 
+    from .distributed import is_main_process
     from .engine.extension import extend
     from .storage.reader import load_record
 
@@ -427,8 +477,8 @@ def _one_line(error: BaseException) -> str:
 
 
 def _split_name(split: str) -> str:
-    """The split name without a slice (``train[:10%]`` → ``train``), for shard file names."""
-    return split.split("[", 1)[0]
+    """The split name without a slice (``train[:10%]`` → ``train``), for shard file names, checked."""
+    return check_split_name(split.split("[", 1)[0], "--split")
 
 
 def _print_summary(output_dir: Path, split: str, rows: int) -> None:

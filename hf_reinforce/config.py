@@ -7,6 +7,9 @@ match it) and optionally ``cli`` (argparse keywords overriding the ones the CLI 
 :meth:`ReinforceConfig.identity` and the command line are derived from that metadata, so a new field is one edit
 here. Vary a config with ``dataclasses.replace``; inputs are normalized (the policy parsed, teachers a
 tuple) and validated at construction.
+
+This module imports no torch, torchvision or datasets until a config is built: the command line builds its parser
+(``--help``, argument errors) from these fields alone.
 """
 
 from __future__ import annotations
@@ -16,22 +19,43 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .augment import IMAGENET_MEAN, IMAGENET_STD, AugmentationPolicy
 from .deprecation import warn_renamed
 from .errors import ConfigError
-from .storage.format import SCHEMA_VERSION
-from .teachers import Preprocessing, Teacher, teacher_key
-from .validation import check_int, check_temperature
+from .validation import MAX_AUGMENTATIONS, MAX_RESOLUTION, check_block_layout, check_int, check_temperature
+
+if TYPE_CHECKING:
+    from .augment import AugmentationPolicy
+    from .teachers import Preprocessing, Teacher
 
 GROUPS = ("dataset", "reinforcement", "execution")
 
 
-def _field(default: Any, help: str, group: str, *, identity: bool = False, **extra: Any) -> Any:
+def _field(
+    default: Any,
+    help: str,
+    group: str,
+    *,
+    identity: bool = False,
+    default_factory: Any = dataclasses.MISSING,
+    **extra: Any,
+) -> Any:
     """A dataclass field with the metadata the CLI and :meth:`ReinforceConfig.identity` read."""
     metadata = {"help": help, "group": group, "identity": identity, **extra}
-    return dataclasses.field(default=default, metadata=metadata)
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+def _imagenet_mean() -> tuple[float, ...]:
+    from .augment import IMAGENET_MEAN
+
+    return IMAGENET_MEAN
+
+
+def _imagenet_std() -> tuple[float, ...]:
+    from .augment import IMAGENET_STD
+
+    return IMAGENET_STD
 
 
 def default_num_workers() -> int:
@@ -75,15 +99,17 @@ class ReinforceConfig:
         "bilinear", "resize interpolation of timm:<arch> teachers (random or local weights)", "reinforcement"
     )
     mean: Sequence[float] = _field(
-        IMAGENET_MEAN,
-        "per-channel mean of x/255 for timm:<arch> teachers (random or local weights)",
+        dataclasses.MISSING,
+        "per-channel mean of x/255 for timm:<arch> teachers (random or local weights; default: ImageNet's)",
         "reinforcement",
+        default_factory=_imagenet_mean,
         cli={"nargs": 3, "type": float, "metavar": ("R", "G", "B")},
     )
     std: Sequence[float] = _field(
-        IMAGENET_STD,
-        "per-channel std of x/255 for timm:<arch> teachers (random or local weights)",
+        dataclasses.MISSING,
+        "per-channel std of x/255 for timm:<arch> teachers (random or local weights; default: ImageNet's)",
         "reinforcement",
+        default_factory=_imagenet_std,
         cli={"nargs": 3, "type": float, "metavar": ("R", "G", "B")},
     )
     image_column: str = _field("image", "image column", "dataset", identity=True)
@@ -116,7 +142,13 @@ class ReinforceConfig:
         "teacher device, e.g. cuda:0 or cpu (default: cuda when available; each process's own under accelerate)",
         "execution",
     )
-    teacher_batch_size: int | None = _field(None, "micro-batch of one teacher forward", "execution")
+    teacher_batch_size: int | None = _field(
+        None,
+        "micro-batch of one teacher forward (default: each teacher's own, 64); it changes the stored probabilities' "
+        "last bits, so a resume or an extension must use the same one",
+        "execution",
+        identity=True,
+    )
     num_workers: int | None = _field(
         None,
         "CPU worker processes that decode and render views while the teachers run (0: render in the main process; "
@@ -125,13 +157,16 @@ class ReinforceConfig:
     )
 
     def __post_init__(self) -> None:
+        from .teachers import Teacher
+
         object.__setattr__(self, "policy", _parse_policy(self.policy))
         teachers = [self.teachers] if isinstance(self.teachers, (str, Teacher)) else list(self.teachers)
         if not teachers:
             raise ConfigError("teachers: give at least one teacher (e.g. teachers=['timm:resnet18'])")
         object.__setattr__(self, "teachers", tuple(teachers))
-        positive = ("num_augmentations", "top_k", "resolution", "rows_per_block", "augmentations_per_step")
-        for name in (*positive, "rows_per_shard"):
+        check_int(self.num_augmentations, "num_augmentations", minimum=1, maximum=MAX_AUGMENTATIONS)
+        check_int(self.resolution, "resolution", minimum=1, maximum=MAX_RESOLUTION)
+        for name in ("top_k", "rows_per_block", "augmentations_per_step", "rows_per_shard"):
             check_int(getattr(self, name), name, minimum=1)
         check_int(self.seed, "seed", minimum=0)
         for name in ("num_classes", "teacher_batch_size"):
@@ -142,21 +177,13 @@ class ReinforceConfig:
         check_temperature(self.temperature)
         for name, value in self.preprocessing.to_dict().items():
             object.__setattr__(self, name, value)  # normalized: interpolation name, mean/std as float tuples
-        self._check_blocks()
-
-    def _check_blocks(self) -> None:
-        mixing = self.policy.mix
-        if mixing is not None and self.rows_per_block % mixing.block_size:
-            raise ConfigError(
-                f"rows_per_block ({self.rows_per_block}) must be a multiple of the policy's mix.block_size "
-                f"({mixing.block_size}) so that every partner is rendered in the same block"
-            )
-        if mixing is not None and self.skip_bad_images:
-            raise ConfigError("skip_bad_images cannot be combined with a mixing policy: a skipped row may be a partner")
-        if self.rows_per_shard % self.rows_per_block:
-            raise ConfigError(
-                f"rows_per_shard ({self.rows_per_shard}) must be a multiple of rows_per_block ({self.rows_per_block})"
-            )
+        mix = self.policy.mix
+        check_block_layout(
+            mix_block_size=mix.block_size if mix is not None else None,
+            rows_per_block=self.rows_per_block,
+            rows_per_shard=self.rows_per_shard,
+            skip_bad_images=self.skip_bad_images,
+        )
 
     @property
     def augmentation_policy(self) -> AugmentationPolicy:
@@ -169,6 +196,8 @@ class ReinforceConfig:
         """What ``timm:<arch>`` teachers (random init or local weights: no known training preprocessing) see, unless
         their spec says otherwise (``...?resolution=32&interpolation=bicubic``); pretrained Hub teachers keep theirs.
         Not part of :meth:`identity`: the teachers' recorded preprocessing carries it wherever it has an effect."""
+        from .teachers import Preprocessing
+
         return Preprocessing(self.resolution, self.interpolation, tuple(self.mean), tuple(self.std))
 
     @property
@@ -179,6 +208,8 @@ class ReinforceConfig:
     @property
     def identity(self) -> dict[str, Any]:
         """The fields that determine the output (a rerun or a second split must match them), JSON-able."""
+        from .storage.format import SCHEMA_VERSION
+
         out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
         for f in dataclasses.fields(self):
             if f.metadata.get("identity"):
@@ -192,6 +223,8 @@ def identity_fields() -> list[str]:
 
 
 def _parse_policy(policy: Any) -> AugmentationPolicy:
+    from .augment import AugmentationPolicy
+
     try:
         return AugmentationPolicy.parse(policy)
     except ConfigError:
@@ -204,6 +237,8 @@ def _identity_value(name: str, value: Any) -> Any:
     if name == "policy":
         return value.to_dict()
     if name == "teachers":
+        from .teachers import teacher_key
+
         return [teacher_key(t) for t in value]
     return jsonable(value)
 
