@@ -102,7 +102,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
         raise ConfigError(
             f"{path} is not valid JSON ({error}): restore it, or delete it to redo what it recorded"
         ) from None

@@ -351,7 +351,7 @@ def record_from_dataset(dataset: Any) -> RunRecord | None:
     try:
         data, _end = json.JSONDecoder().raw_decode(description, at + len(RECORD_MARKER))
         return RunRecord.from_dict(data)
-    except (json.JSONDecodeError, ConfigError) as error:
+    except (json.JSONDecodeError, RecursionError, ConfigError) as error:
         raise ConfigError(
             f"{where}: {error}; pass record= (the reinforced folder or repo id) to read the record from its file"
         ) from None

@@ -249,13 +249,14 @@ def test_a_policy_other_than_the_shards_is_refused_where_shards_are_read(folder)
     assert_refused(lambda: hfr.load_reinforced(folder), IncompleteOutputError, match)
 
 
-@pytest.mark.parametrize("damage", ["truncated", "not an object", "mistyped"])
+@pytest.mark.parametrize("damage", ["truncated", "not an object", "mistyped", "nested too deep"])
 def test_a_damaged_record_is_one_line_through_every_entry_point(folder, tmp_path, hub_server, capsys, damage):
     text = (folder / CONFIG_FILE).read_text()
     broken = {
         "truncated": text[: len(text) // 2],
         "not an object": "[1, 2, 3]",
         "mistyped": text.replace('"top_k": 3', '"top_k": [3]'),
+        "nested too deep": "[" * 100_000 + "]" * 100_000,
     }[damage]
     (folder / CONFIG_FILE).write_text(broken)
     source = mnist_dataset(32)
