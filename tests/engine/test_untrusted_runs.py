@@ -111,6 +111,16 @@ def test_the_default_micro_batch_is_recorded_and_an_extension_keeps_it(tmp_path)
         hfr.extend(out, 4, tmp_path / "other", teachers=make_config().teachers, teacher_batch_size=8, progress=False)
 
 
+def test_a_teacher_returning_other_logits_than_it_declares_is_named():
+    class Seven(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.flatten(1)[:, :7]
+
+    teacher = hfr.Teacher(Seven(), resolution=32, name="seven", num_outputs=10)
+    with pytest.raises(ConfigError, match=r"teacher 'seven' returned 7 logits per image but declares num_outputs=10"):
+        reinforce(mnist_dataset(16), make_config(teachers=[teacher]), progress=False)
+
+
 # -- 4. a missing image file is a bad image like any other -----------------------------------------------------------
 
 
