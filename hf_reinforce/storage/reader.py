@@ -54,11 +54,15 @@ def load_record_json(
 
 
 def parse_record(data: Mapping[str, Any], source: str | os.PathLike) -> RunRecord:
-    """``data`` read as a run record; a :class:`ConfigError` names ``source`` (the file or repo) and the field."""
+    """``data`` read as the run record of a reinforced folder or repo, which lists the splits it holds; a
+    :class:`ConfigError` names ``source`` (the file or repo) and the field."""
     try:
-        return RunRecord.from_dict(data)
+        record = RunRecord.from_dict(data)
+        if not record.splits:
+            raise ConfigError("splits: missing or empty: the record of a reinforced dataset lists its splits")
     except ConfigError as error:
         raise ConfigError(f"{source}: {error}; {RECORD_FIX}") from None
+    return record
 
 
 def load_record(

@@ -214,6 +214,7 @@ def test_a_consistently_shortened_record_of_renamed_shards_reads_as_what_it_says
         (["splits", "train", "shards", 0, "rows"], [0], r"shards\[0\]\.rows: expected a list of 2 elements"),
         (["splits", "train", "shards", 0, "sha256"], None, r"shards\[0\]\.sha256: expected a sha256"),
         (["splits", "train", "extended_from"], [4], r"splits\.train\.extended_from: \[4\], not all below N=2"),
+        (["splits"], {}, r"splits: missing or empty: the record of a reinforced dataset lists its splits"),
     ],
 )
 def test_values_that_make_no_sense_are_refused_by_field_path(folder, path, value, match):
