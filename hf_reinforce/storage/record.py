@@ -6,10 +6,16 @@ is the on-disk schema (README "Format"): ``RunRecord.from_dict(d).to_dict() == d
 writes, and keys this version does not know (``accuracy`` from ``evaluate_teachers``, keys of a later version of the
 same schema) survive a round trip unchanged.
 
+A record is untrusted input (a folder or repo may be edited, truncated or tampered with): :meth:`RunRecord.from_dict`
+reads every key through the table :attr:`RunRecord.KEYS` (the parts' tables in :mod:`.record_parts`), then checks
+how the keys relate, so every entry point refuses the same record with the same :class:`ConfigError`, naming the
+field path. A new key is one row of a table.
+
 "Same" has two definitions, both here: :meth:`RunRecord.reinforcement_differences` (two splits may live in one
 dataset: same policy, N, K, seed, temperature, teachers as loaded, class mapping, columns and schema) and
 :meth:`RunRecord.output_differences` (a rerun or resume of one split: everything that determines its bytes, and the
-same source rows). Only ``augment``, ``format``, ``report`` and ``errors`` are imported: training code reads records too.
+same source rows). Only ``augment``, ``format``, ``report``, ``record_parts``, ``validation`` and ``errors`` are
+imported: training code reads records too.
 """
 
 from __future__ import annotations

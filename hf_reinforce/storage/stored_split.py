@@ -95,9 +95,8 @@ class StoredSplit:
         """The stored rows among ``rows`` (one block), read from the shard that holds them."""
         index = self._shard(rows)
         if self._loaded is None or self._loaded[0] != index:
-            problem = shard_problem(
-                self.folder, self.shards[index], self.record
-            )  # again: it may have changed since the start
+            # again: it may have changed since the start
+            problem = shard_problem(self.folder, self.shards[index], self.record)
             if problem is not None:
                 raise IncompleteOutputError(f"split {self.split!r} of {self.folder}, being extended: {problem}")
             columns = [ROW_INDEX, *self.record.policy.columns, TOPK_IDS, TOPK_PROBS]
