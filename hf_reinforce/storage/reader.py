@@ -22,7 +22,11 @@ from .record import RunRecord, ShardRecord
 from .remote import check_reachable, download, hub_errors
 from .shards import shard_problem
 
-RECORD_FIX = "a record the library wrote passes this check: restore it, or reinforce the source again"
+RECORD_FIXES = (
+    "a record the library wrote passes this check: restore it, or delete it and rerun the reinforce command",
+    "a record the library wrote passes this check: push the dataset again from its folder",
+)
+"""How to fix a record that fails the check: one in a local file, one in a Hub repo."""
 
 
 def record_file(
@@ -61,7 +65,7 @@ def parse_record(data: Mapping[str, Any], source: str | os.PathLike) -> RunRecor
         if not record.splits:
             raise ConfigError("splits: missing or empty: the record of a reinforced dataset lists its splits")
     except ConfigError as error:
-        raise ConfigError(f"{source}: {error}; {RECORD_FIX}") from None
+        raise ConfigError(f"{source}: {error}; {RECORD_FIXES[not isinstance(source, Path)]}") from None
     return record
 
 
