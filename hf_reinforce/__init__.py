@@ -36,6 +36,7 @@ EXPORTS: dict[str, str] = {
     "ReinforceConfig": "config",
     "show": "diagnostics.show",
     "evaluate_teachers": "diagnostics.teacher_eval",
+    **dict.fromkeys(["ReplayCheck", "verify_replay"], "diagnostics.verify"),
     **dict.fromkeys(
         [
             "DistillationCallback",
@@ -99,6 +100,7 @@ if TYPE_CHECKING:
     from .config import ReinforceConfig
     from .diagnostics.show import show
     from .diagnostics.teacher_eval import evaluate_teachers
+    from .diagnostics.verify import ReplayCheck, verify_replay
     from .distill import DistillationCollator, ReinforcedTransform, distillation_loss, expand_topk
     from .distill.trainer import DistillationCallback, DistillationLoss, DistillationTrainer, TimmStudent
     from .engine.estimation import Estimate, estimate
@@ -170,6 +172,7 @@ __all__ = [
     "ReinforceError",
     "ReinforcePass",
     "ReinforcedTransform",
+    "ReplayCheck",
     "RunRecord",
     "SCHEMA_VERSION",
     "SchemaVersionError",
@@ -197,4 +200,5 @@ __all__ = [
     "show",
     "spec_with_options",
     "to_rgb_uint8",
+    "verify_replay",
 ]

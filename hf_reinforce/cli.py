@@ -1,4 +1,5 @@
-"""The ``hf-reinforce`` command line (also ``python -m hf_reinforce``): reinforce, estimate, push, show.
+"""The ``hf-reinforce`` command line (also ``python -m hf_reinforce``): reinforce, estimate, extend, push, show,
+verify.
 
 ``reinforce`` works under ``accelerate launch -m hf_reinforce reinforce ...`` and ``torchrun -m hf_reinforce
 reinforce ...``: shards are spread over the processes and only the main process prints the summary.
@@ -171,6 +172,22 @@ def build_parser() -> argparse.ArgumentParser:
         "true label is lowest (what a destructive policy does to the images)",
     )
     show.set_defaults(handler=_show)
+
+    verify = commands.add_parser(
+        "verify",
+        help="check that this machine replays a reinforced dataset's stored augmentations exactly",
+        description="Replay sampled rows of a reinforced folder or Hub repo on this machine and compare each with the "
+        "fingerprint stored with it; with --reference, also compare the views pixel by pixel with views saved by "
+        "--save on another machine. Exit status 0 when everything replays exactly, 1 when something differs.",
+    )
+    verify.add_argument("source", help="reinforced output folder or Hub dataset id")
+    verify.add_argument("--split", default="train", help="split to check (default: train)")
+    verify.add_argument("--rows", type=int, default=64, help="rows to sample (default: 64)")
+    verify.add_argument("--seed", type=int, default=0, help="seed of the row sample (default: 0)")
+    verify.add_argument("--revision", help="revision of a Hub repo")
+    verify.add_argument("--save", metavar="FILE.npz", help="also save the replayed views, to compare elsewhere")
+    verify.add_argument("--reference", metavar="FILE.npz", help="compare with views saved by --save on another machine")
+    verify.set_defaults(handler=_verify)
     return parser
 
 
@@ -321,6 +338,22 @@ def _show(args: argparse.Namespace) -> int:
     if result is not None:
         print(result)
     return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .diagnostics.verify import verify_replay
+
+    check = verify_replay(
+        args.source,
+        rows=args.rows,
+        split=args.split,
+        revision=args.revision,
+        seed=args.seed,
+        save=args.save,
+        reference=args.reference,
+    )
+    print(check)
+    return 0 if check.ok else 1
 
 
 # -- helpers -----------------------------------------------------------------------------------------------------

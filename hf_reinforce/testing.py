@@ -24,6 +24,7 @@ from typing import Any
 import datasets
 import numpy as np
 import PIL.Image
+import pyarrow as pa
 import torch
 
 import hf_reinforce as hfr
@@ -244,8 +245,9 @@ def simulated_rows(
 ) -> datasets.Dataset:
     """The new columns of ``rows`` reinforced rows without running teachers: ``policy``'s parameters for images of
     ``height × width`` and the top-k of a simulated ImageNet-like ensemble, peaked around a few classes per image
-    with noise per augmentation (typed as :func:`hf_reinforce.reinforce_features`)."""
-    from .storage.format import encode_topk
+    with noise per augmentation, and a replay fingerprint per row (random bits, as a hash is; typed as
+    :func:`hf_reinforce.reinforce_features`)."""
+    from .storage.format import FINGERPRINT, encode_topk
 
     policy = hfr.AugmentationPolicy.parse(policy)
     g = torch.Generator().manual_seed(seed)
@@ -260,7 +262,9 @@ def simulated_rows(
             columns[name].append(value)
         columns["topk_ids"].append(ids)
         columns["topk_probs"].append(values)
-    return datasets.Dataset.from_dict({k: [v.tolist() for v in vs] for k, vs in columns.items()}, features=features)
+    data = {k: [v.tolist() for v in vs] for k, vs in columns.items() if k != FINGERPRINT}
+    data[FINGERPRINT] = pa.array(np.random.default_rng(seed).integers(-(2**63), 2**63, rows, dtype=np.int64))
+    return datasets.Dataset.from_dict(data, features=features)
 
 
 # -- run records -----------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 replay share one code path, so a stored augmentation reproduces the teacher's pixels exactly.
 """
 
+from .environment import rendering_environment
 from .functional import (
     FILL,
     IMAGENET_MEAN,
@@ -42,6 +43,7 @@ __all__ = [
     "center_view",
     "interpolation_mode",
     "normalize",
+    "rendering_environment",
     "open_image",
     "single_thread",
     "to_rgb_uint8",

@@ -257,6 +257,7 @@ def _write_shards(
                 shard = write_shard(
                     table.replace_schema_metadata(metadata),
                     staged,
+                    num_augmentations=config.num_augmentations,
                     rows=rows,
                     source_sha256=source_sha256,
                     skipped_rows=skipped,

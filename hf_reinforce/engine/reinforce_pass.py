@@ -27,10 +27,11 @@ import torch
 from datasets import ClassLabel, Features, Image, Value
 
 from .._version import __version__
-from ..augment import Params, single_thread
+from ..augment import Params, rendering_environment, single_thread
 from ..config import ReinforceConfig, jsonable
 from ..errors import BadImageError, ConfigError, MissingColumnError
 from ..storage.format import (
+    FINGERPRINT,
     ROW_INDEX,
     TOPK_IDS,
     TOPK_PROBS,
@@ -68,7 +69,7 @@ def check_columns(dataset: datasets.Dataset, config: ReinforceConfig) -> None:
 
 def reinforce_columns(config: ReinforceConfig) -> list[str]:
     """Names of the columns a pass adds."""
-    return [ROW_INDEX, *config.policy.columns, TOPK_IDS, TOPK_PROBS]
+    return [ROW_INDEX, *config.policy.columns, TOPK_IDS, TOPK_PROBS, FINGERPRINT]
 
 
 def dataset_num_classes(dataset: datasets.Dataset, config: ReinforceConfig) -> int | None:
@@ -150,6 +151,7 @@ def run_record(
             "num_rows": len(dataset),
             "fingerprint": dataset._fingerprint,
             "labels_sha256": labels_sha256(dataset, config.label_column),
+            "rendering": rendering_environment(),
         },
     }
     return RunRecord.from_dict(jsonable(data))
@@ -184,6 +186,8 @@ class BlockResult:
     topk_probs: np.ndarray
     """``(len(rows), N, K)`` float16 probabilities."""
     skipped: list[int]
+    fingerprints: list[int] = field(default_factory=list)
+    """The kept rows' replay fingerprints (:func:`~hf_reinforce.storage.format.replay_fingerprint`)."""
 
 
 @dataclass
@@ -206,6 +210,7 @@ class _Pending:
     chunks_left: int
     rows: list[int] = field(default_factory=list)
     params: list[Params] = field(default_factory=list)
+    fingerprints: list[int] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)
     originals: dict[ViewSpec, torch.Tensor] | None = None
     ids: np.ndarray | None = None
@@ -329,6 +334,7 @@ class ReinforcePass:
             )
         if chunk.chunk == self.geometry.chunks.start:
             entry.rows, entry.params, entry.skipped = chunk.rows, chunk.params or [], chunk.skipped
+            entry.fingerprints = chunk.fingerprints or []
             entry.originals = chunk.originals
             shape = (len(chunk.rows), self.config.num_augmentations, self.config.top_k)
             entry.ids = np.empty(shape, dtype=topk_id_dtype(self.num_classes))
@@ -357,7 +363,8 @@ class ReinforcePass:
         assert self.stored is not None and entry.ids is not None and entry.probs is not None
         rows = self.geometry.block_rows(chunk.block)
         stored = self.stored.block(rows)
-        stored.check(entry.rows, entry.params, f"rows {rows.start}..{rows.stop - 1} of split {self.stored.split!r}")
+        where = f"rows {rows.start}..{rows.stop - 1} of split {self.stored.split!r}"
+        stored.check(entry.rows, entry.params, entry.fingerprints, where)
         first = self.geometry.first_index
         entry.ids[:, :first] = stored.topk_ids[:, :first]
         entry.probs[:, :first] = stored.topk_probs[:, :first]
@@ -373,6 +380,7 @@ class ReinforcePass:
             topk_ids=entry.ids,
             topk_probs=entry.probs,
             skipped=entry.skipped,
+            fingerprints=entry.fingerprints,
         )
 
     # -- the reinforcement report ---------------------------------------------------------------------------------
@@ -446,6 +454,7 @@ class ReinforcePass:
             columns[name] = to_arrow(np.stack([p[name] for p in result.params]) if result.params else empty)
         columns[TOPK_IDS] = to_arrow(result.topk_ids)
         columns[TOPK_PROBS] = to_arrow(result.topk_probs)
+        columns[FINGERPRINT] = pa.array(result.fingerprints, pa.int64())
         return pa.table(columns)
 
 

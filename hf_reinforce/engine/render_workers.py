@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..augment import AugmentationPolicy, Params, center_view, single_thread, to_rgb_uint8
+from ..storage.format import FINGERPRINT_AUGMENTATION, replay_fingerprint
 from ..teachers import ViewSpec
 from .view_ring import Ticket, ViewRing
 
@@ -41,8 +42,9 @@ class RenderedChunk:
     """The views of one task, with what the main process needs to write the block's rows.
 
     ``rows`` are the block's rows that decoded (all of them unless bad images are skipped); ``params`` (their
-    sampled parameters), ``originals`` (their evaluation views, for the reinforcement report, unless the renderer
-    makes none), ``skipped`` and ``errors`` travel with the block's first chunk only (:attr:`BlockGeometry.chunks`). ``cpu_seconds`` is the worker's CPU
+    sampled parameters), ``fingerprints`` (their replay fingerprints), ``originals`` (their evaluation views, for the
+    reinforcement report, unless the renderer makes none), ``skipped`` and ``errors`` travel with the block's first
+    chunk only (:attr:`BlockGeometry.chunks`). ``cpu_seconds`` is the worker's CPU
     time for the task (decode and sampling included for chunk 0).
     """
 
@@ -52,6 +54,7 @@ class RenderedChunk:
     indices: range
     views: dict[ViewSpec, torch.Tensor]
     params: list[Params] | None = None
+    fingerprints: list[int] | None = None
     originals: dict[ViewSpec, torch.Tensor] | None = None
     skipped: list[int] = field(default_factory=list)
     errors: list[tuple[int, str]] = field(default_factory=list)
@@ -181,6 +184,7 @@ class BlockRenderer(torch.utils.data.Dataset):
             for spec in self.view_specs
         }
         first = chunk == self.geometry.chunks.start
+        fingerprints = self._fingerprints(decoded, indices, views) if first and decoded.rows else None
         ticket, worker = None, torch.utils.data.get_worker_info()
         if self.ring is not None and worker is not None and decoded.rows:
             ticket, views = self.ring.put(worker.id, views), {}
@@ -192,11 +196,26 @@ class BlockRenderer(torch.utils.data.Dataset):
             views=views,
             ticket=ticket,
             params=decoded.params if first else None,
+            fingerprints=fingerprints,
             originals=self._originals(decoded) if first and decoded.rows and self.originals else None,
             skipped=decoded.skipped if first else [],
             errors=decoded.errors if first else [],
             cpu_seconds=time.process_time() - start,
         )
+
+    def _fingerprints(self, decoded: _DecodedBlock, indices: range, views: dict[ViewSpec, torch.Tensor]) -> list[int]:
+        """Each decoded row's replay fingerprint: of its augmentation :data:`FINGERPRINT_AUGMENTATION` at the first
+        teacher's view, taken from this chunk's views when it holds that augmentation, else rendered for it (an
+        extension computes only later augmentations: one more view per row)."""
+        spec, j = self.view_specs[0], FINGERPRINT_AUGMENTATION
+        if j in indices:
+            at, step = indices.index(j), len(indices)
+            chosen = views[spec][at::step]
+        else:
+            chosen = self.policy.render_block(
+                decoded.images, decoded.params, [j], spec.resolution, spec.interpolation, rows=decoded.rows
+            )
+        return [replay_fingerprint(view) for view in chosen]
 
     def _originals(self, decoded: _DecodedBlock) -> dict[ViewSpec, torch.Tensor]:
         """Each decoded row's evaluation view (:func:`~hf_reinforce.augment.center_view`) per teacher view: the report's

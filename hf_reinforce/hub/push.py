@@ -72,7 +72,11 @@ def _save_folder(dataset: datasets.Dataset, folder: Path, split: str, rows_per_s
         # rows of the returned dataset (its source is not at hand): no source hash, as nothing resumes it
         shards.append(
             write_shard(
-                table[rows.start : rows.stop], shard_path(folder, split, s, count), rows=rows, source_sha256=None
+                table[rows.start : rows.stop],
+                shard_path(folder, split, s, count),
+                num_augmentations=record.num_augmentations,
+                rows=rows,
+                source_sha256=None,
             )
         )
     paths = [folder / DATA_DIR / shard.file for shard in shards]

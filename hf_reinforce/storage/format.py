@@ -5,10 +5,16 @@ New columns per row (N = augmentations, K = top-k), all fixed-shape typed lists:
 * one or more ``aug_*`` parameter columns per op of the policy (see ``AugmentationPolicy.columns``), ``N × ...``
 * ``topk_ids``  — ``N × K`` class ids, ``int16`` when the dataset has ≤ 32767 classes, else ``int32``
 * ``topk_probs`` — ``N × K`` ensemble probabilities, ``float16``, sorted descending within each augmentation
+* ``replay_fingerprint`` — ``int64``, a hash of the pixels of stored augmentation :data:`FINGERPRINT_AUGMENTATION`
+  as the teachers saw it (the first teacher's resolution and interpolation): replaying it elsewhere and comparing
+  tells whether replay is exact there (schema 2 on; :func:`replay_fingerprint`)
+
+Schema versions: 1 (hf_reinforce 0.1) has no ``replay_fingerprint``; 2 adds it. Every earlier version is read.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,20 +26,27 @@ from datasets import Features, List, Value
 from ..augment import AugmentationPolicy, Params
 from ..errors import SchemaVersionError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 ROW_INDEX = "row_index"
 TOPK_IDS = "topk_ids"
 TOPK_PROBS = "topk_probs"
+FINGERPRINT = "replay_fingerprint"
+FINGERPRINT_SINCE = 2
+"""The first schema version whose rows carry a :data:`FINGERPRINT`."""
+FINGERPRINT_AUGMENTATION = 0
+"""The stored augmentation a row's fingerprint hashes: the first, which every N holds (so growing a dataset with
+``extend`` keeps each row's fingerprint)."""
 
-PARQUET_OPTIONS: dict[str, Any] = {
-    "compression": "zstd",
-    "use_dictionary": False,
-    "use_byte_stream_split": [f"{TOPK_PROBS}.list.element.list.element"],
-    "write_statistics": False,
-}
-"""Options for ``pyarrow.parquet.ParquetWriter``, chosen by measurement (README "Format"): zstd without
-dictionaries, and byte-stream-split float16 probabilities, which puts their exponents side by side. The levels
-depend on the columns: use :func:`parquet_options`."""
+PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "use_dictionary": False, "write_statistics": False}
+"""Options for ``pyarrow.parquet.ParquetWriter``, chosen by measurement (docs "Format"): zstd without dictionaries.
+The byte-stream-split columns and the levels depend on the columns: use :func:`parquet_options`."""
+
+BYTE_STREAM_SPLIT = (TOPK_PROBS, TOPK_IDS, "aug_re")
+"""Columns stored byte-stream-split (the k-th bytes of all values side by side, which zstd compresses better): the
+float16 probabilities (their exponents), the class ids and the erasing boxes (stored as 32-bit integers, whose high
+bytes are zeros). Measured at K=10, ``rrc+ra+re``, 1000 classes (``scripts/bench_storage.py``'s rows), bytes per
+stored augmentation at N=16 / 400: ids 13.96 → 12.96 / 11.35 → 10.72, erasing 2.68 → 2.57 / 2.89 → 2.58, writing
+CPU 14 → 8 µs per augmentation; the crop boxes grow (7.74 → 8.09), so they are not split."""
 
 TOPK_LEVEL, PARAMS_LEVEL = 19, 9
 """zstd levels of the top-k columns and of ``row_index`` + the ``aug_*`` columns. Measured at K=10, ``rrc+ra+re``,
@@ -43,28 +56,40 @@ level 19 25.4 B in 20 µs (level 9: 26.6 B in 2 µs); the parameters at level 19
 
 
 PARQUET_ROW_GROUP_ROWS = 128
-"""Rows per parquet row group of a shard. Row groups of one 16-row block stored the reinforcement columns in 37.1 B
-per augmentation, 128 rows in 35.8 B (K=10, ``rrc+ra+re``, N=400, all at zstd-19; writing time the same); a row
-group of 128 rows of 224-px JPEGs is about 15 MB, which a reader holds at once."""
+"""The fewest rows per parquet row group of a shard. Row groups of one 16-row block stored the reinforcement columns in
+37.1 B per augmentation, 128 rows in 35.8 B (K=10, ``rrc+ra+re``, N=400, all at zstd-19; writing time the same); a
+row group of 128 rows of 224-px JPEGs is about 15 MB, which a reader holds at once."""
+
+PARQUET_ROW_GROUP_AUGMENTATIONS = 8192
+"""Stored augmentations per row group at the least: at small N a row group holds more rows (512 at N=16), because
+zstd compresses the top-k better over more values (N=16: 40.9 B per augmentation in 128-row groups, 39.9 B in
+512-row groups; measured as :data:`BYTE_STREAM_SPLIT`)."""
+
+
+def row_group_rows(num_augmentations: int) -> int:
+    """Rows per parquet row group of a shard of rows with ``num_augmentations`` stored augmentations each."""
+    return max(PARQUET_ROW_GROUP_ROWS, -(-PARQUET_ROW_GROUP_AUGMENTATIONS // max(1, num_augmentations)))
 
 
 def parquet_options(schema: pa.Schema) -> dict[str, Any]:
-    """:data:`PARQUET_OPTIONS` for ``schema``, with a zstd level per leaf column: :data:`TOPK_LEVEL` for
-    ``topk_*``, :data:`PARAMS_LEVEL` for ``row_index`` and ``aug_*``, zstd's default level for the source columns
-    kept beside them. Images are compressed already: on real JPEG rows level 19 cost 22 CPU-ms per row (1.4 ms per
-    stored view at N=16) to save 5 % (measured)."""
+    """:data:`PARQUET_OPTIONS` for ``schema``, the :data:`BYTE_STREAM_SPLIT` columns it has, and a zstd level per
+    leaf column: :data:`TOPK_LEVEL` for ``topk_*``, :data:`PARAMS_LEVEL` for the other reinforcement columns, zstd's
+    default level for the source columns kept beside them. Images are compressed already: on real JPEG rows level 19
+    cost 22 CPU-ms per row (1.4 ms per stored view at N=16) to save 5 % (measured)."""
     levels = {
         leaf: TOPK_LEVEL if field.name in (TOPK_IDS, TOPK_PROBS) else PARAMS_LEVEL
         for field in schema
         if is_reinforcement_column(field.name)
         for leaf in _parquet_leaves(field.name, field.type)
     }
-    return {**PARQUET_OPTIONS, "compression_level": levels}
+    split = [leaf for f in schema if f.name in BYTE_STREAM_SPLIT for leaf in _parquet_leaves(f.name, f.type)]
+    return {**PARQUET_OPTIONS, "use_byte_stream_split": split, "compression_level": levels}
 
 
 def is_reinforcement_column(name: str) -> bool:
-    """Whether a column is one a pass adds (``row_index``, ``aug_*``, ``topk_ids``, ``topk_probs``)."""
-    return name in (ROW_INDEX, TOPK_IDS, TOPK_PROBS) or name.startswith("aug_")
+    """Whether a column is one a pass adds (``row_index``, ``aug_*``, ``topk_ids``, ``topk_probs``,
+    ``replay_fingerprint``)."""
+    return name in (ROW_INDEX, TOPK_IDS, TOPK_PROBS, FINGERPRINT) or name.startswith("aug_")
 
 
 def _parquet_leaves(path: str, type_: pa.DataType) -> list[str]:
@@ -99,7 +124,21 @@ def reinforce_features(policy: AugmentationPolicy, num_augmentations: int, top_k
         features[name] = _list(inner, num_augmentations)
     features[TOPK_IDS] = _list(_list(Value(topk_id_dtype(num_classes)), top_k), num_augmentations)
     features[TOPK_PROBS] = _list(_list(Value("float16"), top_k), num_augmentations)
+    features[FINGERPRINT] = Value("int64")
     return Features(features)
+
+
+def replay_fingerprint(view: torch.Tensor) -> int:
+    """The 64-bit fingerprint of a rendered ``uint8 (3, r, r)`` view: the 8-byte BLAKE2b hash of its shape and its
+    pixels in channel-first order, read as a little-endian signed integer (an ``int64`` column: Python, pandas and
+    JSON hold it without overflow). The same pixels give the same number on every machine; one differing pixel gives
+    another (but for a 2**-64 chance)."""
+    if view.dtype != torch.uint8 or view.ndim != 3:
+        raise ValueError(f"a fingerprint is taken of one uint8 (3, r, r) view, got {view.dtype} {tuple(view.shape)}")
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(np.asarray(view.shape, dtype="<i8").tobytes())
+    digest.update(view.detach().cpu().contiguous().numpy().tobytes())
+    return int.from_bytes(digest.digest(), "little", signed=True)
 
 
 def encode_topk(probs: torch.Tensor, k: int, num_classes: int) -> tuple[np.ndarray, np.ndarray]:

@@ -205,6 +205,11 @@ class ShardRecord:
         }
 
 
+def _environment(value: Any, field: str) -> dict[str, str]:
+    """A rendering environment: names of libraries or facts → their versions or values, all strings."""
+    return {str(key): check_str(item, f"{field}.{key}") for key, item in check_mapping(value, field).items()}
+
+
 @dataclass(frozen=True)
 class SplitRecord:
     """The source rows of one split (id, revision, row count, fingerprint, labels) and, once written, its
@@ -230,6 +235,10 @@ class SplitRecord:
     extended_from: tuple[int, ...] | None = None
     """The N of each smaller dataset this split was grown from by ``hfr.extend``, oldest first (``None``: computed
     in one pass). The data is the same as a pass with this record's N would write."""
+    rendering: Mapping[str, str] | None = None
+    """The rendering environment of the process that wrote the split
+    (:func:`~hf_reinforce.augment.rendering_environment`: library versions, CPU capability, machine); absent in
+    records of schema 1."""
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     SOURCE: ClassVar[tuple[str, ...]] = (
@@ -250,6 +259,7 @@ class SplitRecord:
         "shards",
         "report",
         "extended_from",
+        "rendering",
     )
     KEYS: ClassVar[Mapping[str, Key]] = {
         name: Key(check, required=False)
@@ -269,6 +279,7 @@ class SplitRecord:
             "shards": optional(sequence_of(ShardRecord.read, nonempty=True)),
             "report": optional(SplitReport.from_dict),
             "extended_from": optional(sequence_of(integer(minimum=1), nonempty=True)),
+            "rendering": optional(_environment),
         }.items()
     }
 

@@ -12,7 +12,14 @@ import pyarrow.parquet as pq
 from datasets.table import embed_table_storage
 
 from .files import file_sha256, write_parquet_atomic
-from .format import PARQUET_ROW_GROUP_ROWS, ROW_INDEX, is_reinforcement_column, reinforce_features
+from .format import (
+    FINGERPRINT,
+    FINGERPRINT_SINCE,
+    ROW_INDEX,
+    is_reinforcement_column,
+    reinforce_features,
+    row_group_rows,
+)
 from .paths import DATA_DIR, outside_folder
 from .record import RunRecord, ShardRecord
 
@@ -21,15 +28,16 @@ def write_shard(
     table: pa.Table,
     path: Path,
     *,
+    num_augmentations: int,
     rows: range,
     source_sha256: str | None,
     skipped_rows: Iterable[int] = (),
 ) -> ShardRecord:
-    """Write ``table`` to the parquet shard ``path`` (atomically, one row group per
-    :data:`~.format.PARQUET_ROW_GROUP_ROWS` rows, external image files embedded so the folder is self-contained)
-    and return its record: ``rows`` is the source row range it covers, ``source_sha256`` the hash of those source
-    rows (``None`` for a shard saved from an in-process dataset, which nothing resumes)."""
-    size = write_parquet_atomic(_row_groups(table), table.schema, path)
+    """Write ``table`` to the parquet shard ``path`` (atomically, in row groups of
+    :func:`~.format.row_group_rows` rows, external image files embedded so the folder is self-contained) and return
+    its record: ``rows`` is the source row range it covers, ``source_sha256`` the hash of those source rows (``None``
+    for a shard saved from an in-process dataset, which nothing resumes)."""
+    size = write_parquet_atomic(_row_groups(table, row_group_rows(num_augmentations)), table.schema, path)
     return ShardRecord(
         file=path.name,
         rows=(rows.start, rows.stop),
@@ -41,10 +49,11 @@ def write_shard(
     )
 
 
-def _row_groups(table: pa.Table) -> Iterator[pa.RecordBatch]:
-    """One record batch per row group, external image files embedded; only those rows are held in memory."""
-    for start in range(0, table.num_rows, PARQUET_ROW_GROUP_ROWS):
-        yield from embed_table_storage(table.slice(start, PARQUET_ROW_GROUP_ROWS)).combine_chunks().to_batches()
+def _row_groups(table: pa.Table, rows: int) -> Iterator[pa.RecordBatch]:
+    """One record batch per row group of ``rows`` rows, external image files embedded; only those rows are held in
+    memory."""
+    for start in range(0, table.num_rows, rows):
+        yield from embed_table_storage(table.slice(start, rows)).combine_chunks().to_batches()
 
 
 def shard_problem(output_dir: str | os.PathLike, shard: ShardRecord, record: RunRecord) -> str | None:
@@ -76,6 +85,8 @@ def _content_problem(path: Path, name: str, shard: ShardRecord, record: RunRecor
     schema = metadata.schema.to_arrow_schema()
     expected = reinforce_features(record.policy, record.num_augmentations, record.top_k, record.num_classes)
     columns = {ROW_INDEX: pa.int64(), **dict(zip(expected.arrow_schema.names, expected.arrow_schema.types))}
+    if record.schema_version < FINGERPRINT_SINCE:
+        del columns[FINGERPRINT]
     extra = [column for column in schema.names if is_reinforcement_column(column) and column not in columns]
     columns.update(dict.fromkeys(extra))  # stored, but not by the record's policy
     for column, kind in columns.items():

@@ -22,7 +22,15 @@ import pyarrow.parquet as pq
 
 from ..augment import Params
 from ..errors import ConfigError, IncompleteOutputError, OutputConflictError
-from .format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, table_columns
+from .format import (
+    FINGERPRINT,
+    FINGERPRINT_AUGMENTATION,
+    FINGERPRINT_SINCE,
+    ROW_INDEX,
+    TOPK_IDS,
+    TOPK_PROBS,
+    table_columns,
+)
 from .paths import DATA_DIR
 from .reader import verified_shards
 from .record import OUTPUT_KEYS, RunRecord, ShardRecord, SplitRecord
@@ -40,9 +48,12 @@ class StoredBlock:
     topk_ids: np.ndarray
     """``(rows, N1, K)``."""
     topk_probs: np.ndarray
+    fingerprints: np.ndarray | None = None
+    """``(rows,)`` replay fingerprints; ``None`` in a folder of a schema before them."""
 
-    def check(self, rows: Sequence[int], params: Sequence[Params], where: str) -> None:
-        """Refuse when the rows that decoded today, or the parameters sampled for them, are not those stored."""
+    def check(self, rows: Sequence[int], params: Sequence[Params], fingerprints: Sequence[int], where: str) -> None:
+        """Refuse when the rows that decoded today, the parameters sampled for them or the pixels this machine
+        renders for them (their replay fingerprints) are not those stored."""
         if list(rows) != self.rows.tolist():
             lost = sorted(set(self.rows.tolist()) ^ set(rows))
             raise OutputConflictError(
@@ -58,6 +69,16 @@ class StoredBlock:
                         "the policy samples today (another library version's sampling?); the dataset cannot be "
                         "extended exactly: reinforce the source again with the new N"
                     )
+        if self.fingerprints is None:
+            return
+        for row, stored_print, rendered in zip(rows, self.fingerprints.tolist(), fingerprints):
+            if int(stored_print) != int(rendered):
+                raise OutputConflictError(
+                    f"{where}: row {row}: this machine renders its stored augmentation {FINGERPRINT_AUGMENTATION} "
+                    "differently from the machine that wrote it (the replay fingerprints differ: another torch, "
+                    "torchvision or hf_reinforce version?); extending here would mix two renderings: check with "
+                    "`hf-reinforce verify`, and extend where replay is exact"
+                )
 
 
 class StoredSplit:
@@ -100,6 +121,8 @@ class StoredSplit:
             if problem is not None:
                 raise IncompleteOutputError(f"split {self.split!r} of {self.folder}, being extended: {problem}")
             columns = [ROW_INDEX, *self.record.policy.columns, TOPK_IDS, TOPK_PROBS]
+            if self.record.schema_version >= FINGERPRINT_SINCE:
+                columns.append(FINGERPRINT)
             table = pq.read_table(self.folder / DATA_DIR / self.shards[index].file, columns=columns)
             self._loaded = (index, table_columns(table, columns))
         data = self._loaded[1]
@@ -109,6 +132,7 @@ class StoredSplit:
             params={name: data[name][at] for name in self.record.policy.columns},
             topk_ids=data[TOPK_IDS][at],
             topk_probs=data[TOPK_PROBS][at],
+            fingerprints=data[FINGERPRINT][at] if FINGERPRINT in data else None,
         )
 
     def shard_record(self, rows: range) -> ShardRecord:
@@ -146,7 +170,12 @@ class StoredSplit:
                 f"num_augmentations: {new.num_augmentations} does not grow split {self.split!r} of {self.folder}, "
                 f"which stores {self.num_augmentations} augmentations per row"
             )
-        differing = [k for k in self.record.differs_from(new, OUTPUT_KEYS) if k != "num_augmentations"]
+        older = self.record.schema_version < new.schema_version  # an extension writes the current schema
+        differing = [
+            k
+            for k in self.record.differs_from(new, OUTPUT_KEYS)
+            if k != "num_augmentations" and not (k == "schema_version" and older)
+        ]
         if differing:
             detail = self.record.teacher_differences(new) if "teachers" in differing else []
             raise OutputConflictError(
@@ -157,7 +186,8 @@ class StoredSplit:
             )
         source = SplitRecord(**{k: getattr(self.stats, k) for k in SplitRecord.SOURCE})
         history = (*(self.stats.extended_from or ()), self.num_augmentations)
-        return new.replace(source=dataclasses.replace(source, extended_from=history))
+        rendering = new.source.rendering if new.source is not None else None
+        return new.replace(source=dataclasses.replace(source, extended_from=history, rendering=rendering))
 
 
 __all__ = ["StoredBlock", "StoredSplit"]

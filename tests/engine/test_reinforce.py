@@ -129,7 +129,8 @@ def test_in_process_columns_types_and_values(policy):
     out = reinforce(source, make_config(policy=policy, num_augmentations=n, top_k=k), progress=False)
 
     new = NEW_COLUMNS[policy]
-    assert out.column_names == ["image", "label", "row_index", *new, "topk_ids", "topk_probs"]
+    assert out.column_names == ["image", "label", "row_index", *new, "topk_ids", "topk_probs", "replay_fingerprint"]
+    assert out.features["replay_fingerprint"] == datasets.Value("int64")
     assert out.features["image"] == datasets.Image() and out.features["label"] == source.features["label"]
     assert out.features["topk_ids"] == datasets.List(datasets.List(datasets.Value("int16"), length=k), length=n)
     assert out.features["topk_probs"] == datasets.List(datasets.List(datasets.Value("float16"), length=k), length=n)
@@ -366,7 +367,7 @@ def test_folder_output_loads_with_features_config_and_card(tmp_path):
 
 
 def test_folder_mode_streams_shards_and_returns_a_memory_mapped_dataset(tmp_path, monkeypatch):
-    """Memory stays flat in dataset size: shards are written one row group (PARQUET_ROW_GROUP_ROWS rows, 8 here) at a
+    """Memory stays flat in dataset size: shards are written one row group (``row_group_rows``: 8 rows here) at a
     time from a mapped table on disk, and the result is memory-mapped from the folder's Arrow cache, not held in RAM."""
     from hf_reinforce.storage import shards
 
@@ -382,7 +383,7 @@ def test_folder_mode_streams_shards_and_returns_a_memory_mapped_dataset(tmp_path
         return write(counted(), schema, path)
 
     monkeypatch.setattr(shards, "write_parquet_atomic", spy)
-    monkeypatch.setattr(shards, "PARQUET_ROW_GROUP_ROWS", 8)
+    monkeypatch.setattr(shards, "row_group_rows", lambda num_augmentations: 8)
     out = reinforce(
         mnist_dataset(64),
         make_config(policy="rrc", rows_per_block=4, rows_per_shard=32),
