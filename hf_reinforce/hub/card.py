@@ -15,7 +15,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 from ..augment import RAND_AUGMENT_OPS
 from ..storage.files import write_json_atomic, write_text_atomic
-from ..storage.format import TOPK_IDS, TOPK_PROBS
+from ..storage.format import FINGERPRINT, FINGERPRINT_SINCE, TOPK_IDS, TOPK_PROBS
 from ..storage.locks import folder_lock
 from ..storage.paths import CARD_FILE, CONFIG_FILE
 from ..storage.record import RunRecord
@@ -37,6 +37,8 @@ _MEANINGS = {
     "aug_mix_box": "CutMix box pasted from the partner, 1/65535 units of the output; all zeros = none",
     TOPK_IDS: "class ids of the ensemble's top-k, per augmentation, most probable first",
     TOPK_PROBS: "the ensemble's top-k probabilities (float16), sorted descending, per augmentation",
+    FINGERPRINT: "hash of the pixels of augmentation 0 as the teachers saw it: `hf-reinforce verify` replays and "
+    "compares it to check exact replay on your machine",
 }
 
 
@@ -48,6 +50,8 @@ def _column_rows(record: RunRecord) -> list[dict[str, str]]:
     ]
     rows.append({"name": TOPK_IDS, "type": f"{record.topk_id_dtype}[{n}×{k}]", "meaning": _MEANINGS[TOPK_IDS]})
     rows.append({"name": TOPK_PROBS, "type": f"float16[{n}×{k}]", "meaning": _MEANINGS[TOPK_PROBS]})
+    if record.schema_version >= FINGERPRINT_SINCE:
+        rows.append({"name": FINGERPRINT, "type": "int64", "meaning": _MEANINGS[FINGERPRINT]})
     return rows
 
 
