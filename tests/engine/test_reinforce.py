@@ -168,12 +168,20 @@ def test_reinforcement_only_keeps_row_index_key_and_new_columns():
     source = source.add_column("id", [f"digit-{i:03d}" for i in range(20)])
     full = reinforce(source, make_config(policy="rrc"), progress=False)
     only = reinforce(source, make_config(policy="rrc", reinforcement_only=True, key_column="id"), progress=False)
-    assert only.column_names == ["id", "row_index", "aug_rrc", "aug_flip", "topk_ids", "topk_probs"]
+    assert only.column_names == [
+        "id",
+        "row_index",
+        "aug_rrc",
+        "aug_flip",
+        "topk_ids",
+        "topk_probs",
+        "replay_fingerprint",
+    ]
     assert only["id"][:] == source["id"][:]
     for name in only.column_names:
         assert only.data.table.column(name).equals(full.data.table.column(name))
     bare = reinforce(source, make_config(policy="rrc", reinforcement_only=True), progress=False)
-    assert bare.column_names == ["row_index", "aug_rrc", "aug_flip", "topk_ids", "topk_probs"]
+    assert bare.column_names == ["row_index", "aug_rrc", "aug_flip", "topk_ids", "topk_probs", "replay_fingerprint"]
 
 
 # -- 2. exact replay of what the teachers saw ------------------------------------------------------------------------
