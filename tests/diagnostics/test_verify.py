@@ -177,7 +177,8 @@ def schema_1(folder: Path) -> Path:
         path = folder / "data" / shard.file
         pq.write_table(pq.read_table(path).drop_columns([FINGERPRINT]), path)
         shards.append(dataclasses.replace(shard, num_bytes=path.stat().st_size, sha256=file_sha256(path)))
-    stats = dataclasses.replace(stats, shards=tuple(shards), rendering=None)
+    stats = stats.with_stats(shards, bytes_per_augmentation=stats.bytes_per_augmentation, report=stats.report)
+    stats = dataclasses.replace(stats, rendering=None)
     write_record(folder, record.replace(schema_version=1, splits={"train": stats}))
     return folder
 
