@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch.nn.functional import grid_sample
 from torchvision.transforms import v2
@@ -203,7 +204,7 @@ def padded_crops(
     resolution: int,
     padding: float,
     padding_mode: str,
-    fill: tuple[int, int, int],
+    fill: Sequence[int],
     interpolation: InterpolationMode,
 ) -> torch.Tensor:
     """torchvision's ``RandomCrop(r, padding, padding_mode, fill)`` of each ``images[b]`` resized to its centred
@@ -220,7 +221,7 @@ def padded_crops(
     return out
 
 
-def pad_image(image: torch.Tensor, pad: int, padding_mode: str, fill: tuple[int, int, int]) -> torch.Tensor:
+def pad_image(image: torch.Tensor, pad: int, padding_mode: str, fill: Sequence[int]) -> torch.Tensor:
     """``image`` padded by ``pad`` pixels on every side (torchvision's ``F.pad``; ``fill`` for ``constant``)."""
     if pad == 0:
         return image
@@ -228,7 +229,7 @@ def pad_image(image: torch.Tensor, pad: int, padding_mode: str, fill: tuple[int,
     return F.pad(image, [pad, pad, pad, pad], fill=value, padding_mode=padding_mode)
 
 
-def horizontal_flip(images: torch.Tensor, flips: Sequence[bool]) -> torch.Tensor:
+def horizontal_flip(images: torch.Tensor, flips: npt.ArrayLike) -> torch.Tensor:
     """Mirror left-right the views ``b`` of ``images`` (``(B, 3, H, W)``) where ``flips[b]`` is true."""
     index = np.flatnonzero(np.asarray(flips, dtype=bool))
     if len(index) == len(images):
@@ -258,7 +259,7 @@ def rand_augment(
     signed_bins: np.ndarray,
     num_bins: int,
     interpolation: InterpolationMode,
-    fill: tuple[int, int, int],
+    fill: Sequence[int],
 ) -> torch.Tensor:
     """Apply to view ``b`` of ``images`` (``(B, 3, H, W)``) the RandAugment ops ``op_ids[b]`` (indices into
     :data:`RAND_AUGMENT_OPS`) with signed magnitude bins ``signed_bins[b]``, in order.
@@ -405,7 +406,7 @@ def _affine_matrix(op: str, magnitude: float, height: int, width: int) -> list[f
     return None
 
 
-def erase(images: torch.Tensor, boxes: np.ndarray, fill: tuple[int, int, int]) -> torch.Tensor:
+def erase(images: torch.Tensor, boxes: np.ndarray, fill: Sequence[int]) -> torch.Tensor:
     """Fill the normalized ``boxes[b]`` of view ``b`` of ``images`` (``(B, 3, H, W)``, in place) with the colour
     ``fill``; an all-zero box erases nothing."""
     value = _fill_tensor(tuple(fill), images.dtype).view(-1, 1, 1).to(images.device)
@@ -436,7 +437,7 @@ def mix(own: torch.Tensor, partner: torch.Tensor, lam: int, box: Sequence[int]) 
 
 
 def mix_views(
-    views: torch.Tensor, index: Sequence[int], source: Sequence[int], lams: Sequence[int], boxes: np.ndarray
+    views: torch.Tensor, index: npt.ArrayLike, source: npt.ArrayLike, lams: npt.ArrayLike, boxes: npt.ArrayLike
 ) -> torch.Tensor:
     """:func:`mix`, in place, of view ``index[i]`` of ``views`` with view ``source[i]``, both as they were before
     any mixing, by ``lams[i]`` and ``boxes[i]``.
@@ -444,13 +445,13 @@ def mix_views(
     One view at a time: a batched blend with a ``(B, 1, 1, 1)`` weight tensor saved 0.02 ms per mixed view at
     32 px and nothing at 224 px (measured), not worth a second code path next to replay's.
     """
-    index, source = np.asarray(index, dtype=np.int64).reshape(-1), np.asarray(source, dtype=np.int64).reshape(-1)
-    own, partner = _take(views, index), _take(views, source)
+    targets = np.asarray(index, dtype=np.int64).reshape(-1)
+    own, partner = _take(views, targets), _take(views, np.asarray(source, dtype=np.int64).reshape(-1))
     for i, (lam, box) in enumerate(
         zip(np.asarray(lams).reshape(-1).tolist(), np.asarray(boxes).reshape(-1, 4).tolist())
     ):
         own[i] = mix(own[i], partner[i], lam, box)
-    return _put(views, index, own)
+    return _put(views, targets, own)
 
 
 def normalize(

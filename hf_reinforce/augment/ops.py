@@ -397,6 +397,6 @@ OPS: dict[str, type[Op]] = {
     op.name: op for op in (RandomResizedCrop, RandomCrop, HorizontalFlip, RandAugment, RandomErasing)
 }
 
-CROPS: tuple[type[Op], ...] = (RandomResizedCrop, RandomCrop)
+CROPS = (RandomResizedCrop, RandomCrop)
 """Ops that make the view from the source image (a policy's first op, at most one); without one the whole image is
 resized."""

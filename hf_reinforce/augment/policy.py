@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Mapping, Sequence
@@ -117,7 +118,9 @@ class AugmentationPolicy:
         if mixes and mixes[0] != len(specs) - 1:
             raise ValueError("policy.ops: mix must be the last op")
         mix = specs.pop() if mixes else None
-        return cls(tuple(specs), mix)
+        ops = [spec for spec in specs if isinstance(spec, Op)]
+        assert mix is None or isinstance(mix, MixUpCutMix)
+        return cls(tuple(ops), mix)
 
     @classmethod
     def parse(cls, spec: str | Mapping[str, Any] | AugmentationPolicy) -> AugmentationPolicy:
@@ -190,7 +193,8 @@ class AugmentationPolicy:
     @property
     def interpolation(self) -> str:
         """The interpolation used to resize the crop, unless a caller (a teacher, a student) asks for another."""
-        return self.ops[0].interpolation if self._crops else "bilinear"
+        crop = self.ops[0] if self.ops else None
+        return crop.interpolation if isinstance(crop, CROPS) else "bilinear"
 
     # -- sampling ---------------------------------------------------------------------------------------------
 
@@ -201,9 +205,11 @@ class AugmentationPolicy:
         """
         if seed < 0 or row < 0:
             raise ValueError(f"seed and row must be >= 0, got seed={seed}, row={row}")
-        if self.mix is not None and num_rows is None:
-            raise ValueError("num_rows is required to sample a mixing policy")
-        block = self.mix.block(row, num_rows) if self.mix is not None else (row, row + 1)
+        block = (row, row + 1)
+        if self.mix is not None:
+            if num_rows is None:
+                raise ValueError("num_rows is required to sample a mixing policy")
+            block = self.mix.block(row, num_rows)
         params: Params = {}
         for position, op in enumerate(self._stages):
 
@@ -267,8 +273,9 @@ class AugmentationPolicy:
             device = images[0].device if images else None
             return torch.empty((0, 3, resolution, resolution), dtype=torch.uint8, device=device)
         block, n = _gather(params, js, self._op_columns), len(js)
-        if self._crops:  # the crop gets each view's source image (a row's views share it)
-            views = self.ops[0].apply([image for image in images for _ in js], block, resolution, interpolation)
+        crop = self.ops[0] if self.ops else None
+        if isinstance(crop, CROPS):  # the crop gets each view's source image (a row's views share it)
+            views = crop.apply([image for image in images for _ in js], block, resolution, interpolation)
         else:
             views = torch.cat(
                 [self._resize(image, resolution, interpolation).expand(n, -1, -1, -1) for image in images]
@@ -318,7 +325,7 @@ def _from_spec(i: int, spec: Mapping[str, Any]) -> Op | MixUpCutMix:
     kinds = {**OPS, MixUpCutMix.name: MixUpCutMix}
     if kind not in kinds:
         raise ValueError(f"policy.ops[{i}].op: unknown op {kind!r}; expected one of {sorted(kinds)}")
-    fields = set(kinds[kind].__dataclass_fields__)
+    fields = {field.name for field in dataclasses.fields(kinds[kind])}
     extra = sorted(set(spec) - fields)
     if extra:
         raise ValueError(f"policy.ops[{i}] ({kind}): unknown field(s) {extra}; known: {sorted(fields)}")

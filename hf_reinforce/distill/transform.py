@@ -205,6 +205,8 @@ class ReinforcedTransform:
             )
 
     def _partner_row(self, row_index: int) -> Mapping[str, Any]:
+        if self._partners is None:
+            raise KeyError(f"MixUp/CutMix partner row_index {row_index}: the transform was given no dataset")
         if self._positions is None:
             self._positions = {int(r): k for k, r in enumerate(self._partners[ROW_INDEX])}
         if row_index not in self._positions:
@@ -250,7 +252,11 @@ class ReinforcedTransform:
         j = self.augmentation_index(int(row[ROW_INDEX]))
         ids, probs = decode_topk(row, index=j)
         pixels = self._replay(row, j, None, None)
-        out = {"pixel_values": normalize(pixels, self.mean, self.std), TOPK_IDS: ids, TOPK_PROBS: probs}
+        out: dict[str, Any] = {
+            "pixel_values": normalize(pixels, self.mean, self.std),
+            TOPK_IDS: ids,
+            TOPK_PROBS: probs,
+        }
         if self.label_column and self.label_column in row:
             out["labels"] = int(row[self.label_column])
         return out
@@ -280,7 +286,7 @@ class ReinforcedTransform:
             for k, value in enumerate(batch[self.image_column]):
                 pixels = center_view(to_rgb_uint8(value), self.resolution, self.interpolation)
                 out["pixel_values"].append(normalize(pixels, self.mean, self.std))
-                if self.label_column in batch:
+                if self.label_column and self.label_column in batch:
                     out["labels"].append(int(batch[self.label_column][k]))
         if not out["labels"]:
             del out["labels"]
