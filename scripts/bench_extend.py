@@ -15,12 +15,16 @@ import dataclasses
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import datasets
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as common
 
 import hf_reinforce as hfr
 from hf_reinforce.engine.render_workers import first_new_index
@@ -38,7 +42,13 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=16, help="augmentations_per_step")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--policy", default="rrc+ra+re")
+    common.add_markdown_argument(parser)
     args = parser.parse_args()
+    with common.markdown_output(args.markdown):
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
 
     ds = mnist_dataset(args.rows)
     config = hfr.ReinforceConfig(
