@@ -320,9 +320,9 @@ def what_it_shows(args: argparse.Namespace, accuracy: dict[str, float]) -> list[
         f"What the table shows: the reinforced student (b) is {gap(reinforced - plain)} the best plain recipe (a1), "
         f"and {gap(reinforced - online)} online KD (c), which runs the teachers on every batch."
     ]
-    margin = accuracy["ensemble"] - plain
+    margin = round(100 * (accuracy["ensemble"] - plain), 1)  # points, as the table shows them
     if args.dataset is None and not args.teachers:
-        teachers = "barely above" if 0 < margin < 0.01 else gap(margin) if margin > 0 else "not above"
+        teachers = "not above" if margin <= 0 else "barely above" if margin < 1 else f"{margin:.1f} points above"
         lines.append(
             f"Why: the teachers' ensemble ({100 * accuracy['ensemble']:.1f}%) is {teachers} what the student learns by "
             f"itself in {epochs(args.epochs)} ({100 * plain:.1f}%). Distillation passes on what the teachers know beyond "
