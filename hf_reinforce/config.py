@@ -68,7 +68,14 @@ def default_num_workers() -> int:
 
 @dataclass(frozen=True)
 class ReinforceConfig:
-    """Everything that defines a reinforced dataset and how the pass runs (see README "Reinforce")."""
+    """Everything that defines a reinforced dataset and how the pass runs: frozen and validated when built; vary it
+    with ``dataclasses.replace``. Only ``teachers`` is required. The fields marked *identity* define the output (a
+    resume or an extension must keep them); the others only change how the pass runs. Every field is also an option
+    of ``hf-reinforce reinforce`` and ``estimate`` (``--field-name``), except ``class_mappings``.
+
+    Raises:
+        ConfigError: a field out of range or of the wrong type, no teachers, or an unknown policy (names the field).
+    """
 
     teachers: Sequence[str | Teacher] = _field(
         dataclasses.MISSING,
@@ -81,7 +88,7 @@ class ReinforceConfig:
         "rrc+ra+re",
         "augmentation policy: a preset (rrc+ra+re, the paper's for ImageNet-scale training; rrc, rrc+mix, "
         "rrc+mix+ra+re; rrc-noflip[+ra+re]; crop, crop+flip[+ra+re]: pad-and-crop, for small images and short "
-        "schedules; no flip for digits, text or aligned product photos; README 'Choosing a policy'), a JSON policy, "
+        "schedules; no flip for digits, text or aligned product photos; docs: 'Choose a policy'), a JSON policy, "
         "or a .json file",
         "reinforcement",
         identity=True,

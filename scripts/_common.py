@@ -11,10 +11,17 @@ student compared there:
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import dataclasses
+import datetime
+import io
 import os
+import shlex
+import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -159,21 +166,22 @@ def three_modes(
     batch_size: int,
     num_workers: int,
     plain_recipes: Sequence[str] = (),
+    seed: int = 0,
 ) -> list[Mode]:
     """(a) plain, (b) reinforced from ``folder``, (c) online KD with ``ensemble``: the same order of rows, the same
     batch size and workers, and augmentations from the same distribution. With ``plain_recipes`` (e.g. ``"crop"``,
     the standard small-image recipe, and the ``"rrc+ra+re"`` preset) plain training runs once per recipe instead,
-    (a1), (a2), ..."""
+    (a1), (a2), ...; ``seed`` sets the loaders' row order and the choice of stored augmentations."""
     augment = standard_augmentation(policy, resolution, interpolation)
     transform = hfr.ReinforcedTransform.from_pretrained(
-        folder, resolution=resolution, mean=mean, std=std, interpolation=interpolation
+        folder, resolution=resolution, mean=mean, std=std, interpolation=interpolation, seed=seed
     )
     reinforced = hfr.load_reinforced(folder, split="train")
     plain = [
         Mode(
             "(a) plain",
             f"CE, {policy} on the fly",
-            loader(train, AugmentTransform(augment, mean, std), batch_size, num_workers),
+            loader(train, AugmentTransform(augment, mean, std), batch_size, num_workers, seed),
             plain_loss,
         )
     ]
@@ -187,6 +195,7 @@ def three_modes(
                     AugmentTransform(standard_augmentation(recipe, resolution, interpolation), mean, std),
                     batch_size,
                     num_workers,
+                    seed,
                 ),
                 plain_loss,
             )
@@ -197,14 +206,14 @@ def three_modes(
         Mode(
             "(b) reinforced",
             f"KD from stored top-{transform.record.top_k}",
-            loader(reinforced, transform, batch_size, num_workers, collate=hfr.DistillationCollator(pack=False)),
+            loader(reinforced, transform, batch_size, num_workers, seed, hfr.DistillationCollator(pack=False)),
             reinforced_loss,
             transform.set_epoch,
         ),
         Mode(
             "(c) online KD",
             f"KD from the {len(ensemble.teachers)}-teacher ensemble run on every batch",
-            loader(train, AugmentTransform(augment, mean, std, keep_uint8=True), batch_size, num_workers),
+            loader(train, AugmentTransform(augment, mean, std, keep_uint8=True), batch_size, num_workers, seed),
             OnlineKDLoss(ensemble),
         ),
     ]
@@ -336,3 +345,96 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+# -- results for the documentation ---------------------------------------------------------------------------------
+
+
+class _Tee(io.TextIOBase):
+    """Writes to the real stdout and keeps a copy."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.copy = stream, io.StringIO()
+
+    def write(self, text: str) -> int:
+        self.copy.write(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def add_markdown_argument(parser: argparse.ArgumentParser) -> None:
+    """``--markdown FILE``: also write what the script prints to FILE (see :func:`markdown_output`)."""
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        metavar="FILE",
+        help="also write the output to FILE as markdown, under the command, machine and date that produced it "
+        "(the documentation includes docs/generated/*.md files written this way)",
+    )
+
+
+def as_markdown(text: str) -> str:
+    """Printed output as markdown: tables as they are, indented lines in a ``text`` block, every other line a
+    paragraph of its own."""
+    groups: list[tuple[str, list[str]]] = []
+    for line in text.rstrip().splitlines():
+        kind = (
+            "blank"
+            if not line.strip()
+            else "table"
+            if line.startswith("|")
+            else "pre"
+            if line[0].isspace()
+            else "prose"
+        )
+        if not groups or groups[-1][0] != kind or kind == "prose":
+            groups.append((kind, []))
+        groups[-1][1].append(line.rstrip())
+    out = []
+    for kind, lines in groups:
+        if kind == "table" or kind == "prose":
+            out.append("\n".join(lines))
+        elif kind == "pre":
+            out.append("```text\n" + "\n".join(lines) + "\n```")
+    return "\n\n".join(out) + "\n"
+
+
+def command_line() -> str:
+    """How this script was started, as a shell command (with ``OMP_NUM_THREADS`` when it was set)."""
+    script = Path(sys.argv[0]).resolve()
+    try:
+        script = script.relative_to(Path.cwd())
+    except ValueError:
+        pass
+    threads = os.environ.get("OMP_NUM_THREADS")
+    prefix = f"OMP_NUM_THREADS={threads} " if threads else ""
+    return prefix + shlex.join(["python", str(script), *sys.argv[1:]])
+
+
+@contextlib.contextmanager
+def markdown_output(path: Path | None) -> Iterator[None]:
+    """With a ``path``, copy everything printed inside the block to ``path`` as markdown, under a header with the
+    command that ran, the machine and the date: the documentation includes these files, so every table it shows
+    says where it came from and is regenerated, never edited."""
+    if path is None:
+        yield
+        return
+    tee = _Tee(sys.stdout)
+    with contextlib.redirect_stdout(tee):
+        yield
+    command = command_line()
+    header = [
+        f"<!-- Generated by `{command}`: rerun it to update this file; do not edit by hand. -->",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| command | `{command}` |",
+        f"| machine | {machine_info()} |",
+        f"| date | {datetime.date.today().isoformat()} |",
+        "",
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(header) + "\n" + as_markdown(tee.copy.getvalue()))
+    print(f"wrote {path}")

@@ -29,13 +29,18 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import torch
 import torchvision
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as common
 
 from hf_reinforce.augment import PRESETS, AugmentationPolicy, Params, to_rgb_uint8
 from hf_reinforce.augment import functional as AF
@@ -150,7 +155,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default: 1)")
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), help=f"presets (default: {' '.join(PRESETS)})")
     parser.add_argument("--ops", action="store_true", help="time each RandAugment op instead (see above)")
+    common.add_markdown_argument(parser)
     args = parser.parse_args()
+    with common.markdown_output(args.markdown):
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     n = args.augmentations
     workloads = {32: digits(args.rows), 224: photos(args.rows)}

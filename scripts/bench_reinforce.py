@@ -559,13 +559,19 @@ def main() -> None:
         default=1,
         help="repeat the cpu and scaling sections' measurements (code trees alternating): least CPU / median ratio",
     )
+    parser.add_argument(
+        "--markdown", type=Path, metavar="FILE", help="also write the output to FILE as markdown (see _common.py)"
+    )
     parser.add_argument("--job", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.job:
         Path(args.result).write_text(json.dumps(measure(json.loads(args.job))))
         return
-    with tempfile.TemporaryDirectory(prefix="bench-reinforce-") as scratch:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _common as common  # not in the measured subprocesses (--job): only what the pass imports is there
+
+    with common.markdown_output(args.markdown), tempfile.TemporaryDirectory(prefix="bench-reinforce-") as scratch:
         if args.device.startswith("cuda"):
             gpu_benchmark(scratch, args.rows or 256, args.device)
         else:

@@ -57,6 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--threads", type=int, help="torch threads of the training process (default: the cores workers leave)"
     )
+    common.add_markdown_argument(p)
     args = p.parse_args(argv)
     needed = args.batch_size * (args.warmup + args.steps)
     args.rows = args.rows or needed
@@ -67,6 +68,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    with common.markdown_output(args.markdown):
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     threads = common.set_threads(args.num_workers, args.threads)
     datasets.disable_progress_bars()
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,6 +1,6 @@
 """Milliseconds per row of ``ReinforcedTransform`` in the main process (``Trainer``'s default
 ``dataloader_num_workers=0``): torch's default thread pool vs one thread for the pixel work (what the transform
-does, ``hf_reinforce.augment.single_thread``), side by side, interleaved repeats. README "Training step time".
+does, ``hf_reinforce.augment.single_thread``), side by side, interleaved repeats. docs/benchmarks/training.md.
 
 Run: python scripts/bench_transform.py [--rows 64] [--repeats 5]
 """
@@ -10,10 +10,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 import time
+from pathlib import Path
 from unittest import mock
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as common
 
 import hf_reinforce as hfr
 from hf_reinforce import testing
@@ -30,7 +35,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
+    common.add_markdown_argument(parser)
     args = parser.parse_args()
+    with common.markdown_output(args.markdown):
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     cases = [
         ("MNIST 28 px → 32 px", testing.mnist_dataset(args.rows), 32, 10),
         ("photo 427×640 → 224 px", testing.photos_dataset(max(2, args.rows // 4)), 224, 2),

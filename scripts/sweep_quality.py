@@ -503,6 +503,7 @@ def main(argv: list[str] | None = None) -> None:
         choices=[1, 2, 3, 4, 5, 6],
         help="which tiers of the grid",
     )
+    common.add_markdown_argument(p)
     args = p.parse_args(argv)
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -524,7 +525,8 @@ def main(argv: list[str] | None = None) -> None:
     text = table(done) + "\n" + summary(done, extra)
     (out / "results.md").write_text(text + "\n")
     (out / "results.json").write_text(json.dumps({"results": done, "passes": extra}, indent=1))
-    print(text)
+    with common.markdown_output(args.markdown):
+        print(text)
 
 
 @dataclasses.dataclass

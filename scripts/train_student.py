@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=0.0,
         help="weight of hard-label cross-entropy in the loss: 0 (KD alone) for teachers well above "
-        "the plain student, about 0.5 when they are only a few points above (README 'Choosing a policy')",
+        "the plain student, about 0.5 when they are only a few points above (docs/how-to/choose-a-policy.md)",
     )
     p.add_argument("--num-workers", type=int, default=2)
     p.add_argument("--eval-dataset", help="plain image dataset (folder or Hub repo) to report accuracy on")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import datasets
@@ -62,3 +64,24 @@ def photos() -> list[torch.Tensor]:
 def digits() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's real 8×8 handwritten digits as uint8 images (0..255) and labels."""
     return testing.digits_arrays()
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The documentation site, ``mkdocs build --strict`` of this tree into a fresh folder (needs the docs extra):
+    every warning is an error, so a broken link, a missing page or an unresolved reference fails here."""
+    pytest.importorskip("mkdocs", reason='the docs extra is not installed: pip install -e ".[docs]"')
+    folder = tmp_path_factory.mktemp("site")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(folder)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARNING" not in result.stderr, result.stderr
+    return folder

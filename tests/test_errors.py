@@ -1,4 +1,4 @@
-"""Errors a user can act on (issue 10): one-line CLI errors, local paths never sent to the Hub, checked arguments,
+"""Errors a user can act on: one-line CLI errors, local paths never sent to the Hub, checked arguments,
 Trainer/loop misuse, rows of another reinforced dataset, bad labels, all rows skipped, array image columns."""
 
 from __future__ import annotations

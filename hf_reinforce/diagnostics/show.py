@@ -125,7 +125,28 @@ def show(
     ``datasets.Dataset``: one returned by ``reinforce`` carries its record, one from ``load_dataset`` /
     ``load_reinforced`` needs ``record=`` (its folder, repo id or :class:`RunRecord`). With ``lowest_agreement=K``
     instead the K stored views of the split whose stored ensemble probability of the true label is lowest (from the
-    stored top-k, no teacher runs; see :func:`lowest_agreement_views`)."""
+    stored top-k, no teacher runs; see :func:`lowest_agreement_views`).
+
+    Args:
+        source: a reinforced folder, Hub repo id or ``datasets.Dataset``.
+        row: position of the row in the split.
+        output: the PNG file to write.
+        num: how many stored augmentations to draw.
+        split: the split of a folder or repo.
+        resolution: replay at this resolution (default: the record's).
+        revision: branch, tag or commit of a Hub repo.
+        record: the run record, its folder or repo id, when ``source`` is a dataset that does not carry it.
+        lowest_agreement: draw the K views of the split whose ensemble probability of the true label is lowest.
+        config: deprecated name of ``record``.
+
+    Returns:
+        The path of the PNG written.
+
+    Raises:
+        OutOfRangeError: ``row`` is not a row of the split.
+        ConfigError: bad ``num`` or ``lowest_agreement``, no record, or a record that is not valid.
+        StorageError: ``output`` cannot be written.
+    """
     check_int(num, "num (augmentations to show)", minimum=1)
     check_int(row, "row")
     if config is not None:

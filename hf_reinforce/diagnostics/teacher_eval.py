@@ -85,6 +85,15 @@ def evaluate_teachers(
     reinforced folder) it is recorded under ``accuracy`` in ``reinforce_config.json`` and shown in the card.
     ``split`` names the split in the result (default: the dataset's own ``split``, e.g. ``test``).
 
+    Args:
+        dataset: a labelled split the teachers did not train on.
+        config: the config whose teachers (and ``class_mappings``, device, columns) to evaluate.
+        output_dir: a finished reinforced folder to record the result in.
+        split: the split's name in the result.
+
+    Returns:
+        ``{"split", "num_rows", "teachers": {name: top-1}, "ensemble": top-1}``, accuracies in [0, 1].
+
     Raises:
         ConfigError: no split name or labels, or the folder's record is not a valid run record (names the field).
         NotFoundError: ``output_dir`` has no record.

@@ -135,6 +135,22 @@ def estimate(
     ``extend_to`` estimates :func:`~hf_reinforce.extend` of the dataset ``config`` writes to ``extend_to``
     augmentations per row: only the views from ``first_new_index(N, augmentations_per_step)`` on are computed,
     and the output holds ``extend_to``.
+
+    Args:
+        dataset: the split to reinforce (images and labels).
+        config: the pass to estimate, teachers and device included.
+        calibration_rows: rows of the calibration run (default: ``config.rows_per_block``).
+        calibration_augmentations: augmentations per calibration row (default: ``config.augmentations_per_step``).
+        num_processes: devices the pass would run on (``seconds_per_process`` is the busiest one's time).
+        extend_to: estimate growing the output of ``config`` to this many augmentations per row instead.
+
+    Returns:
+        An :class:`Estimate`: views, views per second, time, bytes, peak memory and the report of the calibration
+        rows (``print`` it for a summary).
+
+    Raises:
+        ConfigError: an empty dataset, a bad ``num_processes`` or ``extend_to``, or a config the dataset does not fit.
+        BadImageError: a calibration row's image cannot be decoded.
     """
     check_split(dataset, "estimate()")
     if not isinstance(num_processes, int) or isinstance(num_processes, bool) or num_processes < 1:

@@ -59,6 +59,26 @@ def extend(
     or only ``split``, which then returns a ``Dataset`` rather than a ``DatasetDict``. Push the result back with
     :func:`push_to_hub` (one commit that replaces the old shards).
 
+    Args:
+        reinforced: the reinforced folder or Hub repo id to grow.
+        num_augmentations: the new N per row, larger than the stored one.
+        output_dir: the folder to write the grown dataset to (empty, or an earlier extension's to resume it).
+        teachers: the teachers the dataset was made with (specs or :class:`Teacher` objects).
+        source: the source dataset of a ``reinforcement_only`` folder.
+        split: extend only this split.
+        class_mappings: the class mappings the pass used, per teacher spec.
+        revision: branch, tag or commit of a Hub repo.
+        token: Hub token (default: ``huggingface_hub``'s usual sources).
+        device: device of the teachers (default: CUDA when present).
+        num_workers: render worker processes (default: ``ReinforceConfig``'s).
+        teacher_batch_size: the teachers' micro-batch (default: the recorded one).
+        trust_remote_code: allow ``hf:`` teachers that need their repo's code.
+        overwrite: redo an ``output_dir`` that holds another run of this library (as ``reinforce`` does).
+        progress: show the views progress bar.
+
+    Returns:
+        The grown split as a ``Dataset`` when ``split`` is given, else every split as a ``DatasetDict``.
+
     Raises:
         ConfigError: a bad split name or N, or a record that is not a valid run record (names the field).
         OutputConflictError: the teachers or anything else differs from the record, or ``output_dir`` is taken.

@@ -225,6 +225,18 @@ class ReinforcePass:
     With ``stored`` (the same dataset reinforced with fewer augmentations) the pass is an extension: it computes
     the teacher chunks from :func:`~.render_workers.first_new_index` on and takes the stored top-k below it, so its
     output is that of a whole pass (see :mod:`hf_reinforce.storage.stored_split`).
+
+    Args:
+        dataset: the split to reinforce.
+        config: the pass.
+        device: the teachers' device (default: ``config.device``).
+        ensemble: teachers already loaded (default: loaded from ``config``).
+        stored: the same split reinforced with fewer augmentations, to extend.
+
+    Raises:
+        ConfigError: an empty dataset, or a ``stored`` split with as many augmentations as the config.
+        MissingColumnError: the config's image or label column is missing.
+        BadLabelError: a row without a label, or a label outside the classes.
     """
 
     def __init__(

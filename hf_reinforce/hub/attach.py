@@ -33,6 +33,18 @@ def attach(
     reinforcement's run record (a :class:`RunRecord`, its JSON dict, a folder or repo id); by default the one
     carried by ``reinforcement``.
 
+    Args:
+        reinforcement: the reinforcement-only split (``row_index`` and the reinforcement columns).
+        source: the split of the source dataset it was made from, rows in the same order.
+        record: the reinforcement's run record, when ``reinforcement`` does not carry it.
+        split: the split's name in the record (default: its first split).
+        verify_fingerprint: also compare the source's ``datasets`` fingerprint with the recorded one (set ``False``
+            for a source loaded another way, e.g. from a copy; the labels are compared anyway).
+        config: deprecated name of ``record``.
+
+    Returns:
+        The source's rows with the reinforcement columns beside them, carrying the run record.
+
     Raises:
         ConfigError: the source differs (rows, labels, fingerprint, key column), or the record is not valid.
         MissingColumnError: ``row_index`` or the label column is missing.

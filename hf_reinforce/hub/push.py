@@ -40,6 +40,15 @@ def save_folder(
 ) -> Path:
     """Write a dataset returned by :func:`hf_reinforce.reinforce` as a Hub-layout folder (shards, record, card).
 
+    Args:
+        dataset: a dataset returned by ``reinforce`` (it carries its run record).
+        folder: the folder to write: empty, or one this library wrote.
+        split: the split's name in the folder.
+        rows_per_shard: rows per parquet shard.
+
+    Returns:
+        The folder's path.
+
     Raises:
         ConfigError: the dataset carries no run record, or a bad split name or shard size.
         OutputConflictError: ``folder`` holds files the library did not write.
@@ -159,6 +168,20 @@ def push_to_hub(
     Creates the repo (``private`` as asked) and the branch ``revision`` when missing; keeps other splits already
     in the repo and updates the card. Returns the URL of the commit. Rerun after an interruption to resume. Only
     the folder's own verified shards, its record and its card are uploaded.
+
+    Args:
+        dataset_or_folder: a finished reinforced folder, or a ``Dataset`` returned by :func:`~hf_reinforce.reinforce`
+            (written to a temporary folder first).
+        repo_id: the Hub dataset repo, ``user/name``.
+        split: the split of a ``Dataset`` (a folder pushes all its finished splits).
+        private: whether a repo created here is private (``None``: the Hub's default).
+        revision: the branch to commit to.
+        token: Hub token (default: ``huggingface_hub``'s usual sources; never printed or written).
+        commit_message: the commit's message (default: one naming the splits).
+        license: the card's license.
+
+    Returns:
+        The URL of the commit.
 
     Raises:
         IncompleteOutputError: the folder is unfinished, or a shard differs from its record (names the file).

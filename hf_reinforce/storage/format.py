@@ -113,7 +113,21 @@ def _list(inner: Any, length: int) -> List:
 
 
 def reinforce_features(policy: AugmentationPolicy, num_augmentations: int, top_k: int, num_classes: int) -> Features:
-    """``datasets.Features`` of the columns added by a reinforcement pass (parameters, then top-k)."""
+    """``datasets.Features`` of the columns added by a reinforcement pass (parameters, top-k, fingerprint).
+
+    Args:
+        policy: the augmentation policy (its ops give the ``aug_*`` columns).
+        num_augmentations: N, stored augmentations per row.
+        top_k: K, classes stored per augmentation.
+        num_classes: the dataset's class count (it picks ``int16`` or ``int32`` ids).
+
+    Returns:
+        The features of the ``aug_*``, ``topk_ids``, ``topk_probs`` and ``replay_fingerprint`` columns
+        (``row_index`` is the pass's own).
+
+    Raises:
+        ValueError: ``top_k`` outside ``[1, num_classes]`` or ``num_augmentations`` below 1.
+    """
     if top_k < 1 or top_k > num_classes:
         raise ValueError(f"top_k must be in [1, num_classes={num_classes}], got {top_k}")
     if num_augmentations < 1:

@@ -2,7 +2,7 @@
 
 *Config* is what the user passes (:class:`hf_reinforce.ReinforceConfig`); the *record* is what a run wrote: the
 config's identity, the teachers as loaded, the source rows and, once a split is finished, its statistics. Its JSON
-is the on-disk schema (README "Format"): ``RunRecord.from_dict(d).to_dict() == d`` for every record the library
+is the on-disk schema (docs: "The format"): ``RunRecord.from_dict(d).to_dict() == d`` for every record the library
 writes, and keys this version does not know (``accuracy`` from ``evaluate_teachers``, keys of a later version of the
 same schema) survive a round trip unchanged.
 
@@ -348,7 +348,18 @@ def attach_record(dataset: Any, record: RunRecord) -> Any:
 
 
 def record_from_dataset(dataset: Any) -> RunRecord | None:
-    """The run record that :func:`attach_record` put on a dataset, if any (checked like a file's)."""
+    """The run record that :func:`attach_record` put on a dataset, if any (checked like a file's).
+
+    Args:
+        dataset: a dataset returned by ``reinforce`` or ``attach`` (or derived from one with ``select``, ``map``,
+            ``save_to_disk``, ...), or any other object.
+
+    Returns:
+        The :class:`RunRecord`, or ``None`` when the dataset carries none (one from ``load_dataset``).
+
+    Raises:
+        ConfigError: the carried record is not a valid run record.
+    """
     description = getattr(getattr(dataset, "info", None), "description", None) or ""
     at = description.rfind(RECORD_MARKER)
     if at < 0:

@@ -14,7 +14,16 @@ from .teacher import Teacher, ViewSpec
 
 
 class Ensemble:
-    """Mean over teachers of softmax(logits / temperature), each teacher fed the view at its own resolution."""
+    """Mean over teachers of softmax(logits / temperature), each teacher fed the view at its own resolution.
+
+    Args:
+        teachers: the :class:`Teacher` objects (see :func:`~hf_reinforce.load_teacher`), all with the same class count.
+        temperature: the softmax temperature.
+
+    Raises:
+        ConfigError: no teachers, teachers that disagree on the class count, or a temperature that is not positive.
+        TypeError: an element is not a :class:`Teacher`.
+    """
 
     def __init__(self, teachers: Sequence[Teacher], temperature: float = 1.0) -> None:
         self.teachers = list(teachers)

@@ -68,6 +68,22 @@ def load_teacher(
     dataset class to a teacher logit. `preprocessing` (default :class:`Preprocessing`) is what `timm:<arch>`
     teachers see, having no known training preprocessing, and its resolution applies where a Hub config has no
     input size; options in the spec (``...?resolution=32&interpolation=bilinear``) override either.
+
+    Args:
+        spec_or_teacher: ``"timm:<arch>"``, ``"timm/<hub id>"``, ``"hf:<repo or folder>"``, any of them with
+            ``@<checkpoint file>`` and ``?<options>``, or a :class:`Teacher`.
+        device: where the teacher runs (default: CUDA when present, else CPU).
+        num_classes: the dataset's class count.
+        class_mapping: for each dataset class, the teacher logit standing for it.
+        trust_remote_code: allow an ``hf:`` model that needs its repo's code.
+        preprocessing: what ``timm:<arch>`` teachers see.
+
+    Returns:
+        The :class:`Teacher`, on ``device``, in eval mode.
+
+    Raises:
+        ConfigError: an unknown spec or option, or a class count that does not match ``num_classes``.
+        TypeError: ``spec_or_teacher`` is neither a string nor a :class:`Teacher`.
     """
     preprocessing = preprocessing or Preprocessing()
     if isinstance(spec_or_teacher, Teacher):
@@ -129,7 +145,19 @@ def split_spec_options(spec: str) -> tuple[str, dict[str, Any]]:
 
 def spec_with_options(spec: str, **options: Any) -> str:
     """``spec`` with preprocessing options appended (the inverse of :func:`split_spec_options`), e.g.
-    ``spec_with_options("timm:resnet18@w.safetensors", resolution=32, mean=(0.5,) * 3)``."""
+    ``spec_with_options("timm:resnet18@w.safetensors", resolution=32, mean=(0.5,) * 3)``.
+
+    Args:
+        spec: a teacher spec, with or without options.
+        **options: ``resolution``, ``interpolation``, ``mean``, ``std`` (:data:`PREPROCESSING_KEYS`); they replace
+            the spec's own.
+
+    Returns:
+        The spec with every option after ``?``, in a fixed order, numbers written exactly.
+
+    Raises:
+        ConfigError: an unknown option or a value out of range.
+    """
     base, given = split_spec_options(spec)
     for key in options:
         if key not in PREPROCESSING_KEYS:

@@ -77,6 +77,26 @@ class Teacher:
     `num_outputs` (the module's logit count) is probed with one forward pass when not given; `class_mapping`
     (dataset class -> teacher logit index, as a sequence or a complete dict) gathers logits to the dataset classes.
     `batch_size` is the micro-batch of one forward; `amp` (bf16 autocast) and `channels_last` apply on CUDA only.
+
+    Args:
+        module: maps a normalized ``(B, 3, resolution, resolution)`` float batch to logits (or an object with
+            ``.logits``); put in eval mode, without gradients.
+        resolution: the square side, in pixels, of the views it sees.
+        mean: per-channel mean of ``x / 255`` it was trained with.
+        std: per-channel std of ``x / 255`` it was trained with.
+        interpolation: the resize interpolation of its views (``bilinear``, ``bicubic``, ``nearest``, ...).
+        name: how errors, logs and the record name it (default: the module's class name).
+        num_outputs: its logit count (default: probed with one forward pass).
+        class_mapping: for each dataset class, the logit standing for it.
+        batch_size: the micro-batch of one forward.
+        amp: bf16 autocast on CUDA.
+        channels_last: channels-last memory format on CUDA.
+        source: where it was loaded from (set by :func:`~hf_reinforce.load_teacher`).
+        weights_sha256: the hash of its weights (default: computed here).
+
+    Raises:
+        ConfigError: a value out of range (resolution, batch size, std, interpolation).
+        TypeError: ``module`` is not an ``nn.Module``.
     """
 
     module: nn.Module = dataclasses.field(repr=False)

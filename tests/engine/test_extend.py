@@ -1,4 +1,4 @@
-"""Growing a reinforced dataset (issue 13): ``hfr.extend`` writes exactly what a pass with the larger N writes.
+"""Growing a reinforced dataset: ``hfr.extend`` writes exactly what a pass with the larger N writes.
 
 The two properties that make it exact (parameters and teacher batches do not depend on N, hypothesis), byte-equal
 shards against a pass from scratch (aligned and unaligned N, a mixing policy, skipped rows, a reinforcement-only

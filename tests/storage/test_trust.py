@@ -1,5 +1,5 @@
 """A folder is trusted on evidence, never on absence: every way found to get wrong data silently out of an output
-folder (issue 10) as a regression test.
+folder, each as a regression test.
 
 Foreign folders, deleted or copied records, interrupted overwrites, bit flips and truncation, retrained teachers,
 sources rewritten in place, fingerprints that change, incomplete splits, two splits written at once, folders of the
