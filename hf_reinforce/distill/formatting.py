@@ -43,6 +43,8 @@ class ReplayFormatter(Formatter):
         self.transform = transform
 
     def format_batch(self, pa_table: pa.Table) -> dict[str, list]:
+        if pa_table.num_columns == 1:  # one column read by name (``dataset["label"]`` iterates rows of it alone)
+            return PythonFormatter(features=self.features).format_batch(pa_table)
         return self.transform.replay_table(pa_table)
 
     def format_row(self, pa_table: pa.Table) -> dict[str, Any]:

@@ -245,12 +245,14 @@ class ReinforcedTransform:
             ConfigError: ``dataset`` is another reinforced dataset's (other policy, N or K).
         """
         check_split(dataset, "ReinforcedTransform.apply", streaming=True)
+        stream = isinstance(dataset, datasets.IterableDataset)
+        schema = dataset.features.arrow_schema if stream and dataset.features else None
+        schema = schema if stream else dataset.data.schema
+        if schema is not None:
+            self.check_schema(schema)
         if dataset.column_names is not None:
             self.check_columns(dataset.column_names)
-        if isinstance(dataset, datasets.IterableDataset):
-            return replay_stream(dataset, self)
-        self.check_schema(dataset.data.schema)
-        return replay_format(dataset, self)
+        return replay_stream(dataset, self) if stream else replay_format(dataset, self)
 
     def torch_dataset(self, dataset: Any) -> Any:
         """The same as :meth:`apply` (its earlier name); the result is a ``datasets.Dataset``, which a
@@ -259,12 +261,13 @@ class ReinforcedTransform:
         return self.apply(dataset)
 
     def check_columns(self, columns: Sequence[str]) -> None:
-        """Refuse a dataset without the columns replay reads, naming them.
+        """Refuse a dataset without the columns replay reads besides the stored parameters (:meth:`check_schema`),
+        naming them.
 
         Raises:
-            MissingColumnError: the image, ``row_index``, a stored parameter or top-k column is missing.
+            MissingColumnError: the image, ``row_index`` or top-k column is missing.
         """
-        needed = [self.image_column, ROW_INDEX, *self.policy.columns, TOPK_IDS]
+        needed = [self.image_column, ROW_INDEX, TOPK_IDS]
         missing = [name for name in needed if name not in columns]
         if missing and not (missing == [TOPK_IDS] and not any(c.startswith("topk_") for c in columns)):
             raise MissingColumnError(

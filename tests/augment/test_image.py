@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 
 import numpy as np
@@ -42,6 +43,18 @@ def test_channels_last_decoding_gives_the_same_writable_pixels(photo, mode):
         assert last.stride(0) == 1
     last[0, 0, 0] = 7  # writable: its own memory, not Pillow's read-only buffer
     assert torch.equal(to_rgb_uint8(value, channels_last=True), plain)
+
+
+def test_a_callers_picture_is_copied_and_a_decoded_view_outlives_its_picture(photo):
+    picture = photo.copy()
+    for channels_last in (False, True):
+        out = to_rgb_uint8(picture, channels_last=channels_last)
+        out[:, :10] = 0
+        assert np.array_equal(np.asarray(picture), np.asarray(photo))  # the caller's picture is never written
+    view = to_rgb_uint8({"bytes": _encode(photo, "PNG"), "path": None}, channels_last=True)
+    gc.collect()
+    others = [to_rgb_uint8({"bytes": _encode(photo.rotate(k), "PNG"), "path": None}) for k in (90, 180)]
+    assert others and torch.equal(view, torch.from_numpy(np.asarray(photo)).permute(2, 0, 1))
 
 
 @pytest.mark.parametrize("mode", ["L", "1", "P", "CMYK", "YCbCr"])
