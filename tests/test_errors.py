@@ -323,6 +323,28 @@ def test_distillation_trainer_with_persistent_workers_replays_each_epoch(plus, t
         assert got == expected, epoch
 
 
+def test_trainer_and_callback_put_a_set_transform_dataset_on_the_fast_path(plus, tmp_path, caplog):
+    import transformers
+
+    transform = hfr.ReinforcedTransform.from_dataset(plus)
+    student = hfr.TimmStudent(timm.create_model("test_resnet", pretrained=False, num_classes=10))
+    train = plus.with_transform(transform)
+    trainer = hfr.DistillationTrainer(student, _args(tmp_path), transform=transform, train_dataset=train)
+    assert trainer.train_dataset.format["type"] == "hf_reinforce" and train.format["type"] == "custom"
+    stock = transformers.Trainer(
+        model=student,
+        args=_args(tmp_path),
+        train_dataset=train,
+        data_collator=hfr.DistillationCollator(),
+        compute_loss_func=hfr.DistillationLoss(),
+        callbacks=[hfr.DistillationCallback(transform)],
+    )
+    with caplog.at_level(logging.WARNING, logger="hf_reinforce"):
+        stock.train()
+    assert train.format["type"] == "hf_reinforce"  # switched in place, before the workers started
+    assert not [r for r in caplog.records if "transform.apply(dataset)" in r.getMessage()]
+
+
 def test_packed_batches_in_a_plain_loop_say_pack_false(plus):
     transform = hfr.ReinforcedTransform.from_dataset(plus)
     loader = torch.utils.data.DataLoader(
