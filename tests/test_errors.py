@@ -228,7 +228,7 @@ def test_a_transform_refuses_rows_of_another_reinforced_dataset(mnist, plus, cha
 
 def test_set_epoch_reaches_persistent_dataloader_workers(plus):
     transform = hfr.ReinforcedTransform.from_dataset(plus)
-    for data in (plus.with_transform(transform), transform.torch_dataset(plus)):
+    for data in (plus.with_transform(transform), transform.apply(plus)):
         loader = torch.utils.data.DataLoader(
             data, batch_size=4, num_workers=2, persistent_workers=True, collate_fn=hfr.DistillationCollator(pack=False)
         )
@@ -383,7 +383,7 @@ def test_a_dataset_dict_suggests_one_split(mnist, plus, tmp_path):
         lambda: hfr.estimate(both, _config()),
         lambda: hfr.evaluate_teachers(both, _config()),
         lambda: hfr.ReinforcedTransform.from_dataset(reinforced),
-        lambda: transform.torch_dataset(reinforced),
+        lambda: transform.apply(reinforced),
         lambda: hfr.attach(plus, both),
         lambda: hfr.show(reinforced, output=tmp_path / "x.png"),
     ):

@@ -109,7 +109,9 @@ def test_set_transform_gives_the_same_examples_and_says_once_how_to_switch(plus,
 def test_dataloader_workers_follow_set_epoch_and_copies_of_the_format_too(plus):
     transform = hfr.ReinforcedTransform.from_dataset(plus)
     fast = transform.apply(plus)
-    renamed = copy.deepcopy(fast)  # datasets deep-copies datasets (with_format, cast, remove_columns): follows set_epoch
+    renamed = copy.deepcopy(
+        fast
+    )  # datasets deep-copies datasets (with_format, cast, remove_columns): follows set_epoch
     assert copy.deepcopy(transform)._shared is transform._shared
     assert pickle.loads(pickle.dumps(transform))._shared is not transform._shared
     loader = torch.utils.data.DataLoader(

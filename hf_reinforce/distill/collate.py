@@ -104,8 +104,7 @@ class DistillationCollator:
             raise ValueError("cannot collate an empty batch")
         missing = {"pixel_values", "labels"} - set(rows[0])
         if missing:
-            raw = "; these are raw reinforced rows: apply the transform first (dataset.set_transform(transform) or "
-            raw += "transform.torch_dataset(dataset))"
+            raw = "; these are raw reinforced rows: apply the transform first (dataset = transform.apply(dataset))"
             raise KeyError(
                 f"rows need 'pixel_values' and 'labels' (as ReinforcedTransform returns); missing {sorted(missing)} "
                 f"in keys {sorted(rows[0])}" + (raw if "topk_ids" in rows[0] and "pixel_values" not in rows[0] else "")

@@ -17,17 +17,30 @@ those small Python rows, to training examples.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import datasets
 import pyarrow as pa
 from datasets.formatting import Formatter, PythonFormatter
 
+from ..augment import AugmentationPolicy
 from ..storage.format import ROW_INDEX, TOPK_IDS, TOPK_PROBS
 from . import replay
 
-if TYPE_CHECKING:
-    from .transform import ReinforcedTransform
+
+class ReinforcedTransform(Protocol):
+    """What the format and the stream need of a :class:`~hf_reinforce.ReinforcedTransform`."""
+
+    policy: AugmentationPolicy
+    image_column: str
+    label_column: str | None
+
+    def replay_table(self, table: pa.Table) -> dict[str, list]: ...
+
+    def select(self, table: pa.Table) -> replay.Chosen: ...
+
+    def examples(self, chosen: replay.Chosen) -> dict[str, list]: ...
+
 
 FORMAT_TYPE = "hf_reinforce"
 """The ``datasets`` format name of the fast path (``dataset.format["type"]`` after ``transform.apply(dataset)``)."""

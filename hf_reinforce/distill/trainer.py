@@ -240,7 +240,9 @@ class DistillationCallback(TrainerCallback):
         check_student(kwargs.get("model"))
         dataset = getattr(kwargs.get("train_dataloader"), "dataset", None)
         check_train_dataset(dataset)
-        if _on_slow_path(dataset, self.transform):  # the dataloader holds this dataset: switch it before its workers start
+        if _on_slow_path(
+            dataset, self.transform
+        ):  # the dataloader holds this dataset: switch it before its workers start
             dataset.set_format(**with_fast_path(dataset, self.transform).format)
         advice = data_workers_advice(args)
         if advice and state.is_local_process_zero:

@@ -248,15 +248,16 @@ class ReinforcedTransform:
         stream = isinstance(dataset, datasets.IterableDataset)
         schema = dataset.features.arrow_schema if stream and dataset.features else None
         schema = schema if stream else dataset.data.schema
-        if schema is not None:
-            self.check_schema(schema)
         if dataset.column_names is not None:
             self.check_columns(dataset.column_names)
+        if schema is not None:
+            self.check_schema(schema)
         return replay_stream(dataset, self) if stream else replay_format(dataset, self)
 
     def torch_dataset(self, dataset: Any) -> Any:
-        """The same as :meth:`apply` (its earlier name); the result is a ``datasets.Dataset``, which a
-        ``torch.utils.data.DataLoader`` takes as it is."""
+        """Deprecated: :meth:`apply` (this name's result is now a ``datasets.Dataset``, which a ``DataLoader`` takes
+        as it is)."""
+        warn_renamed("ReinforcedTransform.torch_dataset", "ReinforcedTransform.apply")
         check_split(dataset, "torch_dataset")
         return self.apply(dataset)
 
@@ -294,8 +295,10 @@ class ReinforcedTransform:
         top-k, read from Arrow without touching the other N−1 in Python.
 
         Raises:
+            MissingColumnError: the image, ``row_index`` or top-k column is missing.
             ConfigError: the table is another reinforced dataset's (other policy, N or K).
         """
+        self.check_columns(table.column_names)
         self.check_schema(table.schema)
         return replay.from_table(table, self.policy, self.image_column, self.label_column, self._choose)
 
