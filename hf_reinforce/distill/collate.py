@@ -58,19 +58,17 @@ def _stack(rows: Sequence[Mapping[str, Any]], key: str, dtype: torch.dtype) -> t
 
 
 def _whole(values: Sequence[torch.Tensor]) -> torch.Tensor | None:
-    """The tensor whose consecutive rows ``values`` are, or None."""
+    """The tensor whose consecutive rows ``values`` are, or None: each value is contiguous, shaped like the first,
+    and starts where the previous one ends inside the first's storage (memory two storages never share)."""
     first = values[0]
-    step, storage = first.numel(), first.untyped_storage().data_ptr()
-    if not first.is_contiguous() or any(
-        v.shape != first.shape
-        or not v.is_contiguous()
-        or v.untyped_storage().data_ptr() != storage
-        or v.storage_offset() != first.storage_offset() + i * step
-        for i, v in enumerate(values)
-    ):
+    storage, size = first.untyped_storage(), first.element_size() * first.numel()
+    start = first.data_ptr()
+    if not first.is_contiguous() or start + size * len(values) > storage.data_ptr() + storage.nbytes():
         return None
-    whole = first.new_empty(0)
-    return whole.set_(first.untyped_storage(), first.storage_offset(), (len(values), *first.shape))
+    for i, value in enumerate(values):
+        if value.data_ptr() != start + i * size or value.shape != first.shape or not value.is_contiguous():
+            return None
+    return first.new_empty(0).set_(storage, first.storage_offset(), (len(values), *first.shape))
 
 
 class PackedBatch(dict):
