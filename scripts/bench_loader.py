@@ -47,7 +47,7 @@ import _common as common
 import hf_reinforce as hfr
 from hf_reinforce import testing
 from hf_reinforce.augment import IMAGENET_MEAN, IMAGENET_STD
-from hf_reinforce.format import encode_topk, to_arrow
+from hf_reinforce.storage.format import encode_topk, to_arrow
 
 K, POLICY = 10, "rrc+ra+re"
 CLASSES = {224: 1000, 32: 100}

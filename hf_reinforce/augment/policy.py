@@ -314,7 +314,7 @@ class AugmentationPolicy:
         Raises:
             ValueError: the partners do not match the mixed views.
         """
-        mixed = np.flatnonzero(np.asarray(params["aug_mix_partner"]) >= 0) if self.mix is not None else []
+        mixed = np.flatnonzero(np.asarray(params["aug_mix_partner"]) >= 0) if self.mix is not None else np.empty(0, int)
         if len(mixed) != len(partner_images) or (len(mixed) and partner_params is None):
             raise ValueError(
                 f"{len(mixed)} of {len(images)} views mix with a partner row: pass one partner image and its "
@@ -323,13 +323,13 @@ class AugmentationPolicy:
         if not images:
             return torch.empty((0, 3, resolution, resolution), dtype=torch.uint8)
         block = {name: np.asarray(params[name]) for name in self._op_columns}
-        if len(mixed):
+        if partner_params is not None and len(mixed):
             block = {name: np.concatenate([values, np.asarray(partner_params[name])]) for name, values in block.items()}
         views = self._render([*images, *partner_images], block, 1, resolution, interpolation)
         if not len(mixed):
             return views
         lams, boxes = np.asarray(params["aug_mix_lam"])[mixed], np.asarray(params["aug_mix_box"])[mixed]
-        AF.mix_views(views, mixed, len(images) + np.arange(len(mixed)), lams, boxes)
+        AF.mix_views(views, mixed.tolist(), (len(images) + np.arange(len(mixed))).tolist(), lams.tolist(), boxes)
         return views[: len(images)]
 
     def replay(
@@ -344,14 +344,15 @@ class AugmentationPolicy:
     ) -> torch.Tensor:
         """The exact ``uint8`` pixels of stored augmentation ``j`` (mixing policies need the partner row)."""
         own = {name: np.asarray(values)[j : j + 1] for name, values in params.items()}
-        partner = self.mix is not None and int(own["aug_mix_partner"][0]) >= 0
-        if partner and (partner_image is None or partner_params is None):
+        if self.mix is None or int(own["aug_mix_partner"][0]) < 0:
+            return self.replay_views([image], own, resolution, interpolation)[0]
+        if partner_image is None or partner_params is None:
             raise ValueError(
                 f"augmentation {j} mixes with partner row {int(own['aug_mix_partner'][0])}: "
                 "pass partner_image and partner_params"
             )
-        others = {name: np.asarray(values)[j : j + 1] for name, values in partner_params.items()} if partner else None
-        return self.replay_views([image], own, resolution, interpolation, [partner_image] if partner else (), others)[0]
+        other = {name: np.asarray(values)[j : j + 1] for name, values in partner_params.items()}
+        return self.replay_views([image], own, resolution, interpolation, [partner_image], other)[0]
 
 
 def _from_spec(i: int, spec: Mapping[str, Any]) -> Op | MixUpCutMix:

@@ -68,7 +68,8 @@ def _whole(values: Sequence[torch.Tensor]) -> torch.Tensor | None:
     for i, value in enumerate(values):
         if value.data_ptr() != start + i * size or value.shape != first.shape or not value.is_contiguous():
             return None
-    return first.new_empty(0).set_(storage, first.storage_offset(), (len(values), *first.shape))
+    shape, strides = (len(values), *first.shape), (first.numel(), *first.stride())
+    return first.new_empty(0).set_(storage, first.storage_offset(), shape, strides)
 
 
 class PackedBatch(dict):

@@ -49,7 +49,7 @@ class Chosen:
         if self.labels is not None and label_column:
             columns[label_column] = pa.array(self.labels, type=pa.int64())
         columns.update({name: to_arrow(values) for name, values in self.params.items()})
-        if self.topk_ids is not None:
+        if self.topk_ids is not None and self.topk_probs is not None:
             columns[TOPK_IDS], columns[TOPK_PROBS] = to_arrow(self.topk_ids.numpy()), to_arrow(self.topk_probs.numpy())
         return pa.table(columns)
 
@@ -100,7 +100,7 @@ def from_rows(
     policy: AugmentationPolicy,
     image_column: str,
     label_column: str | None,
-    augmentations: Sequence[int],
+    augmentations: Sequence[int] | np.ndarray,
 ) -> Chosen:
     """Augmentation ``augmentations[b]`` of each Python row (as ``datasets`` formats them: N-element lists)."""
     chosen = [decode_params(row, policy, index=j) for row, j in zip(rows, augmentations)]
@@ -179,11 +179,11 @@ def render(
     if policy.mix is None:
         return policy.replay_views(images, chosen.params, resolution, interpolation)
     mixed = np.flatnonzero(chosen.params["aug_mix_partner"] >= 0)
-    if len(mixed) and partners is None:
+    if not len(mixed):
+        return policy.replay_views(images, chosen.params, resolution, interpolation)
+    if partners is None:
         raise ConfigError("this policy mixes rows (MixUp/CutMix): pass dataset= so partner rows can be fetched")
-    partner_images, partner_params = [], None
-    if len(mixed):
-        rows = chosen.params["aug_mix_partner"][mixed].astype(np.int64)
-        values, partner_params = partners.fetch(rows, chosen.augmentations[mixed])
-        partner_images = decode(values, rows, image_column)
+    rows = chosen.params["aug_mix_partner"][mixed].astype(np.int64)
+    values, partner_params = partners.fetch(rows, chosen.augmentations[mixed])
+    partner_images = decode(values, rows, image_column)
     return policy.replay_views(images, chosen.params, resolution, interpolation, partner_images, partner_params)

@@ -88,7 +88,7 @@ class DistillationLoss:
         ``num_items_in_batch`` (the accumulated batch's sample count; default: this batch's). Without top-k
         (an evaluation split): cross-entropy, ``-100`` labels ignored."""
         logits = as_logits(outputs, "the student")
-        if topk_ids is None:
+        if topk_ids is None or topk_probs is None:
             count = labels.ne(-100).sum() if num_items_in_batch is None else num_items_in_batch
             return F.cross_entropy(logits.float(), labels.long(), reduction="sum") / count
         parts = distillation_loss_parts(
@@ -240,9 +240,7 @@ class DistillationCallback(TrainerCallback):
         check_student(kwargs.get("model"))
         dataset = getattr(kwargs.get("train_dataloader"), "dataset", None)
         check_train_dataset(dataset)
-        if _on_slow_path(
-            dataset, self.transform
-        ):  # the dataloader holds this dataset: switch it before its workers start
+        if dataset is not None and _on_slow_path(dataset, self.transform):  # in place: before its workers start
             dataset.set_format(**with_fast_path(dataset, self.transform).format)
         advice = data_workers_advice(args)
         if advice and state.is_local_process_zero:

@@ -37,8 +37,8 @@ from ..storage.format import ROW_INDEX, TOPK_IDS, TOPK_PROBS
 from ..storage.reader import load_record
 from ..storage.record import RunRecord, record_from_dataset
 from ..validation import check_index, check_split
-from . import replay
 from .formatting import replay_format, replay_stream
+from .replay import Chosen, Partners, from_rows, from_table, render
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class ReinforcedTransform:
         # set_transform advice is given once for all of them. [epoch, advice given]
         self._shared = torch.zeros(2, dtype=torch.int64).share_memory_()
         self.set_epoch(epoch)
-        self._partners: replay.Partners | None = None
+        self._partners: Partners | None = None
         self._schema_checked: pa.Schema | None = None
         if self.policy.mix is not None:
             self._attach_partners(dataset)
@@ -203,7 +203,7 @@ class ReinforcedTransform:
                 "mixing policies (MixUp/CutMix) need random access to partner rows, which a streaming dataset cannot "
                 "give: load it without streaming=True"
             )
-        self._partners = replay.Partners(dataset, self.policy, self.image_column)
+        self._partners = Partners(dataset, self.policy, self.image_column)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> ReinforcedTransform:
         """A copy that shares the epoch: ``datasets`` deep-copies a dataset's format (``with_format``,
@@ -302,7 +302,7 @@ class ReinforcedTransform:
         self._refuse(None, self._differences(stored, lengths, k))
         self._schema_checked = schema
 
-    def select(self, table: pa.Table) -> replay.Chosen:
+    def select(self, table: pa.Table) -> Chosen:
         """This epoch's stored augmentation of each row of an Arrow table of reinforced rows: its parameters and
         top-k, read from Arrow without touching the other N−1 in Python.
 
@@ -312,7 +312,7 @@ class ReinforcedTransform:
         """
         self.check_columns(table.column_names)
         self.check_schema(table.schema)
-        return replay.from_table(table, self.policy, self.image_column, self.label_column, self._choose)
+        return from_table(table, self.policy, self.image_column, self.label_column, self._choose)
 
     def replay_table(self, table: pa.Table) -> dict[str, list]:
         """Training examples of an Arrow table of reinforced rows (a batch of the fast path): :meth:`select`, then
@@ -407,9 +407,9 @@ class ReinforcedTransform:
             self.check_row(row)
         return self.examples(self._from_rows(rows, self._choose(np.array([int(row[ROW_INDEX]) for row in rows]))))
 
-    def _from_rows(self, rows: Sequence[Mapping[str, Any]], augmentations: Sequence[int]) -> replay.Chosen:
+    def _from_rows(self, rows: Sequence[Mapping[str, Any]], augmentations: Sequence[int] | np.ndarray) -> Chosen:
         try:
-            return replay.from_rows(rows, self.policy, self.image_column, self.label_column, augmentations)
+            return from_rows(rows, self.policy, self.image_column, self.label_column, augmentations)
         except KeyError as error:
             raise KeyError(
                 f"{error.args[0]}; with transformers.Trainer set remove_unused_columns=False or use "
@@ -418,8 +418,8 @@ class ReinforcedTransform:
 
     # -- rendering --------------------------------------------------------------------------------------------
 
-    def _render(self, chosen: replay.Chosen, resolution: int | None, interpolation: str | None) -> torch.Tensor:
-        return replay.render(
+    def _render(self, chosen: Chosen, resolution: int | None, interpolation: str | None) -> torch.Tensor:
+        return render(
             chosen,
             self.policy,
             self._partners,
@@ -428,7 +428,7 @@ class ReinforcedTransform:
             interpolation or self.interpolation,
         )
 
-    def examples(self, chosen: replay.Chosen) -> dict[str, list]:
+    def examples(self, chosen: Chosen) -> dict[str, list]:
         """Training examples of the chosen augmentations, as lists: ``pixel_values`` (rendered together and
         normalized into one batch buffer, one view of it per row), ``topk_ids``, ``topk_probs`` and ``labels``."""
         if not len(chosen.rows):
@@ -437,7 +437,7 @@ class ReinforcedTransform:
             pixels = self._render(chosen, None, None)
             values = normalize(pixels, self.mean, self.std, out=torch.empty(pixels.shape, dtype=torch.float32))
         out: dict[str, list] = {"pixel_values": list(values)}
-        if chosen.topk_ids is not None:
+        if chosen.topk_ids is not None and chosen.topk_probs is not None:
             out[TOPK_IDS] = list(chosen.topk_ids)
             out[TOPK_PROBS] = list(chosen.topk_probs)
         if chosen.labels is not None:

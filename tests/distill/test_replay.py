@@ -17,7 +17,7 @@ from hf_reinforce import testing
 from hf_reinforce.augment import PRESETS, AugmentationPolicy, to_rgb_uint8
 from hf_reinforce.distill.transform import augmentation_index, augmentation_indices
 from hf_reinforce.errors import ConfigError
-from hf_reinforce.format import select_elements, to_arrow
+from hf_reinforce.storage.format import select_elements, to_arrow
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
