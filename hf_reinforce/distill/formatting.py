@@ -28,7 +28,7 @@ from ..storage.format import ROW_INDEX, TOPK_IDS, TOPK_PROBS
 from . import replay
 
 
-class ReinforcedTransform(Protocol):
+class Replayer(Protocol):
     """What the format and the stream need of a :class:`~hf_reinforce.ReinforcedTransform`."""
 
     policy: AugmentationPolicy
@@ -51,7 +51,7 @@ class ReplayFormatter(Formatter):
 
     A column asked for by name (``dataset["label"]``) comes back as plain Python values, as without a format."""
 
-    def __init__(self, transform: ReinforcedTransform, features: Any = None, token_per_repo_id: Any = None, **_: Any):
+    def __init__(self, transform: Replayer, features: Any = None, token_per_repo_id: Any = None, **_: Any):
         super().__init__(features=features, token_per_repo_id=token_per_repo_id)
         self.transform = transform
 
@@ -83,12 +83,12 @@ def _register() -> None:
 _register()
 
 
-def replay_format(dataset: datasets.Dataset, transform: ReinforcedTransform) -> datasets.Dataset:
+def replay_format(dataset: datasets.Dataset, transform: Replayer) -> datasets.Dataset:
     """A new ``datasets.Dataset`` over the same rows, formatted by :class:`ReplayFormatter` with ``transform``."""
     return dataset.with_format(FORMAT_TYPE, transform=transform)
 
 
-def replay_stream(stream: datasets.IterableDataset, transform: ReinforcedTransform) -> datasets.IterableDataset:
+def replay_stream(stream: datasets.IterableDataset, transform: Replayer) -> datasets.IterableDataset:
     """``stream`` mapped to training examples: on Arrow to each row's chosen augmentation, then to examples."""
     selected = stream.with_format("arrow").map(functools.partial(_select, transform=transform), batched=True)
     stored = stream.column_names
@@ -100,10 +100,10 @@ def replay_stream(stream: datasets.IterableDataset, transform: ReinforcedTransfo
     return selected.with_format(None).map(examples, batched=True, remove_columns=kept)
 
 
-def _select(table: pa.Table, transform: ReinforcedTransform) -> pa.Table:
+def _select(table: pa.Table, transform: Replayer) -> pa.Table:
     return transform.select(table).to_arrow(transform.image_column, transform.label_column)
 
 
-def _examples(batch: dict[str, list], transform: ReinforcedTransform) -> dict[str, list]:
+def _examples(batch: dict[str, list], transform: Replayer) -> dict[str, list]:
     chosen = replay.Chosen.from_selected(batch, transform.policy, transform.image_column, transform.label_column)
     return transform.examples(chosen)

@@ -1,12 +1,13 @@
 """``ReinforcedTransform``: replay one stored augmentation per row and epoch, with that augmentation's teacher top-k.
 
 Choice of augmentation: for row ``i`` in epoch ``e`` with ``N`` stored augmentations, cycle ``c = e // N`` is a
-permutation of ``0..N-1`` drawn from a hash of (seed, i, c) and the row uses its element ``e % N``, so every stored augmentation
-is used once before any repeats (:func:`augmentation_indices`). Rendering goes through the same ``AugmentationPolicy`` code as the teachers' inputs, so
-at the teachers' resolution and interpolation the pixels are identical.
+permutation of ``0..N-1`` drawn from a hash of (seed, i, c) and the row uses its element ``e % N``, so every stored
+augmentation is used once before any repeats (:func:`augmentation_indices`). Rendering goes through the same
+``AugmentationPolicy`` code as the teachers' inputs, so at the teachers' resolution and interpolation the pixels are
+identical.
 
 The fast path is :meth:`ReinforcedTransform.apply`: rows are read from Arrow with only the chosen augmentation's
-values leaving it (per-row cost independent of N) and a batch's views are rendered together (``replay``). The
+values leaving it (per-row cost independent of N) and a batch's views are rendered together (``distill.replay``). The
 ``set_transform(transform)`` path stays correct, but ``datasets`` turns all N stored augmentations of every row into
 Python lists before the transform runs (10 ms a row at N=1000, K=10, measured), so it says once how to switch.
 Pixel work runs with one torch thread (``augment.single_thread``), as in the pass: in the main process (``Trainer``'s
