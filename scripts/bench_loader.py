@@ -20,6 +20,7 @@ Run: OMP_NUM_THREADS=1 python scripts/bench_loader.py [--sizes 224 32] [--n 4 64
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import os
 import resource
@@ -141,18 +142,30 @@ def reinforced_parquet(size: int, rows: int, n: int, path: Path) -> hfr.RunRecor
 # -- paths: each returns (iterable over the epoch's batches, set_epoch) ------------------------------------------------
 
 
-class PeakRss:
-    """A collate function that records its worker's peak RSS (MB) in shared memory, slot = worker id."""
+class WorkerMeter:
+    """A collate function that records, per worker in shared memory, the worker's peak RSS (MB) and its CPU seconds
+    so far (``time.process_time`` after each batch): CPU per row is what the data path costs, whatever else the
+    machine runs (wall-clock rows/s moved ±30 % between rounds on the shared 2-core box)."""
 
     def __init__(self, collate: Callable, slots: int) -> None:
         self.collate = collate
-        self.peak = torch.zeros(max(1, slots), dtype=torch.float64).share_memory_()
+        self.stats = torch.zeros((max(1, slots), 2), dtype=torch.float64).share_memory_()
 
     def __call__(self, rows: Any) -> Any:
+        out = self.collate(rows)
         info = torch.utils.data.get_worker_info()
         slot = info.id if info is not None else 0
-        self.peak[slot] = max(float(self.peak[slot]), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-        return self.collate(rows)
+        self.stats[slot, 0] = max(float(self.stats[slot, 0]), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        self.stats[slot, 1] = time.process_time()
+        return out
+
+    def cpu(self) -> float:
+        """CPU seconds of all workers so far."""
+        return float(self.stats[:, 1].sum())
+
+    def rss(self) -> float:
+        """The largest worker peak RSS, MB."""
+        return float(self.stats[:, 0].max())
 
 
 def timm_pipeline(size: int) -> Callable[[dict], dict]:
@@ -192,36 +205,36 @@ class Case:
         )
 
 
-def loop_path(make: Callable[[Case], tuple[Any, Any, Callable]]) -> Callable[[Case], Callable[[], dict]]:
+def loop_path(make: Callable[[Case], tuple[Any, Any, Callable]]) -> Callable[[Case], dict]:
     """A path measured by iterating its DataLoader: ``make`` gives (data, collate, transform or None)."""
 
-    def run(case: Case) -> Callable[[], dict]:
+    def run(case: Case) -> dict:
         data, collate, transform = make(case)
-        stream = isinstance(data, datasets.IterableDataset)
-        rss = PeakRss(collate, case.args.workers)
-        loader = case.loader(data, rss, shuffle=not stream)
-
-        def measure() -> dict:
-            return timed_epochs(loader, transform, case.args.epochs, rss)
-
-        return measure
+        meter = WorkerMeter(collate, case.args.workers)
+        loader = case.loader(data, meter, shuffle=not isinstance(data, datasets.IterableDataset))
+        return timed_epochs(loader, transform, case.args.epochs, meter)
 
     return run
 
 
-def timed_epochs(loader: Iterable, transform: Any, epochs: int, rss: PeakRss) -> dict:
-    """One untimed epoch (workers start, pages load), then ``epochs`` timed ones: rows/s and peak worker RSS."""
-    rows, start = 0, 0.0
+def timed_epochs(loader: Iterable, transform: Any, epochs: int, meter: WorkerMeter) -> dict:
+    """One untimed epoch (workers start, pages load), then ``epochs`` timed ones: rows/s, worker CPU-ms per row and
+    peak worker RSS."""
+    rows, start, cpu = 0, 0.0, 0.0
     for epoch in range(epochs + 1):
         if transform is not None:
             transform.set_epoch(epoch)
         if hasattr(loader.dataset, "set_epoch"):
             loader.dataset.set_epoch(epoch)
         if epoch == 1:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), meter.cpu()
         for batch in loader:
             rows += len(batch["labels"]) if epoch else 0
-    return {"rows_per_s": rows / (time.perf_counter() - start), "rss_mb": float(rss.peak.max())}
+    return measured(rows, time.perf_counter() - start, meter.cpu() - cpu, meter)
+
+
+def measured(rows: int, seconds: float, cpu_seconds: float, meter: WorkerMeter) -> dict:
+    return {"rows_per_s": rows / seconds, "cpu_ms": 1e3 * cpu_seconds / rows, "rss_mb": meter.rss()}
 
 
 def plain(case: Case) -> tuple[Any, Any, Any]:
@@ -253,19 +266,15 @@ def streaming(case: Case) -> tuple[Any, Any, Any]:
     return stream, hfr.DistillationCollator(pack=False), transform
 
 
-def trainer_path(kind: str) -> Callable[[Case], Callable[[], dict]]:
+def trainer_path(kind: str) -> Callable[[Case], dict]:
     """A Trainer training a near-free student for ``--epochs + 1`` epochs; rows/s from its epochs after the first.
     ``kind``: ``plain`` (the stock Trainer on the timm pipeline, cross-entropy: the reference of the Trainer paths),
     ``subclass`` (``DistillationTrainer``) or ``stock`` (``Trainer`` + ``DistillationCallback``), both given
     ``dataset.set_transform(transform)`` as Journey 1 does."""
-
-    def run(case: Case) -> Callable[[], dict]:
-        return lambda: train_rows_per_s(case, kind)
-
-    return run
+    return functools.partial(train_rows_per_s, kind=kind)
 
 
-def train_rows_per_s(case: Case, kind: str) -> dict:
+def train_rows_per_s(case: Case, *, kind: str) -> dict:
     args = transformers.TrainingArguments(
         tempfile.mkdtemp(),
         per_device_train_batch_size=case.args.batch_size,
@@ -299,24 +308,24 @@ def train_rows_per_s(case: Case, kind: str) -> dict:
             callbacks=callbacks,
         )
     trainer.remove_callback(transformers.PrinterCallback)
-    rss = PeakRss(trainer.data_collator, case.args.workers)
-    trainer.data_collator = rss
+    clock.meter = trainer.data_collator = WorkerMeter(trainer.data_collator, case.args.workers)
     trainer.train()
-    rows = len(case.dataset) * case.args.epochs
-    return {"rows_per_s": rows / (clock.ends[-1] - clock.ends[0]), "rss_mb": float(rss.peak.max())}
+    (start, cpu), (end, cpu_end) = clock.ends[0], clock.ends[-1]
+    return measured(len(case.dataset) * case.args.epochs, end - start, cpu_end - cpu, clock.meter)
 
 
 class EpochClock(transformers.TrainerCallback):
-    """Records when each training epoch ends."""
+    """Records when each training epoch ends, with the workers' CPU seconds then."""
 
     def __init__(self) -> None:
-        self.ends: list[float] = []
+        self.ends: list[tuple[float, float]] = []
+        self.meter: WorkerMeter | None = None
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.ends.append(time.perf_counter())
+        self.ends.append((time.perf_counter(), self.meter.cpu() if self.meter is not None else 0.0))
 
 
-PATHS: dict[str, Callable[[Case], Callable[[], dict]]] = {
+PATHS: dict[str, Callable[[Case], dict]] = {
     "plain timm": loop_path(plain),
     "set_transform": loop_path(set_transform),
     "apply": loop_path(apply),
@@ -376,11 +385,11 @@ def main(argv: list[str] | None = None) -> None:
             loads.append(os.getloadavg()[0])
             for case in cases:
                 for name in paths:
-                    result = PATHS[name](case)()
+                    result = PATHS[name](case)
                     results.setdefault((case.size, case.n, name), []).append(result)
                     print(
                         f"round {repeat + 1} {case.size}px N={case.n} {name}: {result['rows_per_s']:.1f} rows/s, "
-                        f"worker peak RSS {result['rss_mb']:.0f} MB",
+                        f"{result['cpu_ms']:.3f} worker CPU-ms/row, worker peak RSS {result['rss_mb']:.0f} MB",
                         flush=True,
                     )
     print()
@@ -392,30 +401,45 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def report(results: dict, paths: list[str], args: argparse.Namespace) -> str:
-    """Median rows/s per worker with every round, ratio to plain, peak worker RSS (MB), one row per path and cell."""
+    """Per path and cell: median rows/s per worker with every round and its ratio to plain, median worker CPU-ms per
+    row and its ratio (plain's CPU / the path's: > 1 is cheaper), peak worker RSS (MB)."""
     rows = []
     for size in args.sizes:
         for n in args.n:
             for name in paths:
-                reference = "plain timm, Trainer" if "Trainer" in name else "plain timm"
-                base = statistics.median(r["rows_per_s"] for r in results[(size, n, reference)])
-                values = [r["rows_per_s"] / args.workers for r in results[(size, n, name)]]
-                median = statistics.median(values)
-                rss = max(r["rss_mb"] for r in results[(size, n, name)])
-                ratio = median * args.workers / base
+                runs, base = results[(size, n, name)], results[(size, n, reference(name))]
+                speed = [r["rows_per_s"] / args.workers for r in runs]
+                cpu = statistics.median(r["cpu_ms"] for r in runs)
                 rows.append(
                     [
                         f"{size} px",
                         n,
                         name,
-                        f"{median:.1f}",
-                        f"{ratio:.2f}x",
-                        " / ".join(f"{v:.0f}" for v in values),
-                        f"{rss:.0f}",
+                        f"{statistics.median(speed):.0f}",
+                        f"{statistics.median(speed) * args.workers / statistics.median(r['rows_per_s'] for r in base):.2f}x",
+                        " / ".join(f"{v:.0f}" for v in speed),
+                        f"{cpu:.3f}",
+                        f"{statistics.median(r['cpu_ms'] for r in base) / cpu:.2f}x",
+                        f"{max(r['rss_mb'] for r in runs):.0f}",
                     ]
                 )
-    header = ["size", "N", "path", "rows/s per worker (median)", "vs plain*", "rounds", "worker peak RSS (MB)"]
+    header = [
+        "size",
+        "N",
+        "path",
+        "rows/s per worker",
+        "vs plain*",
+        "rounds",
+        "worker CPU-ms/row",
+        "vs plain*",
+        "RSS MB",
+    ]
     return common.markdown_table(header, rows)
+
+
+def reference(name: str) -> str:
+    """The plain path a path is compared with: through the same Trainer for the Trainer paths."""
+    return "plain timm, Trainer" if "Trainer" in name else "plain timm"
 
 
 # -- --device cuda: a data-bound student end to end ------------------------------------------------------------

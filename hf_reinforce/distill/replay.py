@@ -1,7 +1,7 @@
 """Batched replay: the chosen stored augmentation of every row of a batch, read, decoded and rendered together.
 
 Reading: from an Arrow table (``ReinforcedTransform.apply``, the fast path) only the chosen augmentation's
-parameters and top-k become numpy values (:func:`~hf_reinforce.format.select_elements`), whatever N; from Python
+parameters and top-k become numpy values (:func:`~hf_reinforce.storage.format.select_elements`), whatever N; from Python
 rows (``set_transform``) ``datasets`` has turned all N into lists already and one is picked per row. Rendering:
 :meth:`AugmentationPolicy.replay_views` renders the batch's views and their MixUp/CutMix partners in one pass, bit for
 bit what replaying each view on its own gives. Images decode as the pass decoded them (``to_rgb_uint8`` with
