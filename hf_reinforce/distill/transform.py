@@ -39,7 +39,7 @@ from ..storage.reader import load_record
 from ..storage.record import RunRecord, record_from_dataset
 from ..validation import check_index, check_split
 from .formatting import replay_format, replay_stream
-from .replay import Chosen, Partners, from_rows, from_table, render
+from .replay import Chosen, Partners, batch_buffer, from_rows, from_table, render
 
 logger = logging.getLogger(__name__)
 
@@ -436,7 +436,7 @@ class ReinforcedTransform:
             return {}
         with single_thread():  # pixel work as in the pass; the caller's (training) thread count comes back after
             pixels = self._render(chosen, None, None)
-            values = normalize(pixels, self.mean, self.std, out=torch.empty(pixels.shape, dtype=torch.float32))
+            values = normalize(pixels, self.mean, self.std, out=batch_buffer(tuple(pixels.shape)))
         out: dict[str, list] = {"pixel_values": list(values)}
         if chosen.topk_ids is not None and chosen.topk_probs is not None:
             out[TOPK_IDS] = list(chosen.topk_ids)

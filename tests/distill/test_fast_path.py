@@ -17,6 +17,7 @@ import hf_reinforce as hfr
 from hf_reinforce import testing
 from hf_reinforce.augment import normalize
 from hf_reinforce.distill import formatting
+from hf_reinforce.distill.replay import batch_buffer
 from hf_reinforce.errors import BadImageError, ConfigError, MissingColumnError
 
 N, K = 5, 3
@@ -202,3 +203,17 @@ def test_the_format_is_registered_through_datasets_private_registry():
 
     transform = hfr.ReinforcedTransform(testing.run_record())
     assert isinstance(get_formatter(formatting.FORMAT_TYPE, transform=transform), formatting.ReplayFormatter)
+
+
+class _SharedProbe(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> bool:
+        return batch_buffer((2, 3)).is_shared()
+
+
+def test_a_dataloader_worker_normalizes_into_shared_memory():
+    """The batch is sent to the training process from shared memory without a copy; the main process keeps its own."""
+    assert not batch_buffer((2, 3)).is_shared()
+    assert next(iter(torch.utils.data.DataLoader(_SharedProbe(), batch_size=None, num_workers=1)))
