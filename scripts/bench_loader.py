@@ -5,8 +5,8 @@ each DataLoader worker's peak RSS. Goal: every reinforced path >= 1.0x the plain
 worker RSS flat in N. docs/benchmarks-loader.md holds the results.
 
 The reinforced columns are written directly: each row's parameters are ``policy.sample`` at the row's image size,
-exactly what a pass stores (a pass's output depends only on seed, row, augmentation and image size), and its top-k
-those of a simulated ensemble; a pass over 64 rows x 1000 augmentations would take minutes on 2 cores and the
+exactly what a pass stores (a pass's output depends only on seed, row, augmentation and image size), its replay
+fingerprint that of its augmentation 0 at the record's resolution, and its top-k those of a simulated ensemble; a pass over 64 rows x 1000 augmentations would take minutes on 2 cores and the
 teachers' values do not change what a loader costs. Every path reads the same memory-mapped Arrow files (``load_dataset``
 of parquet), through a DataLoader with the same settings (batch size, ``--workers`` persistent workers, a seeded
 shuffle, one torch thread each); each measurement runs one untimed epoch, then ``--epochs`` timed ones.
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import io
 import os
 import resource
 import statistics
@@ -47,8 +46,14 @@ import _common as common
 
 import hf_reinforce as hfr
 from hf_reinforce import testing
-from hf_reinforce.augment import IMAGENET_MEAN, IMAGENET_STD
-from hf_reinforce.storage.format import encode_topk, to_arrow
+from hf_reinforce.augment import IMAGENET_MEAN, IMAGENET_STD, to_rgb_uint8
+from hf_reinforce.storage.format import (
+    FINGERPRINT,
+    FINGERPRINT_AUGMENTATION,
+    encode_topk,
+    replay_fingerprint,
+    to_arrow,
+)
 
 K, POLICY = 10, "rrc+ra+re"
 CLASSES = {224: 1000, 32: 100}
@@ -106,11 +111,14 @@ def reinforced_parquet(size: int, rows: int, n: int, path: Path) -> hfr.RunRecor
     )
     g = torch.Generator().manual_seed(size + n)
     params: dict[str, list] = {name: [] for name in policy.columns}
-    ids, probs = [], []
+    ids, probs, fingerprints = [], [], []
     for i, image in enumerate(images):
-        width, height = PIL.Image.open(io.BytesIO(image["bytes"])).size
-        for name, value in policy.sample(0, i, n, height, width, num_rows=rows).items():
+        pixels = to_rgb_uint8(image)
+        row_params = policy.sample(0, i, n, *pixels.shape[1:], num_rows=rows)
+        for name, value in row_params.items():
             params[name].append(value)
+        view = policy.render_block([pixels], [row_params], [FINGERPRINT_AUGMENTATION], size, "bilinear", rows=[i])[0]
+        fingerprints.append(replay_fingerprint(view))
         logits = torch.randn(n, classes, generator=g) * 2
         logits[:, labels[i]] += 6
         top_ids, top_probs = encode_topk(torch.softmax(logits, -1), K, classes)
@@ -123,6 +131,7 @@ def reinforced_parquet(size: int, rows: int, n: int, path: Path) -> hfr.RunRecor
         **{name: to_arrow(np.stack(values)) for name, values in params.items()},
         "topk_ids": to_arrow(np.stack(ids)),
         "topk_probs": to_arrow(np.stack(probs)),
+        FINGERPRINT: fingerprints,
     }
     table = pa.table(columns).cast(features.arrow_schema)
     datasets.Dataset(datasets.table.InMemoryTable(table), info=datasets.DatasetInfo(features=features)).to_parquet(
@@ -252,11 +261,6 @@ def apply(case: Case) -> tuple[Any, Any, Any]:
     return transform.apply(case.dataset), hfr.DistillationCollator(pack=False), transform
 
 
-def torch_dataset(case: Case) -> tuple[Any, Any, Any]:
-    transform = case.transform()
-    return transform.torch_dataset(case.dataset), hfr.DistillationCollator(pack=False), transform
-
-
 def streaming(case: Case) -> tuple[Any, Any, Any]:
     transform = case.transform()
     if hasattr(transform, "apply"):
@@ -329,7 +333,6 @@ PATHS: dict[str, Callable[[Case], dict]] = {
     "plain timm": loop_path(plain),
     "set_transform": loop_path(set_transform),
     "apply": loop_path(apply),
-    "torch_dataset": loop_path(torch_dataset),
     "plain timm, Trainer": trainer_path("plain"),
     "DistillationTrainer": trainer_path("subclass"),
     "Trainer + callback": trainer_path("stock"),

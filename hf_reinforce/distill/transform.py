@@ -454,7 +454,7 @@ class ReinforcedTransform:
             for k, value in enumerate(batch[self.image_column]):
                 pixels = center_view(to_rgb_uint8(value), self.resolution, self.interpolation)
                 out["pixel_values"].append(normalize(pixels, self.mean, self.std))
-                if self.label_column in batch:
+                if self.label_column and self.label_column in batch:
                     out["labels"].append(int(batch[self.label_column][k]))
         if not out["labels"]:
             del out["labels"]
