@@ -60,7 +60,7 @@ def augmentation_indices(seed: int, rows: np.ndarray, epoch: int, num_augmentati
     """
     cycle, position = divmod(int(epoch), num_augmentations)
     prime = np.uint64(_prime_at_least(num_augmentations))
-    key = _mix(np.asarray(rows).astype(np.uint64) ^ np.uint64(_mix_int(_mix_int(seed) + cycle)))
+    key = _mix(np.asarray(rows).astype(np.uint64) ^ np.uint64(_mix_int(_mix_int(seed + _GAMMA) + cycle)))
     a, b = key % (prime - np.uint64(1)) + np.uint64(1), (key >> np.uint64(32)) % prime
     out = np.full(len(key), position, dtype=np.uint64)
     todo = np.arange(len(key))
@@ -80,6 +80,8 @@ def _prime_at_least(n: int) -> int:
 
 
 _M64 = 2**64 - 1
+_GAMMA = 0x9E3779B97F4A7C15
+"""splitmix64's increment: added to the seed so that seed 0, row 0, cycle 0 does not hash to 0 (the identity)."""
 
 
 def _mix_int(x: int) -> int:

@@ -10,12 +10,12 @@ import PIL.Image
 import pyarrow as pa
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hf_reinforce import testing
 from hf_reinforce.augment import PRESETS, AugmentationPolicy, to_rgb_uint8
-from hf_reinforce.distill.transform import augmentation_index, augmentation_indices
+from hf_reinforce.distill.transform import ReinforcedTransform, augmentation_index, augmentation_indices
 from hf_reinforce.errors import ConfigError
 from hf_reinforce.storage.format import select_elements, to_arrow
 
@@ -92,12 +92,34 @@ def test_replay_views_refuses_partners_that_do_not_match_the_mixed_views(photos)
     n=st.integers(1, 700),
     cycle=st.integers(0, 50),
 )
+@example(seed=0, rows=[0, 1, 2], n=1, cycle=0)
+@example(seed=0, rows=[0, 1, 2], n=2, cycle=3)  # the smallest prime
+@example(seed=3, rows=[0, 5, 2**40], n=7, cycle=1)  # N prime: P = N, nothing to walk past
+@example(seed=1, rows=[0, 9, 4], n=400, cycle=2)  # N not prime: P = 401
+@example(seed=2, rows=[1, 2**33], n=1000, cycle=0)  # P = 1009
 def test_each_cycle_of_each_row_is_a_permutation_and_the_vectorized_choice_agrees(seed, rows, n, cycle):
+    """Every stored augmentation once per cycle of N epochs; a row's choice depends only on (seed, row, epoch): the
+    same alone as among any other rows."""
     epochs = range(cycle * n, cycle * n + n)
     table = np.stack([augmentation_indices(seed, np.array(rows), e, n) for e in epochs])
     for k, row in enumerate(rows):
         assert sorted(table[:, k].tolist()) == list(range(n))
-        assert table[0, k] == augmentation_index(seed, row, epochs[0], n)
+        for e in (0, n // 2, n - 1):
+            assert table[e, k] == augmentation_index(seed, row, epochs[e], n)
+    assert np.array_equal(augmentation_indices(seed, np.array(rows[::-1]), epochs[0], n), table[0, ::-1])
+
+
+def test_the_choice_is_pinned_and_the_transform_uses_it():
+    """The epoch → augmentation mapping is part of what a training run replays (it changed from 0.1's): pinned, so it
+    changes only on purpose. Integer arithmetic, the same on every machine."""
+    assert [[augmentation_index(0, row, e, 400) for e in range(4)] for row in range(3)] == [
+        [195, 166, 137, 108],
+        [185, 315, 44, 174],
+        [82, 41, 0, 360],
+    ]
+    assert [augmentation_index(7, 12345, e, 5) for e in range(10)] == [1, 4, 2, 0, 3, 4, 3, 2, 1, 0]
+    transform = ReinforcedTransform(testing.run_record(num_augmentations=400), seed=0, epoch=2)
+    assert transform.augmentation_index(1) == 44 and transform.augmentation_index(1, epoch=0) == 185
 
 
 def test_rows_seeds_and_cycles_get_different_orders():
