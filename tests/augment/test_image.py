@@ -7,6 +7,7 @@ import io
 
 import numpy as np
 import PIL.Image
+import PIL.ImageOps
 import pytest
 import torch
 
@@ -99,6 +100,9 @@ def test_exif_orientation_is_applied(photo):
     data = _encode(photo, "JPEG", exif=exif.tobytes(), quality=95)
     out = to_rgb_uint8({"bytes": data, "path": None})
     assert out.shape == (3, 160, 120)
+    turned = PIL.ImageOps.exif_transpose(PIL.Image.open(io.BytesIO(data)))
+    assert torch.equal(out, torch.from_numpy(np.asarray(turned)).permute(2, 0, 1))
+    assert torch.equal(to_rgb_uint8({"bytes": data, "path": None}, channels_last=True), out)
 
 
 def test_arrays_and_tensors(photo):

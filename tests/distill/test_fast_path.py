@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 import logging
 import pickle
+import shutil
+from pathlib import Path
 
 import datasets
 import pytest
@@ -15,12 +17,15 @@ from datasets.formatting.formatting import PythonArrowExtractor
 
 import hf_reinforce as hfr
 from hf_reinforce import testing
-from hf_reinforce.augment import normalize
+from hf_reinforce.augment import PRESETS, normalize
 from hf_reinforce.distill import formatting
 from hf_reinforce.distill.replay import batch_buffer
 from hf_reinforce.errors import BadImageError, ConfigError, MissingColumnError
+from hf_reinforce.storage.format import FINGERPRINT
 
 N, K = 5, 3
+SCHEMA1 = Path(__file__).resolve().parents[1] / "data" / "schema1-digits"
+"""A folder written by hf_reinforce 0.1 (schema 1): 12 real MNIST digits, crop+ra+re, N=3."""
 
 
 def _reinforce(rows: datasets.Dataset, policy: str, n: int = N, k: int = K) -> datasets.Dataset:
@@ -53,6 +58,7 @@ def _expected(transform: hfr.ReinforcedTransform, row: dict) -> dict:
 
 
 def _assert_example(got: dict, want: dict) -> None:
+    assert sorted(got) == ["labels", "pixel_values", "topk_ids", "topk_probs"]  # no replay_fingerprint, no row_index
     assert torch.equal(got["pixel_values"], want["pixel_values"]) and got["labels"] == want["labels"]
     assert got["topk_ids"].tolist() == want["topk_ids"]
     assert torch.equal(got["topk_probs"], torch.tensor(want["topk_probs"], dtype=torch.float32))
@@ -120,10 +126,14 @@ def test_dataloader_workers_follow_set_epoch_and_copies_of_the_format_too(plus):
     )
     for epoch in (0, 1):
         transform.set_epoch(epoch)
-        got = torch.cat([batch["topk_ids"] for batch in loader])
-        want = [row["topk_ids"][transform.augmentation_index(row["row_index"])] for row in plus]
-        assert got.tolist() == want
-        assert renamed[4]["topk_ids"].tolist() == want[4]
+        batches = list(loader)
+        want = [_expected(transform, row) for row in plus]
+        assert torch.equal(
+            torch.cat([batch["pixel_values"] for batch in batches]), torch.stack([w["pixel_values"] for w in want])
+        )
+        assert torch.cat([batch["topk_ids"] for batch in batches]).tolist() == [w["topk_ids"] for w in want]
+        assert torch.cat([batch["labels"] for batch in batches]).tolist() == [w["labels"] for w in want]
+        assert renamed[4]["topk_ids"].tolist() == want[4]["topk_ids"]
 
 
 def test_batches_reach_the_collator_as_one_tensor(plus):
@@ -148,6 +158,32 @@ def test_streams_get_the_same_examples(plus, tmp_path):
         _assert_example(got, _expected(transform, row))
     loader = torch.utils.data.DataLoader(transform.apply(stream), batch_size=8, num_workers=1)
     assert sum(len(batch["labels"]) for batch in loader) == len(plus)
+
+
+@pytest.mark.parametrize("policy", [p for p in PRESETS if p not in ("rrc+ra+re", "rrc+mix+ra+re")])
+def test_apply_gives_per_row_replay_for_the_other_presets(digits, policy):
+    """The presets the ``plus`` fixture leaves out, through a shuffled DataLoader batch."""
+    plus = _reinforce(digits.select(range(16)), policy, n=3)
+    transform = hfr.ReinforcedTransform.from_dataset(plus)
+    transform.set_epoch(4)
+    fast = transform.apply(plus).shuffle(seed=2)
+    order = fast.with_format(None)["row_index"]
+    for example, row_index in zip(fast.__getitems__(list(range(16))), order):
+        _assert_example(example, _expected(transform, plus[row_index]))
+
+
+def test_a_schema_1_folder_written_by_0_1_takes_the_fast_path(tmp_path):
+    """A folder without the ``replay_fingerprint`` column reads as one with it: the column is never a training input."""
+    folder = shutil.copytree(SCHEMA1, tmp_path / "old")
+    rows = hfr.load_reinforced(folder)
+    assert FINGERPRINT not in rows.column_names
+    transform = hfr.ReinforcedTransform.from_pretrained(folder)
+    fast = transform.apply(rows)
+    for epoch in (0, 2):
+        transform.set_epoch(epoch)
+        batch = fast.__getitems__(list(range(len(rows))))
+        for example, row in zip(batch, rows.with_format(None)):
+            _assert_example(example, _expected(transform, row))
 
 
 def test_n_of_one(digits):
