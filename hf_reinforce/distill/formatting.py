@@ -5,8 +5,8 @@ which turns every column of the requested rows into Python objects (all N stored
 N=1000, K=10, measured) before calling the transform. :class:`ReplayFormatter` gets the rows' Arrow table instead and
 hands it to :meth:`ReinforcedTransform.replay_table`; when a ``DataLoader`` fetches a batch (``__getitems__``) that
 is the whole batch, rendered together. Registering a format name is ``datasets``' private
-``datasets.formatting._register_formatter``: this module is the one place that uses it, and
-tests/test_formatting.py fails naming it if ``datasets`` moves it.
+``datasets.formatting._register_formatter``: this module is the one place that uses it, and a test
+in tests/distill/test_fast_path.py fails naming it if ``datasets`` moves it.
 
 A stream (``IterableDataset``) hands a ``map`` function an Arrow table when formatted as ``"arrow"``, but must get an
 Arrow table back, and turning pixel tensors into Arrow and back costs more than rendering them (0.6 ms a 224-px row,
