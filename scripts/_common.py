@@ -88,10 +88,12 @@ def loader(
     collate: Callable = default_collate,
     shuffle: bool = True,
 ) -> DataLoader:
-    """A DataLoader over ``dataset`` transformed by ``transform``, in a fixed seeded order, last partial batch dropped."""
+    """A DataLoader over ``dataset`` transformed by ``transform`` (a ``ReinforcedTransform`` through its fast path,
+    ``transform.apply``), in a fixed seeded order, last partial batch dropped."""
     generator = torch.Generator().manual_seed(seed)
+    fast = isinstance(transform, hfr.ReinforcedTransform)
     return DataLoader(
-        dataset.with_transform(transform),
+        transform.apply(dataset) if fast else dataset.with_transform(transform),
         batch_size=batch_size,
         shuffle=shuffle,
         drop_last=True,

@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     model = student()
-    reinforced = loader(train.with_transform(transform), hfr.DistillationCollator(pack=False))
+    reinforced = loader(transform.apply(train), hfr.DistillationCollator(pack=False))
     fit(model, reinforced, args.epochs, args.lr, distill, transform.set_epoch)
     results = [(f"reinforced: KD from the stored top-{record.top_k} ({record.policy_name})", model)]
 

@@ -228,7 +228,7 @@ def test_a_transform_refuses_rows_of_another_reinforced_dataset(mnist, plus, cha
 
 def test_set_epoch_reaches_persistent_dataloader_workers(plus):
     transform = hfr.ReinforcedTransform.from_dataset(plus)
-    for data in (plus.with_transform(transform), transform.torch_dataset(plus)):
+    for data in (plus.with_transform(transform), transform.apply(plus)):
         loader = torch.utils.data.DataLoader(
             data, batch_size=4, num_workers=2, persistent_workers=True, collate_fn=hfr.DistillationCollator(pack=False)
         )
@@ -302,7 +302,7 @@ def test_distillation_trainer_with_persistent_workers_replays_each_epoch(plus, t
 
     class Recording(hfr.DistillationTrainer):
         def training_step(self, model, inputs, *args, **kwargs):
-            seen.append(inputs["labels"].detach().cpu())
+            seen.append(torch.cat([inputs["labels"][:, None], inputs["topk_ids"]], dim=1).detach().cpu())
             return super().training_step(model, inputs, *args, **kwargs)
 
     student = hfr.TimmStudent(timm.create_model("test_resnet", pretrained=False, num_classes=10))
@@ -316,11 +316,33 @@ def test_distillation_trainer_with_persistent_workers_replays_each_epoch(plus, t
     )
     Recording(student, args, transform=transform, train_dataset=plus.with_transform(transform)).train()
     for epoch in range(2):
-        got = sorted(map(tuple, torch.cat(seen[2 * epoch : 2 * epoch + 2])[:, : 1 + K].long().tolist()))
+        got = sorted(map(tuple, torch.cat(seen[2 * epoch : 2 * epoch + 2]).tolist()))
         expected = sorted(
             (row["label"], *row["topk_ids"][transform.augmentation_index(row["row_index"], epoch)]) for row in plus
         )
         assert got == expected, epoch
+
+
+def test_trainer_and_callback_put_a_set_transform_dataset_on_the_fast_path(plus, tmp_path, caplog):
+    import transformers
+
+    transform = hfr.ReinforcedTransform.from_dataset(plus)
+    student = hfr.TimmStudent(timm.create_model("test_resnet", pretrained=False, num_classes=10))
+    train = plus.with_transform(transform)
+    trainer = hfr.DistillationTrainer(student, _args(tmp_path), transform=transform, train_dataset=train)
+    assert trainer.train_dataset.format["type"] == "hf_reinforce" and train.format["type"] == "custom"
+    stock = transformers.Trainer(
+        model=student,
+        args=_args(tmp_path),
+        train_dataset=train,
+        data_collator=hfr.DistillationCollator(),
+        compute_loss_func=hfr.DistillationLoss(),
+        callbacks=[hfr.DistillationCallback(transform)],
+    )
+    with caplog.at_level(logging.WARNING, logger="hf_reinforce"):
+        stock.train()
+    assert train.format["type"] == "hf_reinforce"  # switched in place, before the workers started
+    assert not [r for r in caplog.records if "transform.apply(dataset)" in r.getMessage()]
 
 
 def test_packed_batches_in_a_plain_loop_say_pack_false(plus):
@@ -361,7 +383,7 @@ def test_a_dataset_dict_suggests_one_split(mnist, plus, tmp_path):
         lambda: hfr.estimate(both, _config()),
         lambda: hfr.evaluate_teachers(both, _config()),
         lambda: hfr.ReinforcedTransform.from_dataset(reinforced),
-        lambda: transform.torch_dataset(reinforced),
+        lambda: transform.apply(reinforced),
         lambda: hfr.attach(plus, both),
         lambda: hfr.show(reinforced, output=tmp_path / "x.png"),
     ):

@@ -149,7 +149,7 @@ def test_decode_row_whole_or_one_augmentation() -> None:
         assert ids.dtype == torch.int64 and probs.dtype == torch.float32
         assert torch.equal(ids, decode_topk(row)[0][j]) and torch.equal(probs, decode_topk(row)[1][j])
     with pytest.raises(KeyError, match="remove_unused_columns"):
-        _transform()._params({}, 0)
+        _transform().replay({}, 0)
 
 
 def test_transform_renders_with_one_thread_and_restores_the_callers_count(monkeypatch):
@@ -164,19 +164,19 @@ def test_transform_renders_with_one_thread_and_restores_the_callers_count(monkey
     )
     transform = hfr.ReinforcedTransform.from_dataset(plus)
     seen: list[int] = []
-    render = AugmentationPolicy.render
+    render = AugmentationPolicy.replay_views
 
     def spy(self, *args, **kwargs):
         seen.append(torch.get_num_threads())
         return render(self, *args, **kwargs)
 
-    monkeypatch.setattr(AugmentationPolicy, "render", spy)
+    monkeypatch.setattr(AugmentationPolicy, "replay_views", spy)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        transform(plus.with_format(None)[:])
-        transform.torch_dataset(plus)[1]
-        assert seen == [1] * 5 and torch.get_num_threads() == 2
+        transform(plus.with_format(None)[:])  # 4 rows, rendered together
+        transform.apply(plus)[1]
+        assert seen == [1, 1] and torch.get_num_threads() == 2
         with single_thread():
             assert torch.get_num_threads() == 1
         assert torch.get_num_threads() == 2

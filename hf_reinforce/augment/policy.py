@@ -272,10 +272,15 @@ class AugmentationPolicy:
         if not images or not js:
             device = images[0].device if images else None
             return torch.empty((0, 3, resolution, resolution), dtype=torch.uint8, device=device)
-        block, n = _gather(params, js, self._op_columns), len(js)
+        return self._render(images, _gather(params, js, self._op_columns), len(js), resolution, interpolation)
+
+    def _render(
+        self, images: Sequence[torch.Tensor], block: Params, n: int, resolution: int, interpolation: str | None
+    ) -> torch.Tensor:
+        """``n`` unmixed views of every image by ``block`` (leading dimension ``len(images) * n``, row-major)."""
         crop = self.ops[0] if self.ops else None
         if isinstance(crop, CROPS):  # the crop gets each view's source image (a row's views share it)
-            views = crop.apply([image for image in images for _ in js], block, resolution, interpolation)
+            views = crop.apply([image for image in images for _ in range(n)], block, resolution, interpolation)
         else:
             views = torch.cat(
                 [self._resize(image, resolution, interpolation).expand(n, -1, -1, -1) for image in images]
@@ -289,11 +294,43 @@ class AugmentationPolicy:
         """The whole image at ``resolution × resolution``: the first stage of a policy without a crop."""
         return AF.resized_crop(image, _FULL_IMAGE, resolution, AF.interpolation_mode(interpolation or "bilinear"))
 
-    def mix_rendered(self, own: torch.Tensor, partner: torch.Tensor, params: Params, j: int) -> torch.Tensor:
-        """Apply the recorded mix of augmentation ``j`` to rendered ``own`` and ``partner`` images."""
-        if self.mix is None or int(params["aug_mix_partner"][j]) < 0:
-            return own
-        return self.mix.mix(own, partner, {name: values[j] for name, values in params.items()})
+    def replay_views(
+        self,
+        images: Sequence[torch.Tensor],
+        params: Params,
+        resolution: int,
+        interpolation: str | None = None,
+        partner_images: Sequence[torch.Tensor] = (),
+        partner_params: Params | None = None,
+    ) -> torch.Tensor:
+        """One stored augmentation of each image, rendered together: ``uint8 (len(images), 3, r, r)``, bit for bit
+        what :meth:`replay` gives view by view (one view per image instead of :meth:`render_block`'s rows × indices).
+
+        ``params`` holds each image's own augmentation (leading dimension ``len(images)``: one view per row, each
+        with its own stored parameters). A mixing policy mixes view ``b`` whose ``aug_mix_partner`` is ``>= 0`` with
+        its partner row's view of the same stored augmentation: ``partner_images`` and ``partner_params`` hold those
+        partners, one per mixed view in order. The partners are rendered in the same batch as the views.
+
+        Raises:
+            ValueError: the partners do not match the mixed views.
+        """
+        mixed = np.flatnonzero(np.asarray(params["aug_mix_partner"]) >= 0) if self.mix is not None else np.empty(0, int)
+        if len(mixed) != len(partner_images) or (len(mixed) and partner_params is None):
+            raise ValueError(
+                f"{len(mixed)} of {len(images)} views mix with a partner row: pass one partner image and its "
+                f"parameters per mixed view, got {len(partner_images)}"
+            )
+        if not images:
+            return torch.empty((0, 3, resolution, resolution), dtype=torch.uint8)
+        block = {name: np.asarray(params[name]) for name in self._op_columns}
+        if partner_params is not None and len(mixed):
+            block = {name: np.concatenate([values, np.asarray(partner_params[name])]) for name, values in block.items()}
+        views = self._render([*images, *partner_images], block, 1, resolution, interpolation)
+        if not len(mixed):
+            return views
+        lams, boxes = np.asarray(params["aug_mix_lam"])[mixed], np.asarray(params["aug_mix_box"])[mixed]
+        AF.mix_views(views, mixed.tolist(), (len(images) + np.arange(len(mixed))).tolist(), lams.tolist(), boxes)
+        return views[: len(images)]
 
     def replay(
         self,
@@ -306,16 +343,16 @@ class AugmentationPolicy:
         partner_params: Params | None = None,
     ) -> torch.Tensor:
         """The exact ``uint8`` pixels of stored augmentation ``j`` (mixing policies need the partner row)."""
-        own = self.render(image, params, j, resolution, interpolation)
-        if self.mix is None or int(params["aug_mix_partner"][j]) < 0:
-            return own
+        own = {name: np.asarray(values)[j : j + 1] for name, values in params.items()}
+        if self.mix is None or int(own["aug_mix_partner"][0]) < 0:
+            return self.replay_views([image], own, resolution, interpolation)[0]
         if partner_image is None or partner_params is None:
             raise ValueError(
-                f"augmentation {j} mixes with partner row {int(params['aug_mix_partner'][j])}: "
+                f"augmentation {j} mixes with partner row {int(own['aug_mix_partner'][0])}: "
                 "pass partner_image and partner_params"
             )
-        partner = self.render(partner_image, partner_params, j, resolution, interpolation)
-        return self.mix_rendered(own, partner, params, j)
+        other = {name: np.asarray(values)[j : j + 1] for name, values in partner_params.items()}
+        return self.replay_views([image], own, resolution, interpolation, [partner_image], other)[0]
 
 
 def _from_spec(i: int, spec: Mapping[str, Any]) -> Op | MixUpCutMix:

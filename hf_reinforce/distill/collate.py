@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.utils.data import default_collate
 
 FLOAT32_EXACT_INT_LIMIT = 2**24  # every integer below this is exact in float32
 
@@ -47,8 +48,28 @@ def unpack_labels(
 
 
 def _stack(rows: Sequence[Mapping[str, Any]], key: str, dtype: torch.dtype) -> torch.Tensor:
-    """Stack one per-row field into a batch tensor of ``dtype``."""
-    return torch.stack([torch.as_tensor(row[key]) for row in rows]).to(dtype)
+    """Stack one per-row field into a batch tensor of ``dtype``: with ``default_collate`` (in a DataLoader worker it
+    stacks straight into the shared memory the batch travels in), or, for rows that are consecutive views of one
+    tensor (``ReinforcedTransform.apply`` renders a batch into one buffer), that tensor without a copy (0.14 ms a
+    224-px row, measured)."""
+    values = [torch.as_tensor(row[key]) for row in rows]
+    whole = _whole(values)
+    return (whole if whole is not None else default_collate(values)).to(dtype)
+
+
+def _whole(values: Sequence[torch.Tensor]) -> torch.Tensor | None:
+    """The tensor whose consecutive rows ``values`` are, or None: each value is contiguous, shaped like the first,
+    and starts where the previous one ends inside the first's storage (memory two storages never share)."""
+    first = values[0]
+    storage, size = first.untyped_storage(), first.element_size() * first.numel()
+    start = first.data_ptr()
+    if not first.is_contiguous() or start + size * len(values) > storage.data_ptr() + storage.nbytes():
+        return None
+    for i, value in enumerate(values):
+        if value.data_ptr() != start + i * size or value.shape != first.shape or not value.is_contiguous():
+            return None
+    shape, strides = (len(values), *first.shape), (first.numel(), *first.stride())
+    return first.new_empty(0).set_(storage, first.storage_offset(), shape, strides)
 
 
 class PackedBatch(dict):
@@ -82,8 +103,7 @@ class DistillationCollator:
             raise ValueError("cannot collate an empty batch")
         missing = {"pixel_values", "labels"} - set(rows[0])
         if missing:
-            raw = "; these are raw reinforced rows: apply the transform first (dataset.set_transform(transform) or "
-            raw += "transform.torch_dataset(dataset))"
+            raw = "; these are raw reinforced rows: apply the transform first (dataset = transform.apply(dataset))"
             raise KeyError(
                 f"rows need 'pixel_values' and 'labels' (as ReinforcedTransform returns); missing {sorted(missing)} "
                 f"in keys {sorted(rows[0])}" + (raw if "topk_ids" in rows[0] and "pixel_values" not in rows[0] else "")

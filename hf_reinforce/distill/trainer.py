@@ -1,9 +1,17 @@
-"""transformers integration: loss for ``compute_loss_func``, epoch/column callback, Trainer subclass, timm adapter."""
+"""transformers integration: loss for ``compute_loss_func``, epoch/column callback, Trainer subclass, timm adapter.
+
+``DistillationTrainer`` computes the loss itself on unpacked batches (``labels`` (B,), ``topk_ids``, ``topk_probs``);
+the stock ``Trainer`` with ``DistillationCallback`` hands ``compute_loss_func`` only ``labels``, so there the top-k
+travels packed inside them (``DistillationCollator()``). Both put a dataset given ``set_transform(transform)`` on
+the transform's fast path (``transform.apply``) before the DataLoader's workers start, and say when
+``dataloader_num_workers=0`` leaves every image to the training process.
+"""
 
 from __future__ import annotations
 
 import inspect
 import logging
+import os
 from typing import Any, Protocol
 
 import torch
@@ -19,6 +27,7 @@ from transformers import (
 from transformers.modeling_outputs import ImageClassifierOutput
 
 from ..errors import ConfigError
+from ..storage.format import TOPK_IDS, TOPK_PROBS
 from ..validation import as_logits, check_split
 from .collate import DistillationCollator, unpack_labels
 from .loss import LossParts, check_hyperparameters, distillation_loss_parts
@@ -60,26 +69,41 @@ class DistillationLoss:
         labels: torch.Tensor,
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor:
-        """Loss of one micro-batch, normalized by the accumulated batch's sample count."""
-        logits = as_logits(outputs, "the student")
+        """Loss of one micro-batch, normalized by the accumulated batch's sample count (packed or plain labels)."""
         if labels.ndim == 1:
+            return self.unpacked(outputs, labels, num_items_in_batch=num_items_in_batch)
+        hard, topk_ids, topk_probs = unpack_labels(labels)
+        samples = None if num_items_in_batch is None else num_items_in_batch / labels.shape[1]
+        return self.unpacked(outputs, hard, topk_ids, topk_probs, samples)
+
+    def unpacked(
+        self,
+        outputs: Any,
+        labels: torch.Tensor,
+        topk_ids: torch.Tensor | None = None,
+        topk_probs: torch.Tensor | None = None,
+        num_items_in_batch: torch.Tensor | int | float | None = None,
+    ) -> torch.Tensor:
+        """Loss of one micro-batch from ``labels`` (B,) and the top-k (B, K), summed over it and divided by
+        ``num_items_in_batch`` (the accumulated batch's sample count; default: this batch's). Without top-k
+        (an evaluation split): cross-entropy, ``-100`` labels ignored."""
+        logits = as_logits(outputs, "the student")
+        if topk_ids is None or topk_probs is None:
             count = labels.ne(-100).sum() if num_items_in_batch is None else num_items_in_batch
             return F.cross_entropy(logits.float(), labels.long(), reduction="sum") / count
-        hard, topk_ids, topk_probs = unpack_labels(labels)
         parts = distillation_loss_parts(
             logits,
             topk_ids,
             topk_probs,
             temperature=self.temperature,
-            labels=hard,
+            labels=labels,
             ce_weight=self.ce_weight,
             label_smoothing=self.label_smoothing,
             reduction="sum",
         )
         if torch.is_grad_enabled():
-            self._record(parts, len(hard))
-        samples = len(hard) if num_items_in_batch is None else num_items_in_batch / labels.shape[1]
-        return parts.loss / samples
+            self._record(parts, len(labels))
+        return parts.loss / (len(labels) if num_items_in_batch is None else num_items_in_batch)
 
     def _record(self, parts: LossParts, count: int) -> None:
         """Accumulate per-sample sums on device (no host sync until ``pop_parts``)."""
@@ -113,18 +137,59 @@ def check_student(model: Any) -> None:
 
 
 def check_train_dataset(dataset: Any) -> None:
-    """Refuse raw reinforced rows: the train dataset needs the transform (``set_transform``) or ``torch_dataset``."""
+    """Refuse raw reinforced rows: the train dataset needs the transform (``transform.apply`` or ``set_transform``)."""
     import datasets
 
     if isinstance(dataset, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         check_split(dataset, "train_dataset")
-    if not isinstance(dataset, datasets.Dataset) or dataset.format["type"] == "custom":
+    if not isinstance(dataset, datasets.Dataset) or dataset.format["type"] is not None:
         return
     if "pixel_values" not in dataset.column_names:
         raise ConfigError(
-            f"train_dataset has no transform (its columns are raw: {dataset.column_names}): call "
-            "train_dataset.set_transform(transform) first, or pass train_dataset=transform.torch_dataset(train_dataset)"
+            f"train_dataset has no transform (its columns are raw: {dataset.column_names}): pass "
+            "train_dataset=transform.apply(train_dataset), or call train_dataset.set_transform(transform) first"
         )
+
+
+def with_fast_path(dataset: Any, transform: Any) -> Any:
+    """``dataset`` on ``transform``'s fast path when it was given ``set_transform(transform)`` (a new dataset: the
+    caller's keeps its format); anything else as it is."""
+    if not _on_slow_path(dataset, transform):
+        return dataset
+    logger.info("train_dataset: set_transform(transform) replaced by transform.apply(train_dataset), the fast path")
+    return transform.apply(dataset.with_format(None))
+
+
+def _on_slow_path(dataset: Any, transform: Any) -> bool:
+    """Whether ``dataset`` is a ``datasets.Dataset`` formatted by ``set_transform(transform)`` of a transform with a
+    fast path."""
+    import datasets
+
+    return (
+        isinstance(dataset, datasets.Dataset)
+        and dataset.format["type"] == "custom"
+        and dataset.format["format_kwargs"].get("transform") is transform
+        and callable(getattr(transform, "apply", None))
+    )
+
+
+def data_workers_advice(args: TrainingArguments) -> str | None:
+    """What to say when ``dataloader_num_workers=0`` leaves decoding and replay to the training process (a worker
+    would run them beside it), naming a value for this machine; None when there is nothing to say."""
+    if args.dataloader_num_workers > 0:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    per_process = cores // processes
+    if per_process < 2:
+        return None
+    return (
+        "dataloader_num_workers=0 (the TrainingArguments default): every image is decoded and its stored "
+        "augmentation replayed in the training process, between optimizer steps, so the data path adds its whole "
+        f"time to each step (about 2.5 ms a 224-px row on one CPU core). Set TrainingArguments("
+        f"dataloader_num_workers={min(per_process - 1, 8)}) (this machine: {per_process} cores for each of "
+        f"{processes} training process(es), one left to the training loop)"
+    )
 
 
 class DistillationCallback(TrainerCallback):
@@ -173,7 +238,13 @@ class DistillationCallback(TrainerCallback):
                 "Trainer(callbacks=[...]) so it can set it"
             )
         check_student(kwargs.get("model"))
-        check_train_dataset(getattr(kwargs.get("train_dataloader"), "dataset", None))
+        dataset = getattr(kwargs.get("train_dataloader"), "dataset", None)
+        check_train_dataset(dataset)
+        if dataset is not None and _on_slow_path(dataset, self.transform):  # in place: before its workers start
+            dataset.set_format(**with_fast_path(dataset, self.transform).format)
+        advice = data_workers_advice(args)
+        if advice and state.is_local_process_zero:
+            logger.warning(advice)
         shared = getattr(self.transform, "epoch_shared_with_workers", False)
         if args.dataloader_persistent_workers and args.dataloader_num_workers > 0 and not shared:
             raise ConfigError(
@@ -215,7 +286,10 @@ class DistillationCallback(TrainerCallback):
 class DistillationTrainer(Trainer):
     """``transformers.Trainer`` for reinforced datasets: sets collator, loss and callback from ``transform``.
 
-    Needs no ``remove_unused_columns`` change from the user; kd/ce parts reach every logger, integrations too.
+    Computes the distillation loss itself (:meth:`compute_loss`) on unpacked batches (``DistillationCollator(
+    pack=False)``), so ``compute_metrics`` and evaluation see real (B,) labels. Puts a ``set_transform(transform)``
+    dataset on the fast path (``transform.apply``). Needs no ``remove_unused_columns`` change from the user; kd/ce
+    parts reach every logger, integrations too.
     """
 
     def __init__(
@@ -231,28 +305,49 @@ class DistillationTrainer(Trainer):
     ) -> None:
         if "compute_loss_func" in kwargs:
             raise TypeError(
-                "DistillationTrainer sets compute_loss_func itself; for a custom loss use transformers.Trainer "
+                "DistillationTrainer computes the loss itself; for a custom loss use transformers.Trainer "
                 "with DistillationCollator and DistillationCallback"
             )
         check_student(model)
-        check_train_dataset(kwargs.get("train_dataset"))
+        kwargs["train_dataset"] = with_fast_path(kwargs.get("train_dataset"), transform)
+        check_train_dataset(kwargs["train_dataset"])
         if args is None:
             args = TrainingArguments(output_dir="tmp_trainer")  # what Trainer itself would use
         args.remove_unused_columns = False  # this class owns it: the transform reads the raw columns
         self.distillation_loss = DistillationLoss(temperature, ce_weight, label_smoothing)
         if kwargs.get("data_collator") is None:
-            kwargs["data_collator"] = DistillationCollator()
+            kwargs["data_collator"] = DistillationCollator(pack=False)
         callbacks = [
             *(kwargs.pop("callbacks", None) or []),
             DistillationCallback(transform, self.distillation_loss),
         ]
-        super().__init__(
-            model,
-            args,
-            compute_loss_func=self.distillation_loss,
-            callbacks=callbacks,
-            **kwargs,
-        )
+        # compute_loss_func is what makes the Trainer count num_items_in_batch (samples: labels are (B,)) and take
+        # the loss as normalized over the accumulated batch; compute_loss below is what uses it.
+        super().__init__(model, args, compute_loss_func=self.distillation_loss, callbacks=callbacks, **kwargs)
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
+        """Distillation loss of the student on a batch: ``labels`` (B,) with ``topk_ids``/``topk_probs``, or plain
+        labels alone (cross-entropy: an evaluation split), or packed labels (``DistillationCollator()``).
+
+        Divided by ``num_items_in_batch`` (the accumulated batch's sample count), so gradient accumulation matches the
+        larger batch exactly; across processes scaled as ``Trainer.compute_loss`` does (the count is global).
+        """
+        labels = inputs.pop("labels")
+        topk_ids, topk_probs = inputs.pop(TOPK_IDS, None), inputs.pop(TOPK_PROBS, None)
+        outputs = model(**inputs)
+        if topk_ids is None:
+            loss = self.distillation_loss(outputs, labels, num_items_in_batch)
+        else:
+            loss = self.distillation_loss.unpacked(outputs, labels, topk_ids, topk_probs, num_items_in_batch)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * (self.accelerator.num_processes if self.args.n_gpu <= 1 else self.args.n_gpu)
+        return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Add the kd/ce parts to training logs before any callback or integration sees them."""

@@ -1,45 +1,111 @@
 """``ReinforcedTransform``: replay one stored augmentation per row and epoch, with that augmentation's teacher top-k.
 
-Choice of augmentation: for row ``i`` in epoch ``e`` with ``N`` stored augmentations, cycle ``c = e // N`` draws a
-permutation of ``0..N-1`` seeded by (seed, i, c) and uses its element ``e % N``, so every stored augmentation is
-used once before any repeats. Rendering goes through the same ``AugmentationPolicy.render`` as the teachers'
-inputs, so at the teachers' resolution and interpolation the pixels are identical. Pixel work runs with one torch
-thread (``augment.single_thread``), as in the pass: in the main process (``Trainer``'s default
-``dataloader_num_workers=0``) torch's default thread pool made each row 15–35× slower on a busy 2-core machine.
+Choice of augmentation: for row ``i`` in epoch ``e`` with ``N`` stored augmentations, cycle ``c = e // N`` is a
+permutation of ``0..N-1`` drawn from a hash of (seed, i, c) and the row uses its element ``e % N``, so every stored
+augmentation is used once before any repeats (:func:`augmentation_indices`). Rendering goes through the same
+``AugmentationPolicy`` code as the teachers' inputs, so at the teachers' resolution and interpolation the pixels are
+identical.
+
+The fast path is :meth:`ReinforcedTransform.apply`: rows are read from Arrow with only the chosen augmentation's
+values leaving it (per-row cost independent of N) and a batch's views are rendered together (``distill.replay``). The
+``set_transform(transform)`` path stays correct, but ``datasets`` turns all N stored augmentations of every row into
+Python lists before the transform runs (10 ms a row at N=1000, K=10, measured), so it says once how to switch.
+Pixel work runs with one torch thread (``augment.single_thread``), as in the pass: in the main process (``Trainer``'s
+default ``dataloader_num_workers=0``) torch's default thread pool made each row 15–35× slower on a busy 2-core machine.
 
 Only ``augment``, ``storage`` and ``validation`` are imported here: training code never loads teacher code.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
+import logging
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
+import pyarrow as pa
 import torch
 
-from ..augment import AugmentationPolicy, Params, center_view, normalize, single_thread, to_rgb_uint8
+from ..augment import AugmentationPolicy, center_view, normalize, single_thread, to_rgb_uint8
 from ..deprecation import warn_renamed
-from ..errors import ConfigError
-from ..storage.format import ROW_INDEX, TOPK_IDS, TOPK_PROBS, decode_params, decode_topk
+from ..errors import ConfigError, MissingColumnError
+from ..storage.format import ROW_INDEX, TOPK_IDS, TOPK_PROBS
 from ..storage.reader import load_record
 from ..storage.record import RunRecord, record_from_dataset
 from ..validation import check_index, check_split
+from .formatting import replay_format, replay_stream
+from .replay import Chosen, Partners, batch_buffer, from_rows, from_table, render
+
+logger = logging.getLogger(__name__)
 
 
 def augmentation_index(seed: int, row: int, epoch: int, num_augmentations: int) -> int:
     """Stored augmentation used for ``row`` in ``epoch``: without replacement within each cycle of N epochs."""
+    return int(augmentation_indices(seed, np.array([row]), epoch, num_augmentations)[0])
+
+
+def augmentation_indices(seed: int, rows: np.ndarray, epoch: int, num_augmentations: int) -> np.ndarray:
+    """:func:`augmentation_index` of every row of ``rows`` (int64), vectorized.
+
+    Cycle ``c = epoch // N`` of row ``i`` is the permutation ``p -> (a p + b) mod P`` of ``0..P-1``, ``P`` the
+    smallest prime ``>= N`` and ``1 <= a < P``, ``0 <= b < P`` drawn from a hash of (seed, i, c), walked until it
+    lands below N (a permutation of ``0..N-1``: each stored augmentation once per cycle, each equally likely for a
+    row in any epoch). Integer arithmetic only, so the same on every machine and numpy version, and the same cost at
+    any N: a few µs a batch, against 11–31 µs a row (N = 4–1000, measured) for a seeded ``numpy`` permutation.
+    """
     cycle, position = divmod(int(epoch), num_augmentations)
-    return int(np.random.default_rng([seed, row, cycle]).permutation(num_augmentations)[position])
+    prime = np.uint64(_prime_at_least(num_augmentations))
+    key = _mix(np.asarray(rows).astype(np.uint64) ^ np.uint64(_mix_int(_mix_int(seed + _GAMMA) + cycle)))
+    a, b = key % (prime - np.uint64(1)) + np.uint64(1), (key >> np.uint64(32)) % prime
+    out = np.full(len(key), position, dtype=np.uint64)
+    todo = np.arange(len(key))
+    while len(todo):  # a value >= N moves on along the permutation's cycle (rarely: P - N is small)
+        out[todo] = (a[todo] * out[todo] + b[todo]) % prime
+        todo = todo[out[todo] >= num_augmentations]
+    return out.astype(np.int64)
+
+
+@functools.lru_cache(maxsize=64)
+def _prime_at_least(n: int) -> int:
+    """The smallest prime ``>= max(n, 2)``."""
+    candidate = max(n, 2)
+    while any(candidate % d == 0 for d in range(2, math.isqrt(candidate) + 1)):
+        candidate += 1
+    return candidate
+
+
+_M64 = 2**64 - 1
+_GAMMA = 0x9E3779B97F4A7C15
+"""splitmix64's increment: added to the seed so that seed 0, row 0, cycle 0 does not hash to 0 (the identity)."""
+
+
+def _mix_int(x: int) -> int:
+    """splitmix64's finalizer on a Python int (a bijective 64-bit hash)."""
+    x &= _M64
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9 & _M64
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EB & _M64
+    return x ^ (x >> 31)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """:func:`_mix_int` on a uint64 array (wrapping arithmetic)."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
 
 
 class ReinforcedTransform:
-    """``datasets`` transform: rows → ``pixel_values``, ``labels``, ``topk_ids``, ``topk_probs`` of one stored augmentation.
+    """Rows → ``pixel_values``, ``labels``, ``topk_ids``, ``topk_probs`` of this epoch's stored augmentation.
 
-    Use with ``dataset.set_transform(transform)`` / ``with_transform``, a ``DataLoader`` with workers (it pickles;
-    persistent workers follow ``set_epoch`` too: the epoch is in shared memory),
-    or ``IterableDataset.map(transform, batched=True)`` for streaming (policies without mixing). Defaults for
+    ``train = transform.apply(train)`` gives the dataset whose rows are training examples (the fast path: a
+    ``datasets.Dataset`` that shuffles, selects and goes into a ``DataLoader`` or ``Trainer``; a streaming
+    ``IterableDataset`` too). ``dataset.set_transform(transform)`` works as well, slower at large N. It pickles into
+    DataLoader workers, and persistent workers follow ``set_epoch`` (the epoch is in shared memory). Defaults for
     resolution, interpolation and normalization come from the run record (the reinforcement resolution and the
     first teacher's interpolation, mean and std). ``record`` is the run record of the dataset (a :class:`RunRecord`
     or its JSON dict, as :func:`hf_reinforce.load_record` returns and ``reinforce_config.json`` holds).
@@ -75,11 +141,12 @@ class ReinforcedTransform:
         self.image_column = record.image_column
         self.label_column = record.label_column
         self.seed = int(seed)
-        # One shared-memory int: DataLoader workers (persistent ones too) read the epoch the main process set.
-        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        # Shared memory: DataLoader workers (persistent ones too) read the epoch the main process set, and the
+        # set_transform advice is given once for all of them. [epoch, advice given]
+        self._shared = torch.zeros(2, dtype=torch.int64).share_memory_()
         self.set_epoch(epoch)
-        self._partners = None
-        self._positions: dict[int, int] | None = None
+        self._partners: Partners | None = None
+        self._schema_checked: pa.Schema | None = None
         if self.policy.mix is not None:
             self._attach_partners(dataset)
 
@@ -128,7 +195,7 @@ class ReinforcedTransform:
         return cls(load_record(repo_or_folder, revision=revision, token=token), **kwargs)
 
     def _attach_partners(self, dataset: Any) -> None:
-        """Keep an untransformed view of the dataset to fetch MixUp/CutMix partner rows from."""
+        """Keep an Arrow view of the dataset to fetch MixUp/CutMix partner rows from."""
         import datasets
 
         if dataset is None:
@@ -139,8 +206,15 @@ class ReinforcedTransform:
                 "mixing policies (MixUp/CutMix) need random access to partner rows, which a streaming dataset cannot "
                 "give: load it without streaming=True"
             )
-        columns = [self.image_column, ROW_INDEX, *self.policy.columns]
-        self._partners = dataset.select_columns(columns).with_format("arrow")
+        self._partners = Partners(dataset, self.policy, self.image_column)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ReinforcedTransform:
+        """A copy that shares the epoch: ``datasets`` deep-copies a dataset's format (``with_format``,
+        ``rename_column``, ...), and those copies must follow :meth:`set_epoch` (``pickle`` still gives an independent
+        copy)."""
+        clone = copy.copy(self)
+        memo[id(self)] = clone
+        return clone
 
     # -- epochs -----------------------------------------------------------------------------------------------
 
@@ -150,7 +224,7 @@ class ReinforcedTransform:
     @property
     def epoch(self) -> int:
         """The epoch whose stored augmentations this transform replays."""
-        return int(self._epoch)
+        return int(self._shared[0])
 
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentations of ``epoch`` (call before each epoch; DistillationCallback does it).
@@ -158,128 +232,224 @@ class ReinforcedTransform:
         The epoch lives in shared memory, so workers of a ``DataLoader`` (also with ``persistent_workers=True``)
         see it from the next ``iter(loader)`` on; a plain ``pickle`` of the transform gets its own copy.
         """
-        self._epoch.fill_(check_index(epoch, "epoch"))
+        self._shared[0] = check_index(epoch, "epoch")
 
     def augmentation_index(self, row_index: int, epoch: int | None = None) -> int:
         """The stored augmentation this transform uses for ``row_index`` in ``epoch`` (default: current)."""
         return augmentation_index(self.seed, row_index, self.epoch if epoch is None else epoch, self.num_augmentations)
 
-    # -- rendering --------------------------------------------------------------------------------------------
+    def _choose(self, rows: np.ndarray) -> np.ndarray:
+        return augmentation_indices(self.seed, rows, self.epoch, self.num_augmentations)
 
-    def _params(self, row: Mapping[str, Any], j: int) -> Params:
-        """Parameters of stored augmentation ``j`` only, as a one-augmentation ``Params``."""
-        try:
-            return decode_params(row, self.policy, index=j)
-        except KeyError as error:
-            raise KeyError(
-                f"{error.args[0]}; with transformers.Trainer set remove_unused_columns=False or use "
-                "DistillationCallback/DistillationTrainer"
-            ) from None
+    # -- the fast path ----------------------------------------------------------------------------------------
+
+    def apply(self, dataset: Any) -> Any:
+        """``dataset`` with rows formatted as training examples of the current epoch (the fast path).
+
+        A ``datasets.Dataset`` gets a format that reads only each row's chosen augmentation from Arrow (whatever N)
+        and renders a batch's views together when a ``DataLoader`` asks for a batch; the result is a new
+        ``datasets.Dataset`` (the original keeps its format) that can still be shuffled, selected or filtered, and goes
+        into a ``DataLoader`` or ``Trainer(train_dataset=...)``. A streaming ``datasets.IterableDataset`` gets the same
+        reading through ``map`` (partner rows of a mixing policy come from ``dataset=`` given at construction).
+
+        Raises:
+            MissingColumnError: ``dataset`` lacks the image, ``row_index`` or stored columns.
+            ConfigError: ``dataset`` is another reinforced dataset's (other policy, N or K).
+        """
+        check_split(dataset, "ReinforcedTransform.apply", streaming=True)
+        stream = isinstance(dataset, datasets.IterableDataset)
+        schema = dataset.features.arrow_schema if stream and dataset.features else None
+        schema = schema if stream else dataset.data.schema
+        if dataset.column_names is not None:
+            self.check_columns(dataset.column_names)
+        if schema is not None:
+            self.check_schema(schema)
+        return replay_stream(dataset, self) if stream else replay_format(dataset, self)
+
+    def torch_dataset(self, dataset: Any) -> Any:
+        """Deprecated: :meth:`apply` (this name's result is now a ``datasets.Dataset``, which a ``DataLoader`` takes
+        as it is)."""
+        warn_renamed("ReinforcedTransform.torch_dataset", "ReinforcedTransform.apply")
+        check_split(dataset, "torch_dataset")
+        return self.apply(dataset)
+
+    def check_columns(self, columns: Sequence[str]) -> None:
+        """Refuse a dataset without the columns replay reads besides the stored parameters (:meth:`check_schema`),
+        naming them.
+
+        Raises:
+            MissingColumnError: the image, ``row_index`` or top-k column is missing.
+        """
+        needed = [self.image_column, ROW_INDEX, TOPK_IDS]
+        missing = [name for name in needed if name not in columns]
+        if missing and not (missing == [TOPK_IDS] and not any(c.startswith("topk_") for c in columns)):
+            raise MissingColumnError(
+                f"columns {missing} are missing (columns: {list(columns)}); is this the reinforced dataset this "
+                "transform was built for (or was it reduced with select_columns/remove_columns)?"
+            )
+
+    def check_schema(self, schema: pa.Schema) -> None:
+        """Refuse an Arrow schema of another reinforced dataset (other policy or mixing, other N or K), naming what
+        differs, like :meth:`check_row`. Lists whose length is not part of the type are checked as they are read."""
+        if self._schema_checked is not None and schema.equals(self._schema_checked):
+            return  # every batch of a dataset has its schema: checked once (40 µs a batch, measured)
+        stored = {name for name in schema.names if name.startswith("aug_")}
+        lengths = {
+            name: schema.field(name).type.list_size
+            for name in (*sorted(stored & set(self.policy.columns)), TOPK_IDS)
+            if name in schema.names and pa.types.is_fixed_size_list(schema.field(name).type)
+        }
+        k = None
+        if TOPK_IDS in lengths and pa.types.is_fixed_size_list(schema.field(TOPK_IDS).type.value_type):
+            k = schema.field(TOPK_IDS).type.value_type.list_size
+        self._refuse(None, self._differences(stored, lengths, k))
+        self._schema_checked = schema
+
+    def select(self, table: pa.Table) -> Chosen:
+        """This epoch's stored augmentation of each row of an Arrow table of reinforced rows: its parameters and
+        top-k, read from Arrow without touching the other N−1 in Python.
+
+        Raises:
+            MissingColumnError: the image, ``row_index`` or top-k column is missing.
+            ConfigError: the table is another reinforced dataset's (other policy, N or K).
+        """
+        self.check_columns(table.column_names)
+        self.check_schema(table.schema)
+        return from_table(table, self.policy, self.image_column, self.label_column, self._choose)
+
+    def replay_table(self, table: pa.Table) -> dict[str, list]:
+        """Training examples of an Arrow table of reinforced rows (a batch of the fast path): :meth:`select`, then
+        :meth:`examples`."""
+        return self.examples(self.select(table))
+
+    # -- Python rows (set_transform, replay, example) -----------------------------------------------------------
 
     def check_row(self, row: Mapping[str, Any]) -> None:
         """Refuse a row of another reinforced dataset (other policy or mixing, other N or K) with what differs:
         replaying its parameters with this transform's policy would give wrong pixels without a word."""
-        expected = set(self.policy.columns)
         stored = {name for name in row if name.startswith("aug_")}
         if not stored and ROW_INDEX not in row:
-            return  # columns dropped before the transform: example() and _params() say how to keep them
+            return  # columns dropped before the transform: example() and the parameters' KeyError say how to keep them
+        lengths = {
+            name: len(row[name]) for name in (*sorted(stored & set(self.policy.columns)), TOPK_IDS) if name in row
+        }
+        k = len(row[TOPK_IDS][0]) if TOPK_IDS in row and len(row[TOPK_IDS]) else None
+        self._refuse(row.get(ROW_INDEX), self._differences(stored, lengths, k))
+
+    def _differences(self, stored: set[str], lengths: Mapping[str, int], k: int | None) -> list[str]:
+        """What differs between stored columns and this transform's policy, N and K."""
+        expected = set(self.policy.columns)
         problems = []
         if stored != expected:
             problems.append(
                 f"augmentation columns {sorted(stored)} (this transform's policy {self.record.policy_name!r} "
                 f"stores {sorted(expected)})"
             )
-        lengths = {name: len(row[name]) for name in (*sorted(stored & expected), TOPK_IDS) if name in row}
         wrong = {name: n for name, n in lengths.items() if n != self.num_augmentations}
         if wrong:
             counts = " or ".join(map(str, sorted(set(wrong.values()))))
             problems.append(f"{counts} stored augmentations (this transform's N is {self.num_augmentations})")
-        elif TOPK_IDS in row and len(row[TOPK_IDS]) and len(row[TOPK_IDS][0]) != self.record.top_k:
-            problems.append(f"top-{len(row[TOPK_IDS][0])} ids (this transform's K is {self.record.top_k})")
+        elif k is not None and k != self.record.top_k:
+            problems.append(f"top-{k} ids (this transform's K is {self.record.top_k})")
+        return problems
+
+    def _refuse(self, row: Any, problems: list[str]) -> None:
         if problems:
+            where = "these rows are" if row is None else f"row {row} is"
             raise ConfigError(
-                f"row {row.get(ROW_INDEX)} is not from the dataset this transform was built for: it has "
+                f"{where} not from the dataset this transform was built for: it has "
                 + "; ".join(problems)
                 + ". Build the transform from this dataset's own record (from_pretrained(<its folder or repo>) or "
                 "from_dataset(ds))"
             )
-
-    def _partner_row(self, row_index: int) -> Mapping[str, Any]:
-        if self._partners is None:
-            raise KeyError(f"MixUp/CutMix partner row_index {row_index}: the transform was given no dataset")
-        if self._positions is None:
-            self._positions = {int(r): k for k, r in enumerate(self._partners[ROW_INDEX])}
-        if row_index not in self._positions:
-            raise KeyError(f"MixUp/CutMix partner row_index {row_index} is not in the dataset given to the transform")
-        return arrow_row(self._partners, self._positions[row_index])
 
     def replay(
         self, row: Mapping[str, Any], aug_index: int, resolution: int | None = None, interpolation: str | None = None
     ) -> torch.Tensor:
         """Exact ``uint8 (3, r, r)`` pixels of stored augmentation ``aug_index`` of ``row`` (mixing included)."""
         self.check_row(row)
-        return self._replay(row, check_index(aug_index, "aug_index", self.num_augmentations), resolution, interpolation)
-
-    def _replay(
-        self, row: Mapping[str, Any], aug_index: int, resolution: int | None, interpolation: str | None
-    ) -> torch.Tensor:
-        resolution = int(resolution or self.resolution)
-        interpolation = interpolation or self.interpolation
-        params = self._params(row, aug_index)
-        image = to_rgb_uint8(row[self.image_column])
-        partner = int(params["aug_mix_partner"][0]) if self.policy.mix is not None else -1
-        if partner < 0:
-            return self.policy.render(image, params, 0, resolution, interpolation)
-        other = self._partner_row(partner)
-        return self.policy.replay(
-            image,
-            params,
-            0,
-            resolution,
-            interpolation,
-            partner_image=to_rgb_uint8(other[self.image_column]),
-            partner_params=self._params(other, aug_index),
-        )
+        j = check_index(aug_index, "aug_index", self.num_augmentations)
+        chosen = self._from_rows([row], [j])
+        with single_thread():
+            return self._render(chosen, resolution, interpolation)[0]
 
     def example(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """One training example: this epoch's stored augmentation of ``row``, normalized, with its top-k."""
-        if ROW_INDEX not in row:
-            raise KeyError(
-                f"row has no {ROW_INDEX!r} column (columns: {sorted(row)}); is this a reinforced dataset? With "
-                "transformers.Trainer set remove_unused_columns=False or use DistillationCallback/DistillationTrainer"
-            )
-        self.check_row(row)
-        j = self.augmentation_index(int(row[ROW_INDEX]))
-        ids, probs = decode_topk(row, index=j)
-        pixels = self._replay(row, j, None, None)
-        out: dict[str, Any] = {
-            "pixel_values": normalize(pixels, self.mean, self.std),
-            TOPK_IDS: ids,
-            TOPK_PROBS: probs,
-        }
-        if self.label_column and self.label_column in row:
-            out["labels"] = int(row[self.label_column])
-        return out
+        return {key: values[0] for key, values in self._python_examples([row]).items()}
 
     def __call__(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list]:
-        """Batched transform (``set_transform``): each row gets its stored augmentation for the current epoch."""
+        """Batched transform (``set_transform``): each row gets its stored augmentation for the current epoch.
+
+        Correct, but ``datasets`` has converted all N stored augmentations of every row to Python lists before this
+        runs; the first call says so once (in the log) with the fast path, :meth:`apply`."""
         size = len(next(iter(batch.values()), []))
+        self._advise_apply()
+        return self._python_examples([{name: values[k] for name, values in batch.items()} for k in range(size)])
+
+    def _advise_apply(self) -> None:
+        if int(self._shared[1]):
+            return
+        self._shared[1] = 1
+        logger.warning(
+            "ReinforcedTransform on Python rows (dataset.set_transform(transform), with_transform, or "
+            "IterableDataset.map(transform)): `datasets` converts all %d stored augmentations of every row to Python "
+            "lists before one is picked (10 ms a row at N=1000). Use `dataset = transform.apply(dataset)` instead: it "
+            "reads only the chosen augmentation and renders a batch's views together (DistillationTrainer and "
+            "DistillationCallback switch a set_transform dataset to it themselves)",
+            self.num_augmentations,
+        )
+
+    def _python_examples(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, list]:
+        for row in rows:
+            if ROW_INDEX not in row:
+                raise KeyError(
+                    f"row has no {ROW_INDEX!r} column (columns: {sorted(row)}); is this a reinforced dataset? With "
+                    "transformers.Trainer set remove_unused_columns=False or use DistillationCallback/"
+                    "DistillationTrainer"
+                )
+            self.check_row(row)
+        return self.examples(self._from_rows(rows, self._choose(np.array([int(row[ROW_INDEX]) for row in rows]))))
+
+    def _from_rows(self, rows: Sequence[Mapping[str, Any]], augmentations: Sequence[int] | np.ndarray) -> Chosen:
+        try:
+            return from_rows(rows, self.policy, self.image_column, self.label_column, augmentations)
+        except KeyError as error:
+            raise KeyError(
+                f"{error.args[0]}; with transformers.Trainer set remove_unused_columns=False or use "
+                "DistillationCallback/DistillationTrainer"
+            ) from None
+
+    # -- rendering --------------------------------------------------------------------------------------------
+
+    def _render(self, chosen: Chosen, resolution: int | None, interpolation: str | None) -> torch.Tensor:
+        return render(
+            chosen,
+            self.policy,
+            self._partners,
+            self.image_column,
+            int(resolution or self.resolution),
+            interpolation or self.interpolation,
+        )
+
+    def examples(self, chosen: Chosen) -> dict[str, list]:
+        """Training examples of the chosen augmentations, as lists: ``pixel_values`` (rendered together and
+        normalized into one batch buffer, one view of it per row), ``topk_ids``, ``topk_probs`` and ``labels``."""
+        if not len(chosen.rows):
+            return {}
         with single_thread():  # pixel work as in the pass; the caller's (training) thread count comes back after
-            examples = [self.example({name: values[k] for name, values in batch.items()}) for k in range(size)]
-        return {key: [e[key] for e in examples] for key in (examples[0] if examples else {})}
-
-    def torch_dataset(self, dataset: Any) -> ReplayDataset:
-        """A ``torch.utils.data.Dataset`` over ``dataset`` that reads only the chosen augmentation from Arrow.
-
-        Equivalent to ``dataset.with_transform(self)``, but ``set_transform`` first converts *all* N stored
-        augmentations of a row to Python lists; this reads one (measured in README: flat in N).
-        """
-        check_split(dataset, "torch_dataset")
-        return ReplayDataset(dataset, self)
+            pixels = self._render(chosen, None, None)
+            values = normalize(pixels, self.mean, self.std, out=batch_buffer(tuple(pixels.shape)))
+        out: dict[str, list] = {"pixel_values": list(values)}
+        if chosen.topk_ids is not None and chosen.topk_probs is not None:
+            out[TOPK_IDS] = list(chosen.topk_ids)
+            out[TOPK_PROBS] = list(chosen.topk_probs)
+        if chosen.labels is not None:
+            out["labels"] = [int(label) for label in chosen.labels]
+        return out
 
     def evaluation(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list]:
         """Plain evaluation transform for unreinforced rows: the centred largest square resized
-        (:func:`~hf_reinforce.augment.center_view`, the view the teachers' accuracy is measured on), normalized like
+        (:func:`~hf_reinforce.shared.center_view`, the view the teachers' accuracy is measured on), normalized like
         training."""
         out: dict[str, list] = {"pixel_values": [], "labels": []}
         with single_thread():
@@ -298,45 +468,3 @@ class ReinforcedTransform:
             f"N={self.num_augmentations}, resolution={self.resolution}, interpolation={self.interpolation!r}, "
             f"epoch={self.epoch})"
         )
-
-
-class _StoredList:
-    """One row's ``N × ...`` stored list, read element by element from Arrow without converting the rest."""
-
-    def __init__(self, scalar: Any) -> None:
-        self.scalar = scalar
-
-    def __getitem__(self, j: int) -> Any:
-        return self.scalar.values[j].as_py()
-
-    def __len__(self) -> int:
-        return len(self.scalar.values)
-
-
-def arrow_row(dataset: Any, index: int) -> dict[str, Any]:
-    """Row ``index`` of an Arrow-formatted dataset: list columns stay lazy (:class:`_StoredList`), others are Python."""
-    import pyarrow as pa
-
-    table = dataset[index]
-    row: dict[str, Any] = {}
-    for name in table.column_names:
-        scalar = table.column(name)[0]
-        is_list = pa.types.is_list(scalar.type) or pa.types.is_fixed_size_list(scalar.type)
-        row[name] = _StoredList(scalar) if is_list else scalar.as_py()
-    return row
-
-
-class ReplayDataset(torch.utils.data.Dataset):
-    """``torch`` view of a reinforced ``datasets.Dataset``: item ``i`` is ``transform.example`` of row ``i``."""
-
-    def __init__(self, dataset: Any, transform: ReinforcedTransform) -> None:
-        self.rows = dataset.with_format("arrow")
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        row = arrow_row(self.rows, int(index))
-        with single_thread():
-            return self.transform.example(row)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import io
 
 import numpy as np
 import PIL.Image
+import PIL.ImageOps
 import pytest
 import torch
 
@@ -38,10 +40,22 @@ def test_channels_last_decoding_gives_the_same_writable_pixels(photo, mode):
     value = {"bytes": _encode(image, "TIFF"), "path": None}
     plain, last = to_rgb_uint8(value), to_rgb_uint8(value, channels_last=True)
     assert plain.is_contiguous() and last.shape == plain.shape and torch.equal(last, plain)
-    if mode in ("RGB", "L", "P", "RGBA"):  # 8-bit pictures: the decoder's (H, W, 3) memory, not transposed
-        assert last.permute(1, 2, 0).is_contiguous()
+    if mode in ("RGB", "L", "P", "RGBA"):  # 8-bit pictures: the decoder's (H, W, channel) memory, not transposed
+        assert last.stride(0) == 1
     last[0, 0, 0] = 7  # writable: its own memory, not Pillow's read-only buffer
     assert torch.equal(to_rgb_uint8(value, channels_last=True), plain)
+
+
+def test_a_callers_picture_is_copied_and_a_decoded_view_outlives_its_picture(photo):
+    picture = photo.copy()
+    for channels_last in (False, True):
+        out = to_rgb_uint8(picture, channels_last=channels_last)
+        out[:, :10] = 0
+        assert np.array_equal(np.asarray(picture), np.asarray(photo))  # the caller's picture is never written
+    view = to_rgb_uint8({"bytes": _encode(photo, "PNG"), "path": None}, channels_last=True)
+    gc.collect()
+    others = [to_rgb_uint8({"bytes": _encode(photo.rotate(k), "PNG"), "path": None}) for k in (90, 180)]
+    assert others and torch.equal(view, torch.from_numpy(np.asarray(photo)).permute(2, 0, 1))
 
 
 @pytest.mark.parametrize("mode", ["L", "1", "P", "CMYK", "YCbCr"])
@@ -86,6 +100,9 @@ def test_exif_orientation_is_applied(photo):
     data = _encode(photo, "JPEG", exif=exif.tobytes(), quality=95)
     out = to_rgb_uint8({"bytes": data, "path": None})
     assert out.shape == (3, 160, 120)
+    turned = PIL.ImageOps.exif_transpose(PIL.Image.open(io.BytesIO(data)))
+    assert torch.equal(out, torch.from_numpy(np.asarray(turned)).permute(2, 0, 1))
+    assert torch.equal(to_rgb_uint8({"bytes": data, "path": None}, channels_last=True), out)
 
 
 def test_arrays_and_tensors(photo):

@@ -60,14 +60,14 @@ class Perturbed:
     """Every rendered view gets one pixel changed by one level: a kernel that renders differently."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        render = AugmentationPolicy._render_views
+        render = AugmentationPolicy._render  # what the pass and replay both render through
 
         def perturbed(policy, *args, **kwargs):
             views = render(policy, *args, **kwargs).clone()
             views[:, 0, 0, 0] = views[:, 0, 0, 0] ^ 1
             return views
 
-        monkeypatch.setattr(AugmentationPolicy, "_render_views", perturbed)
+        monkeypatch.setattr(AugmentationPolicy, "_render", perturbed)
 
 
 # -- the fingerprints a pass stores -------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 
 import numpy as np
 import pytest
@@ -421,3 +422,47 @@ def test_plain_pytorch_loop(digits):
             optimizer.step()
             assert torch.isfinite(loss)
     assert set(transform.epochs_seen) == {0, 1}
+
+
+def test_distillation_trainer_trains_on_unpacked_batches_and_metrics_see_real_labels(digits, tmp_path):
+    transform = StandInTransform()
+    batches, seen = [], []
+
+    class Recording(DistillationTrainer):
+        def training_step(self, model, inputs, *args, **kwargs):
+            batches.append({key: tuple(value.shape) for key, value in inputs.items()})
+            return super().training_step(model, inputs, *args, **kwargs)
+
+    def metrics(prediction):
+        seen.append(prediction.label_ids)
+        return {"top1": float((prediction.predictions.argmax(-1) == prediction.label_ids).mean())}
+
+    trainer = Recording(
+        timm_student(),
+        training_args(tmp_path, num_train_epochs=1, eval_strategy="epoch", per_device_eval_batch_size=8),
+        transform=transform,
+        train_dataset=digits.with_transform(transform),
+        eval_dataset=digits.select(range(8)).with_transform(transform),  # an evaluation split with top-k: distills
+        compute_metrics=metrics,
+    )
+    trainer.train()
+    assert batches[0] == {"pixel_values": (4, 3, 32, 32), "labels": (4,), "topk_ids": (4, 3), "topk_probs": (4, 3)}
+    assert seen[0].tolist() == digits.select(range(8))["label"]  # real (B,) labels, not packed rows
+    assert any("eval_top1" in entry for entry in trainer.state.log_history)
+
+
+def test_dataloader_num_workers_zero_is_explained_with_a_value_for_this_machine(digits, tmp_path, caplog, monkeypatch):
+    def logged(cores: int, workers: int) -> list[str]:
+        monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+        transform = StandInTransform()
+        args = training_args(tmp_path, max_steps=1, dataloader_num_workers=workers)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="hf_reinforce"):
+            DistillationTrainer(
+                timm_student(), args, transform=transform, train_dataset=digits.with_transform(transform)
+            ).train()
+        return [r.getMessage() for r in caplog.records if "dataloader_num_workers" in r.getMessage()]
+
+    (advice,) = logged(cores=8, workers=0)
+    assert "TrainingArguments(dataloader_num_workers=7)" in advice and "8 cores" in advice
+    assert logged(cores=8, workers=1) == [] and logged(cores=1, workers=0) == []

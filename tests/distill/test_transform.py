@@ -202,11 +202,11 @@ def test_trainer_runs_on_the_real_transform(mnist_ds, tmp_path):
 
 
 @pytest.mark.parametrize("policy", ["rrc+ra+re", "rrc+mix"])
-def test_torch_dataset_reads_one_augmentation_and_matches_set_transform(mnist_ds, policy):
+def test_apply_matches_set_transform_and_torch_dataset_is_its_deprecated_name(mnist_ds, policy):
     out = _reinforce(mnist_ds, policy)
     transform = hfr.ReinforcedTransform.from_dataset(out)
     transform.set_epoch(3)
-    replay = transform.torch_dataset(out.shuffle(seed=0))
+    replay = transform.apply(out.shuffle(seed=0))
     formatted = out.shuffle(seed=0).with_transform(transform)
     assert len(replay) == len(out)
     for i in (0, 7, 31):
@@ -218,3 +218,6 @@ def test_torch_dataset_reads_one_augmentation_and_matches_set_transform(mnist_ds
     )
     batch = next(iter(loader))
     assert batch["pixel_values"].shape == (8, 3, 32, 32) and batch["topk_ids"].shape == (8, 3)
+    with pytest.warns(FutureWarning, match=r"torch_dataset is deprecated .* use ReinforcedTransform.apply"):
+        old = transform.torch_dataset(out)
+    assert torch.equal(old[2]["pixel_values"], transform.apply(out)[2]["pixel_values"])
