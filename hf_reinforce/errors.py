@@ -56,6 +56,15 @@ class HubError(ReinforceError, OSError):
     """The Hub refused a request (401: no or bad token, 403: no rights) or could not be reached."""
 
 
+class ReplayMismatchError(ReinforceError, RuntimeError):
+    """This machine replays stored augmentations to other pixels than the machine that wrote them (their stored
+    replay fingerprints differ): raised by a transform built with ``check_replay="error"``."""
+
+
+class ReplayMismatchWarning(UserWarning):
+    """The warning a transform gives once when sampled rows do not replay to their stored fingerprints."""
+
+
 __all__ = [
     "BadImageError",
     "BadLabelError",
@@ -67,6 +76,8 @@ __all__ = [
     "OutOfRangeError",
     "OutputConflictError",
     "ReinforceError",
+    "ReplayMismatchError",
+    "ReplayMismatchWarning",
     "SchemaVersionError",
     "StorageError",
 ]

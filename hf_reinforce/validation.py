@@ -108,6 +108,13 @@ def check_str(value: Any, field: str) -> str:
     return value
 
 
+def check_choice(value: Any, field: str, choices: tuple[str, ...]) -> str:
+    """``value``, one of ``choices``, else a :class:`ConfigError` naming ``field`` and the choices."""
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(f"{field}: expected one of {list(choices)}, got {value!r}")
+    return value
+
+
 def check_sha256(value: Any, field: str) -> str:
     """A sha256 in hex (64 lowercase hex digits), else a :class:`ConfigError` naming ``field``."""
     if not isinstance(value, str) or not SHA256.fullmatch(value):

@@ -22,6 +22,7 @@ import copy
 import functools
 import logging
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,15 +34,19 @@ import torch
 
 from ..augment import AugmentationPolicy, center_view, normalize, single_thread, to_rgb_uint8
 from ..deprecation import warn_renamed
-from ..errors import ConfigError, MissingColumnError
-from ..storage.format import ROW_INDEX, TOPK_IDS, TOPK_PROBS
+from ..errors import ConfigError, MissingColumnError, ReplayMismatchError, ReplayMismatchWarning
+from ..storage.format import FINGERPRINT, FINGERPRINT_AUGMENTATION, ROW_INDEX, TOPK_IDS, TOPK_PROBS, replay_fingerprint
 from ..storage.reader import load_record
 from ..storage.record import RunRecord, record_from_dataset
-from ..validation import check_index, check_split
+from ..validation import check_choice, check_index, check_int, check_split
 from .formatting import replay_format, replay_stream
 from .replay import Chosen, Partners, batch_buffer, from_rows, from_table, render
 
 logger = logging.getLogger(__name__)
+
+REPLAY_CHECK_ROWS = 4
+"""Rows whose stored replay fingerprint a transform compares with its own replay on first use."""
+REPLAY_CHECKS = ("warn", "error", "off")
 
 
 def augmentation_index(seed: int, row: int, epoch: int, num_augmentations: int) -> int:
@@ -109,6 +114,10 @@ class ReinforcedTransform:
     resolution, interpolation and normalization come from the run record (the reinforcement resolution and the
     first teacher's interpolation, mean and std). ``record`` is the run record of the dataset (a :class:`RunRecord`
     or its JSON dict, as :func:`hf_reinforce.load_record` returns and ``reinforce_config.json`` holds).
+
+    On first use it replays the fingerprinted augmentation of a few rows (schema 2) and compares with the stored
+    fingerprints: ``check_replay="warn"`` (default) warns once with :class:`~hf_reinforce.ReplayMismatchWarning` when
+    this machine renders other pixels, ``"error"`` raises :class:`~hf_reinforce.ReplayMismatchError`, ``"off"`` skips.
     """
 
     def __init__(
@@ -122,6 +131,7 @@ class ReinforcedTransform:
         interpolation: str | None = None,
         seed: int = 0,
         epoch: int = 0,
+        check_replay: str = "warn",
         config: RunRecord | Mapping[str, Any] | None = None,
     ) -> None:
         if config is not None:
@@ -141,9 +151,11 @@ class ReinforcedTransform:
         self.image_column = record.image_column
         self.label_column = record.label_column
         self.seed = int(seed)
+        self.check_replay = check_choice(check_replay, "check_replay", REPLAY_CHECKS)
         # Shared memory: DataLoader workers (persistent ones too) read the epoch the main process set, and the
-        # set_transform advice is given once for all of them. [epoch, advice given]
-        self._shared = torch.zeros(2, dtype=torch.int64).share_memory_()
+        # set_transform advice and the first-use replay check happen once for all of them.
+        # [epoch, advice given, replay checked]
+        self._shared = torch.zeros(3, dtype=torch.int64).share_memory_()
         self.set_epoch(epoch)
         self._partners: Partners | None = None
         self._schema_checked: pa.Schema | None = None
@@ -232,7 +244,7 @@ class ReinforcedTransform:
         The epoch lives in shared memory, so workers of a ``DataLoader`` (also with ``persistent_workers=True``)
         see it from the next ``iter(loader)`` on; a plain ``pickle`` of the transform gets its own copy.
         """
-        self._shared[0] = check_index(epoch, "epoch")
+        self._shared[0] = check_int(epoch, "epoch", minimum=0, maximum=2**63 - 1)
 
     def augmentation_index(self, row_index: int, epoch: int | None = None) -> int:
         """The stored augmentation this transform uses for ``row_index`` in ``epoch`` (default: current)."""
@@ -315,6 +327,8 @@ class ReinforcedTransform:
         """
         self.check_columns(table.column_names)
         self.check_schema(table.schema)
+        if not int(self._shared[2]) and FINGERPRINT in table.column_names:
+            self._check_replay_once(table.slice(0, REPLAY_CHECK_ROWS).to_pylist())
         return from_table(table, self.policy, self.image_column, self.label_column, self._choose)
 
     def replay_table(self, table: pa.Table) -> dict[str, list]:
@@ -408,7 +422,38 @@ class ReinforcedTransform:
                     "DistillationTrainer"
                 )
             self.check_row(row)
+        self._check_replay_once(rows)
         return self.examples(self._from_rows(rows, self._choose(np.array([int(row[ROW_INDEX]) for row in rows]))))
+
+    def _check_replay_once(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """On first use, replay the fingerprinted augmentation of a few rows as the teachers saw it and compare with
+        the rows' stored fingerprints (schema 2): a mismatch warns once, or raises with ``check_replay="error"``."""
+        if self.check_replay == "off" or int(self._shared[2]):
+            return
+        rows = [row for row in rows if row.get(FINGERPRINT) is not None][:REPLAY_CHECK_ROWS]
+        if not rows:
+            return  # schema 1 rows, or the column was dropped: nothing to compare (hf-reinforce verify compares views)
+        self._shared[2] = 1
+        teacher = self.record.teacher
+        with single_thread():
+            views = self._render(
+                self._from_rows(rows, [FINGERPRINT_AUGMENTATION] * len(rows)), teacher.resolution, teacher.interpolation
+            )
+        differing = [
+            int(row[ROW_INDEX]) for row, view in zip(rows, views) if replay_fingerprint(view) != row[FINGERPRINT]
+        ]
+        if not differing:
+            return
+        message = (
+            f"this machine does not replay the stored augmentations exactly: {len(differing)} of {len(rows)} rows "
+            f"checked on first use (row_index {differing}) render other pixels than the machine that wrote them, so "
+            "students see slightly different views than the teachers labelled. `hf-reinforce verify <folder or repo>` "
+            "(hfr.verify_replay) checks more rows and compares both rendering environments; "
+            'ReinforcedTransform(..., check_replay="error") makes this an error, "off" skips the check'
+        )
+        if self.check_replay == "error":
+            raise ReplayMismatchError(message)
+        warnings.warn(message, ReplayMismatchWarning, stacklevel=3)
 
     def _from_rows(self, rows: Sequence[Mapping[str, Any]], augmentations: Sequence[int] | np.ndarray) -> Chosen:
         try:
