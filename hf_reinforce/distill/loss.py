@@ -139,7 +139,7 @@ def distillation_loss(
     Total = ``(1 - ce_weight) * T**2 * KL(teacher ‖ softmax(logits / T)) + ce_weight * CE(logits, labels)``;
     the CE uses untempered logits and ``label_smoothing``. The teacher is :func:`expand_topk`, never re-tempered.
     KD alone (``ce_weight=0``) suits teachers well above what the student reaches by plain training; ``ce_weight``
-    ≈ 0.5 helps when they are only a few points above (README "Choosing a policy").
+    ≈ 0.5 helps when they are only a few points above (the documentation's "Choose a policy").
     """
     return distillation_loss_parts(
         student_logits,

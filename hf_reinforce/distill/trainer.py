@@ -28,7 +28,7 @@ from transformers.modeling_outputs import ImageClassifierOutput
 
 from ..errors import ConfigError
 from ..storage.format import TOPK_IDS, TOPK_PROBS
-from ..validation import as_logits, check_split
+from ..validation import as_logits, check_int, check_split
 from .collate import DistillationCollator, unpack_labels
 from .loss import LossParts, check_hyperparameters, distillation_loss_parts
 
@@ -47,7 +47,9 @@ class DistillationLoss:
     With ``num_items_in_batch`` (the Trainer's count over the whole accumulated batch) the per-sample sum is
     divided by the number of samples in that batch, so gradient accumulation matches the larger batch exactly.
     Plain (B,) labels (an evaluation split without top-k) give cross-entropy. Keeps running kd/ce averages of
-    training steps for logging (``pop_parts``).
+    training steps for logging (``pop_parts``). With ``num_classes`` (the dataset's, from its run record; set by
+    ``DistillationTrainer`` and ``DistillationCallback(transform, loss)``), a student with another number of outputs
+    is refused: the residual probability would be spread over the wrong classes without a word.
     """
 
     def __init__(
@@ -55,8 +57,10 @@ class DistillationLoss:
         temperature: float = 1.0,
         ce_weight: float = 0.0,
         label_smoothing: float = 0.0,
+        num_classes: int | None = None,
     ) -> None:
         check_hyperparameters(temperature, ce_weight, label_smoothing)
+        self.num_classes = None if num_classes is None else check_int(num_classes, "num_classes", minimum=1)
         self.temperature = temperature
         self.ce_weight = ce_weight
         self.label_smoothing = label_smoothing
@@ -91,6 +95,12 @@ class DistillationLoss:
         if topk_ids is None or topk_probs is None:
             count = labels.ne(-100).sum() if num_items_in_batch is None else num_items_in_batch
             return F.cross_entropy(logits.float(), labels.long(), reduction="sum") / count
+        if self.num_classes is not None and logits.shape[-1] != self.num_classes:
+            raise ConfigError(
+                f"the student outputs {logits.shape[-1]} classes but the dataset's teachers labelled "
+                f"{self.num_classes} (its run record's num_classes): give the student a head of {self.num_classes} "
+                "outputs (timm.create_model(..., num_classes=...))"
+            )
         parts = distillation_loss_parts(
             logits,
             topk_ids,
@@ -206,6 +216,9 @@ class DistillationCallback(TrainerCallback):
             raise TypeError(f"transform must have set_epoch(epoch), got {type(transform).__name__}")
         self.transform = transform
         self.loss = loss
+        record = getattr(transform, "record", None)
+        if loss is not None and loss.num_classes is None and record is not None:
+            loss.num_classes = record.num_classes
         self._epoch = 0
 
     def on_init_end(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import types
 
 import numpy as np
 import pytest
@@ -30,6 +31,7 @@ from hf_reinforce.distill import (
     pack_labels,
     unpack_labels,
 )
+from hf_reinforce.errors import ConfigError
 
 NUM_CLASSES, NUM_AUGMENTATIONS, TOP_K, RESOLUTION = 10, 3, 3, 32
 
@@ -466,3 +468,23 @@ def test_dataloader_num_workers_zero_is_explained_with_a_value_for_this_machine(
     (advice,) = logged(cores=8, workers=0)
     assert "TrainingArguments(dataloader_num_workers=7)" in advice and "8 cores" in advice
     assert logged(cores=8, workers=1) == [] and logged(cores=1, workers=0) == []
+
+
+def test_a_student_with_another_number_of_classes_is_refused(digits, tmp_path):
+    logits, ids = torch.randn(3, NUM_CLASSES), torch.tensor([[0, 1]] * 3)
+    probs, labels = torch.tensor([[0.6, 0.3]] * 3), torch.tensor([0, 1, 2])
+    with pytest.raises(ConfigError, match=f"outputs {NUM_CLASSES} classes but .* labelled {NUM_CLASSES + 2}"):
+        DistillationLoss(num_classes=NUM_CLASSES + 2).unpacked(logits, labels, ids, probs)
+    assert DistillationLoss(num_classes=NUM_CLASSES).unpacked(logits, labels, ids, probs).isfinite()
+
+    transform = StandInTransform()
+    transform.record = types.SimpleNamespace(num_classes=NUM_CLASSES + 2)  # what a run record says
+    trainer = DistillationTrainer(
+        model=timm_student(),
+        args=training_args(tmp_path, num_train_epochs=1),
+        train_dataset=digits.with_transform(transform),
+        transform=transform,
+    )
+    assert trainer.distillation_loss.num_classes == NUM_CLASSES + 2
+    with pytest.raises(ConfigError, match=f"give the student a head of {NUM_CLASSES + 2} outputs"):
+        trainer.train()
