@@ -42,7 +42,7 @@ import torchvision
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as common
 
-from hf_reinforce.augment import PRESETS, AugmentationPolicy, Params, to_rgb_uint8
+from hf_reinforce.augment import PRESETS, AugmentationPolicy, Params, _torchvision, fast, geometry, to_rgb_uint8
 from hf_reinforce.augment import functional as AF
 
 
@@ -115,13 +115,10 @@ def cpu_ms_per_view(fns: dict[str, Callable[[], object]], views: int, repeats: i
 def op_methods(views: torch.Tensor, op: str) -> dict[str, Callable[[], torch.Tensor]]:
     """torchvision's RandAugment ``op`` at bin 9 of 31 (RandAugment's default magnitude) and the pass's version."""
     mode = AF.InterpolationMode.BILINEAR
-    augmenter = AF._rand_augment(mode, AF.FILL)
     magnitude = AF.rand_augment_magnitude(op, 9, 31, *views.shape[-2:])
     return {
-        "torchvision": lambda: augmenter._apply_image_or_video_transform(
-            views, op, magnitude, interpolation=mode, fill=augmenter._fill
-        ),
-        "pass": lambda: AF._rand_augment_op(views, augmenter, op, magnitude),
+        "torchvision": lambda: _torchvision.rand_augment_op(views, op, magnitude, mode, AF.FILL),
+        "pass": lambda: AF._rand_augment_op(views, op, magnitude, mode, AF.FILL),
     }
 
 
@@ -129,8 +126,6 @@ def op_table(workloads: dict[int, list[torch.Tensor]], repeats: int) -> None:
     """Per RandAugment op and size: CPU ms per view, torchvision v2 vs the pass, on 3-view batches."""
     print("| op | px | torchvision v2 | pass | torchvision / pass | fast path |")
     print("|---|---:|---:|---:|---:|---|")
-    from hf_reinforce.augment import fast
-
     for op in AF.RAND_AUGMENT_OPS[1:]:
         for r, images in workloads.items():
             views = torch.stack([AF.center_square(image, r, AF.InterpolationMode.BILINEAR) for image in images[:3]])
@@ -140,7 +135,7 @@ def op_table(workloads: dict[int, list[torch.Tensor]], repeats: int) -> None:
             ms = cpu_ms_per_view(
                 {name: lambda fn=fn: [fn() for _ in range(10)] for name, fn in fns.items()}, 30, repeats
             )
-            kind = "fast" if op in fast.FAST_OPS else "grid" if op in AF._GEOMETRIC_OPS else "torchvision"
+            kind = "fast" if op in fast.FAST_OPS else "grid" if op in geometry.GRID_OPS else "torchvision"
             print(
                 f"| {op} | {r} | {ms['torchvision']:.3f} | {ms['pass']:.3f} | {ms['torchvision'] / ms['pass']:.2f}× "
                 f"| {kind} |"

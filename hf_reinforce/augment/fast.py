@@ -1,14 +1,21 @@
-"""Faster, bit-identical versions of some of torchvision's RandAugment ops on ``uint8`` batches.
+"""torchvision's photometric RandAugment ops on ``uint8`` batches, faster, and with the same bytes on every CPU.
 
-Each function returns exactly what torchvision v2's RandAugment op returns for the same ``(B, C, H, W)`` ``uint8``
-batch, by an argument that does not depend on float rounding (the tests compare every op, sign and magnitude bin
-with torchvision on real and random images of many sizes):
+Each function returns exactly what torchvision v2's RandAugment op returns on AVX2/AVX-512 x86 for the same
+``(B, C, H, W)`` ``uint8`` batch, by an argument that does not depend on the CPU's float arithmetic (the tests
+compare every op, sign and magnitude bin with torchvision on real and random images of many sizes, and the bytes
+under every ``ATEN_CPU_CAPABILITY``):
 
 * TranslateX/Y move by a whole number of pixels: torchvision samples the image at integer coordinates (plus a
   rounding error far below half a pixel), so its result is the image shifted, with ``fill`` where nothing is;
 * Sharpness blurs with a 3×3 kernel of 1/13 and a 5/13 centre and rounds: the weighted sum is ``k / 13`` for an
   integer ``k``, never within 1/26 of a half, so ``round(k / 13)`` in float32 is the rounded blur whatever the
-  convolution's summation order; the blend after it is torchvision's own arithmetic;
+  convolution's summation order; the blend ``x + (1 - f)(blur - x)`` is one fused multiply-add in torch's AVX2/AVX-512
+  kernels and two roundings without them (``add_(..., alpha=)``), so it is read from a table of the fused result;
+* Color and Contrast blend with torchvision's grayscale, ``0.2989 r + 0.587 g + 0.114 b`` as a product and two fused
+  multiply-adds (exact in float64 for 8-bit values: 35 significant bits at most), floored; Color's blend
+  ``x·f + (1 - f)·gray`` (a product and a fused multiply-add) is read from a table, Contrast's mean is the exact
+  integer sum of the gray values over the pixel count, as torch's float32 ``mean`` computes it while the sum stays
+  below 2**24 (images up to 256×256), and its blend is a 256-entry table per image;
 * Equalize is integer arithmetic on per-channel histograms (torchvision's formula, counted with ``bincount``);
 * Solarize compares whole numbers with the threshold: the smallest value torchvision's own comparison inverts is
   found once on ``0..255``, then the image is compared with that integer in ``uint8`` and inverted by ``^ 255``.
@@ -25,6 +32,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as F
+
+from .exact import fma
 
 
 def translate(images: torch.Tensor, shift: int, dim: int, fill: tuple[int, ...]) -> torch.Tensor:
@@ -45,15 +54,75 @@ def sharpness(images: torch.Tensor, factor: float) -> torch.Tensor:
     height, width = images.shape[-2:]
     if images.numel() == 0 or height <= 2 or width <= 2:
         return images
-    output = images.to(dtype=torch.float32, copy=True)
-    rows = output[..., :-2] + output[..., 1:-1]
-    rows += output[..., 2:]  # whole numbers below 2**24: every sum is exact
+    total = images.to(dtype=torch.float32)
+    rows = total[..., :-2] + total[..., 1:-1]
+    rows += total[..., 2:]  # whole numbers below 2**24: every sum is exact
     box = rows[..., :-2, :] + rows[..., 1:-1, :]
     box += rows[..., 2:, :]
-    view = output[..., 1:-1, 1:-1]
-    blurred = box.add_(view, alpha=4).div_(13).round_()  # the 3×3 sum weighted 1, 1, ..., 5 at the centre, / 13
-    view.add_(blurred.sub_(view), alpha=1.0 - float(factor))
-    return output.clamp_(0, 255).to(images.dtype)
+    blurred = box.add_(total[..., 1:-1, 1:-1], alpha=4).div_(13).round_()  # the 3×3 sum weighted 1, ..., 5, / 13
+    output = images.clone()
+    interior = output[..., 1:-1, 1:-1]
+    interior.copy_(_lookup(_sharpen_table(float(factor)), interior, blurred.to(torch.uint8)))
+    return output
+
+
+@lru_cache(maxsize=128)
+def _sharpen_table(factor: float) -> np.ndarray:
+    """``table[x · 256 + b]``: torchvision's sharpness blend of pixel ``x`` with its blur ``b``, ``x + (1 - f)(b - x)``
+    with one rounding (AVX2/AVX-512's fused multiply-add), clamped and truncated to ``uint8``."""
+    pixel, blur = np.arange(256, dtype=np.float32)[:, None], np.arange(256, dtype=np.float32)[None, :]
+    return _to_uint8(fma(np.float32(1.0 - factor), blur - pixel, pixel))
+
+
+def color(images: torch.Tensor, factor: float) -> torch.Tensor:
+    """torchvision's ``adjust_saturation`` of ``uint8`` RGB ``images`` by ``factor``: each value blended with its
+    pixel's floored grayscale."""
+    if images.shape[-3] != 3:
+        return images
+    return _lookup(_blend_table(float(factor)), images, grayscale(images))
+
+
+@lru_cache(maxsize=128)
+def _blend_table(ratio: float) -> np.ndarray:
+    """``table[x · 256 + y]``: torchvision's ``_blend`` of ``x`` with ``y``, ``x·ratio`` rounded, then
+    ``+ (1 - ratio)·y`` with one rounding (AVX2/AVX-512's fused multiply-add), clamped and truncated to ``uint8``."""
+    own, other = np.arange(256, dtype=np.float32)[:, None], np.arange(256, dtype=np.float32)[None, :]
+    return _to_uint8(fma(np.float32(1.0 - ratio), other, own * np.float32(ratio)))
+
+
+def contrast(images: torch.Tensor, factor: float) -> torch.Tensor:
+    """torchvision's ``adjust_contrast`` of ``uint8`` ``images`` (RGB or one channel) by ``factor``: each value
+    blended with the mean of its image's floored grayscale."""
+    gray = grayscale(images) if images.shape[-3] == 3 else images
+    pixels = gray.shape[-2] * gray.shape[-1]
+    total = gray.view(len(gray), -1).sum(dim=1, dtype=torch.int64).numpy()  # exact
+    mean = total.astype(np.float32) / np.float32(pixels)  # torch's float32 mean: sum (exact below 2**24), / count
+    own = np.arange(256, dtype=np.float32) * np.float32(factor)
+    luts = _to_uint8(fma(np.float32(1.0 - factor), mean[:, None], own[None, :]))  # (B, 256)
+    planes = images.reshape(-1, images.shape[-2] * images.shape[-1])
+    return _apply_luts(planes, torch.from_numpy(luts).repeat_interleave(images.shape[-3], dim=0)).view_as(images)
+
+
+def grayscale(images: torch.Tensor) -> torch.Tensor:
+    """torchvision's ``rgb_to_grayscale`` of ``uint8`` RGB ``images`` ``(B, 3, H, W)`` as its float32 kernels compute
+    it on AVX2/AVX-512, floored: ``r·0.2989`` rounded, ``+ 0.587 g`` and ``+ 0.114 b`` each with one rounding.
+    Those two sums are exact in float64 (a float32 of at least 2**-25 plus an 8-bit value times a 24-bit constant:
+    35 significant bits), so one float64 add rounded to float32 is the fused result. ``(B, 1, H, W)`` ``uint8``."""
+    red, green, blue = images.unbind(dim=-3)
+    total = red.mul(0.2989).to(torch.float64).add_(green.to(torch.float64), alpha=float(np.float32(0.587)))
+    total = total.to(torch.float32).to(torch.float64).add_(blue.to(torch.float64), alpha=float(np.float32(0.114)))
+    return total.to(torch.float32).floor_().to(torch.uint8).unsqueeze(-3)
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    """float32 values clamped to ``[0, 255]`` and truncated, as ``clamp_(0, 255).to(torch.uint8)``."""
+    return np.clip(values, 0, 255).astype(np.uint8)
+
+
+def _lookup(table: np.ndarray, high: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+    """``table[high · 256 + low]`` for ``uint8`` CPU tensors (``low`` broadcast over ``high``), as a new tensor."""
+    index = (high.numpy().astype(np.intp) << 8) | low.numpy()
+    return torch.from_numpy(np.take(table.reshape(-1), index))
 
 
 _EQUALIZE_MIN_PIXELS = 64 * 64
@@ -110,6 +179,8 @@ FAST_OPS: dict[str, Callable[[torch.Tensor, float, tuple[int, ...]], torch.Tenso
     "TranslateX": lambda images, magnitude, fill: translate(images, int(magnitude), -1, fill),
     "TranslateY": lambda images, magnitude, fill: translate(images, int(magnitude), -2, fill),
     "Sharpness": lambda images, magnitude, fill: sharpness(images, 1.0 + magnitude),
+    "Color": lambda images, magnitude, fill: color(images, 1.0 + magnitude),
+    "Contrast": lambda images, magnitude, fill: contrast(images, 1.0 + magnitude),
     "Equalize": lambda images, magnitude, fill: equalize(images),
     "Solarize": lambda images, magnitude, fill: solarize(images, 255 * magnitude),
 }

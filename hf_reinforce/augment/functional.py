@@ -1,11 +1,13 @@
 """Pure functions that apply *given* augmentation parameters to ``uint8`` image tensors.
 
 Generation (teacher inputs) and replay (student inputs) both call these functions, on batches of views (one
-view is a batch of one), so a stored augmentation reproduces the teacher's pixels exactly on the same device.
-Pixel work is torchvision's: through ``torchvision.transforms.v2.functional``, or, on CPU where v2's per-call
-work costs more than the pixels, torchvision's own steps with its kernels (the uint8 antialiased resize, the
-affine sampling grid); the tests hold every such path bit-identical to a per-view v2 reference. Boxes are stored
-normalized to ``[0, 65535]`` (see :func:`box_to_pixels`) so they replay at any image size or output resolution.
+view is a batch of one), so a stored augmentation reproduces the teacher's pixels exactly. Pixel work is
+torchvision's: through ``torchvision.transforms.v2.functional``, or, on CPU where v2's per-call work costs more
+than the pixels or where its float arithmetic depends on the CPU's instruction set, torch's integer resize kernel
+and the ops of :mod:`.fast` and :mod:`.geometry`, which give the bytes torchvision gives on AVX2/AVX-512 x86 on every
+CPU (``docs/exact-replay.md``; the tests hold every path bit-identical to a per-view v2 reference on such a CPU and
+to itself under every ``ATEN_CPU_CAPABILITY``). Boxes are stored normalized to ``[0, 65535]`` (see
+:func:`box_to_pixels`) so they replay at any image size or output resolution.
 """
 
 from __future__ import annotations
@@ -18,13 +20,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
-from torch.nn.functional import grid_sample
-from torchvision.transforms import v2
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
-from torchvision.transforms.v2.functional import _geometry
 
-from . import fast
+from . import _torchvision, fast, geometry
+from .exact import linspace
 
 Q = 65535  # fixed-point scale of normalized coordinates and mixing weights
 
@@ -43,10 +43,10 @@ GRID_INTERPOLATIONS: tuple[str, ...] = ("nearest", "bilinear")
 
 _PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}  # PIL resample codes of these modes
 
-RAND_AUGMENT_OPS: tuple[str, ...] = tuple(v2.RandAugment._AUGMENTATION_SPACE)
+RAND_AUGMENT_OPS: tuple[str, ...] = tuple(_torchvision.AUGMENTATION_SPACE)
 """Names of torchvision's RandAugment operations, in torchvision's order; stored op ids index this tuple."""
 
-RAND_AUGMENT_SIGNED: dict[str, bool] = {op: signed for op, (_, signed) in v2.RandAugment._AUGMENTATION_SPACE.items()}
+RAND_AUGMENT_SIGNED: dict[str, bool] = {op: signed for op, (_, signed) in _torchvision.AUGMENTATION_SPACE.items()}
 """Whether each RandAugment op's magnitude may be negated."""
 
 
@@ -129,22 +129,26 @@ def _resized_crop(
     image: torch.Tensor, box: tuple[int, int, int, int], resolution: int, interpolation: InterpolationMode
 ) -> torch.Tensor:
     top, left, h, w = box
+    if image.dtype == torch.uint8 and image.device.type == "cpu" and _native_uint8_kernel(interpolation):
+        return _resize_uint8_cpu(image[..., top : top + h, left : left + w], resolution, interpolation)
     if resolution == 1:  # torch's uint8 antialiased kernel fails an internal assert for 1×1 outputs: resample in float
         out = F.resized_crop(image.float(), top, left, h, w, [1, 1], interpolation=interpolation, antialias=True)
         return out.round_().clamp_(0, 255).to(image.dtype)
-    if image.dtype == torch.uint8 and image.device.type == "cpu" and _native_uint8_kernel(interpolation):
-        return _resize_uint8_cpu(image[..., top : top + h, left : left + w], resolution, interpolation)
     return F.resized_crop(image, top, left, h, w, [resolution, resolution], interpolation=interpolation, antialias=True)
 
 
-@lru_cache(maxsize=8)
 def _native_uint8_kernel(interpolation: InterpolationMode) -> Any:
-    """torch's antialiased ``uint8`` CPU kernel that ``F.resize`` uses for ``interpolation``, or None (float path)."""
+    """torch's antialiased ``uint8`` CPU kernel for ``interpolation``, or None (torchvision's ``F.resize``).
+
+    Always the integer kernel, unlike ``F.resize``, which takes a float path for bilinear where torch's CPU
+    capability is below AVX2 (measured: 1-level differences in 80 of 88 views under ``ATEN_CPU_CAPABILITY=default``;
+    the integer kernel gives the same bytes under every capability, and the bytes ``F.resize`` gives on AVX2/AVX-512).
+    """
     kernels = {
-        InterpolationMode.BILINEAR: torch._C._nn._upsample_bilinear2d_aa,
-        InterpolationMode.BICUBIC: torch._C._nn._upsample_bicubic2d_aa,
+        InterpolationMode.BILINEAR: _torchvision.upsample_bilinear_aa,
+        InterpolationMode.BICUBIC: _torchvision.upsample_bicubic_aa,
     }
-    return kernels.get(interpolation) if _geometry._do_native_uint8_resize_on_cpu(interpolation) else None
+    return kernels.get(interpolation)
 
 
 def _resize_uint8_cpu(crop: torch.Tensor, resolution: int, interpolation: InterpolationMode) -> torch.Tensor:
@@ -157,11 +161,26 @@ def _resize_uint8_cpu(crop: torch.Tensor, resolution: int, interpolation: Interp
     if (height, width) == (resolution, resolution):
         return crop
     batch = crop.reshape(-1, channels, height, width)
+    if resolution == 1:
+        return _resize_uint8_cpu_to_one_pixel(batch, interpolation).reshape(crop.shape[:-2] + (1, 1))
     strides = batch.stride()
     if batch.is_contiguous(memory_format=torch.channels_last) and batch.shape[0] == 1 and crop.numel() != strides[0]:
         batch = batch.as_strided((1, channels, height, width), [crop.numel(), *strides[1:]])
     out = _native_uint8_kernel(interpolation)(batch, [resolution, resolution], False, None)
     return out.reshape(crop.shape[:-2] + (resolution, resolution))
+
+
+def _resize_uint8_cpu_to_one_pixel(batch: torch.Tensor, interpolation: InterpolationMode) -> torch.Tensor:
+    """The integer kernel's two passes to a 1×1 output, one call each: it resizes the width, then the height, of an
+    image (rounding to ``uint8`` in between), and fails an internal assert when asked for 1×1 at once (torch 2.4 to
+    2.14). The height pass runs on two equal columns so that its output is not 1×1. (The float path used before gave
+    other bytes under ``ATEN_CPU_CAPABILITY=default`` in 216 of 800 crops before rounding, measured.)"""
+    kernel = _native_uint8_kernel(interpolation)
+    height, width = batch.shape[-2:]
+    column = kernel(batch, [height, 1], False, None) if width > 1 else batch
+    if height == 1:
+        return column
+    return kernel(column.expand(-1, -1, -1, 2).contiguous(), [1, 2], False, None)[..., :1]
 
 
 PADDING_MODES: tuple[str, ...] = ("constant", "edge", "reflect", "symmetric")
@@ -237,18 +256,19 @@ def horizontal_flip(images: torch.Tensor, flips: npt.ArrayLike) -> torch.Tensor:
     return _put(images, index, F.horizontal_flip(_view_run(images, index))) if len(index) else images
 
 
-@lru_cache(maxsize=64)
-def _rand_augment(interpolation: InterpolationMode, fill: tuple[int, ...]) -> v2.RandAugment:
-    return v2.RandAugment(interpolation=interpolation, fill=list(fill))
-
-
 @lru_cache(maxsize=4096)
 def rand_augment_magnitude(op: str, signed_bin: int, num_bins: int, height: int, width: int) -> float:
-    """Magnitude of RandAugment op ``op`` at bin ``|signed_bin|``, negated when ``signed_bin < 0`` (torchvision's space)."""
-    magnitudes_fn, signed = v2.RandAugment._AUGMENTATION_SPACE[op]
+    """Magnitude of RandAugment op ``op`` at bin ``|signed_bin|``, negated when ``signed_bin < 0`` (torchvision's space).
+
+    torchvision's bins are ``torch.linspace`` tables (Posterize's are integers), whose float32 values depend on the
+    CPU (see :func:`.exact.linspace`): the table's ends are torchvision's, its values those of AVX2/AVX-512 x86.
+    """
+    magnitudes_fn, signed = _torchvision.AUGMENTATION_SPACE[op]
     magnitudes = magnitudes_fn(num_bins, height, width)
     if magnitudes is None:
         return 0.0
+    if magnitudes.is_floating_point():
+        magnitudes = linspace(float(magnitudes[0]), float(magnitudes[-1]), num_bins)
     magnitude = float(magnitudes[abs(signed_bin)])
     return -magnitude if signed and signed_bin < 0 else magnitude
 
@@ -268,7 +288,6 @@ def rand_augment(
     step, the views that drew the same op and bin go through one call on their stacked batch: torchvision's ops
     treat a batch image by image (the tests check every op against one-view calls, bit for bit).
     """
-    augmenter = _rand_augment(interpolation, tuple(fill))
     op_ids, signed_bins = np.asarray(op_ids).reshape(len(images), -1), np.asarray(signed_bins).reshape(len(images), -1)
     height, width = images.shape[-2:]
     for step in range(op_ids.shape[1]):
@@ -276,7 +295,7 @@ def rand_augment(
             op = RAND_AUGMENT_OPS[op_id]
             if op != "Identity":
                 magnitude = rand_augment_magnitude(op, signed_bin, num_bins, height, width)
-                images = _rand_augment_views(images, np.array(index), augmenter, op, magnitude)
+                images = _rand_augment_views(images, np.array(index), op, magnitude, interpolation, tuple(fill))
     return images
 
 
@@ -295,14 +314,19 @@ rotation alone 0.56 ms, on 4 views at once 1.46 ms (cache misses). At 32 px batc
 
 
 def _rand_augment_views(
-    images: torch.Tensor, index: np.ndarray, augmenter: v2.RandAugment, op: str, magnitude: float
+    images: torch.Tensor,
+    index: np.ndarray,
+    op: str,
+    magnitude: float,
+    interpolation: InterpolationMode,
+    fill: tuple[int, ...],
 ) -> torch.Tensor:
     """Apply one op to the views ``index`` of ``images``, in cache-sized chunks, written back in place."""
-    limit = _CHUNK_VALUES // 4 if op in _GEOMETRIC_OPS else _CHUNK_VALUES
+    limit = _CHUNK_VALUES // 4 if op in geometry.GRID_OPS else _CHUNK_VALUES
     if len(index) == len(images) and images.numel() <= limit:
-        return _rand_augment_op(images, augmenter, op, magnitude)
+        return _rand_augment_op(images, op, magnitude, interpolation, fill)
     for chunk in _chunks(index, images[0].numel(), limit):
-        _put(images, chunk, _rand_augment_op(_view_run(images, chunk), augmenter, op, magnitude))
+        _put(images, chunk, _rand_augment_op(_view_run(images, chunk), op, magnitude, interpolation, fill))
     return images
 
 
@@ -334,76 +358,27 @@ def _put(images: torch.Tensor, index: np.ndarray, views: torch.Tensor) -> torch.
     return images
 
 
-_GEOMETRIC_OPS = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
-
-
-def _rand_augment_op(images: torch.Tensor, augmenter: v2.RandAugment, op: str, magnitude: float) -> torch.Tensor:
-    """torchvision's RandAugment ``op`` on a batch: on ``uint8`` CPU images some ops through :mod:`.fast`, the
-    other geometric ops with a cached sampling grid and mask."""
-    if images.dtype == torch.uint8 and images.device.type == "cpu" and op in fast.FAST_OPS:
-        return fast.FAST_OPS[op](images, magnitude, tuple(augmenter.fill))
-    mode = augmenter.interpolation
-    cached = _grid(op, magnitude, *images.shape[-2:], mode) if images.device.type == "cpu" else None
-    if cached is None:
-        return augmenter._apply_image_or_video_transform(
-            images, op, magnitude, interpolation=mode, fill=augmenter._fill
-        )
-    grid, mask = cached
-    out = grid_sample(
-        images.to(torch.float32), grid.expand(len(images), -1, -1, -1), mode.value, "zeros", align_corners=False
-    )
-    fill = _fill_tensor(tuple(augmenter.fill), torch.float32)
-    if mode == InterpolationMode.NEAREST:
-        out = torch.where(mask.expand_as(out) < 0.5, fill.expand_as(out), out)
-    else:
-        out = out.sub_(fill).mul_(mask.expand_as(out)).add_(fill)
-    out = out.round_()
-    if images.dtype == torch.uint8:  # whole numbers in [0, 255]: through int32 the conversion is the same, and
-        out = out.to(torch.int32)  # vectorized (0.055 instead of 0.15 ms per 224-px view, measured)
-    return out.to(images.dtype)
+def _rand_augment_op(
+    images: torch.Tensor, op: str, magnitude: float, interpolation: InterpolationMode, fill: tuple[int, ...]
+) -> torch.Tensor:
+    """torchvision's RandAugment ``op`` on a batch. On ``uint8`` CPU images, the ops whose torchvision arithmetic
+    depends on the CPU run through :mod:`.fast` and :mod:`.geometry` (the bytes torchvision gives on AVX2/AVX-512
+    x86, on every CPU); the others (Brightness, Posterize, AutoContrast, rotations by multiples of 90°) are
+    torchvision's, whose operations are each correctly rounded, integer or copies."""
+    if images.dtype == torch.uint8 and images.device.type == "cpu":
+        if op in fast.FAST_OPS:
+            return fast.FAST_OPS[op](images, magnitude, fill)
+        if op in geometry.GRID_OPS:
+            sampled = geometry.sample(images, op, magnitude, interpolation, fill)
+            if sampled is not None:
+                return sampled
+    return _torchvision.rand_augment_op(images, op, magnitude, interpolation, fill)
 
 
 @lru_cache(maxsize=16)
 def _fill_tensor(fill: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     """``fill`` as a CPU ``(1, C, 1, 1)`` tensor (built once: ``torch.tensor`` costs 2–3 µs per call at 32 px)."""
     return torch.tensor([float(v) for v in fill], dtype=dtype).view(1, -1, 1, 1)
-
-
-@lru_cache(maxsize=64)
-def _grid(
-    op: str, magnitude: float, height: int, width: int, mode: InterpolationMode
-) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """torchvision's sampling grid for geometric RandAugment ``op`` on ``height × width`` CPU images, and the fill
-    mask its ``_apply_grid_transform`` samples as a fourth channel; None where torchvision builds no grid.
-
-    torchvision's own steps, cached: at 224 px building the grid costs 1.4 ms and the mask channel (a concatenated
-    copy and a 4th sampled channel) 0.4 ms, against 0.56 ms for the rest of the op (measured). The oracle tests
-    check every op, sign and mode against torchvision bit for bit.
-    """
-    matrix = _affine_matrix(op, magnitude, height, width)
-    if matrix is None:
-        return None
-    theta = torch.tensor(matrix, dtype=torch.float32).reshape(1, 2, 3)
-    grid = _geometry._affine_grid(theta, w=width, h=height, ow=width, oh=height)
-    ones = torch.ones((1, 1, height, width), dtype=torch.float32)
-    return grid, grid_sample(ones, grid, mode.value, "zeros", align_corners=False)
-
-
-def _affine_matrix(op: str, magnitude: float, height: int, width: int) -> list[float] | None:
-    """The inverse affine matrix of torchvision's ``affine_image``/``rotate_image`` for RandAugment's ``op``, with
-    the arguments its ``_apply_image_or_video_transform`` passes (the oracle tests pin every op and sign)."""
-    inverse = _geometry._get_inverse_affine_matrix
-    if op == "Rotate":
-        angle = magnitude % 360
-        return None if angle in (0, 90, 180, 270) else inverse([0.0, 0.0], -angle, [0.0, 0.0], 1.0, [0.0, 0.0])
-    if op in ("ShearX", "ShearY"):
-        shear = math.degrees(math.atan(magnitude))
-        center = [0.0 - width * 0.5, 0.0 - height * 0.5]  # center=[0, 0], moved to the image-centred frame
-        return inverse(center, 0.0, [0.0, 0.0], 1.0, [shear, 0.0] if op == "ShearX" else [0.0, shear])
-    if op in ("TranslateX", "TranslateY"):
-        shift = float(int(magnitude))
-        return inverse([0.0, 0.0], 0.0, [shift, 0.0] if op == "TranslateX" else [0.0, shift], 1.0, [0.0, 0.0])
-    return None
 
 
 def erase(images: torch.Tensor, boxes: np.ndarray, fill: Sequence[int]) -> torch.Tensor:

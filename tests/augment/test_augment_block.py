@@ -40,9 +40,10 @@ SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[Healt
 
 def _oracle_crop(image, box, resolution, mode):
     top, left, h, w = box_to_pixels(box, image.shape[-2], image.shape[-1])
-    if resolution == 1:
-        out = F.resized_crop(image.float(), top, left, h, w, [1, 1], interpolation=mode, antialias=True)
-        return out.round_().clamp_(0, 255).to(image.dtype)
+    if resolution == 1 and mode != InterpolationMode.NEAREST:
+        # torchvision's uint8 resize cannot make 1×1 at once: its two passes (width, then height), one call each
+        column = F.resize(F.crop(image, top, left, h, w), [h, 1], interpolation=mode, antialias=True)
+        return F.resize(column.expand(-1, -1, 2), [1, 2], interpolation=mode, antialias=True)[..., :1]
     return F.resized_crop(image, top, left, h, w, [resolution, resolution], interpolation=mode, antialias=True)
 
 

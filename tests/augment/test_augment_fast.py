@@ -17,7 +17,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from hf_reinforce import testing
-from hf_reinforce.augment import fast
+from hf_reinforce.augment import _torchvision, fast
 from hf_reinforce.augment import functional as AF
 
 FAST = sorted(fast.FAST_OPS)
@@ -25,8 +25,7 @@ FAST = sorted(fast.FAST_OPS)
 
 def torchvision_op(images: torch.Tensor, op: str, magnitude: float, mode: InterpolationMode, fill) -> torch.Tensor:
     """torchvision v2's RandAugment ``op`` (its own dispatch, the reference the pass must equal)."""
-    augmenter = AF._rand_augment(mode, tuple(fill))
-    return augmenter._apply_image_or_video_transform(images, op, magnitude, interpolation=mode, fill=augmenter._fill)
+    return _torchvision.rand_augment_op(images, op, magnitude, mode, tuple(fill))
 
 
 def magnitudes(op: str, height: int, width: int, num_bins: int = 31) -> list[float]:
@@ -36,7 +35,7 @@ def magnitudes(op: str, height: int, width: int, num_bins: int = 31) -> list[flo
 
 
 def test_the_fast_ops_are_ones_randaugment_draws():
-    assert set(FAST) == {"Equalize", "Sharpness", "Solarize", "TranslateX", "TranslateY"}
+    assert set(FAST) == {"Color", "Contrast", "Equalize", "Sharpness", "Solarize", "TranslateX", "TranslateY"}
     assert set(FAST) <= set(AF.RAND_AUGMENT_OPS)
 
 
@@ -60,10 +59,10 @@ def test_every_magnitude_and_sign_on_real_photos_and_digits(photos, op, mode):
 def test_the_pass_uses_the_fast_ops_on_uint8_cpu_images(photos, monkeypatch):
     calls = []
     monkeypatch.setitem(fast.FAST_OPS, "Sharpness", lambda images, m, fill: calls.append(m) or images)
-    augmenter = AF._rand_augment(InterpolationMode.BILINEAR, AF.FILL)
-    AF._rand_augment_op(photos[0][None], augmenter, "Sharpness", 0.5)
+    AF._rand_augment_op(photos[0][None], "Sharpness", 0.5, InterpolationMode.BILINEAR, AF.FILL)
     assert calls == [0.5]
-    AF._rand_augment_op(photos[0][None].float(), augmenter, "Sharpness", 0.5)  # float images: torchvision's path
+    float_images = photos[0][None].float()  # float images: torchvision's path
+    AF._rand_augment_op(float_images, "Sharpness", 0.5, InterpolationMode.BILINEAR, AF.FILL)
     assert calls == [0.5]
 
 
