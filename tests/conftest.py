@@ -85,3 +85,11 @@ def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "WARNING" not in result.stderr, result.stderr
     return folder
+
+
+fma_oracle = pytest.mark.skipif(
+    torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"),
+    reason="torchvision's own result is the oracle on x86 AVX2/AVX-512, where torch's float kernels fuse multiply-adds "
+    "(elsewhere they round differently; tests/test_exact_replay.py holds the render kernels to those bytes everywhere)",
+)
+"""Marks a test whose oracle is torchvision's (or torch's) float arithmetic as computed on AVX2/AVX-512 x86."""

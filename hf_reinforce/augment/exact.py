@@ -28,8 +28,16 @@ def fma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     product = np.multiply(a, b, dtype=np.float64)  # 24 + 24 significant bits: exact
     addend = np.asarray(c, dtype=np.float64)
     total = product + addend
-    rounded_to_odd = _round_to_odd(total, _two_sum_error(product, addend, total))
-    return rounded_to_odd.astype(np.float32)
+    error = _two_sum_error(product, addend, total)
+    if not error.any():  # exact in float64 (the usual case for pixel values and grid coordinates): one rounding
+        return total.astype(np.float32)
+    return _round_to_odd(total, error).astype(np.float32)
+
+
+def fma_exact_in_float64(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """:func:`fma` for operands whose exact ``a * b + c`` is a float64 (the caller counts the bits): one float64
+    multiply and add, rounded once to float32. A third of :func:`fma`'s operations."""
+    return (np.multiply(a, b, dtype=np.float64) + c).astype(np.float32)
 
 
 def _two_sum_error(a: np.ndarray, b: np.ndarray, total: np.ndarray) -> np.ndarray:

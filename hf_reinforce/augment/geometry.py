@@ -13,13 +13,14 @@ ops). Here, with every rounding step spelled out in :mod:`.exact`'s arithmetic:
   measured: equal to its grid on all 28 M coordinates of 720 grids); the source coordinates are unnormalized as
   AVX-512's ``grid_sample`` does it (``(g + 1)·size/2 - 0.5``, fused);
 * bilinear: torch's ``grid_sample`` samples that grid and torchvision's fill blend follows; a value is kept only
-  where no CPU's rounding can move it across a rounding boundary (see :data:`_MARGIN`), and the few others, and
-  every pixel whose coordinates a CPU without FMA computes differently, are recomputed as AVX-512's kernel
-  computes them (:func:`_exact_values`); the fill mask is computed that way once per grid;
+  where no CPU's rounding can move it across a rounding boundary (see :data:`_MARGIN`); the few others, and every
+  pixel whose coordinates a CPU without FMA computes differently, are recomputed in numpy as AVX-512's kernel
+  computes them (:func:`_interpolated`, :func:`_blended`); the fill mask is computed that way once per grid;
 * nearest: ``grid_sample`` reads the pixel AVX-512's kernel picks, through a grid snapped to the centres of the
   chosen pixels, which every CPU rounds to the same pixel.
 
-A grid, its mask and its list of such pixels are cached per (op, magnitude, size, mode): 1.4 ms to build at 224 px.
+A plan (grid, mask, each pixel's neighbours and weights) is cached per (op, magnitude, size, mode): 32 bytes per
+pixel, 5 ms to build at 224 px (RandAugment's default, a fixed magnitude, draws 6 of them per resolution).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from torch.nn.functional import grid_sample
 from torchvision.transforms.v2 import InterpolationMode
 
 from . import _torchvision
-from .exact import fma
+from .exact import fma, fma_exact_in_float64
 
 GRID_OPS = ("ShearX", "ShearY", "Rotate")
 """RandAugment ops sampled through an affine grid (TranslateX/Y move whole pixels: :func:`.fast.translate`)."""
@@ -46,18 +47,12 @@ blend are the same operations, each correctly rounded, once the pixels :func:`_u
 at most 7 roundings on each side of values below 256 (2**-16 each), so less than 2**-12.2, plus 6 roundings in the
 blend: under 3.3e-4, a third of the margin. About 0.2 % of the values of a real photo fall within it."""
 
+_TINY_WEIGHT = np.float32(2.0**-20)
+"""Where every nonzero weight of a pixel is at least this, each of its multiply-adds is exact in float64 (a float32
+sum of products of 8-bit values and weights of this size is a multiple of 2**-44 below 2**9: 53 bits)."""
 
-class _Pixels(NamedTuple):
-    """Pixels of a bilinear sampling and their four neighbours (north-west, north-east, south-west, south-east)."""
-
-    index: np.ndarray
-    """``(n,)`` flat indices of the pixels in the output plane."""
-    rows: np.ndarray
-    """``(4, n)`` neighbour rows, clamped into the image."""
-    cols: np.ndarray
-    """``(4, n)`` neighbour columns, clamped into the image."""
-    weights: np.ndarray
-    """``(4, n)`` float32 bilinear weights as AVX-512's ``grid_sample`` computes them; 0 for a neighbour outside."""
+_NEIGHBOURS = ((0, 0), (0, 1), (1, 0), (1, 1))
+"""Row and column offsets of the north-west, north-east, south-west and south-east neighbours, the kernel's order."""
 
 
 class _Plan(NamedTuple):
@@ -67,9 +62,13 @@ class _Plan(NamedTuple):
     """``(1, H, W, 2)`` float32: AVX-512's grid (bilinear) or one snapped to the chosen pixels' centres (nearest)."""
     mask: torch.Tensor
     """``(1, 1, H, W)`` float32: the fill mask, torchvision's fourth sampled channel of ones, as AVX-512 computes it."""
-    recompute: _Pixels
-    """Bilinear: the pixels whose coordinates a CPU without FMA computes differently, recomputed exactly in every
-    view (0.7 % at 224 px, none at 32 px, measured); none for nearest."""
+    northwest: np.ndarray
+    """``(H·W,)`` int32: each pixel's north-west neighbour as a flat index (it may lie outside the image)."""
+    weights: np.ndarray
+    """``(4, H·W)`` float32: the neighbours' weights as AVX-512's kernel computes them, 0 for one outside the image."""
+    recompute: np.ndarray
+    """Flat indices of the pixels recomputed exactly in every view: coordinates that a CPU without FMA computes
+    differently (0.7 % at 224 px, none at 32 px, measured), or a weight below :data:`_TINY_WEIGHT`."""
 
 
 def affine_matrix(op: str, magnitude: float, height: int, width: int) -> list[float] | None:
@@ -97,36 +96,45 @@ def sample(
     plan = _plan(op, magnitude, *images.shape[-2:], mode)
     if plan is None:
         return None
-    fills = torch.tensor([float(v) for v in fill], dtype=torch.float32).view(1, -1, 1, 1)
+    fills = _fills(tuple(fill))
     out = grid_sample(images.to(torch.float32), plan.grid.expand(len(images), -1, -1, -1), mode.value, "zeros", False)
     if mode == InterpolationMode.NEAREST:
         return torch.where(plan.mask < 0.5, fills, out).to(torch.int32).to(torch.uint8)
-    values = out.sub_(fills).mul_(plan.mask).add_(fills).numpy()  # torchvision's blend: 3 correctly rounded steps
-    rounded = np.rint(values)
+    values = np.ascontiguousarray(out.sub_(fills).mul_(plan.mask).add_(fills).numpy())  # torchvision's blend
+    rounded = np.rint(values)  # C-contiguous like values: the reshapes below are views, written through
     distance = np.abs(np.subtract(values, rounded, out=values), out=values)  # numpy: a third of torch's time here
-    planes, mask, shades = rounded.reshape(-1, values[0, 0].size), plan.mask.numpy().reshape(-1), _shades(fill)
-    distance.reshape(planes.shape)[:, plan.recompute.index] = 0  # recomputed in every view below
+    planes = rounded.reshape(-1, values[0, 0].size)
+    distance.reshape(planes.shape)[:, plan.recompute] = 0  # recomputed in every view below
     near = np.flatnonzero(distance > np.float32(0.5 - _MARGIN))
-    pixels = plan.recompute
-    if len(pixels.index):
-        values = images.numpy()[:, :, pixels.rows, pixels.cols].astype(np.float32)  # (B, C, 4, n)
-        exact = _blended(_interpolated(values, pixels.weights), shades[:, None], mask[pixels.index])
-        rounded.reshape(*images.shape[:2], -1)[:, :, pixels.index] = exact
+    sources, shades, mask = images.numpy().reshape(planes.shape), fills.numpy().reshape(-1), plan.mask.numpy()
+    if len(plan.recompute):
+        neighbours, weights = _neighbours(plan, plan.recompute)
+        total = _interpolated(sources[:, neighbours].astype(np.float32), weights, fma)  # (B·C, 4, n) → (B·C, n)
+        exact = _blended(total, np.tile(shades, len(images))[:, None], mask.reshape(-1)[plan.recompute])
+        planes[:, plan.recompute] = exact
     if len(near):
         plane, pixel = np.divmod(near, planes.shape[1])
-        view, channel = np.divmod(plane, images.shape[1])
-        pixels = _pixels(plan.grid.numpy(), pixel, *images.shape[-2:])
-        values = images.numpy()[view, channel, pixels.rows, pixels.cols].astype(np.float32)  # (4, n)
-        planes.reshape(-1)[near] = _blended(_interpolated(values, pixels.weights), shades[channel], mask[pixel])
+        neighbours, weights = _neighbours(plan, pixel)
+        total = _interpolated(sources[plane, neighbours].astype(np.float32), weights, fma_exact_in_float64)
+        planes.reshape(-1)[near] = _blended(total, shades[plane % len(shades)], mask.reshape(-1)[pixel])
     return torch.from_numpy(rounded.astype(np.uint8))
 
 
 @lru_cache(maxsize=16)
-def _shades(fill: tuple[int, ...]) -> np.ndarray:
-    return np.asarray(fill, dtype=np.float32)
+def _fills(fill: tuple[int, ...]) -> torch.Tensor:
+    return torch.tensor([float(v) for v in fill], dtype=torch.float32).view(1, -1, 1, 1)
 
 
-@lru_cache(maxsize=64)
+def _neighbours(plan: _Plan, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(4, n)`` flat indices of the four neighbours of ``pixels`` (clamped into the image: where one lies
+    outside, its weight is 0) and their ``(4, n)`` weights."""
+    width = plan.grid.shape[2]
+    offsets = np.array([dy * width + dx for dy, dx in _NEIGHBOURS], dtype=np.int64)[:, None]
+    neighbours = np.clip(plan.northwest[pixels] + offsets, 0, plan.weights.shape[1] - 1)
+    return neighbours, plan.weights[:, pixels]
+
+
+@lru_cache(maxsize=32)
 def _plan(op: str, magnitude: float, height: int, width: int, mode: InterpolationMode) -> _Plan | None:
     matrix = affine_matrix(op, magnitude, height, width)
     if matrix is None:
@@ -135,10 +143,15 @@ def _plan(op: str, magnitude: float, height: int, width: int, mode: Interpolatio
     x, y = _coordinates(grid, height, width)
     if mode == InterpolationMode.NEAREST:
         return _nearest_plan(x, y, height, width)
-    weights = _corners(x, y, height, width)[1].reshape(4, -1)
-    mask = _interpolated(np.ones_like(weights), weights).reshape(height, width)  # the kernel's channel of ones
-    recompute = _pixels(grid, np.flatnonzero(_unfused_differ(grid, x, y, height, width)), height, width)
-    return _Plan(torch.from_numpy(grid)[None], torch.from_numpy(mask)[None, None], recompute)
+    northwest, weights = _corners(x.reshape(-1), y.reshape(-1), height, width)
+    mask = weights[0] + weights[1]  # the kernel's channel of ones: each multiply-add adds a weight, one rounding
+    mask += weights[2]
+    mask += weights[3]
+    tiny = ((weights > 0) & (weights < _TINY_WEIGHT)).any(axis=0)
+    recompute = np.flatnonzero(_unfused_differ(grid, x, y, height, width).reshape(-1) | tiny)
+    return _Plan(
+        torch.from_numpy(grid)[None], torch.from_numpy(mask).view(1, 1, height, width), northwest, weights, recompute
+    )
 
 
 def _grid(matrix: list[float], height: int, width: int) -> np.ndarray:
@@ -160,19 +173,19 @@ def _coordinates(grid: np.ndarray, height: int, width: int) -> tuple[np.ndarray,
     return x, y
 
 
-def _corners(x: np.ndarray, y: np.ndarray, height: int, width: int) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
-    """The four neighbours (north-west, north-east, south-west, south-east) of source coordinates ``x``, ``y``:
-    ``(rows, cols)`` clamped into the image, ``(4, ...)`` each, and their float32 bilinear weights, 0 for a neighbour
-    outside the image (the kernel reads 0 there). Weights as the kernel computes them, one rounding per operation."""
+def _corners(x: np.ndarray, y: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The north-west neighbour of source coordinates ``x``, ``y`` (``(n,)``) as a flat index (int32; it may lie
+    outside the image), and the ``(4, n)`` float32 bilinear weights of the four neighbours (:data:`_NEIGHBOURS`), as
+    the kernel computes them (one rounding per operation), 0 for a neighbour outside the image (it reads 0 there)."""
     left, top = np.floor(x), np.floor(y)
     east, south = x - left, y - top
     west, north = np.float32(1) - east, np.float32(1) - south
-    weights = np.stack([north * west, north * east, south * west, south * east])
     col, row = left.astype(np.int64), top.astype(np.int64)
-    cols, rows = np.stack([col, col + 1, col, col + 1]), np.stack([row, row, row + 1, row + 1])
-    inside = (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
-    weights[~inside] = 0
-    return (np.clip(rows, 0, height - 1), np.clip(cols, 0, width - 1)), weights
+    weights = np.stack([north * west, north * east, south * west, south * east])
+    for k, (dy, dx) in enumerate(_NEIGHBOURS):
+        inside = (col + dx >= 0) & (col + dx < width) & (row + dy >= 0) & (row + dy < height)
+        weights[k][~inside] = 0
+    return (row * width + col).astype(np.int32), weights
 
 
 def _unfused_differ(grid: np.ndarray, x: np.ndarray, y: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -197,24 +210,18 @@ def _nearest_plan(x: np.ndarray, y: np.ndarray, height: int, width: int) -> _Pla
     inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
     centres = np.stack([(col + 0.5) / (width / 2) - 1, (row + 0.5) / (height / 2) - 1], axis=-1)
     grid = np.where(inside[..., None], centres, -3.0).astype(np.float32)
-    mask = inside.astype(np.float32)
-    nothing = _Pixels(np.empty(0, np.int64), np.empty((4, 0), np.int64), np.empty((4, 0), np.int64), np.empty((4, 0)))
-    return _Plan(torch.from_numpy(grid)[None], torch.from_numpy(mask)[None, None], nothing)
+    mask = torch.from_numpy(inside.astype(np.float32))[None, None]
+    return _Plan(torch.from_numpy(grid)[None], mask, np.empty(0, np.int32), np.empty((4, 0)), np.empty(0, np.int64))
 
 
-def _pixels(grid: np.ndarray, index: np.ndarray, height: int, width: int) -> _Pixels:
-    """The neighbours and weights of the pixels ``index`` of ``grid`` (``(H, W, 2)``) as AVX-512 samples them."""
-    (rows, cols), weights = _corners(*_coordinates(grid.reshape(-1, 2)[index], height, width), height, width)
-    return _Pixels(index, rows, cols, weights)
-
-
-def _interpolated(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def _interpolated(values: np.ndarray, weights: np.ndarray, multiply_add=fma) -> np.ndarray:
     """``(..., 4, n)`` float32 neighbour values weighted by ``weights`` ``(4, n)`` as AVX-512's ``grid_sample``
     adds them: ``nw·v_nw``, then the north-east, south-west and south-east terms each by a fused multiply-add
-    (measured: equal on all 4.7 M values of 90 sampled batches)."""
+    (measured: equal on all 4.7 M values of 90 sampled batches). ``multiply_add`` is :func:`.exact.fma`, or, where no
+    weight is below :data:`_TINY_WEIGHT`, the cheaper :func:`.exact.fma_exact_in_float64`."""
     total = values[..., 0, :] * weights[0]
     for k in (1, 2, 3):
-        total = fma(values[..., k, :], weights[k], total)
+        total = multiply_add(values[..., k, :], weights[k], total)
     return total
 
 

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import fma_oracle
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torchvision.transforms.v2 import functional as F
@@ -161,6 +162,7 @@ def test_rrc_matches_torchvision_constraints_and_statistics(photos):
     assert abs(np.mean(pixel[:, 2]) - tv.mean()) < 0.05 * tv.mean()
 
 
+@fma_oracle
 def test_rand_augment_ops_equal_torchvision_ops(photos):
     image = F.resize(photos[1], [64, 64])
     ra = RandAugment()

@@ -3,7 +3,8 @@
 The oracle below is a straightforward per-view implementation with torchvision v2 functional calls, copied from
 the per-view ``render`` loop as it was before block rendering (one ``F.resized_crop``, flip, torchvision's own
 RandAugment ops, ``F.erase``, then MixUp/CutMix against the partner's unmixed view). It must never call the
-library's rendering code, so it stays a fixed point while the fast kernels change.
+library's rendering code, so it stays a fixed point while the fast kernels change. It is the oracle where torch's
+float kernels fuse multiply-adds (x86 AVX2/AVX-512); the 1-px resize is torchvision's uint8 resize in two passes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import fma_oracle
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torchvision.transforms import v2
@@ -184,6 +186,7 @@ def _block(policy, seed, start, count, images, n):
 # -- properties ---------------------------------------------------------------------------------------------------
 
 
+@fma_oracle
 @SETTINGS
 @given(
     policy=policies,
@@ -211,6 +214,7 @@ def test_render_block_equals_per_view_oracle(
     assert torch.equal(policy.render_block(hwc_backed, params, js, res, interpolation, rows=rows), out)
 
 
+@fma_oracle
 @pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize("resolution", [32, 224])
 def test_render_block_equals_oracle_on_real_photos_and_digits(photos, digits, preset, resolution):
@@ -221,6 +225,7 @@ def test_render_block_equals_oracle_on_real_photos_and_digits(photos, digits, pr
     assert torch.equal(out, oracle_block(policy, images, params, range(6), resolution))
 
 
+@fma_oracle
 @pytest.mark.parametrize("mode", ["bilinear", "nearest"])
 @pytest.mark.parametrize("op", RAND_AUGMENT_OPS)
 def test_each_rand_augment_op_at_every_sign_and_several_magnitudes_equals_torchvision(photos, op, mode):
@@ -245,6 +250,7 @@ def ra_signed(op: str) -> bool:
     return v2.RandAugment._AUGMENTATION_SPACE[op][1]
 
 
+@fma_oracle
 @pytest.mark.parametrize("preset", ["rrc+ra+re", "rrc+mix+ra+re"])
 def test_render_block_equals_oracle_for_views_larger_than_an_op_chunk(photos, preset):
     """At 600 px one view holds more values than a chunk of a batched op: each view still goes through once."""
@@ -274,6 +280,7 @@ def test_render_block_equals_stacked_replay(photos, policy, seed, n, res):
     assert torch.equal(out, torch.stack(replayed))
 
 
+@fma_oracle
 def test_oracle_equals_render_per_view(photos):
     """The oracle is today's per-view path (kept as a guard that the oracle itself is right)."""
     for preset in POLICIES:

@@ -11,6 +11,7 @@ import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
 import torch
+from conftest import fma_oracle
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torchvision.transforms.v2 import InterpolationMode
@@ -39,6 +40,7 @@ def test_the_fast_ops_are_ones_randaugment_draws():
     assert set(FAST) <= set(AF.RAND_AUGMENT_OPS)
 
 
+@fma_oracle
 @pytest.mark.parametrize("op", FAST)
 @pytest.mark.parametrize("mode", [InterpolationMode.BILINEAR, InterpolationMode.NEAREST])
 def test_every_magnitude_and_sign_on_real_photos_and_digits(photos, op, mode):
@@ -98,6 +100,7 @@ def _images(draw) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
+@fma_oracle
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
 def test_equal_to_torchvision_on_random_images_of_any_size(data):
