@@ -3,6 +3,9 @@ computed so that a CPU that rounds ``grid_sample`` differently still gives them.
 
 from __future__ import annotations
 
+import math
+
+import mpmath
 import numpy as np
 import pytest
 import torch
@@ -132,6 +135,39 @@ def test_channels_last_views_give_the_same_bytes(photos):
             expected = geometry.sample(images, op, magnitude, mode, FILL)
             got = geometry.sample(images.contiguous(memory_format=torch.channels_last), op, magnitude, mode, FILL)
             assert expected is None and got is None or torch.equal(got, expected), (op, magnitude, mode)
+
+
+@pytest.mark.parametrize("function", ["atan", "tan", "sin", "cos"])
+def test_trigonometry_is_correctly_rounded(function):
+    """Within a unit in the last place of the C library's, and the nearest double to a 400-bit value."""
+    xs = np.random.default_rng(0).uniform(-1.5, 1.5, 300).tolist() + [0.0, 0.11942893071902021, 0.273008704192138]
+    for x in xs:
+        ours = geometry._correctly_rounded(function, x)
+        with mpmath.workprec(400):
+            exact = getattr(mpmath, function)(mpmath.mpf(x))
+            neighbours = (np.nextafter(ours, -np.inf), np.nextafter(ours, np.inf))
+            assert all(abs(exact - ours) <= abs(exact - float(n)) for n in neighbours), (function, x)
+        assert abs(ours - getattr(math, function)(x)) <= 2 * np.spacing(abs(ours)), (function, x)
+
+
+def test_the_matrix_is_torchvisions_but_where_the_c_library_broke_a_float32_tie():
+    """torchvision computes the same formula with the C library's trigonometry: the float32 matrices agree but where
+    a matrix entry lies within a few units of the last place of a float32 rounding boundary (RENDER_KERNELS)."""
+    inverse = _geometry._get_inverse_affine_matrix
+    for op, magnitude in draws(32, 32) + [("ShearX", AF.rand_augment_magnitude("ShearX", 12, 31, 1, 1))]:
+        for size in range(8, 257):
+            ours = geometry.affine_matrix(op, magnitude, size, size)
+            if op == "Rotate":
+                theirs = None if ours is None else inverse([0.0, 0.0], -(magnitude % 360), [0.0, 0.0], 1.0, [0.0, 0.0])
+            else:
+                shear = [math.degrees(math.atan(magnitude)), 0.0][:: 1 if op == "ShearX" else -1]
+                theirs = inverse([-size * 0.5, -size * 0.5], 0.0, [0.0, 0.0], 1.0, shear)
+            if ours is None or np.array_equal(np.float32(ours), np.float32(theirs)):
+                continue
+            for a, b in zip(ours, theirs):
+                if np.float32(a) != np.float32(b):
+                    boundary = (float(np.float32(a)) + float(np.float32(b))) / 2
+                    assert abs(a - boundary) <= 4 * np.spacing(abs(a)), (op, magnitude, size, a, b)
 
 
 def test_rotations_by_multiples_of_90_degrees_are_left_to_torchvision_only_where_it_copies():

@@ -4,14 +4,12 @@ the kernels expect them and do what the kernels rely on; a release that moves on
 from __future__ import annotations
 
 import importlib
-import math
 
 import pytest
 import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
-from torchvision.transforms.v2.functional import _geometry
 
 from hf_reinforce.augment import RAND_AUGMENT_OPS, _torchvision
 
@@ -28,7 +26,6 @@ PRIVATE = [
         "torchvision.transforms.v2.RandAugment",
         "_apply_image_or_video_transform",
     ),
-    (_geometry, "torchvision.transforms.v2.functional._geometry", "_get_inverse_affine_matrix"),
     (torch._C._nn, "torch._C._nn", "_upsample_bilinear2d_aa"),
     (torch._C._nn, "torch._C._nn", "_upsample_bicubic2d_aa"),
 ]
@@ -50,14 +47,6 @@ def test_randaugment_space_is_torchvisions_ops_in_the_stored_order():
         assert isinstance(signed, bool)
         table = magnitudes(31, 224, 224)
         assert table is None or (table.shape == (31,) and table.dtype in (torch.float32, torch.int32)), op
-
-
-def test_inverse_affine_matrix_is_torchvisions_formula():
-    rotation = _torchvision.inverse_affine_matrix([0.0, 0.0], -30.0, [0.0, 0.0], 1.0, [0.0, 0.0])
-    c, s = math.cos(math.radians(-30.0)), math.sin(math.radians(-30.0))
-    assert rotation == pytest.approx([c, s, 0.0, -s, c, 0.0], abs=1e-15)
-    shear = _torchvision.inverse_affine_matrix([-5.0, -4.0], 0.0, [0.0, 0.0], 1.0, [10.0, 0.0])
-    assert shear == pytest.approx([1.0, math.tan(math.radians(10.0)), 4.0 * math.tan(math.radians(10.0)), 0, 1, 0])
 
 
 @pytest.mark.parametrize("mode", [InterpolationMode.BILINEAR, InterpolationMode.BICUBIC])

@@ -16,7 +16,6 @@ import torch
 import torchvision
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import InterpolationMode
-from torchvision.transforms.v2.functional import _geometry
 
 
 def _private(owner: Any, owner_name: str, name: str) -> Any:
@@ -35,12 +34,6 @@ AUGMENTATION_SPACE: dict[str, tuple[Callable[[int, int, int], torch.Tensor | Non
     v2.RandAugment, "torchvision.transforms.v2.RandAugment", "_AUGMENTATION_SPACE"
 )
 """RandAugment's ops in torchvision's order (stored op ids index it): name → (magnitude bins, signed)."""
-
-inverse_affine_matrix: Callable[..., list[float]] = _private(
-    _geometry, "torchvision.transforms.v2.functional._geometry", "_get_inverse_affine_matrix"
-)
-"""``(center, angle, translate, scale, shear) → [a, b, c, d, e, f]``: the source coordinates of an output pixel
-(centred frame), the matrix torchvision's ``affine``/``rotate`` sample with."""
 
 upsample_bilinear_aa: Callable[..., torch.Tensor] = _private(torch._C._nn, "torch._C._nn", "_upsample_bilinear2d_aa")
 upsample_bicubic_aa: Callable[..., torch.Tensor] = _private(torch._C._nn, "torch._C._nn", "_upsample_bicubic2d_aa")

@@ -34,7 +34,6 @@ import torch
 from torch.nn.functional import grid_sample
 from torchvision.transforms.v2 import InterpolationMode
 
-from . import _torchvision
 from .exact import fma, fma_exact_in_float64
 
 GRID_OPS = ("ShearX", "ShearY", "Rotate")
@@ -75,17 +74,45 @@ def affine_matrix(op: str, magnitude: float, height: int, width: int) -> list[fl
     """The inverse affine matrix of torchvision's ``affine_image``/``rotate_image`` for RandAugment's ``op``, with
     the arguments its ``_apply_image_or_video_transform`` passes; None where torchvision samples no grid (rotations
     it does with ``clone``/``rot90``; the oracle tests pin every op and sign)."""
-    inverse = _torchvision.inverse_affine_matrix
     if op == "Rotate":
         angle = magnitude % 360
         if angle in (0, 180) or (angle in (90, 270) and height == width):
             return None
-        return inverse([0.0, 0.0], -angle, [0.0, 0.0], 1.0, [0.0, 0.0])
+        return _inverse_affine_matrix([0.0, 0.0], -angle, [0.0, 0.0])
     if op in ("ShearX", "ShearY"):
-        shear = math.degrees(math.atan(magnitude))
+        shear = math.degrees(_correctly_rounded("atan", magnitude))
         center = [0.0 - width * 0.5, 0.0 - height * 0.5]  # center=[0, 0], moved to the image-centred frame
-        return inverse(center, 0.0, [0.0, 0.0], 1.0, [shear, 0.0] if op == "ShearX" else [0.0, shear])
+        return _inverse_affine_matrix(center, 0.0, [shear, 0.0] if op == "ShearX" else [0.0, shear])
     return None
+
+
+def _inverse_affine_matrix(center: list[float], angle: float, shear: list[float]) -> list[float]:
+    """torchvision's ``_get_inverse_affine_matrix(center, angle, [0, 0], 1.0, shear)``, operation for operation,
+    with correctly rounded trigonometric functions in place of the C library's."""
+    rot, sx, sy = math.radians(angle), math.radians(shear[0]), math.radians(shear[1])
+    cx, cy = center
+    cos_sy, tan_sx = _correctly_rounded("cos", sy), _correctly_rounded("tan", sx)
+    a = _correctly_rounded("cos", rot - sy) / cos_sy
+    b = -(a * tan_sx + _correctly_rounded("sin", rot))
+    c = _correctly_rounded("sin", rot - sy) / cos_sy
+    d = _correctly_rounded("cos", rot) - c * tan_sx
+    matrix = [d / 1.0, -b / 1.0, 0.0, -c / 1.0, a / 1.0, 0.0]
+    matrix[2] += cx - matrix[0] * (cx + 0.0) - matrix[1] * (cy + 0.0)
+    matrix[5] += cy - matrix[3] * (cx + 0.0) - matrix[4] * (cy + 0.0)
+    return matrix
+
+
+@lru_cache(maxsize=4096)
+def _correctly_rounded(function: str, x: float) -> float:
+    """``math.<function>(x)`` correctly rounded (mpmath at 192 bits). glibc's results differ from the correctly
+    rounded ones by a unit in the last place in 0.23 % of the calls a RandAugment matrix makes, and by CPU: its
+    versions for CPUs with and without FMA disagree on 321 of 800,000 tan/atan/sin/cos values (measured with
+    ``GLIBC_TUNABLES=glibc.cpu.hwcaps=-FMA``); ShearX/Y's matrix multiplies tan by half the image size, which can
+    land on a float32 rounding boundary, so one unit there changes the float32 matrix."""
+    import mpmath  # torch's sympy dependency brings it; imported on the first geometric op only
+
+    with mpmath.workprec(192):
+        return float(getattr(mpmath, function)(mpmath.mpf(x)))
 
 
 def sample(
