@@ -112,13 +112,14 @@ def _presets(rows: dict[str, list[torch.Tensor]]) -> dict[str, str]:
 
 
 def _rand_augment_ops(photos: list[torch.Tensor]) -> dict[str, str]:
-    """Each RandAugment op at every bin and sign of 31 on views of both photos (square and not), by interpolation."""
+    """Each RandAugment op at every bin and sign of 31 on views of both photos (square and not), by interpolation;
+    19 and 24 px are sizes where ShearX's float32 matrix is a tie at bins ±12 and ±28 (``RENDER_KERNELS``)."""
     out = {}
     for mode, fill in (("bilinear", (124, 116, 104)), ("nearest", (9, 0, 255))):
         for op in RAND_AUGMENT_OPS[1:]:
             policy = AugmentationPolicy((RandAugment(num_ops=1, ops=(op,), interpolation=mode, fill=fill),))
             bins = list(range(31)) + ([-b for b in range(1, 31)] if RAND_AUGMENT_SIGNED[op] else [])
-            for height, width in ((224, 224), (32, 32), (37, 53)):
+            for height, width in ((224, 224), (32, 32), (37, 53), (19, 19), (24, 24)):
                 views = [_resize(photo, height, width) for photo in photos]
                 params = {"aug_ra_op": np.full((len(bins), 1), RAND_AUGMENT_OPS.index(op), dtype=np.uint8)}
                 params["aug_ra_mag"] = np.array(bins, dtype=np.int8)[:, None]
