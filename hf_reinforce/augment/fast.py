@@ -93,25 +93,32 @@ def _blend_table(ratio: float) -> np.ndarray:
 def contrast(images: torch.Tensor, factor: float) -> torch.Tensor:
     """torchvision's ``adjust_contrast`` of ``uint8`` ``images`` (RGB or one channel) by ``factor``: each value
     blended with the mean of its image's floored grayscale."""
-    gray = grayscale(images) if images.shape[-3] == 3 else images
-    pixels = gray.shape[-2] * gray.shape[-1]
-    total = gray.view(len(gray), -1).sum(dim=1, dtype=torch.int64).numpy()  # exact
-    mean = total.astype(np.float32) / np.float32(pixels)  # torch's float32 mean: sum (exact below 2**24), / count
+    gray = (grayscale(images) if images.shape[-3] == 3 else images).numpy()
+    total = gray.reshape(len(gray), -1).sum(axis=1, dtype=np.int64)  # exact
+    mean = total.astype(np.float32) / np.float32(gray[0].size)  # torch's float32 mean: sum (exact below 2**24), / count
     own = np.arange(256, dtype=np.float32) * np.float32(factor)
     luts = _to_uint8(fma(np.float32(1.0 - factor), mean[:, None], own[None, :]))  # (B, 256)
     planes = images.reshape(-1, images.shape[-2] * images.shape[-1])
-    return _apply_luts(planes, torch.from_numpy(luts).repeat_interleave(images.shape[-3], dim=0)).view_as(images)
+    return _apply_luts(planes, torch.from_numpy(np.repeat(luts, images.shape[-3], axis=0))).view_as(images)
 
 
 def grayscale(images: torch.Tensor) -> torch.Tensor:
     """torchvision's ``rgb_to_grayscale`` of ``uint8`` RGB ``images`` ``(B, 3, H, W)`` as its float32 kernels compute
     it on AVX2/AVX-512, floored: ``r·0.2989`` rounded, ``+ 0.587 g`` and ``+ 0.114 b`` each with one rounding.
     Those two sums are exact in float64 (a float32 of at least 2**-25 plus an 8-bit value times a 24-bit constant:
-    35 significant bits), so one float64 add rounded to float32 is the fused result. ``(B, 1, H, W)`` ``uint8``."""
-    red, green, blue = images.unbind(dim=-3)
-    total = red.mul(0.2989).to(torch.float64).add_(green.to(torch.float64), alpha=float(np.float32(0.587)))
-    total = total.to(torch.float32).to(torch.float64).add_(blue.to(torch.float64), alpha=float(np.float32(0.114)))
-    return total.to(torch.float32).floor_().to(torch.uint8).unsqueeze(-3)
+    35 significant bits), so one float64 add rounded to float32 is the fused result. ``(B, 1, H, W)`` ``uint8``.
+    In numpy: 2× faster than the same steps in torch for one 32-px view, as fast at 224 px (measured)."""
+    red, green, blue = (images.numpy()[:, c] for c in range(3))
+    total = np.multiply(red, _GRAY[0], dtype=np.float32).astype(np.float64)
+    total += np.multiply(green, float(_GRAY[1]), dtype=np.float64)
+    total = total.astype(np.float32).astype(np.float64)
+    total += np.multiply(blue, float(_GRAY[2]), dtype=np.float64)
+    gray = total.astype(np.float32)
+    return torch.from_numpy(np.floor(gray, out=gray).astype(np.uint8)).unsqueeze(-3)
+
+
+_GRAY = (np.float32(0.2989), np.float32(0.587), np.float32(0.114))
+"""torchvision's grayscale weights, as float32 (the dtype its kernels use them in)."""
 
 
 def _to_uint8(values: np.ndarray) -> np.ndarray:
