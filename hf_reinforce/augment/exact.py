@@ -9,13 +9,15 @@ that result, exactly, with basic IEEE operations, which are correctly rounded on
 
 * :func:`fma` rounds ``a * b + c`` of ``float32`` arrays once: the product of two ``float32`` is exact in
   ``float64``, the sum's rounding error is recovered exactly (TwoSum), the ``float64`` sum is rounded to odd, and
-  rounding that to ``float32`` is then correct (Boldo and Melquiond, 2008: 53 ≥ 24 + 2 bits).
-* Where the operands are short enough that ``a * b + c`` is exact in ``float64`` (a pixel value times a ``float32``
-  weight plus a ``float32``, with the bit counts checked at the call site), one ``float64`` multiply and add,
-  rounded once to ``float32``, is the same fused result, cheaper.
+  rounding that to ``float32`` is then correct (Boldo and Melquiond, 2008: 53 ≥ 24 + 2 bits); where the error is 0
+  everywhere (the usual case) the rounding to odd is skipped.
+* :func:`fma_exact_in_float64`, where the operands are short enough that ``a * b + c`` is exact in ``float64`` (a
+  pixel value times a ``float32`` weight plus a ``float32``, the bit count stated at the call site): one ``float64``
+  multiply and add, rounded once to ``float32``, is the same fused result, cheaper.
+* :func:`linspace`: ``torch.linspace``'s float32 values as its AVX2/AVX-512 kernel computes them.
 
-numpy, not torch: the callers apply it to small arrays (lookup tables, the few pixels near a rounding boundary),
-where numpy's per-call cost is a fifth of torch's.
+numpy, not torch: the callers apply these to lookup tables, sampling plans (built once) and the few pixels near a
+rounding boundary, where numpy's per-call cost is a fifth of torch's.
 """
 
 from __future__ import annotations

@@ -2,11 +2,9 @@
 
 Generation (teacher inputs) and replay (student inputs) both call these functions, on batches of views (one
 view is a batch of one), so a stored augmentation reproduces the teacher's pixels exactly. Pixel work is
-torchvision's: through ``torchvision.transforms.v2.functional``, or, on CPU where v2's per-call work costs more
-than the pixels or where its float arithmetic depends on the CPU's instruction set, torch's integer resize kernel
-and the ops of :mod:`.fast` and :mod:`.geometry`, which give the bytes torchvision gives on AVX2/AVX-512 x86 on every
-CPU (``docs/exact-replay.md``; the tests hold every path bit-identical to a per-view v2 reference on such a CPU and
-to itself under every ``ATEN_CPU_CAPABILITY``). Boxes are stored normalized to ``[0, 65535]`` (see
+torchvision's, or, on CPU where v2's per-call work costs more than the pixels or its float arithmetic depends on the
+CPU, torch's integer resize kernel and :mod:`.fast` and :mod:`.geometry`: the bytes torchvision gives on AVX2/AVX-512
+x86, on every CPU (``docs/exact-replay.md``). Boxes are stored normalized to ``[0, 65535]`` (see
 :func:`box_to_pixels`) so they replay at any image size or output resolution.
 """
 
@@ -29,14 +27,9 @@ from .exact import linspace
 Q = 65535  # fixed-point scale of normalized coordinates and mixing weights
 
 RENDER_KERNELS = 2
-"""Version of the render kernels' arithmetic: what a run record stores so that data rendered by older kernels is
-recognised. 1: torchvision's float kernels, whose bytes depended on the rendering CPU's instruction set and C
-library. 2: the same bytes on every CPU (``docs/exact-replay.md``), equal to version 1 as rendered on AVX2/AVX-512
-x86 (glibc 2.36) except RandAugment ShearX at magnitude bins ±12 and ±28 of 31 on 31 square sizes from 12 to 992 px
-(none of 32, 160, 224; never at the default magnitude 9): there the float32 sampling matrix was a tie broken by the
-C library's last bit (other on CPUs without FMA), now by correctly rounded trigonometry. Measured on both photos at 27
-such sizes: 148 of 216 views changed, 0.06 % of their values (bilinear: by one level; nearest: a neighbouring
-pixel)."""
+"""Version of the render kernels' arithmetic, which a run record stores so that data rendered by older kernels is
+recognised: 1, torchvision's float kernels (bytes depended on the CPU); 2, the same bytes on every CPU, those of 1 on
+AVX2/AVX-512 x86 but for RandAugment's ShearX at bins ±12 and ±28 of 31 on some sizes (``docs/exact-replay.md``)."""
 
 FILL: tuple[int, int, int] = (124, 116, 104)
 """Default colour of erased pixels and of pixels RandAugment's geometric ops expose (the ImageNet mean in uint8)."""
@@ -102,7 +95,7 @@ def resized_crops(
     out = torch.empty((len(images), first.shape[-3], resolution, resolution), dtype=first.dtype, device=first.device)
     batched = resolution > 1 and first.dtype == torch.uint8 and first.device.type == "cpu"
     for (h, w), views in _by_size(pixels).items():
-        if batched and len(views) > 1 and _native_uint8_kernel(interpolation):
+        if batched and len(views) > 1 and _UINT8_KERNELS.get(interpolation):
             crops = torch.stack([sources[b].permute(1, 2, 0)[t : t + h, x : x + w] for b, (t, x, _, _) in views])
             resized = _resize_uint8_cpu(crops.permute(0, 3, 1, 2), resolution, interpolation)
             _put(out, np.array([b for b, _ in views]), resized)
@@ -139,7 +132,7 @@ def _resized_crop(
     image: torch.Tensor, box: tuple[int, int, int, int], resolution: int, interpolation: InterpolationMode
 ) -> torch.Tensor:
     top, left, h, w = box
-    if image.dtype == torch.uint8 and image.device.type == "cpu" and _native_uint8_kernel(interpolation):
+    if image.dtype == torch.uint8 and image.device.type == "cpu" and _UINT8_KERNELS.get(interpolation):
         return _resize_uint8_cpu(image[..., top : top + h, left : left + w], resolution, interpolation)
     if resolution == 1:  # torch's uint8 antialiased kernel fails an internal assert for 1×1 outputs: resample in float
         out = F.resized_crop(image.float(), top, left, h, w, [1, 1], interpolation=interpolation, antialias=True)
@@ -147,18 +140,12 @@ def _resized_crop(
     return F.resized_crop(image, top, left, h, w, [resolution, resolution], interpolation=interpolation, antialias=True)
 
 
-def _native_uint8_kernel(interpolation: InterpolationMode) -> Any:
-    """torch's antialiased ``uint8`` CPU kernel for ``interpolation``, or None (torchvision's ``F.resize``).
-
-    Always the integer kernel, unlike ``F.resize``, which takes a float path for bilinear where torch's CPU
-    capability is below AVX2 (measured: 1-level differences in 80 of 88 views under ``ATEN_CPU_CAPABILITY=default``;
-    the integer kernel gives the same bytes under every capability, and the bytes ``F.resize`` gives on AVX2/AVX-512).
-    """
-    kernels = {
-        InterpolationMode.BILINEAR: _torchvision.upsample_bilinear_aa,
-        InterpolationMode.BICUBIC: _torchvision.upsample_bicubic_aa,
-    }
-    return kernels.get(interpolation)
+_UINT8_KERNELS: dict[InterpolationMode, Any] = {
+    InterpolationMode.BILINEAR: _torchvision.upsample_bilinear_aa,
+    InterpolationMode.BICUBIC: _torchvision.upsample_bicubic_aa,
+}
+"""torch's antialiased ``uint8`` CPU kernels, always (``F.resize`` takes a float path for bilinear below AVX2: 1-level
+differences in 80 of 88 views under ``ATEN_CPU_CAPABILITY=default``; these give ``F.resize``'s AVX2 bytes on any CPU)."""
 
 
 def _resize_uint8_cpu(crop: torch.Tensor, resolution: int, interpolation: InterpolationMode) -> torch.Tensor:
@@ -176,21 +163,17 @@ def _resize_uint8_cpu(crop: torch.Tensor, resolution: int, interpolation: Interp
     strides = batch.stride()
     if batch.is_contiguous(memory_format=torch.channels_last) and batch.shape[0] == 1 and crop.numel() != strides[0]:
         batch = batch.as_strided((1, channels, height, width), [crop.numel(), *strides[1:]])
-    out = _native_uint8_kernel(interpolation)(batch, [resolution, resolution], False, None)
+    out = _UINT8_KERNELS[interpolation](batch, [resolution, resolution], False, None)
     return out.reshape(crop.shape[:-2] + (resolution, resolution))
 
 
 def _resize_uint8_cpu_to_one_pixel(batch: torch.Tensor, interpolation: InterpolationMode) -> torch.Tensor:
-    """The integer kernel's two passes to a 1×1 output, one call each: it resizes the width, then the height, of an
-    image (rounding to ``uint8`` in between), and fails an internal assert when asked for 1×1 at once (torch 2.4 to
-    2.14). The height pass runs on two equal columns so that its output is not 1×1. (The float path used before gave
-    other bytes under ``ATEN_CPU_CAPABILITY=default`` in 216 of 800 crops before rounding, measured.)"""
-    kernel = _native_uint8_kernel(interpolation)
-    height, width = batch.shape[-2:]
+    """The integer kernel's two passes (width, then height, rounding to ``uint8`` between) to a 1×1 output, one call
+    each: asked for 1×1 at once it fails an internal assert. The height pass runs on two equal columns so that its
+    output is not 1×1. (The float path used before differed by CPU in 216 of 800 crops before rounding, measured.)"""
+    kernel, (height, width) = _UINT8_KERNELS[interpolation], batch.shape[-2:]
     column = kernel(batch, [height, 1], False, None) if width > 1 else batch
-    if height == 1:
-        return column
-    return kernel(column.expand(-1, -1, -1, 2).contiguous(), [1, 2], False, None)[..., :1]
+    return kernel(column.expand(-1, -1, -1, 2).contiguous(), [1, 2], False, None)[..., :1] if height > 1 else column
 
 
 PADDING_MODES: tuple[str, ...] = ("constant", "edge", "reflect", "symmetric")

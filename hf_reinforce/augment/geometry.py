@@ -26,6 +26,7 @@ pixel, 5 ms to build at 224 px (RandAugment's default, a fixed magnitude, draws 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -35,6 +36,8 @@ from torch.nn.functional import grid_sample
 from torchvision.transforms.v2 import InterpolationMode
 
 from .exact import fma, fma_exact_in_float64
+
+MultiplyAdd = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 GRID_OPS = ("ShearX", "ShearY", "Rotate")
 """RandAugment ops sampled through an affine grid (TranslateX/Y move whole pixels: :func:`.fast.translate`)."""
@@ -47,8 +50,8 @@ at most 7 roundings on each side of values below 256 (2**-16 each), so less than
 blend: under 3.3e-4, a third of the margin. About 0.2 % of the values of a real photo fall within it."""
 
 _TINY_WEIGHT = np.float32(2.0**-20)
-"""Where every nonzero weight of a pixel is at least this, each of its multiply-adds is exact in float64 (a float32
-sum of products of 8-bit values and weights of this size is a multiple of 2**-44 below 2**9: 53 bits)."""
+"""Where every nonzero weight of a pixel is at least this, each of its multiply-adds is exact in float64: the
+products of 8-bit values and such weights, and their float32 sums, are multiples of 2**-43 below 2**9 (52 bits)."""
 
 _NEIGHBOURS = ((0, 0), (0, 1), (1, 0), (1, 1))
 """Row and column offsets of the north-west, north-east, south-west and south-east neighbours, the kernel's order."""
@@ -241,7 +244,7 @@ def _nearest_plan(x: np.ndarray, y: np.ndarray, height: int, width: int) -> _Pla
     return _Plan(torch.from_numpy(grid)[None], mask, np.empty(0, np.int32), np.empty((4, 0)), np.empty(0, np.int64))
 
 
-def _interpolated(values: np.ndarray, weights: np.ndarray, multiply_add=fma) -> np.ndarray:
+def _interpolated(values: np.ndarray, weights: np.ndarray, multiply_add: MultiplyAdd = fma) -> np.ndarray:
     """``(..., 4, n)`` float32 neighbour values weighted by ``weights`` ``(4, n)`` as AVX-512's ``grid_sample``
     adds them: ``nw·v_nw``, then the north-east, south-west and south-east terms each by a fused multiply-add
     (measured: equal on all 4.7 M values of 90 sampled batches). ``multiply_add`` is :func:`.exact.fma`, or, where no
