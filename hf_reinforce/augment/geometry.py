@@ -13,13 +13,13 @@ ops). Here, with every rounding step spelled out in :mod:`.exact`'s arithmetic:
   measured: equal to its grid on all 28 M coordinates of 720 grids); the source coordinates are unnormalized as
   AVX-512's ``grid_sample`` does it (``(g + 1)·size/2 - 0.5``, fused);
 * bilinear: torch's ``grid_sample`` samples that grid and torchvision's fill blend follows; a value is kept only
-  where no CPU's rounding can move it across a rounding boundary (see :data:`_MARGIN`); the few others, and every
-  pixel whose coordinates a CPU without FMA computes differently, are recomputed in numpy as AVX-512's kernel
+  where no CPU's rounding can move it across a rounding boundary (:data:`_MARGIN`, wider where a CPU without FMA
+  computes other coordinates: :func:`_coordinate_margin`); the few others are recomputed in numpy as AVX-512's kernel
   computes them (:func:`_interpolated`, :func:`_blended`); the fill mask is computed that way once per grid;
 * nearest: ``grid_sample`` reads the pixel AVX-512's kernel picks, through a grid snapped to the centres of the
   chosen pixels, which every CPU rounds to the same pixel.
 
-A plan (grid, mask, each pixel's neighbours and weights) is cached per (op, magnitude, size, mode): 32 bytes per
+A plan (grid, mask, each pixel's neighbours and weights) is cached per (op, magnitude, size, mode): 33 bytes per
 pixel, 5 ms to build at 224 px (RandAugment's default, a fixed magnitude, draws 6 of them per resolution).
 """
 
@@ -45,7 +45,7 @@ GRID_OPS = ("ShearX", "ShearY", "Rotate")
 _MARGIN = 2.0**-10
 """A sampled, blended value farther than this from the nearest ``k + 0.5`` rounds like AVX-512's on any CPU. The
 CPUs differ only in the order and fusion of the four weighted values' multiply-adds (the coordinates, weights and
-blend are the same operations, each correctly rounded, once the pixels :func:`_unfused_differ` lists are set apart):
+blend are the same operations, each correctly rounded, where fused and unfused coordinates agree, see ``unfused``):
 at most 7 roundings on each side of values below 256 (2**-16 each), so less than 2**-12.2, plus 6 roundings in the
 blend: under 3.3e-4, a third of the margin. About 0.2 % of the values of a real photo fall within it."""
 
@@ -68,9 +68,12 @@ class _Plan(NamedTuple):
     """``(H·W,)`` int32: each pixel's north-west neighbour as a flat index (it may lie outside the image)."""
     weights: np.ndarray
     """``(4, H·W)`` float32: the neighbours' weights as AVX-512's kernel computes them, 0 for one outside the image."""
-    recompute: np.ndarray
-    """Flat indices of the pixels recomputed exactly in every view: coordinates that a CPU without FMA computes
-    differently (0.7 % at 224 px, none at 32 px, measured), or a weight below :data:`_TINY_WEIGHT`."""
+    unfused: np.ndarray
+    """Flat indices of the pixels whose coordinates a CPU without FMA computes differently (0.7 % at 224 px, none at
+    32 px, measured): their values are trusted only outside :func:`_coordinate_margin`."""
+    tiny: np.ndarray
+    """``(H·W,)`` bool: pixels with a nonzero weight below :data:`_TINY_WEIGHT` (about 10 % of a shear's: one of its
+    coordinates stays within rounding of a whole number)."""
 
 
 def affine_matrix(op: str, magnitude: float, height: int, width: int) -> list[float] | None:
@@ -134,20 +137,22 @@ def sample(
     rounded = np.rint(values)  # C-contiguous like values: the reshapes below are views, written through
     distance = np.abs(np.subtract(values, rounded, out=values), out=values)  # numpy: a third of torch's time here
     planes = rounded.reshape(-1, values[0, 0].size)
-    distance.reshape(planes.shape)[:, plan.recompute] = 0  # recomputed in every view below
+    distance.reshape(planes.shape)[:, plan.unfused] += _coordinate_margin(*images.shape[-2:])
     near = np.flatnonzero(distance > np.float32(0.5 - _MARGIN))
     sources, shades, mask = images.numpy().reshape(planes.shape), fills.numpy().reshape(-1), plan.mask.numpy()
-    if len(plan.recompute):
-        neighbours, weights = _neighbours(plan, plan.recompute)
-        total = _interpolated(sources[:, neighbours].astype(np.float32), weights, fma)  # (B·C, 4, n) → (B·C, n)
-        exact = _blended(total, np.tile(shades, len(images))[:, None], mask.reshape(-1)[plan.recompute])
-        planes[:, plan.recompute] = exact
     if len(near):
         plane, pixel = np.divmod(near, planes.shape[1])
         neighbours, weights = _neighbours(plan, pixel)
-        total = _interpolated(sources[plane, neighbours].astype(np.float32), weights, fma_exact_in_float64)
+        total = _interpolated(sources[plane, neighbours].astype(np.float32), weights, plan.tiny[pixel])
         planes.reshape(-1)[near] = _blended(total, shades[plane % len(shades)], mask.reshape(-1)[pixel])
     return torch.from_numpy(rounded.astype(np.uint8))
+
+
+def _coordinate_margin(height: int, width: int) -> np.float32:
+    """How much wider the margin is where a CPU without FMA computes other coordinates: they differ by at most 2
+    units in the last place of coordinates below ``2**e`` (``e`` the bit length of the larger side), 2**(e - 23), so a
+    bilinear value by at most 255 times that in x and in y: below 2**(e - 14) (0.016 from 128 to 255 px)."""
+    return np.float32(2.0 ** (max(height, width).bit_length() - 14))
 
 
 @lru_cache(maxsize=16)
@@ -178,10 +183,9 @@ def _plan(op: str, magnitude: float, height: int, width: int, mode: Interpolatio
     mask += weights[2]
     mask += weights[3]
     tiny = ((weights > 0) & (weights < _TINY_WEIGHT)).any(axis=0)
-    recompute = np.flatnonzero(_unfused_differ(grid, x, y, height, width).reshape(-1) | tiny)
-    return _Plan(
-        torch.from_numpy(grid)[None], torch.from_numpy(mask).view(1, 1, height, width), northwest, weights, recompute
-    )
+    unfused = np.flatnonzero(_unfused_differ(grid, x, y, height, width))
+    mask_tensor = torch.from_numpy(mask).view(1, 1, height, width)
+    return _Plan(torch.from_numpy(grid)[None], mask_tensor, northwest, weights, unfused, tiny)
 
 
 def _grid(matrix: list[float], height: int, width: int) -> np.ndarray:
@@ -241,14 +245,22 @@ def _nearest_plan(x: np.ndarray, y: np.ndarray, height: int, width: int) -> _Pla
     centres = np.stack([(col + 0.5) / (width / 2) - 1, (row + 0.5) / (height / 2) - 1], axis=-1)
     grid = np.where(inside[..., None], centres, -3.0).astype(np.float32)
     mask = torch.from_numpy(inside.astype(np.float32))[None, None]
-    return _Plan(torch.from_numpy(grid)[None], mask, np.empty(0, np.int32), np.empty((4, 0)), np.empty(0, np.int64))
+    nothing = np.empty(0, np.int64)
+    return _Plan(torch.from_numpy(grid)[None], mask, nothing, np.empty((4, 0)), nothing, nothing.astype(bool))
 
 
-def _interpolated(values: np.ndarray, weights: np.ndarray, multiply_add: MultiplyAdd = fma) -> np.ndarray:
+def _interpolated(values: np.ndarray, weights: np.ndarray, tiny: np.ndarray) -> np.ndarray:
     """``(..., 4, n)`` float32 neighbour values weighted by ``weights`` ``(4, n)`` as AVX-512's ``grid_sample``
     adds them: ``nw·v_nw``, then the north-east, south-west and south-east terms each by a fused multiply-add
-    (measured: equal on all 4.7 M values of 90 sampled batches). ``multiply_add`` is :func:`.exact.fma`, or, where no
-    weight is below :data:`_TINY_WEIGHT`, the cheaper :func:`.exact.fma_exact_in_float64`."""
+    (measured: equal on all 4.7 M values of 90 sampled batches). In float64 where no weight of the pixel is below
+    :data:`_TINY_WEIGHT` (``tiny``, ``(n,)`` bool, false), with :func:`.exact.fma` for the others."""
+    total = _weighted_sum(values, weights, fma_exact_in_float64)
+    if tiny.any():
+        total[..., tiny] = _weighted_sum(values[..., tiny], weights[:, tiny], fma)
+    return total
+
+
+def _weighted_sum(values: np.ndarray, weights: np.ndarray, multiply_add: MultiplyAdd) -> np.ndarray:
     total = values[..., 0, :] * weights[0]
     for k in (1, 2, 3):
         total = multiply_add(values[..., k, :], weights[k], total)
