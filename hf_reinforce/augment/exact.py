@@ -9,8 +9,9 @@ that result, exactly, with basic IEEE operations, which are correctly rounded on
 
 * :func:`fma` rounds ``a * b + c`` of ``float32`` arrays once: the product of two ``float32`` is exact in
   ``float64``, the sum's rounding error is recovered exactly (TwoSum), the ``float64`` sum is rounded to odd, and
-  rounding that to ``float32`` is then correct (Boldo and Melquiond, 2008: 53 ≥ 24 + 2 bits); where the error is 0
-  everywhere (the usual case) the rounding to odd is skipped.
+  rounding that to ``float32`` is then correct (Boldo and Melquiond, 2008: 53 ≥ 24 + 2 bits). Rounding the ``float64``
+  sum directly is already correct unless it lies exactly halfway between two ``float32`` (:func:`_doubtful`), so
+  only those sums, rare, go through the error and the rounding to odd.
 * :func:`fma_exact_in_float64`, where the operands are short enough that ``a * b + c`` is exact in ``float64`` (a
   pixel value times a ``float32`` weight plus a ``float32``, the bit count stated at the call site): one ``float64``
   multiply and add, rounded once to ``float32``, is the same fused result, cheaper.
@@ -29,17 +30,33 @@ def fma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """``a * b + c`` of ``float32`` arrays (broadcast) with one rounding to ``float32``: the FMA instruction's result."""
     product = np.multiply(a, b, dtype=np.float64)  # 24 + 24 significant bits: exact
     addend = np.asarray(c, dtype=np.float64)
-    total = product + addend
-    error = _two_sum_error(product, addend, total)
-    if not error.any():  # exact in float64 (the usual case for pixel values and grid coordinates): one rounding
-        return total.astype(np.float32)
-    return _round_to_odd(total, error).astype(np.float32)
+    total = np.asarray(product + addend)
+    doubtful = _doubtful(total)
+    if doubtful.any():  # rare: a float64 sum exactly halfway between two float32
+        total = np.where(doubtful, _round_to_odd(total, _two_sum_error(product, addend, total)), total)
+    return total.astype(np.float32)
 
 
 def fma_exact_in_float64(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """:func:`fma` for operands whose exact ``a * b + c`` is a float64 (the caller counts the bits): one float64
     multiply and add, rounded once to float32. A third of :func:`fma`'s operations."""
     return (np.multiply(a, b, dtype=np.float64) + c).astype(np.float32)
+
+
+def _doubtful(total: np.ndarray) -> np.ndarray:
+    """Where rounding the float64 ``total`` to float32 may differ from rounding the exact sum: only where ``total``
+    lies exactly halfway between two float32 (a float32 rounding boundary strictly between the exact sum and
+    ``total`` would be a float64 nearer the exact sum), or below float32's normal range (fewer float32 bits there)."""
+    bits = total.view(np.int64)
+    halfway = (bits & _BELOW_FLOAT32) == _HALFWAY
+    exponent = bits & _EXPONENT
+    return halfway | ((exponent < _FLOAT32_NORMAL) & (total != 0))
+
+
+_BELOW_FLOAT32 = (1 << 29) - 1  # the 29 fraction bits of a float64 that a float32 lacks
+_HALFWAY = 1 << 28  # ... set to 1000...0: halfway between two float32
+_EXPONENT = 0x7FF << 52
+_FLOAT32_NORMAL = (1023 - 126) << 52  # float64 exponent field of 2**-126, float32's smallest normal
 
 
 def _two_sum_error(a: np.ndarray, b: np.ndarray, total: np.ndarray) -> np.ndarray:

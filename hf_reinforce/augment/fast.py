@@ -176,12 +176,22 @@ def _first_inverted(threshold: float) -> int:
 
 
 def _apply_luts(planes: torch.Tensor, luts: torch.Tensor) -> torch.Tensor:
-    """``luts[p][planes[p]]`` for every plane ``p`` of a ``(P, n)`` ``uint8`` CPU tensor (``luts``: ``(P, 256)``)."""
+    """``luts[p][planes[p]]`` for every plane ``p`` of a ``(P, n)`` ``uint8`` CPU tensor (``luts``: ``(P, 256)``):
+    one lookup per plane, or, for planes below :data:`_PLANE_LOOKUP` values, one lookup into all the tables."""
     source, tables = planes.numpy(), luts.numpy()
+    if source.shape[1] < _PLANE_LOOKUP:
+        index = source.astype(np.int32)
+        index += (np.arange(len(source), dtype=np.int32) * 256)[:, None]
+        return torch.from_numpy(np.take(tables.reshape(-1), index))
     out = np.empty_like(source)
     for p in range(len(source)):
         np.take(tables[p], source[p], out=out[p])
     return torch.from_numpy(out)
+
+
+_PLANE_LOOKUP = 4096
+"""Below this many values per plane one lookup into all the tables is faster than one per plane (measured: 126
+planes of 32×32, 0.20 against 0.82 ms; 3 planes of 224×224, 0.24 against 0.17 ms)."""
 
 
 FAST_OPS: dict[str, Callable[[torch.Tensor, float, tuple[int, ...]], torch.Tensor]] = {
