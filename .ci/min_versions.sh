@@ -16,7 +16,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     from pip._vendor import tomli as tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-checked = {"datasets", "transformers", "timm", "accelerate", "huggingface_hub", "pyarrow", "filelock"}
+checked = {"datasets", "transformers", "timm", "accelerate", "huggingface_hub", "pyarrow", "filelock", "mpmath"}
 floors = {}
 for dep in project["dependencies"] + [d for extra in project["optional-dependencies"].values() for d in extra]:
     found = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*>=\s*([0-9.]+)", dep)
@@ -35,7 +35,7 @@ python -m venv --clear --system-site-packages "$venv"
 # PYTHONPATH: this source tree, also for the subprocesses the tests start (torchrun, the CLI).
 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" "$venv/bin/python" - <<'PY'
 import importlib.metadata as md
-for name in ["datasets", "transformers", "timm", "accelerate", "huggingface_hub", "pyarrow", "torch", "torchvision"]:
+for name in ["datasets", "transformers", "timm", "accelerate", "huggingface_hub", "pyarrow", "mpmath", "torch", "torchvision"]:
     print(f"  {name} {md.version(name)}")
 PY
 # Deselected: a test of the local Hub server itself whose client call (DatasetCard.push_to_hub) validates the card

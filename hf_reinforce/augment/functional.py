@@ -261,8 +261,9 @@ def rand_augment_magnitude(op: str, signed_bin: int, num_bins: int, height: int,
     if magnitudes is None:
         return 0.0
     if magnitudes.is_floating_point():
-        magnitudes = linspace(float(magnitudes[0]), float(magnitudes[-1]), num_bins)
-    magnitude = float(magnitudes[abs(signed_bin)])
+        magnitude = float(linspace(float(magnitudes[0]), float(magnitudes[-1]), num_bins)[abs(signed_bin)])
+    else:
+        magnitude = float(magnitudes[abs(signed_bin)])
     return -magnitude if signed and signed_bin < 0 else magnitude
 
 

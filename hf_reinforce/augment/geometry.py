@@ -115,7 +115,7 @@ def _correctly_rounded(function: str, x: float) -> float:
     versions for CPUs with and without FMA disagree on 321 of 800,000 tan/atan/sin/cos values (measured with
     ``GLIBC_TUNABLES=glibc.cpu.hwcaps=-FMA``); ShearX/Y's matrix multiplies tan by half the image size, which can
     land on a float32 rounding boundary, so one unit there changes the float32 matrix."""
-    import mpmath  # torch's sympy dependency brings it; imported on the first geometric op only
+    import mpmath  # imported on the first geometric op only
 
     with mpmath.workprec(192):
         return float(getattr(mpmath, function)(mpmath.mpf(x)))
