@@ -18,7 +18,6 @@ import argparse
 import datetime
 import hashlib
 import json
-import platform
 import sys
 from pathlib import Path
 
@@ -26,7 +25,6 @@ import numpy as np
 import PIL
 import PIL.Image
 import torch
-import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, also when run as a script
 
@@ -38,6 +36,7 @@ from hf_reinforce.augment import (  # noqa: E402
     Q,
     RandAugment,
     interpolation_mode,
+    rendering_environment,
     to_rgb_uint8,
 )
 from hf_reinforce.augment.functional import RAND_AUGMENT_SIGNED, resized_crop  # noqa: E402
@@ -148,16 +147,8 @@ def _resizes(photo: torch.Tensor) -> dict[str, str]:
 
 
 def environment() -> dict[str, str]:
-    """What rendered the hashes."""
-    return {
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "pillow": PIL.__version__,
-        "numpy": np.__version__,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "machine": platform.machine(),
-        "date": datetime.date.today().isoformat(),
-    }
+    """What rendered the hashes: the rendering environment (render kernels included) and the date."""
+    return {**rendering_environment(), "date": datetime.date.today().isoformat()}
 
 
 def differences(expected: dict[str, str], got: dict[str, str]) -> list[str]:

@@ -4,7 +4,7 @@
 replay share one code path, so a stored augmentation reproduces the teacher's pixels exactly.
 """
 
-from .environment import rendering_environment
+from .environment import environment_changes, rendering_environment
 from .functional import (
     FILL,
     IMAGENET_MEAN,
@@ -43,6 +43,7 @@ __all__ = [
     "RandomResizedCrop",
     "box_to_pixels",
     "center_view",
+    "environment_changes",
     "interpolation_mode",
     "normalize",
     "rendering_environment",

@@ -19,7 +19,7 @@ import datasets
 import numpy as np
 import torch
 
-from ..augment import rendering_environment
+from ..augment import environment_changes, rendering_environment
 from ..distill import ReinforcedTransform
 from ..errors import ConfigError, MissingColumnError
 from ..storage.format import FINGERPRINT, FINGERPRINT_AUGMENTATION, ROW_INDEX, replay_fingerprint
@@ -72,6 +72,9 @@ class ReplayCheck:
             )
         lines.append(f"  written with: {_environment(self.recorded)}")
         lines.append(f"  this machine: {_environment(self.local)}")
+        if self.recorded is not None:
+            changes = environment_changes(self.recorded, self.local)
+            lines.append(f"  differences:  {', '.join(changes) if changes else 'none'}")
         return "\n".join(lines)
 
 

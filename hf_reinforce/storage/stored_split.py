@@ -13,14 +13,14 @@ samples today against the stored ones.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 
-from ..augment import Params
+from ..augment import Params, environment_changes
 from ..errors import ConfigError, IncompleteOutputError, OutputConflictError
 from .format import (
     FINGERPRINT,
@@ -50,6 +50,8 @@ class StoredBlock:
     topk_probs: np.ndarray
     fingerprints: np.ndarray | None = None
     """``(rows,)`` replay fingerprints; ``None`` in a folder of a schema before them."""
+    rendering: Mapping[str, str] | None = None
+    """The rendering environment that wrote them (:func:`~hf_reinforce.augment.rendering_environment`)."""
 
     def check(self, rows: Sequence[int], params: Sequence[Params], fingerprints: Sequence[int], where: str) -> None:
         """Refuse when the rows that decoded today, the parameters sampled for them or the pixels this machine
@@ -73,11 +75,14 @@ class StoredBlock:
             return
         for row, stored_print, rendered in zip(rows, self.fingerprints.tolist(), fingerprints):
             if int(stored_print) != int(rendered):
+                changes = ", ".join(environment_changes(self.rendering)) if self.rendering is not None else ""
                 raise OutputConflictError(
                     f"{where}: row {row}: this machine renders its stored augmentation {FINGERPRINT_AUGMENTATION} "
                     "differently from the machine that wrote it (the replay fingerprints differ: another torch, "
-                    "torchvision or hf_reinforce version?); extending here would mix two renderings: check with "
-                    "`hf-reinforce verify`, and extend where replay is exact"
+                    "torchvision or hf_reinforce version, or other render kernels?"
+                    + (f" rendering then -> here: {changes}" if changes else "")
+                    + "); extending here would mix two renderings: check with `hf-reinforce verify`, and extend where "
+                    "replay is exact"
                 )
 
 
@@ -133,6 +138,7 @@ class StoredSplit:
             topk_ids=data[TOPK_IDS][at],
             topk_probs=data[TOPK_PROBS][at],
             fingerprints=data[FINGERPRINT][at] if FINGERPRINT in data else None,
+            rendering=self.stats.rendering,
         )
 
     def shard_record(self, rows: range) -> ShardRecord:

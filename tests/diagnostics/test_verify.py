@@ -17,7 +17,7 @@ from conftest import ROOT
 
 import hf_reinforce as hfr
 from hf_reinforce import testing
-from hf_reinforce.augment import PRESETS, AugmentationPolicy
+from hf_reinforce.augment import PRESETS, RENDER_KERNELS, AugmentationPolicy
 from hf_reinforce.cli import main
 from hf_reinforce.hub.card import write_record
 from hf_reinforce.storage.files import file_sha256
@@ -104,9 +104,19 @@ def test_the_folder_its_extension_and_a_reinforcement_only_split_carry_the_same_
 
 def test_the_record_keeps_the_rendering_environment(folder):
     rendering = hfr.load_record(folder).split("train").rendering
-    assert set(rendering) == {"hf_reinforce", "torch", "torchvision", "pillow", "numpy", "cpu_capability", "machine"}
+    assert set(rendering) == {
+        "hf_reinforce",
+        "torch",
+        "torchvision",
+        "pillow",
+        "numpy",
+        "render_kernels",
+        "cpu_capability",
+        "machine",
+    }
     assert (
         rendering["torch"] == torch.__version__
+        and rendering["render_kernels"] == str(RENDER_KERNELS)
         and rendering["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     )
 
@@ -118,6 +128,7 @@ def test_this_machine_replays_every_row_exactly(folder, capsys):
     check = hfr.verify_replay(folder, rows=16)
     assert check.ok and (check.checked, check.exact, check.mismatched_rows) == (16, 16, ())
     assert "16 of 16 sampled rows replay exactly" in str(check) and "cpu_capability" in str(check)
+    assert "differences:  none" in str(check)
     assert main(["verify", str(folder), "--rows", "5"]) == 0
     assert "5 of 5 sampled rows replay exactly" in capsys.readouterr().out
 
@@ -196,3 +207,18 @@ def test_extending_where_the_rendering_differs_from_the_stored_fingerprints_is_r
     Perturbed(monkeypatch)
     with pytest.raises(hfr.OutputConflictError, match=r"renders its stored augmentation 0 differently"):
         hfr.extend(folder, 6, tmp_path / "grown", teachers=testing.tiny_teachers(), progress=False)
+
+
+def test_a_record_from_before_versioned_render_kernels_names_them_among_the_differences(folder, tmp_path, monkeypatch):
+    old = shutil.copytree(folder, tmp_path / "old")
+    record = hfr.load_record(old)
+    stats = record.split("train")
+    rendering = {name: value for name, value in stats.rendering.items() if name != "render_kernels"}
+    write_record(old, record.replace(splits={"train": dataclasses.replace(stats, rendering=rendering)}))
+    check = hfr.verify_replay(old, rows=4)
+    assert check.ok and f"differences:  render_kernels 1 -> {RENDER_KERNELS}" in str(check)
+    Perturbed(monkeypatch)
+    with pytest.raises(
+        hfr.OutputConflictError, match=rf"rendering then -> here: render_kernels 1 -> {RENDER_KERNELS}\)"
+    ):
+        hfr.extend(old, 6, tmp_path / "grown", teachers=testing.tiny_teachers(), progress=False)
