@@ -10,16 +10,18 @@
 # `pip install --no-deps --target CHROOT/opt/site --platform manylinux_2_28_aarch64 --only-binary=:all: WHEELS`).
 # torch reads /proc/cpuinfo and /sys/devices/system/cpu: give the chroot files that look like its architecture.
 #
-# The host exports what the golden set renders from: the package's augment/ code, the scikit-learn sample JPEGs
-# (decoded again inside the chroot, by its Pillow) and the MNIST and 8x8 digit arrays (raw data); a stub
-# hf_reinforce/testing.py serves them, so the chroot needs none of the library's other dependencies.
+# The host exports what the golden set renders from: the package's augment/ code and the two modules it imports
+# (_version, deprecation), the scikit-learn sample JPEGs (decoded again inside the chroot, by its Pillow) and the
+# MNIST and 8x8 digit arrays (raw data); a stub hf_reinforce/testing.py serves them, so the chroot needs none of the
+# library's other dependencies.
 set -euo pipefail
 chroot_dir=$1
 site=${2:-/opt/site}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=$chroot_dir/opt/golden
 rm -rf "$work" && mkdir -p "$work/hf_reinforce" "$work/tests/golden" "$work/data"
-cp -r "$repo/hf_reinforce/augment" "$work/hf_reinforce/"
+cp -r "$repo/hf_reinforce/augment" "$repo/hf_reinforce/_version.py" "$repo/hf_reinforce/deprecation.py" "$work/hf_reinforce/"
+cp "$repo/pyproject.toml" "$work/"
 cp "$repo/tests/golden_views.py" "$work/tests/"
 cp "$repo/tests/golden/render_views.json" "$work/tests/golden/"
 : > "$work/hf_reinforce/__init__.py"

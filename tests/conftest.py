@@ -90,6 +90,6 @@ def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 fma_oracle = pytest.mark.skipif(
     torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"),
     reason="torchvision's own result is the oracle on x86 AVX2/AVX-512, where torch's float kernels fuse multiply-adds "
-    "(elsewhere they round differently; tests/test_exact_replay.py holds the render kernels to those bytes everywhere)",
+    "(elsewhere they round differently; tests/augment/test_exact_replay.py holds the render kernels to those bytes everywhere)",
 )
 """Marks a test whose oracle is torchvision's (or torch's) float arithmetic as computed on AVX2/AVX-512 x86."""

@@ -58,9 +58,9 @@ def test_linspace_is_torchs_on_avx2_and_avx512(start, end, steps):
 
 @fma_oracle
 def test_every_randaugment_magnitude_is_torchvisions_on_avx2_and_avx512():
-    for num_bins in range(2, 129):
+    for num_bins in (*range(2, 18), 31, 32, 33, 64, 100, 128):
         for op in RAND_AUGMENT_OPS:
-            for size in (8, 37, 224, 384):
+            for size in (8, 37, 384):
                 table = AF._torchvision.AUGMENTATION_SPACE[op][0](num_bins, size, size)
                 ours = [AF.rand_augment_magnitude(op, b, num_bins, size, size) for b in range(num_bins)]
                 assert table is None or ours == [float(v) for v in table], (op, num_bins, size)
