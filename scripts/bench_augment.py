@@ -20,7 +20,7 @@ CPU time (``time.process_time``) per view, median of ``--repeats``; methods alte
 
 ``--ops`` instead times each RandAugment op alone on batches of 3 views (the pass's chunk at 224 px) of real photos
 at 224 px and digits at 32 px: torchvision v2's op against the op as the pass applies it (``hf_reinforce.augment
-.fast`` for the ops it has, a cached sampling grid for the other geometric ops), which must be equal bit for bit.
+.fast`` and ``.geometry``, whose bytes do not depend on the CPU), which must be equal bit for bit on AVX2/AVX-512.
 """
 
 from __future__ import annotations
