@@ -191,7 +191,7 @@ def test_internal_errors_still_have_tracebacks(mnist, monkeypatch):
 def test_set_epoch_and_replay_check_their_arguments(plus):
     transform = hfr.ReinforcedTransform.from_dataset(plus)
     for bad in (-1, 1.5, True, "2"):
-        with pytest.raises(ConfigError, match=r"epoch: expected an integer >= 0"):
+        with pytest.raises(ConfigError, match=r"epoch: expected an integer in \[0, "):
             transform.set_epoch(bad)
     transform.set_epoch(np.int64(3))
     assert transform.epoch == 3
