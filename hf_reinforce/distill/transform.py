@@ -494,7 +494,7 @@ class ReinforcedTransform:
 
     def evaluation(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list]:
         """Plain evaluation transform for unreinforced rows: the centred largest square resized
-        (:func:`~hf_reinforce.shared.center_view`, the view the teachers' accuracy is measured on), normalized like
+        (:func:`~hf_reinforce.augment.center_view`, the view the teachers' accuracy is measured on), normalized like
         training."""
         out: dict[str, list] = {"pixel_values": [], "labels": []}
         with single_thread():
