@@ -19,7 +19,7 @@ ops). Here, with every rounding step spelled out in :mod:`.exact`'s arithmetic:
 * nearest: ``grid_sample`` reads the pixel AVX-512's kernel picks, through a grid snapped to the centres of the
   chosen pixels, which every CPU rounds to the same pixel.
 
-A plan (grid, mask, each pixel's neighbours and weights) is cached per (op, magnitude, size, mode): 33 bytes per
+A plan (grid, mask, each pixel's neighbours and weights) is cached per (op, magnitude, size, mode): 45 bytes per
 pixel, 5 ms to build at 224 px (RandAugment's default, a fixed magnitude, draws 6 of them per resolution).
 """
 
@@ -64,8 +64,9 @@ class _Plan(NamedTuple):
     """``(1, H, W, 2)`` float32: AVX-512's grid (bilinear) or one snapped to the chosen pixels' centres (nearest)."""
     mask: torch.Tensor
     """``(1, 1, H, W)`` float32: the fill mask, torchvision's fourth sampled channel of ones, as AVX-512 computes it."""
-    northwest: np.ndarray
-    """``(H·W,)`` int32: each pixel's north-west neighbour as a flat index (it may lie outside the image)."""
+    neighbours: np.ndarray
+    """``(4, H·W)`` flat indices of each pixel's four neighbours (:data:`_NEIGHBOURS`), clamped into the image: where
+    one lies outside, its weight is 0."""
     weights: np.ndarray
     """``(4, H·W)`` float32: the neighbours' weights as AVX-512's kernel computes them, 0 for one outside the image."""
     unfused: np.ndarray
@@ -126,7 +127,8 @@ def sample(
 ) -> torch.Tensor | None:
     """torchvision's RandAugment ``op`` (one of :data:`GRID_OPS`) of ``uint8`` CPU ``images`` ``(B, C, H, W)``;
     None where torchvision samples no grid (its own op is then exact)."""
-    plan = _plan(op, magnitude, *images.shape[-2:], mode)
+    height, width = images.shape[-2:]
+    plan = _plan(op, magnitude, height, width, mode)
     if plan is None:
         return None
     fills = _fills(tuple(fill))
@@ -137,13 +139,12 @@ def sample(
     rounded = np.rint(values)  # C-contiguous like values: the reshapes below are views, written through
     distance = np.abs(np.subtract(values, rounded, out=values), out=values)  # numpy: a third of torch's time here
     planes = rounded.reshape(-1, values[0, 0].size)
-    distance.reshape(planes.shape)[:, plan.unfused] += _coordinate_margin(*images.shape[-2:])
+    distance.reshape(planes.shape)[:, plan.unfused] += _coordinate_margin(height, width)
     near = np.flatnonzero(distance > np.float32(0.5 - _MARGIN))
     sources, shades, mask = images.numpy().reshape(planes.shape), fills.numpy().reshape(-1), plan.mask.numpy()
     if len(near):
         plane, pixel = np.divmod(near, planes.shape[1])
-        neighbours, weights = _neighbours(plan, pixel)
-        total = _interpolated(sources[plane, neighbours].astype(np.float32), weights, plan.tiny[pixel])
+        total = _interpolated(sources[plane, plan.neighbours[:, pixel]].astype(np.float32), *_weights(plan, pixel))
         planes.reshape(-1)[near] = _blended(total, shades[plane % len(shades)], mask.reshape(-1)[pixel])
     return torch.from_numpy(rounded.astype(np.uint8))
 
@@ -160,13 +161,9 @@ def _fills(fill: tuple[int, ...]) -> torch.Tensor:
     return torch.tensor([float(v) for v in fill], dtype=torch.float32).view(1, -1, 1, 1)
 
 
-def _neighbours(plan: _Plan, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(4, n)`` flat indices of the four neighbours of ``pixels`` (clamped into the image: where one lies
-    outside, its weight is 0) and their ``(4, n)`` weights."""
-    width = plan.grid.shape[2]
-    offsets = np.array([dy * width + dx for dy, dx in _NEIGHBOURS], dtype=np.int64)[:, None]
-    neighbours = np.clip(plan.northwest[pixels] + offsets, 0, plan.weights.shape[1] - 1)
-    return neighbours, plan.weights[:, pixels]
+def _weights(plan: _Plan, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(4, n)`` neighbour weights of ``pixels`` and whether any of them is tiny (``(n,)``)."""
+    return plan.weights[:, pixels], plan.tiny[pixels]
 
 
 @lru_cache(maxsize=32)
@@ -179,13 +176,15 @@ def _plan(op: str, magnitude: float, height: int, width: int, mode: Interpolatio
     if mode == InterpolationMode.NEAREST:
         return _nearest_plan(x, y, height, width)
     northwest, weights = _corners(x.reshape(-1), y.reshape(-1), height, width)
+    offsets = np.array([dy * width + dx for dy, dx in _NEIGHBOURS])[:, None]
+    neighbours = np.clip(northwest[None] + offsets, 0, height * width - 1).astype(np.int32)
     mask = weights[0] + weights[1]  # the kernel's channel of ones: each multiply-add adds a weight, one rounding
     mask += weights[2]
     mask += weights[3]
     tiny = ((weights > 0) & (weights < _TINY_WEIGHT)).any(axis=0)
     unfused = np.flatnonzero(_unfused_differ(grid, x, y, height, width))
     mask_tensor = torch.from_numpy(mask).view(1, 1, height, width)
-    return _Plan(torch.from_numpy(grid)[None], mask_tensor, northwest, weights, unfused, tiny)
+    return _Plan(torch.from_numpy(grid)[None], mask_tensor, neighbours, weights, unfused, tiny)
 
 
 def _grid(matrix: list[float], height: int, width: int) -> np.ndarray:
@@ -246,7 +245,7 @@ def _nearest_plan(x: np.ndarray, y: np.ndarray, height: int, width: int) -> _Pla
     grid = np.where(inside[..., None], centres, -3.0).astype(np.float32)
     mask = torch.from_numpy(inside.astype(np.float32))[None, None]
     nothing = np.empty(0, np.int64)
-    return _Plan(torch.from_numpy(grid)[None], mask, nothing, np.empty((4, 0)), nothing, nothing.astype(bool))
+    return _Plan(torch.from_numpy(grid)[None], mask, nothing.reshape(4, 0), np.empty((4, 0)), nothing, nothing.astype(bool))
 
 
 def _interpolated(values: np.ndarray, weights: np.ndarray, tiny: np.ndarray) -> np.ndarray:
