@@ -36,7 +36,17 @@ def magnitudes(op: str, height: int, width: int, num_bins: int = 31) -> list[flo
 
 
 def test_the_fast_ops_are_ones_randaugment_draws():
-    assert set(FAST) == {"Color", "Contrast", "Equalize", "Sharpness", "Solarize", "TranslateX", "TranslateY"}
+    assert set(FAST) == {
+        "AutoContrast",
+        "Brightness",
+        "Color",
+        "Contrast",
+        "Equalize",
+        "Sharpness",
+        "Solarize",
+        "TranslateX",
+        "TranslateY",
+    }
     assert set(FAST) <= set(AF.RAND_AUGMENT_OPS)
 
 
