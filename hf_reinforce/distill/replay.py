@@ -84,12 +84,14 @@ def from_table(
     """The augmentation ``choose(row_indices)`` of each row of an Arrow table of reinforced rows."""
     rows = table.column(ROW_INDEX).to_numpy()
     augmentations = choose(rows)
-    params = {name: select_elements(table.column(name), augmentations, name) for name in policy.columns}
+    topk = [TOPK_IDS, TOPK_PROBS] if TOPK_IDS in table.column_names else []
+    lists = table.select([*policy.columns, *topk]).combine_chunks()  # one call: half the cost of one per column
+    params = {name: select_elements(lists.column(name), augmentations, name) for name in policy.columns}
     ids = probs = None
-    if TOPK_IDS in table.column_names:
-        ids = torch.from_numpy(select_elements(table.column(TOPK_IDS), augmentations, TOPK_IDS).astype(np.int64))
+    if topk:
+        ids = torch.from_numpy(select_elements(lists.column(TOPK_IDS), augmentations, TOPK_IDS).astype(np.int64))
         probs = torch.from_numpy(
-            select_elements(table.column(TOPK_PROBS), augmentations, TOPK_PROBS).astype(np.float32)
+            select_elements(lists.column(TOPK_PROBS), augmentations, TOPK_PROBS).astype(np.float32)
         )
     has_labels = label_column is not None and label_column in table.column_names
     labels = table.column(label_column).to_pylist() if has_labels else None
