@@ -6,10 +6,12 @@ worker RSS flat in N. docs/benchmarks/loader.md holds the results.
 
 The reinforced columns are written directly: each row's parameters are ``policy.sample`` at the row's image size,
 exactly what a pass stores (a pass's output depends only on seed, row, augmentation and image size), its replay
-fingerprint that of its augmentation 0 at the record's resolution, and its top-k those of a simulated ensemble; a pass over 64 rows x 1000 augmentations would take minutes on 2 cores and the
-teachers' values do not change what a loader costs. Every path reads the same memory-mapped Arrow files (``load_dataset``
-of parquet), through a DataLoader with the same settings (batch size, ``--workers`` persistent workers, a seeded
-shuffle, one torch thread each); each measurement runs one untimed epoch, then ``--epochs`` timed ones.
+fingerprint that of its augmentation 0 at the record's resolution, and its top-k those of a simulated ensemble, written
+as a pass writes a shard (its parquet options and row groups); a pass over 64 rows x 1000 augmentations would take
+minutes on 2 cores and the teachers' values do not change what a loader costs. Every path reads the same
+memory-mapped Arrow files (``load_dataset`` of parquet), through a DataLoader with the same settings (batch size,
+``--workers`` persistent workers, a seeded shuffle, one torch thread each); each measurement runs one untimed epoch,
+then ``--epochs`` timed ones.
 
 With ``--device cuda``: a data-bound student end to end instead (``resnet18`` at 224 px, bf16, channels_last,
 ``--workers`` workers, default 4): images/s of plain training against reinforced training.
@@ -54,6 +56,7 @@ from hf_reinforce.storage.format import (
     replay_fingerprint,
     to_arrow,
 )
+from hf_reinforce.storage.shards import write_shard
 
 K, POLICY = 10, "rrc+ra+re"
 CLASSES = {224: 1000, 32: 100}
@@ -134,9 +137,7 @@ def reinforced_parquet(size: int, rows: int, n: int, path: Path) -> hfr.RunRecor
         FINGERPRINT: fingerprints,
     }
     table = pa.table(columns).cast(features.arrow_schema)
-    datasets.Dataset(datasets.table.InMemoryTable(table), info=datasets.DatasetInfo(features=features)).to_parquet(
-        str(path)
-    )
+    write_shard(table, path, num_augmentations=n, rows=range(rows), source_sha256=None)  # as a pass writes shards
     return testing.run_record(
         POLICY,
         num_augmentations=n,

@@ -1,4 +1,4 @@
-"""The example scripts run end to end: quickstart (quick mode), train_student on its output, bench_train (tiny)."""
+"""The example scripts run end to end: quickstart (quick mode), train_student on its output, bench_train and\nbench_loader (tiny)."""
 
 from __future__ import annotations
 
@@ -112,6 +112,19 @@ def test_bench_train_prints_the_ratios(tmp_path: Path) -> None:
     assert re.search(r"step_time\(b\)/step_time\(a\) = \d+\.\d+", out)
     assert re.search(r"step_time\(c\)/step_time\(a\) = \d+\.\d+", out)
     assert sum(line.startswith("| (") for line in out.splitlines()) == 3
+
+
+def test_bench_loader_prints_a_row_per_path(tmp_path: Path) -> None:
+    out = _run(
+        "bench_loader.py",
+        *("--sizes", "32", "--n", "4", "--rows", "16", "32", "--epochs", "1", "--repeats", "1"),
+        *("--paths", "apply", "streaming", "DistillationTrainer"),
+        cwd=tmp_path,
+    )
+    for path in ("plain timm", "apply", "streaming", "plain timm, Trainer", "DistillationTrainer"):
+        assert re.search(
+            rf"\| 32 px \| 4 \| {path} \| \d+ \| \d\.\d\dx \| \d+ \| \d\.\d+ \| \d\.\d\dx \| \d+ \|", out
+        ), path
 
 
 def test_sweep_quality_quick_writes_its_table(tmp_path: Path) -> None:
