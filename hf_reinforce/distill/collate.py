@@ -9,18 +9,21 @@ non-negative, probabilities are in [0, 1]); ``DistillationLoss`` divides by the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils.data import default_collate
 
 FLOAT32_EXACT_INT_LIMIT = 2**24  # every integer below this is exact in float32
 
 
-def pack_labels(labels: torch.Tensor, topk_ids: torch.Tensor, topk_probs: torch.Tensor) -> torch.Tensor:
-    """(B,) labels, (B, K) ids and probs → (B, 1 + 2K) float32 ``[label, ids..., probs...]``."""
+def pack_labels(
+    labels: torch.Tensor, topk_ids: torch.Tensor, topk_probs: torch.Tensor, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(B,) labels, (B, K) ids and probs → (B, 1 + 2K) float32 ``[label, ids..., probs...]`` (written into ``out``,
+    float32 ``(B, 1 + 2K)``, where given)."""
     if labels.ndim != 1 or topk_ids.ndim != 2 or topk_ids.shape != topk_probs.shape or len(topk_ids) != len(labels):
         raise ValueError(
             f"expected labels (B,), topk_ids and topk_probs (B, K); got {tuple(labels.shape)}, "
@@ -32,7 +35,7 @@ def pack_labels(labels: torch.Tensor, topk_ids: torch.Tensor, topk_probs: torch.
                 f"{name} must be class ids in [0, {FLOAT32_EXACT_INT_LIMIT}) to pack into float32 labels, "
                 f"got range [{int(ids.min())}, {int(ids.max())}]; use DistillationCollator(pack=False) otherwise"
             )
-    return torch.cat([labels[:, None].float(), topk_ids.float(), topk_probs.float()], dim=1)
+    return torch.cat([labels[:, None].float(), topk_ids.float(), topk_probs.float()], dim=1, out=out)
 
 
 def unpack_labels(
@@ -45,16 +48,6 @@ def unpack_labels(
         )
     k = (packed.shape[1] - 1) // 2
     return packed[:, 0].long(), packed[:, 1 : 1 + k].long(), packed[:, 1 + k :].float()
-
-
-def _stack(rows: Sequence[Mapping[str, Any]], key: str, dtype: torch.dtype) -> torch.Tensor:
-    """Stack one per-row field into a batch tensor of ``dtype``: with ``default_collate`` (in a DataLoader worker it
-    stacks straight into the shared memory the batch travels in), or, for rows that are consecutive views of one
-    tensor (``ReinforcedTransform.apply`` renders a batch into one buffer), that tensor without a copy (0.14 ms a
-    224-px row, measured)."""
-    values = [torch.as_tensor(row[key]) for row in rows]
-    whole = _whole(values)
-    return (whole if whole is not None else default_collate(values)).to(dtype)
 
 
 def _whole(values: Sequence[torch.Tensor]) -> torch.Tensor | None:
@@ -70,6 +63,48 @@ def _whole(values: Sequence[torch.Tensor]) -> torch.Tensor | None:
             return None
     shape, strides = (len(values), *first.shape), (first.numel(), *first.stride())
     return first.new_empty(0).set_(storage, first.storage_offset(), shape, strides)
+
+
+def _stack_into(values: Sequence[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
+    """``torch.stack(values)`` written into ``out`` (converted to its dtype)."""
+    if values[0].dtype == out.dtype:
+        return torch.stack(values, out=out)
+    return out.copy_(torch.stack(values))
+
+
+class _Batch:
+    """The tensors of one batch, built in one block of memory: in a DataLoader worker shared memory, where the batch
+    travels to the training process anyway. Each tensor in its own shared memory would cost a segment, and a send,
+    of its own: 0.15 worker CPU-ms a tensor a batch, measured; one block is one."""
+
+    def __init__(self, fields: Mapping[str, tuple[tuple[int, ...], torch.dtype]]) -> None:
+        offsets, end = {}, 0
+        for key, (shape, dtype) in fields.items():
+            offsets[key] = -(-end // _ALIGN) * _ALIGN
+            end = offsets[key] + math.prod(shape) * dtype.itemsize
+        storage = block_storage(end) if fields else None
+        self.tensors = {
+            key: torch.empty(0, dtype=dtype).set_(storage, offsets[key] // dtype.itemsize, shape)
+            for key, (shape, dtype) in fields.items()
+        }
+
+
+_ALIGN = 64
+"""Byte alignment of each tensor in a batch's block (a cache line: vectorized loops read it whole)."""
+
+
+def in_worker() -> bool:
+    """Whether this process is a DataLoader worker (its batches are sent to the training process)."""
+    return torch.utils.data.get_worker_info() is not None
+
+
+def block_storage(nbytes: int) -> torch.UntypedStorage:
+    """``nbytes`` of memory for a batch: shared memory in a DataLoader worker (sending it then copies nothing), else
+    ordinary memory. torch has no public call that makes shared memory without copying into it; if its
+    ``_new_shared`` goes, the block is ordinary memory and the send copies it, as it would anyway."""
+    if in_worker() and hasattr(torch.UntypedStorage, "_new_shared"):
+        return torch.UntypedStorage._new_shared(nbytes)
+    return torch.UntypedStorage(nbytes)
 
 
 class PackedBatch(dict):
@@ -108,19 +143,40 @@ class DistillationCollator:
                 f"rows need 'pixel_values' and 'labels' (as ReinforcedTransform returns); missing {sorted(missing)} "
                 f"in keys {sorted(rows[0])}" + (raw if "topk_ids" in rows[0] and "pixel_values" not in rows[0] else "")
             )
-        batch = {
-            "pixel_values": _stack(rows, "pixel_values", torch.float32),
-            "labels": _stack(rows, "labels", torch.int64),
-        }
         with_topk = ["topk_ids" in row for row in rows]
-        if not any(with_topk):
-            return batch
-        if not all(with_topk):
+        if any(with_topk) and not all(with_topk):
             raise ValueError("some rows in the batch have teacher top-k ('topk_ids') and some do not")
-        topk_ids = _stack(rows, "topk_ids", torch.int64)
-        topk_probs = _stack(rows, "topk_probs", torch.float32)
-        if self.pack:
-            return PackedBatch(
-                pixel_values=batch["pixel_values"], labels=pack_labels(batch["labels"], topk_ids, topk_probs)
-            )
-        return {**batch, "topk_ids": topk_ids, "topk_probs": topk_probs}
+        fields = _FIELDS if all(with_topk) else _FIELDS[:2]
+        values = {key: [torch.as_tensor(row[key]) for row in rows] for key, _ in fields}
+        batch: dict[str, torch.Tensor] = {}
+        for key, dtype in fields:  # rows that are consecutive views of one tensor (a rendered batch): no copy
+            whole = _whole(values[key])
+            if whole is not None and whole.dtype == dtype and (whole.is_shared() or not in_worker()):
+                batch[key] = whole
+        packed = self.pack and all(with_topk)
+        small = {key: torch.stack(values[key]) for key, _ in fields[1:]} if packed else {}
+        shapes = {
+            key: ((len(rows), *values[key][0].shape), dtype)
+            for key, dtype in fields
+            if key not in batch and key not in small
+        }
+        if packed:
+            k = small["topk_ids"].shape[-1] if small["topk_ids"].ndim == 2 else 0
+            shapes["labels"] = ((len(rows), 1 + 2 * k), torch.float32)
+        for key, out in _Batch(shapes).tensors.items():
+            if key == "labels" and packed:
+                batch[key] = pack_labels(small["labels"], small["topk_ids"], small["topk_probs"], out=out)
+            else:
+                batch[key] = _stack_into(values[key], out)
+        if packed:
+            return PackedBatch(pixel_values=batch["pixel_values"], labels=batch["labels"])
+        return {key: batch[key] for key, _ in fields}
+
+
+_FIELDS = (
+    ("pixel_values", torch.float32),
+    ("labels", torch.int64),
+    ("topk_ids", torch.int64),
+    ("topk_probs", torch.float32),
+)
+"""What a batch holds and as which dtype: ``pixel_values`` and ``labels``, and the teacher top-k where rows have it."""

@@ -147,6 +147,32 @@ def test_batches_reach_the_collator_as_one_tensor(plus):
     assert torch.equal(reordered["pixel_values"], batch["pixel_values"].flip(0))
 
 
+@pytest.mark.parametrize("pack", [False, True])
+def test_a_worker_sends_a_batch_in_two_blocks_of_shared_memory(plus, pack):
+    """Pixels in the rendered batch's buffer, everything else the collator stacks in one block: each tensor sent in
+    shared memory of its own would cost the worker a segment and a send each."""
+    transform = hfr.ReinforcedTransform.from_dataset(plus)
+    fast = transform.apply(plus)
+    collate = hfr.DistillationCollator(pack=pack)
+    batch = next(iter(torch.utils.data.DataLoader(fast, batch_size=4, num_workers=1, collate_fn=collate)))
+    want = collate([fast[i] for i in range(4)])
+    assert set(batch) == set(want)
+    for key in want:
+        assert batch[key].dtype == want[key].dtype and torch.equal(batch[key], want[key]), key
+    storages = {tensor.untyped_storage().data_ptr() for tensor in batch.values()}
+    assert len(storages) == 2 and all(tensor.is_shared() for tensor in batch.values())
+
+
+def test_the_collator_converts_and_checks_what_rows_hold():
+    rows = [{"pixel_values": torch.full((3, 2, 2), i, dtype=torch.uint8), "labels": float(i)} for i in range(3)]
+    batch = hfr.DistillationCollator()(rows)
+    assert batch["pixel_values"].dtype == torch.float32 and batch["pixel_values"][2].eq(2).all()
+    assert batch["labels"].dtype == torch.int64 and batch["labels"].tolist() == [0, 1, 2]
+    rows[1]["pixel_values"] = torch.zeros((3, 2, 3), dtype=torch.uint8)
+    with pytest.raises(RuntimeError, match="stack expects each tensor to be equal size"):
+        hfr.DistillationCollator()(rows)
+
+
 def test_streams_get_the_same_examples(plus, tmp_path):
     transform = hfr.ReinforcedTransform.from_dataset(plus)
     transform.set_epoch(2)
