@@ -22,6 +22,7 @@ Run: OMP_NUM_THREADS=1 python scripts/bench_loader.py [--sizes 224 32] [--n 4 64
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import resource
@@ -30,7 +31,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,8 @@ import _common as common
 
 import hf_reinforce as hfr
 from hf_reinforce import testing
-from hf_reinforce.augment import IMAGENET_MEAN, IMAGENET_STD, to_rgb_uint8
+from hf_reinforce.augment import IMAGENET_MEAN, IMAGENET_STD, normalize, to_rgb_uint8
+from hf_reinforce.distill import replay
 from hf_reinforce.storage.format import (
     FINGERPRINT,
     FINGERPRINT_AUGMENTATION,
@@ -178,9 +180,14 @@ class WorkerMeter:
         return float(self.stats[:, 0].max())
 
 
+def timm_transform(size: int) -> Callable[[PIL.Image.Image], torch.Tensor]:
+    """timm's standard training transform: a picture → its normalized, augmented tensor."""
+    return timm.data.create_transform(size, is_training=True, auto_augment="rand-m9-mstd0.5", re_prob=0.25)
+
+
 def timm_pipeline(size: int) -> Callable[[dict], dict]:
     """timm's standard training pipeline on the decoded picture (Pillow, as ``datasets``' Image feature gives it)."""
-    augment = timm.data.create_transform(size, is_training=True, auto_augment="rand-m9-mstd0.5", re_prob=0.25)
+    augment = timm_transform(size)
 
     def plain(batch: dict) -> dict:
         return {"pixel_values": [augment(im.convert("RGB")) for im in batch["image"]], "labels": batch["label"]}
@@ -355,6 +362,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument(
+        "--steps",
+        action="store_true",
+        help="instead, CPU-ms per row of each step (reading, decoding, augmenting, ...) of the fast path and of "
+        "timm's pipeline, in one process at N = the first --n",
+    )
+    common.add_markdown_argument(p)
     return p.parse_args(argv)
 
 
@@ -365,12 +379,26 @@ def available(name: str) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.device == "cuda":
-        return end_to_end(args)
+    with common.markdown_output(args.markdown):
+        if args.device == "cuda":
+            end_to_end(args)
+        elif args.steps:
+            quiet()
+            step_costs(args)
+        else:
+            quiet()
+            loader_runs(args)
+
+
+def quiet() -> None:
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
     warnings.filterwarnings("ignore", category=UserWarning)
     torch.set_num_threads(1)
+
+
+def loader_runs(args: argparse.Namespace) -> None:
+    """Every path at every (size, N), ``--repeats`` interleaved rounds: progress on stderr, the table on stdout."""
     wanted = (
         set(args.paths)
         | {"plain timm"}
@@ -394,9 +422,9 @@ def main(argv: list[str] | None = None) -> None:
                     print(
                         f"round {repeat + 1} {case.size}px N={case.n} {name}: {result['rows_per_s']:.1f} rows/s, "
                         f"{result['cpu_ms']:.3f} worker CPU-ms/row, worker peak RSS {result['rss_mb']:.0f} MB",
+                        file=sys.stderr,
                         flush=True,
                     )
-    print()
     print(report(results, paths, args))
     print(
         "\n*: the Trainer paths against the plain pipeline through the same Trainer, the others against the plain loop"
@@ -469,6 +497,88 @@ def end_to_end(args: argparse.Namespace) -> None:
         print(f"{name}: {statistics.median(values):.0f} images/s (rounds {', '.join(f'{v:.0f}' for v in values)})")
     ratio = statistics.median(results["reinforced"]) / statistics.median(results["plain"])
     print(f"reinforced / plain = {ratio:.2f}; N={n}, {workers} workers; {common.machine_info()}")
+
+
+STEPS = (
+    ("reading the row (the chosen augmentation only)", "select", None),
+    ("decoding the picture (Pillow)", "decode", "read+decode"),
+    ("augmenting (replay / drawing and applying)", "augment", "augment"),
+    ("normalizing", "normalize", None),
+    ("a row through `datasets` (all of the above and its own overhead)", "row", "row"),
+    ("collating", "collate", "collate"),
+)
+"""The rows of ``--steps``: label, the fast path's step, timm's (None where it has no step of its own)."""
+
+
+def step_costs(args: argparse.Namespace) -> None:
+    """``--steps``: CPU-ms per row of each step of the fast path and of timm's pipeline, in this process on one
+    thread, on the same batches of ``--batch-size`` seeded random rows at N = the first ``--n``; every step of both
+    runs once per repeat, interleaved, and the median is printed."""
+    timings: dict[tuple[int, str, str], list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in args.sizes:
+            case = Case(size, args.n[0], Path(tmp), args.rows[0] if size == 224 else args.rows[1], args)
+            for _ in range(args.repeats):
+                for (kind, step), seconds in step_timings(case).items():
+                    timings.setdefault((size, kind, step), []).append(seconds)
+    header = ["step", *(f"{size} px: {kind}" for size in args.sizes for kind in ("fast path", "timm's pipeline"))]
+    rows = []
+    for label, fast_step, timm_step in STEPS:
+        row = [label]
+        for size in args.sizes:
+            for kind, step in (("fast", fast_step), ("timm", timm_step)):
+                values = timings.get((size, kind, step)) if step else None
+                row.append(f"{statistics.median(values):.3f}" if values else "—")
+        rows.append(row)
+    print(common.markdown_table(header, rows))
+    print(
+        f"\nCPU-ms per row, median of {args.repeats}; N={args.n[0]}, batches of {args.batch_size}, "
+        f"{common.machine_info()}"
+    )
+
+
+def step_timings(case: Case) -> dict[tuple[str, str], float]:
+    """CPU-ms per row of each step over one pass through the case's rows in seeded random batches (after the
+    transform's first use)."""
+    transform, size = case.transform(), case.size
+    fast, source = transform.apply(case.dataset), plain(case)[0]
+    raw, decoded = case.dataset.with_format("arrow"), case.dataset.select_columns(["image", "label"])
+    augment = timm_transform(size)
+    collate = hfr.DistillationCollator(pack=False)
+    order = np.random.default_rng(size).permutation(len(case.dataset)).tolist()
+    batches = [order[i : i + case.args.batch_size] for i in range(0, len(order), case.args.batch_size)]
+    totals: dict[tuple[str, str], float] = {}
+
+    @contextlib.contextmanager
+    def timed(kind: str, step: str) -> Iterator[None]:
+        start = time.process_time()
+        yield
+        totals[kind, step] = totals.get((kind, step), 0.0) + time.process_time() - start
+
+    transform.select(raw[batches[0]])  # the first use checks stored fingerprints (rendering a few rows): not timed
+    for batch in batches:
+        with timed("fast", "select"):
+            chosen = transform.select(raw[batch])
+        with timed("fast", "decode"):
+            images = replay.decode(chosen.images, chosen.rows, "image")
+        with timed("fast", "augment"):
+            pixels = transform.policy.replay_views(images, chosen.params, size)
+        out = torch.empty(pixels.shape)
+        with timed("fast", "normalize"):
+            normalize(pixels, transform.mean, transform.std, out=out)
+        with timed("fast", "row"):
+            rows = fast.__getitems__(batch)
+        with timed("fast", "collate"):
+            collate(rows)
+        with timed("timm", "read+decode"):
+            pictures = [im.convert("RGB") for im in decoded[batch]["image"]]
+        with timed("timm", "augment"):
+            [augment(im) for im in pictures]
+        with timed("timm", "row"):
+            rows = source.__getitems__(batch)
+        with timed("timm", "collate"):
+            collate(rows)
+    return {key: 1e3 * seconds / len(order) for key, seconds in totals.items()}
 
 
 def cross_entropy(logits: torch.Tensor, batch: dict) -> torch.Tensor:
