@@ -111,10 +111,11 @@ def test_search_finds_a_page(browser, served: str) -> None:
     box = _wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, "input.md-search__input"), "the search box")
     _wait(browser, lambda b: box.is_displayed(), "the search box to open")
     box.send_keys("class mappings")
-    results = _wait(
+    links = "return Array.from(document.querySelectorAll('.md-search-result__item a'), a => a.href)"
+    # The list is redrawn while the search runs: read the links in one script, not from elements that go stale.
+    targets = _wait(browser, lambda b: b.execute_script(links) or False, "search results for 'class mappings'")
+    _wait(
         browser,
-        lambda b: b.find_elements(By.CSS_SELECTOR, ".md-search-result__item a") or False,
-        "search results for 'class mappings'",
+        lambda b: any("how-to/teachers/" in href for href in b.execute_script(links)),
+        f"the teachers how-to among the results (first seen: {targets})",
     )
-    targets = [a.get_attribute("href") for a in results]
-    assert any("how-to/teachers/" in href for href in targets), targets

@@ -114,7 +114,7 @@ def test_bench_train_prints_the_ratios(tmp_path: Path) -> None:
     assert sum(line.startswith("| (") for line in out.splitlines()) == 3
 
 
-def test_bench_loader_prints_a_row_per_path(tmp_path: Path) -> None:
+def test_bench_loader_prints_a_row_per_path_and_per_step(tmp_path: Path) -> None:
     out = _run(
         "bench_loader.py",
         *("--sizes", "32", "--n", "4", "--rows", "16", "32", "--epochs", "1", "--repeats", "1"),
@@ -125,6 +125,9 @@ def test_bench_loader_prints_a_row_per_path(tmp_path: Path) -> None:
         assert re.search(
             rf"\| 32 px \| 4 \| {path} \| \d+ \| \d\.\d\dx \| \d+ \| \d\.\d+ \| \d\.\d\dx \| \d+ \|", out
         ), path
+    steps = _run("bench_loader.py", *("--steps", "--sizes", "32", "--rows", "16", "32", "--repeats", "1"), cwd=tmp_path)
+    assert re.search(r"\| decoding the picture \(Pillow\) \| \d\.\d{3} \| \d\.\d{3} \|", steps)
+    assert re.search(r"\| reading the row \(the chosen augmentation only\) \| \d\.\d{3} \| — \|", steps)
 
 
 def test_sweep_quality_quick_writes_its_table(tmp_path: Path) -> None:
