@@ -433,25 +433,27 @@ def loader_runs(args: argparse.Namespace) -> None:
 
 
 def report(results: dict, paths: list[str], args: argparse.Namespace) -> str:
-    """Per path and cell: median rows/s per worker with every round and its ratio to plain, median worker CPU-ms per
-    row and its ratio (plain's CPU / the path's: > 1 is cheaper), peak worker RSS (MB)."""
+    """Per path and cell: median rows/s per worker with every round, median worker CPU-ms per row, peak worker RSS
+    (MB), and the ratios to plain (> 1: faster, cheaper) as the median of each round's ratio: a path and its plain
+    reference run seconds apart in a round, while the machine's speed drifts between rounds."""
     rows = []
     for size in args.sizes:
         for n in args.n:
             for name in paths:
                 runs, base = results[(size, n, name)], results[(size, n, reference(name))]
                 speed = [r["rows_per_s"] / args.workers for r in runs]
-                cpu = statistics.median(r["cpu_ms"] for r in runs)
+                faster = statistics.median(r["rows_per_s"] / b["rows_per_s"] for r, b in zip(runs, base))
+                cheaper = statistics.median(b["cpu_ms"] / r["cpu_ms"] for r, b in zip(runs, base))
                 rows.append(
                     [
                         f"{size} px",
                         n,
                         name,
                         f"{statistics.median(speed):.0f}",
-                        f"{statistics.median(speed) * args.workers / statistics.median(r['rows_per_s'] for r in base):.2f}x",
+                        f"{faster:.2f}x",
                         " / ".join(f"{v:.0f}" for v in speed),
-                        f"{cpu:.3f}",
-                        f"{statistics.median(r['cpu_ms'] for r in base) / cpu:.2f}x",
+                        f"{statistics.median(r['cpu_ms'] for r in runs):.3f}",
+                        f"{cheaper:.2f}x",
                         f"{max(r['rss_mb'] for r in runs):.0f}",
                     ]
                 )

@@ -65,7 +65,7 @@ def _whole(values: Sequence[torch.Tensor]) -> torch.Tensor | None:
     return first.new_empty(0).set_(storage, first.storage_offset(), shape, strides)
 
 
-def _stack_into(values: Sequence[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
+def _stack_into(values: list[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
     """``torch.stack(values)`` written into ``out`` (converted to its dtype)."""
     if values[0].dtype == out.dtype:
         return torch.stack(values, out=out)
@@ -82,15 +82,20 @@ class _Batch:
         for key, (shape, dtype) in fields.items():
             offsets[key] = -(-end // _ALIGN) * _ALIGN
             end = offsets[key] + math.prod(shape) * dtype.itemsize
-        storage = block_storage(end) if fields else None
+        storage = block_storage(end)
         self.tensors = {
-            key: torch.empty(0, dtype=dtype).set_(storage, offsets[key] // dtype.itemsize, shape)
-            for key, (shape, dtype) in fields.items()
+            key: view(storage, offsets[key] // dtype.itemsize, shape, dtype) for key, (shape, dtype) in fields.items()
         }
 
 
 _ALIGN = 64
 """Byte alignment of each tensor in a batch's block (a cache line: vectorized loops read it whole)."""
+
+
+def view(storage: torch.UntypedStorage, offset: int, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """A contiguous ``dtype`` tensor of ``shape`` over ``storage``, starting ``offset`` elements in."""
+    strides = torch.empty(shape, device="meta").stride()
+    return torch.empty(0, dtype=dtype).set_(storage, offset, shape, strides)
 
 
 def in_worker() -> bool:
@@ -163,7 +168,7 @@ class DistillationCollator:
         if packed:
             k = small["topk_ids"].shape[-1] if small["topk_ids"].ndim == 2 else 0
             shapes["labels"] = ((len(rows), 1 + 2 * k), torch.float32)
-        for key, out in _Batch(shapes).tensors.items():
+        for key, out in (_Batch(shapes).tensors if shapes else {}).items():
             if key == "labels" and packed:
                 batch[key] = pack_labels(small["labels"], small["topk_ids"], small["topk_probs"], out=out)
             else:
