@@ -89,7 +89,10 @@ def resized_crops(
     """
     pixels = [box_to_pixels(box, *image.shape[-2:]) for image, box in zip(images, boxes)]
     if len(images) == 1:  # one view (replay): nothing to share
-        return _resized_crop(images[0], pixels[0], resolution, interpolation)[None]
+        view = _resized_crop(images[0], pixels[0], resolution, interpolation)
+        if view.untyped_storage().data_ptr() == images[0].untyped_storage().data_ptr():
+            view = view.clone()  # a crop already at the output size is a view of the image: later ops write in place
+        return view[None]
     sources = _channels_last_sources(images, pixels)
     first = images[0]
     out = torch.empty((len(images), first.shape[-3], resolution, resolution), dtype=first.dtype, device=first.device)

@@ -304,3 +304,21 @@ def test_render_block_on_gpu_equals_replay_on_gpu(photos, preset):
             other = partner if partner >= 0 else k
             expected = policy.replay(images[k], p, j, 64, partner_image=images[other], partner_params=params[other])
             assert torch.equal(out[k * 6 + j], expected)
+
+
+@pytest.mark.parametrize("policy", ["rrc+re", "rrc+ra+re", "rrc"])
+def test_one_view_whose_crop_is_already_the_output_size_leaves_the_image_alone(policy):
+    """A crop at the output size comes back from the resize as a view of the image; erasing, flipping or RandAugment
+    then wrote into the caller's decoded image (found by the block property test on a 1×1 image)."""
+    policy = AugmentationPolicy.parse(policy)
+    for size in (1, 32):
+        image = torch.arange(3 * size * size, dtype=torch.uint8).view(3, size, size)
+        before = image.clone()
+        for seed in range(20):
+            params = policy.sample(seed, 0, 1, size, size, num_rows=1)
+            params["aug_rrc"][:] = (0, 0, 65535, 65535)  # the whole image: the crop is the output size
+            if "aug_re" in params:
+                params["aug_re"][:] = (0, 0, 65535, 65535)  # erase everything
+            out = policy.render_block([image], [params], [0], size, rows=[0])
+            assert torch.equal(image, before), (size, seed)
+            assert out.untyped_storage().data_ptr() != image.untyped_storage().data_ptr()
