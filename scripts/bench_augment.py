@@ -1,4 +1,4 @@
-"""CPU-ms per rendered view: ``render_block`` (what the pass calls) vs one ``render`` per view vs torchvision v2.
+"""CPU-ms per rendered view: ``render_block`` (what the pass calls) vs one ``replay`` per view vs torchvision v2.
 
     OMP_NUM_THREADS=1 python scripts/bench_augment.py [--augmentations 32] [--rows 16] [--repeats 3] [--threads 1]
                                                      [--presets rrc+ra+re ...]
@@ -11,8 +11,8 @@ Two workloads, each a block of ``--rows`` rows (the pass's ``rows_per_block``) Ã
 Per preset and workload, on the same decoded uint8 images (decoding is not timed):
 
 * block: ``policy.render_block(images, params, js, r, rows=rows)``, mixing included;
-* per view: one ``policy.render`` per view, then ``mix_rendered`` with the partner's view (what a replaying
-  student does, and what the pass did before ``render_block``);
+* per view: one ``policy.replay`` per view, the partner's view rendered and mixed in where the view mixes (a
+  student replaying one view on its own, and what the pass did before ``render_block``);
 * torchvision: ``policy.to_torchvision(r)`` (a v2 ``Compose`` with the policy's constants) once per view, drawing
   its own parameters (not for mixing presets: v2 mixes labelled batches).
 
@@ -76,13 +76,14 @@ def machine() -> str:
 
 
 def per_view(policy: AugmentationPolicy, images: list[torch.Tensor], params: list[Params], n: int, r: int) -> None:
-    """One ``render`` per view; mixed views also render the partner's view and ``mix_rendered`` them."""
+    """One ``replay`` per view, as a student replays a view on its own (a mixed view renders its partner's too)."""
     for k, p in enumerate(params):
         for j in range(n):
-            own = policy.render(images[k], p, j, r)
             partner = int(p["aug_mix_partner"][j]) if policy.mix is not None else -1
             if partner >= 0:
-                policy.mix_rendered(own, policy.render(images[partner], params[partner], j, r), p, j)
+                policy.replay(images[k], p, j, r, partner_image=images[partner], partner_params=params[partner])
+            else:
+                policy.replay(images[k], p, j, r)
 
 
 def methods(policy: AugmentationPolicy, images: list[torch.Tensor], n: int, r: int) -> dict[str, Callable[[], object]]:

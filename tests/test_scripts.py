@@ -1,4 +1,5 @@
-"""The example scripts run end to end: quickstart (quick mode), train_student on its output, bench_train and\nbench_loader (tiny)."""
+"""The example scripts run end to end: quickstart (quick mode), train_student on its output, bench_train,
+bench_loader and bench_augment (tiny)."""
 
 from __future__ import annotations
 
@@ -128,6 +129,18 @@ def test_bench_loader_prints_a_row_per_path_and_per_step(tmp_path: Path) -> None
     steps = _run("bench_loader.py", *("--steps", "--sizes", "32", "--rows", "16", "32", "--repeats", "1"), cwd=tmp_path)
     assert re.search(r"\| decoding the picture \(Pillow\) \| \d\.\d{3} \| \d\.\d{3} \|", steps)
     assert re.search(r"\| reading the row \(the chosen augmentation only\) \| \d\.\d{3} \| — \|", steps)
+
+
+def test_bench_augment_prints_a_row_per_preset_and_op(tmp_path: Path) -> None:
+    out = _run(
+        "bench_augment.py",
+        *("--rows", "2", "--augmentations", "2", "--repeats", "1", "--presets", "rrc+mix+ra+re", "crop"),
+        cwd=tmp_path,
+    )
+    assert re.search(r"\| rrc\+mix\+ra\+re \| 32 \| \d\.\d{3} \| \d\.\d{3} \| — \|", out)
+    assert re.search(r"\| crop \| 224 \| \d\.\d{3} \| \d\.\d{3} \| \d\.\d{3} \|", out)
+    ops = _run("bench_augment.py", "--ops", "--repeats", "1", cwd=tmp_path)
+    assert re.search(r"\| Sharpness \| 32 \| \d\.\d{3} \| \d\.\d{3} \| \d+\.\d\d× \| fast \|", ops)
 
 
 def test_sweep_quality_quick_writes_its_table(tmp_path: Path) -> None:
