@@ -9,8 +9,9 @@ under every ``ATEN_CPU_CAPABILITY``):
   rounding error far below half a pixel), so its result is the image shifted, with ``fill`` where nothing is;
 * Sharpness blurs with a 3×3 kernel of 1/13 and a 5/13 centre and rounds: the weighted sum is ``k / 13`` for an
   integer ``k``, never within 1/26 of a half, so torchvision's float32 ``round(k / 13)`` is the integer
-  ``(2k + 13) // 26`` whatever the convolution's summation order; the blend ``x + (1 - f)(blur - x)`` is one fused multiply-add in torch's AVX2/AVX-512
-  kernels and two roundings without them (``add_(..., alpha=)``), so it is read from a table of the fused result;
+  ``(2k + 13) // 26`` whatever the convolution's summation order; the blend ``x + (1 - f)(blur - x)`` is one fused
+  multiply-add in torch's AVX2/AVX-512 kernels and two roundings without them (``add_(..., alpha=)``), so it is read
+  from a table of the fused result;
 * Color and Contrast blend with torchvision's grayscale, ``0.2989 r + 0.587 g + 0.114 b`` as a product and two fused
   multiply-adds (exact in float64 for 8-bit values: 35 significant bits at most), floored; Color's blend
   ``x·f + (1 - f)·gray`` (a product and a fused multiply-add) is read from a table, Contrast's mean is the exact
@@ -168,9 +169,7 @@ def _histograms(planes: np.ndarray) -> np.ndarray:
     (values offset by 256 per plane) for small planes, one per plane for large ones (measured: 126 planes of 32×32,
     0.03 against 0.2 ms; 3 planes of 224×224, 0.5 against 0.3 ms)."""
     if planes.shape[1] < _PLANE_LOOKUP:
-        index = planes.astype(np.int32)
-        index += (np.arange(len(planes), dtype=np.int32) * 256)[:, None]
-        return np.bincount(index.reshape(-1), minlength=256 * len(planes)).reshape(len(planes), 256)
+        return np.bincount(_in_all_planes(planes).reshape(-1), minlength=256 * len(planes)).reshape(len(planes), 256)
     return np.stack([np.bincount(plane, minlength=256) for plane in planes])
 
 
@@ -223,13 +222,18 @@ def _apply_luts(planes: torch.Tensor, luts: np.ndarray) -> torch.Tensor:
     one lookup per plane, or, for planes below :data:`_PLANE_LOOKUP` values, one lookup into all the tables."""
     source, tables = planes.numpy(), luts
     if source.shape[1] < _PLANE_LOOKUP:
-        index = source.astype(np.int32)
-        index += (np.arange(len(source), dtype=np.int32) * 256)[:, None]
-        return torch.from_numpy(np.take(tables.reshape(-1), index))
+        return torch.from_numpy(np.take(tables.reshape(-1), _in_all_planes(source)))
     out = np.empty_like(source)
     for p in range(len(source)):
         np.take(tables[p], source[p], out=out[p])
     return torch.from_numpy(out)
+
+
+def _in_all_planes(planes: np.ndarray) -> np.ndarray:
+    """``(P, n)`` int32: each ``uint8`` value of plane ``p`` plus ``256 p``, its index among all planes' 256 bins."""
+    index = planes.astype(np.int32)
+    index += (np.arange(len(planes), dtype=np.int32) * 256)[:, None]
+    return index
 
 
 _PLANE_LOOKUP = 4096

@@ -151,7 +151,8 @@ def sample(
         plane = near // pixels
         pixel = near - plane * pixels
         neighbours = plan.neighbours[:, pixel] + plane * pixels
-        total = _interpolated(images.numpy().reshape(-1)[neighbours].astype(np.float32), *_weights(plan, pixel))
+        values = images.numpy().reshape(-1)[neighbours].astype(np.float32)
+        total = _interpolated(values, plan.weights[:, pixel], plan.tiny[pixel])
         shade = shades.reshape(-1)[plane % shades.size]
         planes.reshape(-1)[near] = _blended(total, shade, plan.mask.numpy().reshape(-1)[pixel])
     return torch.from_numpy(rounded.astype(np.uint8))
@@ -167,11 +168,6 @@ def _coordinate_margin(height: int, width: int) -> np.float32:
 @lru_cache(maxsize=16)
 def _fills(fill: tuple[int, ...]) -> torch.Tensor:
     return torch.tensor([float(v) for v in fill], dtype=torch.float32).view(1, -1, 1, 1)
-
-
-def _weights(plan: _Plan, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The ``(4, n)`` neighbour weights of ``pixels`` and whether any of them is tiny (``(n,)``)."""
-    return plan.weights[:, pixels], plan.tiny[pixels]
 
 
 @lru_cache(maxsize=32)
