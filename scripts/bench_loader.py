@@ -13,8 +13,10 @@ memory-mapped Arrow files (``load_dataset`` of parquet), through a DataLoader wi
 ``--workers`` persistent workers, a seeded shuffle, one torch thread each); each measurement runs one untimed epoch,
 then ``--epochs`` timed ones.
 
-With ``--device cuda``: a data-bound student end to end instead (``resnet18`` at 224 px, bf16, channels_last,
-``--workers`` workers, default 4): images/s of plain training against reinforced training.
+With ``--end-to-end`` (implied by ``--device cuda``): a data-bound student trained end to end instead (``--model``,
+default ``resnet18``, at 224 px, channels_last, bf16 autocast on a GPU, ``--workers`` workers, default 4, batches of
+64): images/s of plain training against reinforced training, interleaved. On the CPU this checks the script, with a
+small ``--model`` such as ``test_resnet``; the numbers that matter come from a GPU.
 
 Run: OMP_NUM_THREADS=1 python scripts/bench_loader.py [--sizes 224 32] [--n 4 64 400 1000] [--repeats 3]
 """
@@ -355,13 +357,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[224, 32], choices=[224, 32])
     p.add_argument("--n", type=int, nargs="+", default=[4, 64, 400, 1000])
-    p.add_argument("--rows", type=int, nargs=2, default=[64, 512], help="rows at 224 px and at 32 px")
+    p.add_argument(
+        "--rows", type=int, nargs=2, help="rows at 224 px and at 32 px (default 64 512; 512 512 with --end-to-end)"
+    )
     p.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS))
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--batch-size", type=int, help="default 16; 64 with --end-to-end")
+    p.add_argument("--workers", type=int, help="DataLoader workers (default 1; 4 with --end-to-end)")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument(
+        "--end-to-end",
+        action="store_true",
+        help="instead, train --model end to end on plain and on reinforced data (implied by --device cuda)",
+    )
+    p.add_argument("--model", default="resnet18", help="the student of --end-to-end (a timm model name)")
     p.add_argument(
         "--steps",
         action="store_true",
@@ -369,7 +379,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "timm's pipeline, in one process at N = the first --n",
     )
     common.add_markdown_argument(p)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.end_to_end = args.end_to_end or args.device == "cuda"
+    defaults = {"rows": [512, 512], "batch_size": 64, "workers": 4} if args.end_to_end else {}
+    defaults = {"rows": [64, 512], "batch_size": 16, "workers": 1, **defaults}
+    for name, value in defaults.items():
+        setattr(args, name, value if getattr(args, name) is None else getattr(args, name))
+    return args
 
 
 def available(name: str) -> bool:
@@ -379,14 +395,13 @@ def available(name: str) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    quiet()
     with common.markdown_output(args.markdown):
-        if args.device == "cuda":
+        if args.end_to_end:
             end_to_end(args)
         elif args.steps:
-            quiet()
             step_costs(args)
         else:
-            quiet()
             loader_runs(args)
 
 
@@ -480,25 +495,33 @@ def reference(name: str) -> str:
 
 
 def end_to_end(args: argparse.Namespace) -> None:
-    """images/s of resnet18 at 224 px, bf16 autocast, channels_last, trained on plain and on reinforced data (N=400
-    unless one ``--n`` is given), ``--workers`` workers (default 4), batch 64, interleaved ``--repeats``."""
-    if not torch.cuda.is_available():
+    """images/s of ``--model`` at 224 px, channels_last (bf16 autocast on a GPU), trained on plain and on reinforced
+    data (N=400 unless one ``--n`` is given), interleaved ``--repeats``: a table of both and their ratio."""
+    if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda needs a GPU")
-    workers, n = args.workers if args.workers > 1 else 4, args.n[0] if len(args.n) == 1 else 400
-    settings = argparse.Namespace(**{**vars(args), "workers": workers, "batch_size": 64})
+    n = args.n[0] if len(args.n) == 1 else 400
     with tempfile.TemporaryDirectory() as tmp:
-        case = Case(224, n, Path(tmp), max(args.rows[0], 512), settings)
+        case = Case(224, n, Path(tmp), args.rows[0], args)
         transform = case.transform()
         fast = transform.apply(case.dataset) if available("apply") else case.dataset.with_transform(transform)
-        modes = {"plain": (plain(case)[0], None, cross_entropy), "reinforced": (fast, transform, distill)}
+        modes = {"plain timm": (plain(case)[0], None, cross_entropy), "reinforced": (fast, transform, distill)}
         results: dict[str, list[float]] = {name: [] for name in modes}
         for _ in range(args.repeats):
             for name, (data, epochs, loss) in modes.items():
                 results[name].append(train_images_per_s(case, data, epochs, loss))
-    for name, values in results.items():
-        print(f"{name}: {statistics.median(values):.0f} images/s (rounds {', '.join(f'{v:.0f}' for v in values)})")
-    ratio = statistics.median(results["reinforced"]) / statistics.median(results["plain"])
-    print(f"reinforced / plain = {ratio:.2f}; N={n}, {workers} workers; {common.machine_info()}")
+                print(f"{name}: {results[name][-1]:.0f} images/s", file=sys.stderr, flush=True)
+    base = statistics.median(results["plain timm"])
+    rows = [
+        [name, f"{statistics.median(v):.0f}", f"{statistics.median(v) / base:.2f}x", " / ".join(f"{x:.0f}" for x in v)]
+        for name, v in results.items()
+    ]
+    print(common.markdown_table(["training data", "images/s", "vs plain", "rounds"], rows))
+    device = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
+    print(
+        f"\n{args.model} at 224 px on {device}, batches of {args.batch_size}, {args.workers} DataLoader workers, "
+        f"N={n}, K={K}, {POLICY}, {args.rows[0]} rows, {args.epochs} timed epochs after one untimed, median of "
+        f"{args.repeats}; {common.machine_info()}"
+    )
 
 
 STEPS = (
@@ -592,27 +615,35 @@ def distill(logits: torch.Tensor, batch: dict) -> torch.Tensor:
 
 
 def train_images_per_s(case: Case, data: Any, transform: Any, loss_fn: Callable) -> float:
-    model = timm.create_model("resnet18", num_classes=CLASSES[224]).cuda().to(memory_format=torch.channels_last)
+    """Images/s of ``--epochs`` epochs of SGD on ``--device`` after one untimed epoch (workers start, kernels tune)."""
+    device = torch.device(case.args.device)
+    model = timm.create_model(case.args.model, num_classes=CLASSES[224]).to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     loader = case.loader(data, hfr.DistillationCollator(pack=False))
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     images, start = 0, 0.0
     for epoch in range(case.args.epochs + 1):
         if transform is not None:
             transform.set_epoch(epoch)
         if epoch == 1:
-            torch.cuda.synchronize()
+            synchronize(device)
             start = time.perf_counter()
         for batch in loader:
-            batch = {k: v.cuda(non_blocking=True) for k, v in batch.items()}
-            with torch.autocast("cuda", dtype=torch.bfloat16):
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            with autocast:
                 logits = model(batch["pixel_values"].contiguous(memory_format=torch.channels_last))
             loss = loss_fn(logits, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             images += len(batch["labels"]) if epoch else 0
-    torch.cuda.synchronize()
+    synchronize(device)
     return images / (time.perf_counter() - start)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,11 @@ The figure is ``hf_reinforce.storage.shards.bytes_per_stored_augmentation``, the
 
 The top-k come from a simulated ImageNet-like ensemble (1000 classes, a few dominant classes per image, noise per
 augmentation): no ImageNet teachers are available offline. Run: python scripts/bench_storage.py [--rows 200]
+
+With ``--layouts``: the format's layout (one typed ``N × ...`` list per column and row) against two others a schema
+could use (one flat list per row; one binary value per row, the byte-stream-split columns byte-planar inside it): bytes
+per stored augmentation and CPU-ms per row to read every reinforcement column of a file, which is what a stream pays
+whatever augmentation it then keeps (parquet decodes a row group's columns whole).
 """
 
 from __future__ import annotations
@@ -13,15 +18,18 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as common
 
 from hf_reinforce.augment import AugmentationPolicy
-from hf_reinforce.storage.format import parquet_options
+from hf_reinforce.storage.format import BYTE_STREAM_SPLIT, is_reinforcement_column, parquet_options, row_group_rows
 from hf_reinforce.storage.shards import BYTES_PER_AUGMENTATION, bytes_per_stored_augmentation
 from hf_reinforce.testing import simulated_rows  # the same generator the budget test uses
 
@@ -32,11 +40,13 @@ def main() -> None:
     parser.add_argument("--augmentations", type=int, default=400)
     parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--policy", nargs="+", default=["rrc+ra+re"], help="one table per policy")
+    parser.add_argument("--layouts", action="store_true", help="instead, compare storage layouts (see above)")
+    parser.add_argument("--repeats", type=int, default=5, help="reads per layout with --layouts (the least counts)")
     common.add_markdown_argument(parser)
     args = parser.parse_args()
     with common.markdown_output(args.markdown):
         for policy in args.policy:
-            table(args, policy)
+            (layouts if args.layouts else table)(args, policy)
 
 
 def table(args: argparse.Namespace, policy: str) -> None:
@@ -59,6 +69,95 @@ def table(args: argparse.Namespace, policy: str) -> None:
         print(
             f"| file size / augmentation, footer included (hf_reinforce options) | {os.path.getsize(ours) / views:.2f} |"
         )
+
+
+def layouts(args: argparse.Namespace, policy: str) -> None:
+    """Bytes per stored augmentation and CPU-ms per row to read every reinforcement column, per layout."""
+    data = simulated_rows(AugmentationPolicy.parse(policy), args.rows, args.augmentations, args.top_k, 1000)
+    schema = data.data.schema
+    table = data.data.table.select(
+        [f.name for f in schema if is_reinforcement_column(f.name) and pa.types.is_fixed_size_list(f.type)]
+    )
+    tables = {
+        "typed N × ... lists (the format)": table,
+        "one flat list per row": _flat(table),
+        "one binary value per row": _binary(table),
+    }
+    views = args.rows * args.augmentations
+    print(f"\n{policy}, N={args.augmentations}, K={args.top_k}, 1000 classes, {args.rows} rows:\n")
+    print("| layout | bytes per augmentation | CPU-ms per row to read |\n|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, layout in tables.items():
+            path = Path(tmp) / "layout.parquet"
+            options = parquet_options(layout.schema)
+            if label.startswith("one binary"):
+                options["use_byte_stream_split"] = []  # the values are byte-planar already
+            pq.write_table(layout, path, row_group_size=row_group_rows(args.augmentations), **options)
+            _check_values(table, pq.read_table(path))
+            seconds = min(_read_seconds(path) for _ in range(args.repeats))
+            print(f"| {label} | {_column_bytes(path) / views:.2f} | {1e3 * seconds / args.rows:.3f} |")
+    print(f"\nreading: pyarrow.parquet iter_batches over the file, least of {args.repeats}; {common.machine_info()}")
+
+
+def _leaves(column: pa.ChunkedArray) -> tuple[int, np.ndarray]:
+    """Rows and the leaf values of a column of nested fixed-size lists, as ``(rows, values per row)``."""
+    array = column.combine_chunks()
+    values = array
+    while pa.types.is_fixed_size_list(values.type):
+        values = values.flatten()
+    return len(array), values.to_numpy(zero_copy_only=False).reshape(len(array), -1)
+
+
+def _flat(table: pa.Table) -> pa.Table:
+    columns = {}
+    for name in table.column_names:
+        _, values = _leaves(table.column(name))
+        columns[name] = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
+    return pa.table(columns)
+
+
+def _binary(table: pa.Table) -> pa.Table:
+    columns = {}
+    for name in table.column_names:
+        rows, values = _leaves(table.column(name))
+        raw = np.ascontiguousarray(values).view(np.uint8).reshape(rows, values.shape[1], values.itemsize)
+        if name in BYTE_STREAM_SPLIT:  # byte-planar: the k-th bytes of a row's values side by side
+            raw = raw.transpose(0, 2, 1)
+        raw = np.ascontiguousarray(raw).reshape(rows, -1)
+        columns[name] = pa.FixedSizeBinaryArray.from_buffers(pa.binary(raw.shape[1]), rows, [None, pa.py_buffer(raw)])
+    return pa.table(columns)
+
+
+def _check_values(table: pa.Table, stored: pa.Table) -> None:
+    """Every layout stores the same values: a layout that lost some would be measured for nothing."""
+    for name in table.column_names:
+        rows, values = _leaves(table.column(name))
+        column = stored.column(name).combine_chunks()
+        if pa.types.is_fixed_size_binary(column.type):
+            raw = np.frombuffer(column.buffers()[1], np.uint8, len(column) * column.type.byte_width)
+            shape = (rows, values.itemsize, values.shape[1]) if name in BYTE_STREAM_SPLIT else (rows, -1)
+            raw = np.ascontiguousarray(raw.reshape(shape).transpose(0, 2, 1)) if name in BYTE_STREAM_SPLIT else raw
+            back = raw.reshape(-1).view(values.dtype).reshape(values.shape)
+        else:
+            back = _leaves(stored.column(name))[1]
+        if not np.array_equal(back, values):
+            raise AssertionError(f"column {name!r}: the layout does not store the same values")
+
+
+def _read_seconds(path: Path) -> float:
+    start = time.process_time()
+    for _ in pq.ParquetFile(path).iter_batches(batch_size=1024):
+        pass
+    return time.process_time() - start
+
+
+def _column_bytes(path: Path) -> int:
+    metadata = pq.ParquetFile(path).metadata
+    return sum(
+        metadata.row_group(g).column(c).total_compressed_size
+        for g in range(metadata.num_row_groups)
+        for c in range(metadata.num_columns)
+    )
 
 
 if __name__ == "__main__":

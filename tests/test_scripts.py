@@ -131,6 +131,27 @@ def test_bench_loader_prints_a_row_per_path_and_per_step(tmp_path: Path) -> None
     assert re.search(r"\| reading the row \(the chosen augmentation only\) \| \d\.\d{3} \| — \|", steps)
 
 
+def test_bench_loader_end_to_end_trains_on_both_kinds_of_data(tmp_path: Path) -> None:
+    """The GPU benchmark's training loop, on the CPU with timm's smallest test model: each mode trains and is timed."""
+    out = _run(
+        "bench_loader.py",
+        *("--end-to-end", "--model", "test_resnet", "--rows", "16", "16", "--n", "4", "--batch-size", "8"),
+        *("--workers", "1", "--epochs", "1", "--repeats", "1"),
+        cwd=tmp_path,
+    )
+    assert re.search(r"\| plain timm \| \d+ \| 1\.00x \| \d+ \|", out)
+    assert re.search(r"\| reinforced \| \d+ \| \d+\.\d\dx \| \d+ \|", out)
+    assert "test_resnet at 224 px on CPU, batches of 8, 1 DataLoader workers, N=4" in out
+
+
+def test_bench_storage_layouts_prints_a_row_per_layout(tmp_path: Path) -> None:
+    out = _run(
+        "bench_storage.py", *("--layouts", "--rows", "4", "--augmentations", "8", "--repeats", "1"), cwd=tmp_path
+    )
+    for layout in (r"typed N × \.\.\. lists \(the format\)", "one flat list per row", "one binary value per row"):
+        assert re.search(rf"\| {layout} \| \d+\.\d\d \| \d\.\d{{3}} \|", out), layout
+
+
 def test_bench_augment_prints_a_row_per_preset_and_op(tmp_path: Path) -> None:
     out = _run(
         "bench_augment.py",
