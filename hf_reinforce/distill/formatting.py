@@ -1,12 +1,15 @@
-"""The fast path's hooks into ``datasets``: a format for map-style datasets and a two-step ``map`` for streams.
+"""The fast path's hooks into ``datasets``: formats for map-style datasets and a two-step ``map`` for streams.
 
-``datasets`` formats rows through a formatter class chosen by name. ``set_transform`` uses its ``CustomFormatter``,
-which turns every column of the requested rows into Python objects (all N stored augmentations: 10 ms a row at
-N=1000, K=10, measured) before calling the transform. :class:`ReplayFormatter` gets the rows' Arrow table instead and
-hands it to :meth:`ReinforcedTransform.replay_table`; when a ``DataLoader`` fetches a batch (``__getitems__``) that
-is the whole batch, rendered together. Registering a format name is ``datasets``' private
-``datasets.formatting._register_formatter``: this module is the one place that uses it, and a test
-in tests/distill/test_fast_path.py fails naming it if ``datasets`` moves it.
+``datasets`` formats rows through a formatter class chosen by name. ``set_transform`` and ``with_transform`` use the
+``"custom"`` one, whose ``CustomFormatter`` turns every column of the requested rows into Python objects (all N stored
+augmentations: 10 ms a row at N=1000, K=10, measured) before calling the transform. :class:`ReplayFormatter` gets the
+rows' Arrow table instead and hands it to :meth:`ReinforcedTransform.replay_table`; when a ``DataLoader`` fetches a
+batch (``__getitems__``) that is the whole batch, rendered together. It is the format of ``transform.apply(dataset)``
+(:data:`FORMAT_TYPE`), and :class:`TransformFormatter` takes the ``"custom"`` name so that
+``dataset.set_transform(transform)`` with a ``ReinforcedTransform`` reads the same way; any other transform gets
+exactly what ``CustomFormatter`` gives it. Registering a format name is ``datasets``' private
+``datasets.formatting._register_formatter``: this module is the one place that uses it, and a test in
+tests/distill/test_fast_path.py fails naming it if ``datasets`` moves it.
 
 A stream (``IterableDataset``) hands a ``map`` function an Arrow table when formatted as ``"arrow"``, but must get an
 Arrow table back, and turning pixel tensors into Arrow and back costs more than rendering them (0.6 ms a 224-px row,
@@ -17,11 +20,13 @@ those small Python rows, to training examples.
 from __future__ import annotations
 
 import functools
+import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import datasets
 import pyarrow as pa
-from datasets.formatting import Formatter, PythonFormatter
+from datasets.formatting import CustomFormatter, Formatter, PythonFormatter
 
 from ..augment import AugmentationPolicy
 from ..storage.format import ROW_INDEX, TOPK_IDS, TOPK_PROBS
@@ -67,8 +72,31 @@ class ReplayFormatter(Formatter):
         return PythonFormatter(features=self.features).format_column(pa_table)
 
 
+class TransformFormatter(CustomFormatter):
+    """``datasets``' ``"custom"`` format (``set_transform``, ``with_transform``): a ``ReinforcedTransform`` reads the
+    rows' Arrow table as :class:`ReplayFormatter` does (the fast path); any other transform is ``CustomFormatter``'s."""
+
+    def __init__(self, transform: Callable, features: Any = None, token_per_repo_id: Any = None, **kwargs: Any):
+        super().__init__(transform, features=features, token_per_repo_id=token_per_repo_id, **kwargs)
+        from .transform import ReinforcedTransform  # the transform module imports this one
+
+        self.replay: ReplayFormatter | None = None
+        if isinstance(transform, ReinforcedTransform):
+            self.replay = ReplayFormatter(transform, features, token_per_repo_id)
+
+    def format_row(self, pa_table: pa.Table) -> Any:
+        return super().format_row(pa_table) if self.replay is None else self.replay.format_row(pa_table)
+
+    def format_column(self, pa_table: pa.Table) -> Any:
+        return super().format_column(pa_table) if self.replay is None else self.replay.format_column(pa_table)
+
+    def format_batch(self, pa_table: pa.Table) -> Any:
+        return super().format_batch(pa_table) if self.replay is None else self.replay.format_batch(pa_table)
+
+
 def _register() -> None:
-    """Make :data:`FORMAT_TYPE` a ``datasets`` format (once per process: on import of this module)."""
+    """Make :data:`FORMAT_TYPE` a ``datasets`` format and :class:`TransformFormatter` its ``"custom"`` one (once per
+    process: on import of this module)."""
     try:
         from datasets.formatting import _register_formatter
     except ImportError as error:
@@ -78,6 +106,13 @@ def _register() -> None:
             "update for this datasets version"
         ) from error
     _register_formatter(ReplayFormatter, FORMAT_TYPE)
+    log = logging.getLogger("datasets.formatting")  # replacing a format it knows, datasets warns: this one is meant
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        _register_formatter(TransformFormatter, "custom")
+    finally:
+        log.setLevel(level)
 
 
 _register()

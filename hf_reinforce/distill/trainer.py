@@ -2,9 +2,8 @@
 
 ``DistillationTrainer`` computes the loss itself on unpacked batches (``labels`` (B,), ``topk_ids``, ``topk_probs``);
 the stock ``Trainer`` with ``DistillationCallback`` hands ``compute_loss_func`` only ``labels``, so there the top-k
-travels packed inside them (``DistillationCollator()``). Both put a dataset given ``set_transform(transform)`` on
-the transform's fast path (``transform.apply``) before the DataLoader's workers start, and say when
-``dataloader_num_workers=0`` leaves every image to the training process.
+travels packed inside them (``DistillationCollator()``). Both say when ``dataloader_num_workers=0`` leaves every
+image to the training process.
 """
 
 from __future__ import annotations
@@ -161,28 +160,6 @@ def check_train_dataset(dataset: Any) -> None:
         )
 
 
-def with_fast_path(dataset: Any, transform: Any) -> Any:
-    """``dataset`` on ``transform``'s fast path when it was given ``set_transform(transform)`` (a new dataset: the
-    caller's keeps its format); anything else as it is."""
-    if not _on_slow_path(dataset, transform):
-        return dataset
-    logger.info("train_dataset: set_transform(transform) replaced by transform.apply(train_dataset), the fast path")
-    return transform.apply(dataset.with_format(None))
-
-
-def _on_slow_path(dataset: Any, transform: Any) -> bool:
-    """Whether ``dataset`` is a ``datasets.Dataset`` formatted by ``set_transform(transform)`` of a transform with a
-    fast path."""
-    import datasets
-
-    return (
-        isinstance(dataset, datasets.Dataset)
-        and dataset.format["type"] == "custom"
-        and dataset.format["format_kwargs"].get("transform") is transform
-        and callable(getattr(transform, "apply", None))
-    )
-
-
 def data_workers_advice(args: TrainingArguments) -> str | None:
     """What to say when ``dataloader_num_workers=0`` leaves decoding and replay to the training process (a worker
     would run them beside it), naming a value for this machine; None when there is nothing to say."""
@@ -253,8 +230,6 @@ class DistillationCallback(TrainerCallback):
         check_student(kwargs.get("model"))
         dataset = getattr(kwargs.get("train_dataloader"), "dataset", None)
         check_train_dataset(dataset)
-        if dataset is not None and _on_slow_path(dataset, self.transform):  # in place: before its workers start
-            dataset.set_format(**with_fast_path(dataset, self.transform).format)
         advice = data_workers_advice(args)
         if advice and state.is_local_process_zero:
             logger.warning(advice)
@@ -322,8 +297,7 @@ class DistillationTrainer(Trainer):
                 "with DistillationCollator and DistillationCallback"
             )
         check_student(model)
-        kwargs["train_dataset"] = with_fast_path(kwargs.get("train_dataset"), transform)
-        check_train_dataset(kwargs["train_dataset"])
+        check_train_dataset(kwargs.get("train_dataset"))
         if args is None:
             args = TrainingArguments(output_dir="tmp_trainer")  # what Trainer itself would use
         args.remove_unused_columns = False  # this class owns it: the transform reads the raw columns

@@ -7,9 +7,10 @@ augmentation is used once before any repeats (:func:`augmentation_indices`). Ren
 identical.
 
 The fast path is :meth:`ReinforcedTransform.apply`: rows are read from Arrow with only the chosen augmentation's
-values leaving it (per-row cost independent of N) and a batch's views are rendered together (``distill.replay``). The
-``set_transform(transform)`` path stays correct, but ``datasets`` turns all N stored augmentations of every row into
-Python lists before the transform runs (10 ms a row at N=1000, K=10, measured), so it says once how to switch.
+values leaving it (per-row cost independent of N) and a batch's views are rendered together (``distill.replay``).
+``dataset.set_transform(transform)`` and ``with_transform`` read the same way (``distill.formatting``). Rows that
+``datasets`` has already turned into Python (``stream.map(transform)``, a call on a formatted batch) hold all N stored
+augmentations as lists (10 ms a row at N=1000, K=10, measured), so that path says once how to switch.
 Pixel work runs with one torch thread (``augment.single_thread``), as in the pass: in the main process (``Trainer``'s
 default ``dataloader_num_workers=0``) torch's default thread pool made each row 15–35× slower on a busy 2-core machine.
 
@@ -392,10 +393,12 @@ class ReinforcedTransform:
         return {key: values[0] for key, values in self._python_examples([row]).items()}
 
     def __call__(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list]:
-        """Batched transform (``set_transform``): each row gets its stored augmentation for the current epoch.
+        """Batched transform of Python rows (``stream.map(transform, batched=True)``, or a call of your own): each
+        row gets its stored augmentation for the current epoch.
 
         Correct, but ``datasets`` has converted all N stored augmentations of every row to Python lists before this
-        runs; the first call says so once (in the log) with the fast path, :meth:`apply`."""
+        runs; the first call says so once (in the log) with the fast path, :meth:`apply`. ``set_transform(transform)``
+        and ``with_transform`` do not come here: they read Arrow as :meth:`apply` does."""
         size = len(next(iter(batch.values()), []))
         self._advise_apply()
         return self._python_examples([{name: values[k] for name, values in batch.items()} for k in range(size)])
@@ -405,11 +408,10 @@ class ReinforcedTransform:
             return
         self._shared[1] = 1
         logger.warning(
-            "ReinforcedTransform on Python rows (dataset.set_transform(transform), with_transform, or "
-            "IterableDataset.map(transform)): `datasets` converts all %d stored augmentations of every row to Python "
-            "lists before one is picked (10 ms a row at N=1000). Use `dataset = transform.apply(dataset)` instead: it "
-            "reads only the chosen augmentation and renders a batch's views together (DistillationTrainer and "
-            "DistillationCallback switch a set_transform dataset to it themselves)",
+            "ReinforcedTransform on Python rows (IterableDataset.map(transform), or a call on rows already formatted): "
+            "`datasets` converts all %d stored augmentations of every row to Python lists before one is picked (10 ms "
+            "a row at N=1000). Use `dataset = transform.apply(dataset)` instead (a stream too): it reads only the "
+            "chosen augmentation and renders a batch's views together",
             self.num_augmentations,
         )
 

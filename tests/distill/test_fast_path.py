@@ -13,7 +13,7 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
-from datasets.formatting.formatting import PythonArrowExtractor
+from datasets.formatting.formatting import CustomFormatter, PythonArrowExtractor
 
 import hf_reinforce as hfr
 from hf_reinforce import testing
@@ -102,15 +102,54 @@ def test_apply_never_turns_rows_into_python_lists(plus, monkeypatch):
         _assert_example(got, want)
 
 
-def test_set_transform_gives_the_same_examples_and_says_once_how_to_switch(plus, caplog):
+def test_set_transform_and_with_transform_take_the_fast_path(plus, monkeypatch, caplog):
     transform = hfr.ReinforcedTransform.from_dataset(plus)
-    slow = plus.with_transform(transform)
+    transform.set_epoch(2)
+    expected = [_expected(transform, plus[i]) for i in range(10)]
+
+    def refuse(self, table):
+        raise AssertionError(f"rows turned into Python objects: {table.column_names}")
+
+    monkeypatch.setattr(PythonArrowExtractor, "extract_batch", refuse)
+    monkeypatch.setattr(PythonArrowExtractor, "extract_row", refuse)
+    kept = plus.with_format(None)
+    kept.set_transform(transform)
+    with caplog.at_level(logging.WARNING):
+        for data in (plus.with_transform(transform), kept):
+            assert data.format["type"] == "custom"  # datasets' own format name, as before
+            rows = [data[i] for i in range(4)] + data.__getitems__([7, 9])
+            for got, i in zip(rows, [0, 1, 2, 3, 7, 9]):
+                _assert_example(got, expected[i])
+    assert not caplog.records  # neither advice to switch nor datasets' note on replacing its format
+
+
+def test_the_custom_format_of_other_transforms_is_datasets_own(digits):
+    """Any other callable given to set_transform gets what datasets' CustomFormatter gives it: decoded Python rows."""
+    seen = []
+
+    def shapes(batch):
+        seen.append(sorted(batch))
+        return {"size": [image.size for image in batch["image"]], "label": batch["label"]}
+
+    data = digits.with_transform(shapes)
+    assert data[0] == {"size": (28, 28), "label": digits[0]["label"]}
+    assert data[:3]["size"] == [(28, 28)] * 3 and seen[0] == ["image", "label"]
+    assert isinstance(datasets.formatting.get_formatter("custom", transform=shapes), CustomFormatter)
+    assert list(data["label"])[:5] == list(digits["label"])[:5]  # a column through the transform, as datasets reads it
+    evaluation = hfr.ReinforcedTransform.from_dataset(_reinforce(digits.select(range(4)), "rrc")).evaluation
+    assert digits.with_transform(evaluation)[0]["pixel_values"].shape == (3, 32, 32)  # a bound method: a callable
+
+
+def test_python_rows_give_the_same_examples_and_say_once_how_to_switch(plus, caplog):
+    transform = hfr.ReinforcedTransform.from_dataset(plus)
+    rows = plus.with_format(None)
     with caplog.at_level(logging.WARNING, logger="hf_reinforce"):
-        rows = [slow[i] for i in range(4)] + slow.__getitems__([7, 9])
+        out = [transform(rows[i : i + 2]) for i in (0, 4, 8)]
     advice = [r for r in caplog.records if "transform.apply(dataset)" in r.getMessage()]
     assert len(advice) == 1 and f"all {N} stored augmentations" in advice[0].getMessage()
-    for got, i in zip(rows, [0, 1, 2, 3, 7, 9]):
-        _assert_example(got, _expected(transform, plus[i]))
+    for batch, i in zip(out, (0, 4, 8)):
+        for k in range(2):
+            _assert_example({key: values[k] for key, values in batch.items()}, _expected(transform, plus[i + k]))
 
 
 def test_dataloader_workers_follow_set_epoch_and_copies_of_the_format_too(plus):
