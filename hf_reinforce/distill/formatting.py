@@ -73,25 +73,24 @@ class ReplayFormatter(Formatter):
 
 
 class TransformFormatter(CustomFormatter):
-    """``datasets``' ``"custom"`` format (``set_transform``, ``with_transform``): a ``ReinforcedTransform`` reads the
-    rows' Arrow table as :class:`ReplayFormatter` does (the fast path); any other transform is ``CustomFormatter``'s."""
+    """``datasets``' ``"custom"`` format (``set_transform``, ``with_transform``): a ``ReinforcedTransform`` gets the
+    rows' Arrow table (:meth:`~hf_reinforce.ReinforcedTransform.replay_table`, the fast path); any other transform
+    gets what ``CustomFormatter`` gives it. The table goes to the transform whatever columns it has (a ``Trainer`` that
+    dropped some hears which, and why), and a column asked for by name comes back as plain Python values."""
 
     def __init__(self, transform: Callable, features: Any = None, token_per_repo_id: Any = None, **kwargs: Any):
         super().__init__(transform, features=features, token_per_repo_id=token_per_repo_id, **kwargs)
         from .transform import ReinforcedTransform  # the transform module imports this one
 
-        self.replay: ReplayFormatter | None = None
-        if isinstance(transform, ReinforcedTransform):
-            self.replay = ReplayFormatter(transform, features, token_per_repo_id)
-
-    def format_row(self, pa_table: pa.Table) -> Any:
-        return super().format_row(pa_table) if self.replay is None else self.replay.format_row(pa_table)
-
-    def format_column(self, pa_table: pa.Table) -> Any:
-        return super().format_column(pa_table) if self.replay is None else self.replay.format_column(pa_table)
+        self.replayer: Replayer | None = transform if isinstance(transform, ReinforcedTransform) else None
 
     def format_batch(self, pa_table: pa.Table) -> Any:
-        return super().format_batch(pa_table) if self.replay is None else self.replay.format_batch(pa_table)
+        return super().format_batch(pa_table) if self.replayer is None else self.replayer.replay_table(pa_table)
+
+    def format_column(self, pa_table: pa.Table) -> Any:
+        if self.replayer is None:
+            return super().format_column(pa_table)
+        return PythonFormatter(features=self.features).format_column(pa_table)
 
 
 def _register() -> None:

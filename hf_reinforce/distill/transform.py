@@ -298,7 +298,9 @@ class ReinforcedTransform:
         if missing and not (missing == [TOPK_IDS] and not any(c.startswith("topk_") for c in columns)):
             raise MissingColumnError(
                 f"columns {missing} are missing (columns: {list(columns)}); is this the reinforced dataset this "
-                "transform was built for (or was it reduced with select_columns/remove_columns)?"
+                "transform was built for (or was it reduced with select_columns/remove_columns, or by "
+                "transformers.Trainer, which drops the columns its model does not take unless "
+                "TrainingArguments(remove_unused_columns=False))?"
             )
 
     def check_schema(self, schema: pa.Schema) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
+import transformers
 from datasets.formatting.formatting import CustomFormatter, PythonArrowExtractor
 
 import hf_reinforce as hfr
@@ -138,6 +139,29 @@ def test_the_custom_format_of_other_transforms_is_datasets_own(digits):
     assert list(data["label"])[:5] == list(digits["label"])[:5]  # a column through the transform, as datasets reads it
     evaluation = hfr.ReinforcedTransform.from_dataset(_reinforce(digits.select(range(4)), "rrc")).evaluation
     assert digits.with_transform(evaluation)[0]["pixel_values"].shape == (3, 32, 32)  # a bound method: a callable
+
+
+def test_a_stock_trainer_that_drops_the_stored_columns_is_told_why(plus, tmp_path):
+    """transformers.Trainer keeps only the columns its model takes (here ``label``): the transform names the missing
+    ones and the setting, instead of training on what is left."""
+    transform = hfr.ReinforcedTransform.from_dataset(plus)
+    pool = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 10))
+    args = transformers.TrainingArguments(
+        str(tmp_path), per_device_train_batch_size=4, max_steps=1, use_cpu=True, report_to=[], save_strategy="no"
+    )
+    trainer = transformers.Trainer(
+        model=hfr.TimmStudent(pool),
+        args=args,
+        train_dataset=plus.with_transform(transform),
+        data_collator=hfr.DistillationCollator(),
+        compute_loss_func=hfr.DistillationLoss(),
+    )
+    with pytest.raises(
+        MissingColumnError,
+        match=r"\['image', 'row_index', 'topk_ids'\] are missing .*"
+        r"remove_unused_columns=False",
+    ):
+        trainer.train()
 
 
 def test_python_rows_give_the_same_examples_and_say_once_how_to_switch(plus, caplog):
