@@ -74,15 +74,18 @@ class ReplayFormatter(Formatter):
 
 class TransformFormatter(CustomFormatter):
     """``datasets``' ``"custom"`` format (``set_transform``, ``with_transform``): a ``ReinforcedTransform`` gets the
-    rows' Arrow table (:meth:`~hf_reinforce.ReinforcedTransform.replay_table`, the fast path); any other transform
-    gets what ``CustomFormatter`` gives it. The table goes to the transform whatever columns it has (a ``Trainer`` that
+    rows' Arrow table (:meth:`~hf_reinforce.ReinforcedTransform.replay_table`, the fast path); any other transform,
+    a subclass that defines its own ``__call__`` too, gets what ``CustomFormatter`` gives it. The table goes to the transform whatever columns it has (a ``Trainer`` that
     dropped some hears which, and why), and a column asked for by name comes back as plain Python values."""
 
     def __init__(self, transform: Callable, features: Any = None, token_per_repo_id: Any = None, **kwargs: Any):
         super().__init__(transform, features=features, token_per_repo_id=token_per_repo_id, **kwargs)
         from .transform import ReinforcedTransform  # the transform module imports this one
 
-        self.replayer: Replayer | None = transform if isinstance(transform, ReinforcedTransform) else None
+        own_call = (
+            isinstance(transform, ReinforcedTransform) and type(transform).__call__ is ReinforcedTransform.__call__
+        )
+        self.replayer: Replayer | None = transform if own_call else None  # a subclass's own __call__ is honoured
 
     def format_batch(self, pa_table: pa.Table) -> Any:
         return super().format_batch(pa_table) if self.replayer is None else self.replayer.replay_table(pa_table)

@@ -137,8 +137,16 @@ def test_the_custom_format_of_other_transforms_is_datasets_own(digits):
     assert data[:3]["size"] == [(28, 28)] * 3 and seen[0] == ["image", "label"]
     assert isinstance(datasets.formatting.get_formatter("custom", transform=shapes), CustomFormatter)
     assert list(data["label"])[:5] == list(digits["label"])[:5]  # a column through the transform, as datasets reads it
-    evaluation = hfr.ReinforcedTransform.from_dataset(_reinforce(digits.select(range(4)), "rrc")).evaluation
+    reinforced = _reinforce(digits.select(range(4)), "rrc")
+    evaluation = hfr.ReinforcedTransform.from_dataset(reinforced).evaluation
     assert digits.with_transform(evaluation)[0]["pixel_values"].shape == (3, 32, 32)  # a bound method: a callable
+
+    class Tagged(hfr.ReinforcedTransform):  # a subclass with a __call__ of its own keeps it
+        def __call__(self, batch):
+            return {**super().__call__(batch), "tag": ["mine"] * len(batch["row_index"])}
+
+    tagged = reinforced.with_transform(Tagged.from_dataset(reinforced))
+    assert tagged[0]["tag"] == "mine" and tagged[0]["pixel_values"].shape == (3, 32, 32)
 
 
 def test_a_stock_trainer_that_drops_the_stored_columns_is_told_why(plus, tmp_path):
