@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import datasets
 import pyarrow as pa
@@ -72,20 +72,28 @@ class ReplayFormatter(Formatter):
         return PythonFormatter(features=self.features).format_column(pa_table)
 
 
+_ARROW_TRANSFORMS: list[type] = []
+
+
+def reads_arrow(cls: type) -> type:
+    """Class decorator: ``set_transform(instance)`` of ``cls`` (a :class:`Replayer`) reads the rows' Arrow table
+    through :class:`TransformFormatter`, unless the instance's class defines a ``__call__`` of its own."""
+    _ARROW_TRANSFORMS.append(cls)
+    return cls
+
+
 class TransformFormatter(CustomFormatter):
-    """``datasets``' ``"custom"`` format (``set_transform``, ``with_transform``): a ``ReinforcedTransform`` gets the
-    rows' Arrow table (:meth:`~hf_reinforce.ReinforcedTransform.replay_table`, the fast path); any other transform,
-    a subclass that defines its own ``__call__`` too, gets what ``CustomFormatter`` gives it. The table goes to the transform whatever columns it has (a ``Trainer`` that
-    dropped some hears which, and why), and a column asked for by name comes back as plain Python values."""
+    """``datasets``' ``"custom"`` format (``set_transform``, ``with_transform``): a transform of a :func:`reads_arrow`
+    class (``ReinforcedTransform``) gets the rows' Arrow table (``replay_table``, the fast path); any other transform,
+    a subclass that defines its own ``__call__`` too, gets what ``CustomFormatter`` gives it. The table goes to the
+    transform whatever columns it has (a ``Trainer`` that dropped some hears which, and why), and a column asked for by
+    name comes back as plain Python values."""
 
     def __init__(self, transform: Callable, features: Any = None, token_per_repo_id: Any = None, **kwargs: Any):
         super().__init__(transform, features=features, token_per_repo_id=token_per_repo_id, **kwargs)
-        from .transform import ReinforcedTransform  # the transform module imports this one
-
-        own_call = (
-            isinstance(transform, ReinforcedTransform) and type(transform).__call__ is ReinforcedTransform.__call__
-        )
-        self.replayer: Replayer | None = transform if own_call else None  # a subclass's own __call__ is honoured
+        base = next((cls for cls in _ARROW_TRANSFORMS if isinstance(transform, cls)), None)
+        own_call = base is not None and type(transform).__call__ is base.__call__  # a subclass's own is honoured
+        self.replayer: Replayer | None = cast(Replayer, transform) if own_call else None
 
     def format_batch(self, pa_table: pa.Table) -> Any:
         return super().format_batch(pa_table) if self.replayer is None else self.replayer.replay_table(pa_table)

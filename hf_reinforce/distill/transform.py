@@ -40,7 +40,7 @@ from ..storage.format import FINGERPRINT, FINGERPRINT_AUGMENTATION, ROW_INDEX, T
 from ..storage.reader import load_record
 from ..storage.record import RunRecord, record_from_dataset
 from ..validation import check_choice, check_index, check_int, check_split
-from .formatting import replay_format, replay_stream
+from .formatting import reads_arrow, replay_format, replay_stream
 from .replay import Chosen, Partners, batch_buffer, from_rows, from_table, render
 
 logger = logging.getLogger(__name__)
@@ -105,6 +105,7 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
+@reads_arrow
 class ReinforcedTransform:
     """Rows → ``pixel_values``, ``labels``, ``topk_ids``, ``topk_probs`` of this epoch's stored augmentation.
 
