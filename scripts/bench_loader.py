@@ -518,7 +518,7 @@ def end_to_end(args: argparse.Namespace) -> None:
     print(common.markdown_table(["training data", "images/s", "vs plain", "rounds"], rows))
     device = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
     print(
-        f"\n{args.model} at 224 px on {device}, batches of {args.batch_size}, {args.workers} DataLoader workers, "
+        f"\n{args.model} at 224 px on {device}, batches of {args.batch_size}, DataLoader workers: {args.workers}, "
         f"N={n}, K={K}, {POLICY}, {args.rows[0]} rows, {args.epochs} timed epochs after one untimed, median of "
         f"{args.repeats}; {common.machine_info()}"
     )

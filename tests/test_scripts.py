@@ -141,7 +141,7 @@ def test_bench_loader_end_to_end_trains_on_both_kinds_of_data(tmp_path: Path) ->
     )
     assert re.search(r"\| plain timm \| \d+ \| 1\.00x \| \d+ \|", out)
     assert re.search(r"\| reinforced \| \d+ \| \d+\.\d\dx \| \d+ \|", out)
-    assert "test_resnet at 224 px on CPU, batches of 8, 1 DataLoader workers, N=4" in out
+    assert "test_resnet at 224 px on CPU, batches of 8, DataLoader workers: 1, N=4" in out
 
 
 def test_bench_storage_layouts_prints_a_row_per_layout(tmp_path: Path) -> None:
