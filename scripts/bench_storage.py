@@ -29,7 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as common
 
 from hf_reinforce.augment import AugmentationPolicy
-from hf_reinforce.storage.format import BYTE_STREAM_SPLIT, is_reinforcement_column, parquet_options, row_group_rows
+from hf_reinforce.storage.format import (
+    BYTE_STREAM_SPLIT,
+    is_reinforcement_column,
+    parquet_options,
+    row_group_rows,
+    table_columns,
+)
 from hf_reinforce.storage.shards import BYTES_PER_AUGMENTATION, bytes_per_stored_augmentation
 from hf_reinforce.testing import simulated_rows  # the same generator the budget test uses
 
@@ -83,7 +89,6 @@ def layouts(args: argparse.Namespace, policy: str) -> None:
         "one flat list per row": _flat(table),
         "one binary value per row": _binary(table),
     }
-    views = args.rows * args.augmentations
     print(f"\n{policy}, N={args.augmentations}, K={args.top_k}, 1000 classes, {args.rows} rows:\n")
     print("| layout | bytes per augmentation | CPU-ms per row to read |\n|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,23 +100,21 @@ def layouts(args: argparse.Namespace, policy: str) -> None:
             pq.write_table(layout, path, row_group_size=row_group_rows(args.augmentations), **options)
             _check_values(table, pq.read_table(path))
             seconds = min(_read_seconds(path) for _ in range(args.repeats))
-            print(f"| {label} | {_column_bytes(path) / views:.2f} | {1e3 * seconds / args.rows:.3f} |")
+            stored = bytes_per_stored_augmentation([path], args.augmentations)
+            print(f"| {label} | {stored:.2f} | {1e3 * seconds / args.rows:.3f} |")
     print(f"\nreading: pyarrow.parquet iter_batches over the file, least of {args.repeats}; {common.machine_info()}")
 
 
-def _leaves(column: pa.ChunkedArray) -> tuple[int, np.ndarray]:
-    """Rows and the leaf values of a column of nested fixed-size lists, as ``(rows, values per row)``."""
-    array = column.combine_chunks()
-    values = array
-    while pa.types.is_fixed_size_list(values.type):
-        values = values.flatten()
-    return len(array), values.to_numpy(zero_copy_only=False).reshape(len(array), -1)
+def _leaves(table: pa.Table, name: str) -> np.ndarray:
+    """A column of nested fixed-size lists as ``(rows, values per row)``."""
+    values = table_columns(table, [name])[name]
+    return values.reshape(len(values), -1)
 
 
 def _flat(table: pa.Table) -> pa.Table:
     columns = {}
     for name in table.column_names:
-        _, values = _leaves(table.column(name))
+        values = _leaves(table, name)
         columns[name] = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
     return pa.table(columns)
 
@@ -119,27 +122,29 @@ def _flat(table: pa.Table) -> pa.Table:
 def _binary(table: pa.Table) -> pa.Table:
     columns = {}
     for name in table.column_names:
-        rows, values = _leaves(table.column(name))
-        raw = np.ascontiguousarray(values).view(np.uint8).reshape(rows, values.shape[1], values.itemsize)
+        values = _leaves(table, name)
+        raw = np.ascontiguousarray(values).view(np.uint8).reshape(*values.shape, values.itemsize)
         if name in BYTE_STREAM_SPLIT:  # byte-planar: the k-th bytes of a row's values side by side
             raw = raw.transpose(0, 2, 1)
-        raw = np.ascontiguousarray(raw).reshape(rows, -1)
-        columns[name] = pa.FixedSizeBinaryArray.from_buffers(pa.binary(raw.shape[1]), rows, [None, pa.py_buffer(raw)])
+        raw = np.ascontiguousarray(raw).reshape(len(values), -1)
+        columns[name] = pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(raw.shape[1]), len(raw), [None, pa.py_buffer(raw)]
+        )
     return pa.table(columns)
 
 
 def _check_values(table: pa.Table, stored: pa.Table) -> None:
     """Every layout stores the same values: a layout that lost some would be measured for nothing."""
     for name in table.column_names:
-        rows, values = _leaves(table.column(name))
+        values = _leaves(table, name)
         column = stored.column(name).combine_chunks()
-        if pa.types.is_fixed_size_binary(column.type):
+        if pa.types.is_fixed_size_binary(column.type):  # the inverse of _binary
             raw = np.frombuffer(column.buffers()[1], np.uint8, len(column) * column.type.byte_width)
-            shape = (rows, values.itemsize, values.shape[1]) if name in BYTE_STREAM_SPLIT else (rows, -1)
-            raw = np.ascontiguousarray(raw.reshape(shape).transpose(0, 2, 1)) if name in BYTE_STREAM_SPLIT else raw
-            back = raw.reshape(-1).view(values.dtype).reshape(values.shape)
+            if name in BYTE_STREAM_SPLIT:
+                raw = raw.reshape(len(values), values.itemsize, -1).transpose(0, 2, 1)
+            back = np.ascontiguousarray(raw).reshape(-1).view(values.dtype).reshape(values.shape)
         else:
-            back = _leaves(stored.column(name))[1]
+            back = _leaves(stored, name)
         if not np.array_equal(back, values):
             raise AssertionError(f"column {name!r}: the layout does not store the same values")
 
@@ -149,15 +154,6 @@ def _read_seconds(path: Path) -> float:
     for _ in pq.ParquetFile(path).iter_batches(batch_size=1024):
         pass
     return time.process_time() - start
-
-
-def _column_bytes(path: Path) -> int:
-    metadata = pq.ParquetFile(path).metadata
-    return sum(
-        metadata.row_group(g).column(c).total_compressed_size
-        for g in range(metadata.num_row_groups)
-        for c in range(metadata.num_columns)
-    )
 
 
 if __name__ == "__main__":
